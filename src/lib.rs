@@ -1,0 +1,10 @@
+//! crema: a Caffe-compatible network interpreter.
+//!
+//! Reads Caffe's files as they are (net and solver definitions in protobuf text format,
+//! weights in `.caffemodel`, solver snapshots in `.solverstate`), runs the nets forward and
+//! backward on the CPU and on NVIDIA GPUs, and trains them with Caffe's solvers.
+
+pub mod error;
+pub mod proto;
+
+pub use error::{Error, Result};
