@@ -15,6 +15,7 @@ fn main() {
     std::fs::write(out.join("caffe_descriptor.bin"), fds.encode_to_vec())
         .expect("write descriptor set");
     prost_build::Config::new()
+        .enable_type_names()
         .compile_fds(fds)
         .expect("prost-build generates the caffe types");
 }
