@@ -12,4 +12,10 @@ pub enum Error {
     /// A file could not be opened, read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, #[source] source: std::io::Error },
+    /// A buffer could not be allocated.
+    #[error("out of memory: {bytes} bytes could not be allocated on the {device}")]
+    OutOfMemory { bytes: usize, device: String },
+    /// A broken invariant inside crema: a bug, reported rather than panicking.
+    #[error("internal error (a bug in crema): {0}")]
+    Internal(String),
 }

@@ -4,6 +4,7 @@
 //! weights in `.caffemodel`, solver snapshots in `.solverstate`), runs the nets forward and
 //! backward on the CPU and on NVIDIA GPUs, and trains them with Caffe's solvers.
 
+pub mod backend;
 pub mod error;
 pub mod proto;
 

@@ -1,0 +1,6 @@
+//! CPU loss primitives.
+
+use super::Cpu;
+use crate::backend::Losses;
+
+impl Losses for Cpu {}

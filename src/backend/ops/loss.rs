@@ -1,0 +1,6 @@
+//! Softmax and the loss layers' arithmetic.
+
+use crate::backend::Storage;
+
+/// Softmax and loss primitives.
+pub trait Losses: Storage {}

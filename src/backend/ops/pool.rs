@@ -1,0 +1,6 @@
+//! Pooling and SegNet's upsampling by pooling masks.
+
+use crate::backend::Storage;
+
+/// Pooling primitives.
+pub trait Pooling: Storage {}

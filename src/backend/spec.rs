@@ -1,0 +1,148 @@
+//! Geometry of the structured primitives (convolution, pooling, strided copies), shared by
+//! every backend. A layer computes its spec from its parameters and bottom shapes; a backend
+//! only reads it.
+
+/// Geometry of an N-d convolution over `num` images of `channels` channels.
+///
+/// The weight blob has shape `(out_channels, channels / group, kernel...)`. Spatial vectors
+/// (`in_shape`, `out_shape`, `kernel`, `stride`, `pad`, `dilation`) all have one entry per
+/// spatial axis.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvSpec {
+    /// Number of images (the product of the axes before the channel axis).
+    pub num: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Channel groups: input and output channels are split into `group` independent parts.
+    pub group: usize,
+    /// Input spatial shape.
+    pub in_shape: Vec<usize>,
+    /// Output spatial shape.
+    pub out_shape: Vec<usize>,
+    /// Kernel extent per spatial axis.
+    pub kernel: Vec<usize>,
+    /// Stride per spatial axis.
+    pub stride: Vec<usize>,
+    /// Zero padding per spatial axis (both sides).
+    pub pad: Vec<usize>,
+    /// Dilation per spatial axis.
+    pub dilation: Vec<usize>,
+}
+
+impl ConvSpec {
+    /// Elements of one input image (`channels * prod(in_shape)`).
+    pub fn in_image_len(&self) -> usize {
+        self.channels * self.in_shape.iter().product::<usize>()
+    }
+    /// Elements of one output image.
+    pub fn out_image_len(&self) -> usize {
+        self.out_channels * self.out_shape.iter().product::<usize>()
+    }
+    /// Spatial size of one input plane.
+    pub fn in_spatial(&self) -> usize {
+        self.in_shape.iter().product()
+    }
+    /// Spatial size of one output plane.
+    pub fn out_spatial(&self) -> usize {
+        self.out_shape.iter().product()
+    }
+    /// Elements of one kernel (`prod(kernel)`).
+    pub fn kernel_len(&self) -> usize {
+        self.kernel.iter().product()
+    }
+    /// Elements of the weight blob.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.channels / self.group) * self.kernel_len()
+    }
+    /// Multiply-adds of the forward pass, times two: the FLOPs of one forward.
+    pub fn forward_flops(&self) -> u64 {
+        2 * self.num as u64
+            * self.out_image_len() as u64
+            * (self.channels / self.group) as u64
+            * self.kernel_len() as u64
+    }
+    /// The output extent Caffe computes for one axis:
+    /// `(in + 2 pad - (dilation (k - 1) + 1)) / stride + 1`, or `None` when the kernel does
+    /// not fit.
+    pub fn output_extent(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Option<usize> {
+        let extent = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+        let padded = input.checked_add(2 * pad)?;
+        if padded < extent || stride == 0 {
+            return None;
+        }
+        Some((padded - extent) / stride + 1)
+    }
+}
+
+/// Geometry of 2-d pooling over `planes` = N*C independent planes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSpec {
+    /// Number of planes (num * channels).
+    pub planes: usize,
+    /// Input height and width.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+    /// Kernel height.
+    pub kernel_h: usize,
+    /// Kernel width.
+    pub kernel_w: usize,
+    /// Stride along height.
+    pub stride_h: usize,
+    /// Stride along width.
+    pub stride_w: usize,
+    /// Padding along height.
+    pub pad_h: usize,
+    /// Padding along width.
+    pub pad_w: usize,
+}
+
+/// An N-d strided copy: `dst[dst_offset + sum(i_k * dst_strides[k])] (+)= src[src_offset +
+/// sum(i_k * src_strides[k])]` for every index `i` in `shape`. A source stride of 0 repeats
+/// (Tile); `accumulate` adds instead of overwriting (gradients of Split, Tile, Crop).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StridedCopy {
+    /// Extent of each axis.
+    pub shape: Vec<usize>,
+    /// Offset of the first source element.
+    pub src_offset: usize,
+    /// Source stride per axis, in elements.
+    pub src_strides: Vec<usize>,
+    /// Offset of the first destination element.
+    pub dst_offset: usize,
+    /// Destination stride per axis, in elements.
+    pub dst_strides: Vec<usize>,
+}
+
+impl StridedCopy {
+    /// A copy of a contiguous `outer x inner` block into the `outer x dst_inner` layout at
+    /// `dst_col` (and its reverse when `reverse`): the shape of Concat and Slice.
+    pub fn block(outer: usize, inner: usize, src_inner: usize, src_col: usize, dst_inner: usize, dst_col: usize) -> Self {
+        StridedCopy {
+            shape: vec![outer, inner],
+            src_offset: src_col,
+            src_strides: vec![src_inner, 1],
+            dst_offset: dst_col,
+            dst_strides: vec![dst_inner, 1],
+        }
+    }
+    /// Number of elements copied.
+    pub fn count(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Row-major strides of a shape.
+pub fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
