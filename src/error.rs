@@ -6,6 +6,16 @@ use std::path::PathBuf;
 /// Result with crema's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Wraps this error with the layer it happened in (unless it already names one).
+    pub fn in_layer(self, layer: &str, kind: &str) -> Error {
+        match self {
+            e @ Error::Layer { .. } => e,
+            e => Error::Layer { layer: layer.to_string(), kind: kind.to_string(), source: Box::new(e) },
+        }
+    }
+}
+
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,6 +25,15 @@ pub enum Error {
     /// A buffer could not be allocated.
     #[error("out of memory: {bytes} bytes could not be allocated on the {device}")]
     OutOfMemory { bytes: usize, device: String },
+    /// Shapes that do not fit together (a layer's bottoms, a reshape, an input file).
+    #[error("{0}")]
+    Shape(String),
+    /// A layer or net parameter that Caffe would reject, or that crema cannot honour.
+    #[error("{0}")]
+    Config(String),
+    /// An error inside one layer of a net.
+    #[error("layer `{layer}` (type {kind}): {source}")]
+    Layer { layer: String, kind: String, #[source] source: Box<Error> },
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),

@@ -1,0 +1,130 @@
+//! Layers: one file per layer type or family, each written once against the backend
+//! primitives, with Caffe's contract: construction checks the parameters, `setup` declares the
+//! learnable blobs, `reshape` (before every forward) gives the top shapes, `forward` and
+//! `backward` compute.
+//!
+//! Every layer type is one entry of [`registry`]; the net builds layers only through it.
+
+mod ctx;
+mod registry;
+
+mod activation;
+mod conv;
+mod input;
+mod inner_product;
+mod euclidean_loss;
+
+pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
+pub use registry::{create_layer, layer_types};
+
+use crate::backend::Backend;
+use crate::proto::{FillerParameter, LayerParameter, Phase};
+use crate::{Error, Result};
+
+/// How many bottoms or tops a layer takes: `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arity {
+    /// Fewest allowed.
+    pub min: usize,
+    /// Most allowed.
+    pub max: usize,
+}
+
+impl Arity {
+    /// Exactly `n`.
+    pub const fn exactly(n: usize) -> Self {
+        Arity { min: n, max: n }
+    }
+    /// From `min` to `max`.
+    pub const fn range(min: usize, max: usize) -> Self {
+        Arity { min, max }
+    }
+    /// At least `min`.
+    pub const fn at_least(min: usize) -> Self {
+        Arity { min, max: usize::MAX }
+    }
+    /// Checks `n` against this arity; `what` is "bottom" or "top".
+    pub fn check(&self, n: usize, what: &str) -> Result<()> {
+        if n >= self.min && n <= self.max {
+            return Ok(());
+        }
+        let want = if self.min == self.max {
+            format!("exactly {}", self.min)
+        } else if self.max == usize::MAX {
+            format!("at least {}", self.min)
+        } else {
+            format!("{} to {}", self.min, self.max)
+        };
+        Err(Error::Config(format!("takes {want} {what} blob(s), given {n}")))
+    }
+}
+
+/// A learnable blob a layer asks the net for: its shape and how to fill it.
+#[derive(Clone, Debug)]
+pub struct ParamDef {
+    /// Shape of the blob.
+    pub shape: Vec<usize>,
+    /// How to initialise it (a constant 0 filler when `None`).
+    pub filler: Option<FillerParameter>,
+}
+
+/// What a layer knows when it is built.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerContext {
+    /// The phase the net runs in.
+    pub phase: Phase,
+}
+
+/// One layer. The net checks bottom/top counts ([`Layer::bottoms`], [`Layer::tops`]), in-place
+/// use ([`Layer::allows_in_place`]) and calls `setup` once, then `reshape` + `forward` on every
+/// forward pass and `backward` on every backward pass.
+pub trait Layer<B: Backend>: Send {
+    /// Caffe's type string ("Convolution").
+    fn type_name(&self) -> &'static str;
+    /// Allowed number of bottoms.
+    fn bottoms(&self) -> Arity;
+    /// Allowed number of tops.
+    fn tops(&self) -> Arity;
+    /// Whether top 0 may be the same blob as bottom 0.
+    fn allows_in_place(&self) -> bool {
+        false
+    }
+    /// Whether this is a loss layer: its first top gets loss weight 1 unless told otherwise.
+    fn is_loss(&self) -> bool {
+        false
+    }
+    /// For each bottom, whether a gradient can flow to it (Caffe's `AllowForceBackward`; false
+    /// for labels).
+    fn allow_force_backward(&self, _bottom: usize) -> bool {
+        true
+    }
+    /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
+    fn has_backward(&self) -> bool {
+        true
+    }
+    /// Called once with the first bottom shapes: checks them and declares the learnable blobs.
+    fn setup(&mut self, _be: &B, _bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
+        Ok(Vec::new())
+    }
+    /// Called before every forward: checks bottom shapes, sizes internal buffers, and returns
+    /// the top shapes.
+    fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>>;
+    /// Computes the tops from the bottoms.
+    fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()>;
+    /// Computes bottom diffs (where `propagate_down[i]`) and accumulates parameter diffs.
+    fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()>;
+    /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
+    fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
+        0
+    }
+}
+
+/// The parameter message of a layer, or an error naming the field when it is required.
+pub(crate) fn required<'a, T>(p: &'a Option<T>, field: &str) -> Result<&'a T> {
+    p.as_ref().ok_or_else(|| Error::Config(format!("missing `{field}`")))
+}
+
+/// Reads a layer's name for messages.
+pub(crate) fn layer_name(lp: &LayerParameter) -> &str {
+    lp.name.as_deref().unwrap_or("")
+}

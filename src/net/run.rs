@@ -1,0 +1,127 @@
+//! Running a built net: reshape, forward (returning the loss), backward.
+
+use super::Net;
+use crate::backend::Backend;
+use crate::layers::Ctx;
+use crate::{Error, Result};
+
+impl<B: Backend> Net<B> {
+    /// Runs every layer forward (reshaping each first, so inputs of a new size flow through)
+    /// and returns the total loss.
+    pub fn forward(&mut self) -> Result<f32> {
+        let mut loss = 0.0f32;
+        for i in 0..self.layers.len() {
+            loss += self.forward_layer(i)?;
+        }
+        Ok(loss)
+    }
+
+    /// Runs forward, checking after each layer that its tops are finite. Returns the loss, or
+    /// the name of the first layer and top whose values are not finite. Slower than
+    /// [`Net::forward`]: for diagnosis.
+    pub fn forward_checked(&mut self) -> Result<std::result::Result<f32, (String, String)>> {
+        let mut loss = 0.0f32;
+        for i in 0..self.layers.len() {
+            loss += self.forward_layer(i)?;
+            for &t in &self.layers[i].tops {
+                if !self.be.all_finite(&self.blobs[t].data)? {
+                    return Ok(Err((self.layers[i].name().to_string(), self.blob_names[t].clone())));
+                }
+            }
+        }
+        Ok(Ok(loss))
+    }
+
+    /// Reshapes and runs layer `i` forward; returns the loss it contributes.
+    pub fn forward_layer(&mut self, i: usize) -> Result<f32> {
+        let entry = &mut self.layers[i];
+        let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
+        let wrap = |e: Error| e.in_layer(&name, &kind);
+        let shapes: Vec<Vec<usize>> = entry.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
+        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let top_shapes = entry.layer.reshape(&self.be, &refs).map_err(wrap)?;
+        for (&t, s) in entry.tops.iter().zip(&top_shapes) {
+            self.blobs[t].reshape(&self.be, s).map_err(wrap)?;
+        }
+        let mut ctx = Ctx::new(
+            &mut self.blobs,
+            &mut self.params,
+            &entry.bottoms,
+            &entry.tops,
+            &entry.params,
+            &entry.param_propagate,
+            self.phase,
+        );
+        entry.layer.forward(&self.be, &mut ctx).map_err(wrap)?;
+        let mut loss = 0.0f32;
+        for (j, &t) in entry.tops.iter().enumerate() {
+            let w = entry.loss_weights[j];
+            if w == 0.0 {
+                continue;
+            }
+            let blob = &mut self.blobs[t];
+            if blob.has_diff() {
+                let n = blob.count();
+                self.be.fill(&mut blob.diff, 0, n, w).map_err(wrap)?;
+            }
+            let values = blob.data_to_vec(&self.be).map_err(wrap)?;
+            loss += w * values.iter().sum::<f32>();
+        }
+        Ok(loss)
+    }
+
+    /// Runs every layer that needs it backward, from the last to the first.
+    pub fn backward(&mut self) -> Result<()> {
+        for i in (0..self.layers.len()).rev() {
+            self.backward_layer(i)?;
+        }
+        Ok(())
+    }
+
+    /// Runs layer `i` backward if it needs backward.
+    pub fn backward_layer(&mut self, i: usize) -> Result<()> {
+        let entry = &mut self.layers[i];
+        if !entry.need_backward {
+            return Ok(());
+        }
+        let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
+        let mut ctx = Ctx::new(
+            &mut self.blobs,
+            &mut self.params,
+            &entry.bottoms,
+            &entry.tops,
+            &entry.params,
+            &entry.param_propagate,
+            self.phase,
+        );
+        entry
+            .layer
+            .backward(&self.be, &mut ctx, &entry.bottom_need_backward)
+            .map_err(|e| e.in_layer(&name, &kind))
+    }
+
+    /// Zeroes the diff of every learnable blob (before a new accumulation of gradients).
+    pub fn clear_param_diffs(&mut self) -> Result<()> {
+        for p in &mut self.params {
+            if p.has_diff() {
+                let n = p.count();
+                self.be.fill(&mut p.diff, 0, n, 0.0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reshapes every layer in order without computing (to learn the top shapes after an
+    /// input changed size).
+    pub fn reshape(&mut self) -> Result<()> {
+        for entry in &mut self.layers {
+            let shapes: Vec<Vec<usize>> = entry.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
+            let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+            let tops = entry.layer.reshape(&self.be, &refs).map_err(|e| e.in_layer(entry.param.name(), entry.param.r#type()))?;
+            for (&t, s) in entry.tops.iter().zip(&tops) {
+                self.blobs[t].reshape(&self.be, s)?;
+            }
+        }
+        Ok(())
+    }
+}
