@@ -53,6 +53,11 @@ impl<B: Storage> Blob<B> {
         self.shape.len()
     }
 
+    /// The data to read and the diff to write, borrowed together.
+    pub fn data_and_diff_mut(&mut self) -> (&B::Buf, &mut B::Buf) {
+        (&self.data, &mut self.diff)
+    }
+
     /// Whether the blob carries a diff.
     pub fn has_diff(&self) -> bool {
         self.with_diff

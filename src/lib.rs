@@ -9,3 +9,8 @@ pub mod error;
 pub mod proto;
 
 pub use error::{Error, Result};
+pub mod blob;
+pub mod filler;
+pub mod layers;
+pub mod net;
+pub mod rng;

@@ -143,10 +143,10 @@ impl<'a, B: Storage> Ctx<'a, B> {
         Ok(roles)
     }
 
-    fn take_params(params: &'a mut [Blob<B>], ids: &[usize]) -> Result<Vec<&'a mut Blob<B>>> {
-        let mut slots: Vec<Option<&'a mut Blob<B>>> = (0..ids.len()).map(|_| None).collect();
+    fn take_params<'b>(params: &'b mut [Blob<B>], ids: &[usize]) -> Result<Vec<&'b mut Blob<B>>> {
+        let mut slots: Vec<Option<&'b mut Blob<B>>> = (0..ids.len()).map(|_| None).collect();
         for (idx, blob) in params.iter_mut().enumerate() {
-            let mut uses = ids.iter().enumerate().filter(|(_, &p)| p == idx);
+            let mut uses = ids.iter().enumerate().filter(|&(_, &p)| p == idx);
             if let Some((pos, _)) = uses.next() {
                 if uses.next().is_some() {
                     return Err(Error::Internal("a layer uses one parameter blob twice".into()));
@@ -177,7 +177,7 @@ impl<'a, B: Storage> Ctx<'a, B> {
         Ok(Parts {
             bottoms: bottoms.into_iter().map(|b| b.ok_or_else(missing)).collect::<Result<_>>()?,
             tops: tops.into_iter().map(|t| t.ok_or_else(missing)).collect::<Result<_>>()?,
-            params: Self::take_params(self.params, self.param_ids)?,
+            params: Self::take_params(&mut *self.params, self.param_ids)?,
         })
     }
 
@@ -201,7 +201,7 @@ impl<'a, B: Storage> Ctx<'a, B> {
         Ok(PartsBack {
             bottoms: bottoms.into_iter().map(|b| b.ok_or_else(missing)).collect::<Result<_>>()?,
             tops: tops.into_iter().map(|t| t.ok_or_else(missing)).collect::<Result<_>>()?,
-            params: Self::take_params(self.params, self.param_ids)?,
+            params: Self::take_params(&mut *self.params, self.param_ids)?,
         })
     }
 
@@ -243,7 +243,7 @@ impl<'a, B: Storage> Ctx<'a, B> {
             data,
             shape,
             other_bottoms: other.into_iter().map(|b| b.ok_or_else(missing)).collect::<Result<_>>()?,
-            params: Self::take_params(self.params, self.param_ids)?,
+            params: Self::take_params(&mut *self.params, self.param_ids)?,
         })
     }
 
@@ -288,7 +288,7 @@ impl<'a, B: Storage> Ctx<'a, B> {
             shape,
             in_place,
             other_bottoms: other.into_iter().map(|b| b.ok_or_else(missing)).collect::<Result<_>>()?,
-            params: Self::take_params(self.params, self.param_ids)?,
+            params: Self::take_params(&mut *self.params, self.param_ids)?,
         })
     }
 }

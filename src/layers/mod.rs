@@ -18,7 +18,7 @@ pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 
 use crate::backend::Backend;
-use crate::proto::{FillerParameter, LayerParameter, Phase};
+use crate::proto::{FillerParameter, Phase};
 use crate::{Error, Result};
 
 /// How many bottoms or tops a layer takes: `min..=max`.
@@ -73,6 +73,9 @@ pub struct ParamDef {
 pub struct LayerContext {
     /// The phase the net runs in.
     pub phase: Phase,
+    /// Seed for layers that draw random numbers as they run (Dropout, DummyData, data
+    /// shuffling), mixed with the layer's position so that each layer has its own stream.
+    pub seed: u64,
 }
 
 /// One layer. The net checks bottom/top counts ([`Layer::bottoms`], [`Layer::tops`]), in-place
@@ -87,6 +90,11 @@ pub trait Layer<B: Backend>: Send {
     fn tops(&self) -> Arity;
     /// Whether top 0 may be the same blob as bottom 0.
     fn allows_in_place(&self) -> bool {
+        false
+    }
+    /// Whether the tops keep the shapes they were given (Input: the user reshapes them);
+    /// the net then skips reshaping them on forward.
+    fn keeps_top_shapes(&self) -> bool {
         false
     }
     /// Whether this is a loss layer: its first top gets loss weight 1 unless told otherwise.
@@ -122,9 +130,4 @@ pub trait Layer<B: Backend>: Send {
 /// The parameter message of a layer, or an error naming the field when it is required.
 pub(crate) fn required<'a, T>(p: &'a Option<T>, field: &str) -> Result<&'a T> {
     p.as_ref().ok_or_else(|| Error::Config(format!("missing `{field}`")))
-}
-
-/// Reads a layer's name for messages.
-pub(crate) fn layer_name(lp: &LayerParameter) -> &str {
-    lp.name.as_deref().unwrap_or("")
 }

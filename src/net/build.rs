@@ -46,7 +46,6 @@ impl<B: Backend> Net<B> {
         let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut blob_need_backward: Vec<bool> = Vec::new();
         let mut sharing = Sharing { by_name: HashMap::new(), lr_set: Vec::new(), decay_set: Vec::new() };
-        let cx = LayerContext { phase };
 
         for lp in &param.layer {
             let (name, kind) = (lp.name().to_string(), lp.r#type().to_string());
@@ -54,6 +53,7 @@ impl<B: Backend> Net<B> {
             if lp.name.is_none() {
                 return Err(Error::Config(format!("a layer of type `{kind}` has no name")));
             }
+            let cx = LayerContext { phase, seed: crate::rng::Rng::stream(seed, 1_000_000 + net.layers.len() as u64).next_u64() };
             let layer = create_layer::<B>(lp, &cx).map_err(wrap)?;
             layer.bottoms().check(lp.bottom.len(), "bottom").map_err(wrap)?;
             layer.tops().check(lp.top.len(), "top").map_err(wrap)?;

@@ -40,8 +40,10 @@ impl<B: Backend> Net<B> {
         let shapes: Vec<Vec<usize>> = entry.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
         let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
         let top_shapes = entry.layer.reshape(&self.be, &refs).map_err(wrap)?;
-        for (&t, s) in entry.tops.iter().zip(&top_shapes) {
-            self.blobs[t].reshape(&self.be, s).map_err(wrap)?;
+        if !entry.layer.keeps_top_shapes() {
+            for (&t, s) in entry.tops.iter().zip(&top_shapes) {
+                self.blobs[t].reshape(&self.be, s).map_err(wrap)?;
+            }
         }
         let mut ctx = Ctx::new(
             &mut self.blobs,
@@ -118,6 +120,9 @@ impl<B: Backend> Net<B> {
             let shapes: Vec<Vec<usize>> = entry.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
             let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
             let tops = entry.layer.reshape(&self.be, &refs).map_err(|e| e.in_layer(entry.param.name(), entry.param.r#type()))?;
+            if entry.layer.keeps_top_shapes() {
+                continue;
+            }
             for (&t, s) in entry.tops.iter().zip(&tops) {
                 self.blobs[t].reshape(&self.be, s)?;
             }

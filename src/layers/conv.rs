@@ -1,0 +1,265 @@
+//! Convolution and Deconvolution (N-d, grouped, dilated, strided, padded), on the backend's
+//! fused convolution primitive.
+
+use super::{Arity, Ctx, Layer, LayerContext, ParamDef};
+use crate::backend::{Backend, ConvSpec};
+use crate::blob::{canonical_axis, count_range};
+use crate::proto::{ConvolutionParameter, LayerParameter};
+use crate::{Error, Result};
+
+/// Parses a per-axis setting given either as `name_h`/`name_w` or as a repeated field with 0
+/// (default), 1 (all axes) or one value per spatial axis.
+fn per_axis(
+    hw: (Option<u32>, Option<u32>),
+    list: &[u32],
+    axes: usize,
+    default: Option<u32>,
+    name: &str,
+) -> Result<Vec<usize>> {
+    if hw.0.is_some() || hw.1.is_some() {
+        if axes != 2 {
+            return Err(Error::Config(format!("{name}_h and {name}_w can only be used for 2-d convolution")));
+        }
+        if !list.is_empty() {
+            return Err(Error::Config(format!("give either {name} or {name}_h/{name}_w, not both")));
+        }
+        let (Some(h), Some(w)) = hw else {
+            return Err(Error::Config(format!("{name}_h and {name}_w must be given together")));
+        };
+        return Ok(vec![h as usize, w as usize]);
+    }
+    match (list.len(), default) {
+        (0, Some(d)) => Ok(vec![d as usize; axes]),
+        (0, None) => Err(Error::Config(format!("`{name}` is required"))),
+        (1, _) => Ok(vec![list[0] as usize; axes]),
+        (n, _) if n == axes => Ok(list.iter().map(|&v| v as usize).collect()),
+        (n, _) => Err(Error::Config(format!("`{name}` is given {n} times for {axes} spatial axes (give 1 or {axes})"))),
+    }
+}
+
+/// A Convolution or Deconvolution layer.
+struct Conv {
+    param: ConvolutionParameter,
+    deconv: bool,
+    num_output: usize,
+    group: usize,
+    bias: bool,
+    channel_axis: usize,
+    kernel: Vec<usize>,
+    stride: Vec<usize>,
+    pad: Vec<usize>,
+    dilation: Vec<usize>,
+    channels: usize,
+    num_axes: usize,
+    spec: Option<ConvSpec>,
+}
+
+pub(super) fn create_convolution<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+    create(lp, false)
+}
+
+pub(super) fn create_deconvolution<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+    create(lp, true)
+}
+
+fn create<B: Backend>(lp: &LayerParameter, deconv: bool) -> Result<Box<dyn Layer<B>>> {
+    let param = super::required(&lp.convolution_param, "convolution_param")?.clone();
+    if param.num_output() == 0 {
+        return Err(Error::Config("convolution_param.num_output must be positive".into()));
+    }
+    if param.group() == 0 {
+        return Err(Error::Config("convolution_param.group must be positive".into()));
+    }
+    Ok(Box::new(Conv {
+        num_output: param.num_output() as usize,
+        group: param.group() as usize,
+        bias: param.bias_term(),
+        deconv,
+        param,
+        channel_axis: 0,
+        kernel: Vec::new(),
+        stride: Vec::new(),
+        pad: Vec::new(),
+        dilation: Vec::new(),
+        channels: 0,
+        num_axes: 0,
+        spec: None,
+    }))
+}
+
+impl Conv {
+    fn type_str(&self) -> &'static str {
+        if self.deconv { "Deconvolution" } else { "Convolution" }
+    }
+
+    /// The convolution this layer computes on a bottom of `shape` (for Deconvolution, the
+    /// convolution whose backward-data is its forward).
+    fn spec_for(&self, shape: &[usize]) -> Result<(ConvSpec, Vec<usize>)> {
+        if shape.len() != self.num_axes {
+            return Err(Error::Shape(format!("bottom has {} axes, the layer was set up for {}", shape.len(), self.num_axes)));
+        }
+        if shape[self.channel_axis] != self.channels {
+            return Err(Error::Shape(format!(
+                "bottom has {} channels, the layer was set up for {}",
+                shape[self.channel_axis], self.channels
+            )));
+        }
+        let input = &shape[self.channel_axis + 1..];
+        let mut output = Vec::with_capacity(input.len());
+        for a in 0..input.len() {
+            let o = if self.deconv {
+                let extent = self.dilation[a] * (self.kernel[a] - 1) + 1;
+                (self.stride[a] * input[a].saturating_sub(1) + extent).checked_sub(2 * self.pad[a])
+            } else {
+                ConvSpec::output_extent(input[a], self.kernel[a], self.stride[a], self.pad[a], self.dilation[a])
+            };
+            match o {
+                Some(o) if o > 0 => output.push(o),
+                _ => {
+                    return Err(Error::Shape(format!(
+                        "spatial axis {a} of size {} is too small for kernel {} (pad {}, stride {}, dilation {})",
+                        input[a], self.kernel[a], self.pad[a], self.stride[a], self.dilation[a]
+                    )))
+                }
+            }
+        }
+        let num = count_range(shape, 0, self.channel_axis);
+        let spec = if self.deconv {
+            ConvSpec {
+                num,
+                channels: self.num_output,
+                out_channels: self.channels,
+                group: self.group,
+                in_shape: output.clone(),
+                out_shape: input.to_vec(),
+                kernel: self.kernel.clone(),
+                stride: self.stride.clone(),
+                pad: self.pad.clone(),
+                dilation: self.dilation.clone(),
+            }
+        } else {
+            ConvSpec {
+                num,
+                channels: self.channels,
+                out_channels: self.num_output,
+                group: self.group,
+                in_shape: input.to_vec(),
+                out_shape: output.clone(),
+                kernel: self.kernel.clone(),
+                stride: self.stride.clone(),
+                pad: self.pad.clone(),
+                dilation: self.dilation.clone(),
+            }
+        };
+        let mut top = shape[..self.channel_axis].to_vec();
+        top.push(self.num_output);
+        top.extend(output);
+        Ok((spec, top))
+    }
+}
+
+impl<B: Backend> Layer<B> for Conv {
+    fn type_name(&self) -> &'static str {
+        self.type_str()
+    }
+    fn bottoms(&self) -> Arity {
+        Arity::at_least(1)
+    }
+    fn tops(&self) -> Arity {
+        Arity::at_least(1)
+    }
+
+    fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
+        let shape = bottoms[0];
+        self.num_axes = shape.len();
+        self.channel_axis = canonical_axis(self.param.axis(), shape.len())?;
+        let axes = shape.len() - self.channel_axis - 1;
+        let p = &self.param;
+        self.kernel = per_axis((p.kernel_h, p.kernel_w), &p.kernel_size, axes, None, "kernel_size")?;
+        self.stride = per_axis((p.stride_h, p.stride_w), &p.stride, axes, Some(1), "stride")?;
+        self.pad = per_axis((p.pad_h, p.pad_w), &p.pad, axes, Some(0), "pad")?;
+        self.dilation = per_axis((None, None), &p.dilation, axes, Some(1), "dilation")?;
+        if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
+            return Err(Error::Config("kernel, stride and dilation must be positive".into()));
+        }
+        self.channels = shape[self.channel_axis];
+        if self.channels % self.group != 0 {
+            return Err(Error::Config(format!("{} input channels are not divisible by group {}", self.channels, self.group)));
+        }
+        if self.num_output % self.group != 0 {
+            return Err(Error::Config(format!("num_output {} is not divisible by group {}", self.num_output, self.group)));
+        }
+        let (out_c, in_c) = if self.deconv { (self.channels, self.num_output) } else { (self.num_output, self.channels) };
+        let mut wshape = vec![out_c, in_c / self.group];
+        wshape.extend(&self.kernel);
+        let mut defs = vec![ParamDef { shape: wshape, filler: Some(p.weight_filler.clone().unwrap_or_default()) }];
+        if self.bias {
+            defs.push(ParamDef { shape: vec![self.num_output], filler: Some(p.bias_filler.clone().unwrap_or_default()) });
+        }
+        Ok(defs)
+    }
+
+    fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
+        if let Some(i) = bottoms.iter().position(|b| *b != bottoms[0]) {
+            return Err(Error::Shape(format!("bottom {i} has shape {:?}, bottom 0 has {:?}; all must agree", bottoms[i], bottoms[0])));
+        }
+        let (spec, top) = self.spec_for(bottoms[0])?;
+        self.spec = Some(spec);
+        Ok(vec![top; bottoms.len()])
+    }
+
+    fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
+        let spec = self.spec.as_ref().ok_or_else(|| Error::Internal("forward before reshape".into()))?;
+        let parts = ctx.parts()?;
+        let w = &parts.params[0].data;
+        for (x, y) in parts.bottoms.iter().zip(parts.tops) {
+            let (channels, spatial) = if self.deconv {
+                be.conv_backward_data(spec, &x.data, w, &mut y.data)?;
+                (spec.channels, spec.in_spatial())
+            } else {
+                be.conv_forward(spec, &x.data, w, &mut y.data)?;
+                (spec.out_channels, spec.out_spatial())
+            };
+            if self.bias {
+                be.bias_forward(spec.num, channels, spatial, &parts.params[1].data, &mut y.data)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {
+        let spec = self.spec.clone().ok_or_else(|| Error::Internal("backward before reshape".into()))?;
+        let (w_prop, b_prop) = (ctx.param_propagate(0), self.bias && ctx.param_propagate(1));
+        let mut parts = ctx.parts_back()?;
+        for (i, x) in parts.bottoms.iter_mut().enumerate() {
+            let dy = &parts.tops[i].diff;
+            if b_prop {
+                let (channels, spatial) =
+                    if self.deconv { (spec.channels, spec.in_spatial()) } else { (spec.out_channels, spec.out_spatial()) };
+                be.bias_backward(spec.num, channels, spatial, dy, &mut parts.params[1].diff)?;
+            }
+            let (xd, dx) = x.data_and_diff_mut();
+            if w_prop {
+                let dw = &mut parts.params[0].diff;
+                if self.deconv {
+                    be.conv_backward_filter(&spec, dy, xd, dw)?;
+                } else {
+                    be.conv_backward_filter(&spec, xd, dy, dw)?;
+                }
+            }
+            if propagate_down[i] {
+                let w = &parts.params[0].data;
+                if self.deconv {
+                    be.conv_forward(&spec, dy, w, dx)?;
+                } else {
+                    be.conv_backward_data(&spec, dy, w, dx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flops(&self, bottoms: &[&[usize]], _: &[&[usize]]) -> u64 {
+        self.spec.as_ref().map(|s| s.forward_flops() * bottoms.len() as u64).unwrap_or(0)
+    }
+}
