@@ -34,6 +34,12 @@ pub enum Error {
     /// An error inside one layer of a net.
     #[error("layer `{layer}` (type {kind}): {source}")]
     Layer { layer: String, kind: String, #[source] source: Box<Error> },
+    /// The CUDA backend failed: a library that could not be found or loaded, a driver, cuBLAS,
+    /// cuDNN or NVRTC call that returned an error, a kernel that failed to compile or launch.
+    /// `what` says what crema was doing, `detail` what went wrong (and, for a missing library,
+    /// every place crema looked).
+    #[error("CUDA: {what}: {detail}")]
+    Cuda { what: String, detail: String },
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),

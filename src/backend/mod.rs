@@ -14,6 +14,7 @@
 //! adding a backend adds an implementation of these traits and nothing else.
 
 pub mod cpu;
+pub mod cuda;
 pub mod ops;
 pub mod spec;
 

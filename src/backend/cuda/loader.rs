@@ -1,0 +1,183 @@
+//! Opening the CUDA libraries by full path, before cudarc opens them by name.
+//!
+//! cudarc (with `dynamic-loading`) opens each library by its name on first use and panics when
+//! it cannot. crema opens every library first, with `RTLD_NOW | RTLD_GLOBAL`, from the folders
+//! [`super::probe`] finds: the dynamic linker then finds each of them already loaded (it matches
+//! a name against the `SONAME` of loaded objects), so cudarc's later open by name cannot fail,
+//! and whatever is missing is reported as an [`Error::Cuda`] naming the library and every folder
+//! searched. The handles are kept for the life of the process.
+
+use super::probe::{self, Candidate, LibSpec, SearchEnv};
+use crate::{Error, Result};
+use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A CUDA library crema opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lib {
+    /// `libcuda.so.1`.
+    Driver,
+    /// `libnvrtc.so`.
+    Nvrtc,
+    /// `libcublas.so` and `libcublasLt.so`.
+    Cublas,
+    /// `libcudnn.so.9` and its sub-libraries.
+    Cudnn,
+}
+
+impl Lib {
+    /// Every library the CUDA backend needs, in the order they are opened.
+    pub const ALL: [Lib; 4] = [Lib::Driver, Lib::Nvrtc, Lib::Cublas, Lib::Cudnn];
+
+    fn spec(self) -> &'static LibSpec {
+        match self {
+            Lib::Driver => &probe::DRIVER,
+            Lib::Nvrtc => &probe::NVRTC,
+            Lib::Cublas => &probe::CUBLAS,
+            Lib::Cudnn => &probe::CUDNN,
+        }
+    }
+}
+
+/// One library as it was opened.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// What the library is.
+    pub what: &'static str,
+    /// The file opened, or the bare name when the dynamic linker found it by its own search.
+    pub path: PathBuf,
+    /// Companion libraries opened with it.
+    pub companions: Vec<PathBuf>,
+}
+
+struct State {
+    loaded: Vec<(Lib, Loaded)>,
+    /// Never closed: cudarc keeps using the libraries for the life of the process.
+    handles: Vec<Library>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State { loaded: Vec::new(), handles: Vec::new() });
+
+impl State {
+    fn get(&self, lib: Lib) -> Option<&Loaded> {
+        self.loaded.iter().find(|(l, _)| *l == lib).map(|(_, v)| v)
+    }
+}
+
+/// Opens `libs` (those not yet open), or explains which are missing and where crema looked.
+/// A library that failed is searched for again on the next call.
+pub fn ensure(libs: &[Lib]) -> Result<Vec<Loaded>> {
+    let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    let env = SearchEnv::from_process();
+    let mut dirs: Option<Vec<PathBuf>> = None;
+    let mut asked_python = false;
+    let mut failures = Vec::new();
+    for &lib in libs {
+        if state.get(lib).is_some() {
+            continue;
+        }
+        let dirs = dirs.get_or_insert_with(|| probe::search_dirs(&env));
+        let spec = lib.spec();
+        let mut cands = probe::candidates(spec, dirs);
+        if cands.is_empty() && !asked_python && lib != Lib::Driver {
+            asked_python = true;
+            let extra: Vec<PathBuf> = probe::python_site_packages().iter().flat_map(|sp| probe::wheel_dirs(sp)).collect();
+            for d in extra {
+                if !dirs.contains(&d) {
+                    dirs.push(d);
+                }
+            }
+            cands = probe::candidates(spec, dirs);
+        }
+        match open_first(spec, &cands, &mut state.handles) {
+            Ok(loaded) => {
+                state.loaded.push((lib, loaded));
+            }
+            Err(why) => failures.push(format!("{}: {why}", spec.what)),
+        }
+    }
+    if !failures.is_empty() {
+        let looked: Vec<String> = dirs.unwrap_or_default().iter().map(|d| format!("  {}", d.display())).collect();
+        return Err(Error::Cuda {
+            what: "loading the CUDA libraries".into(),
+            detail: format!(
+                "{}\ncrema looked in these folders (add others with CREMA_CUDA_LIB_PATH=dir1:dir2):\n{}\n  and the dynamic linker's own search path (LD_LIBRARY_PATH at start-up, /etc/ld.so.cache)",
+                failures.join("\n"),
+                if looked.is_empty() { "  (none of the usual folders exist)".to_string() } else { looked.join("\n") }
+            ),
+        });
+    }
+    Ok(libs.iter().filter_map(|&l| state.get(l).cloned()).collect())
+}
+
+/// What is open now (for `device_query`).
+pub fn loaded() -> Vec<Loaded> {
+    let state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    Lib::ALL.iter().filter_map(|&l| state.get(l).cloned()).collect()
+}
+
+/// Opens the first candidate that opens with all its required companions; with no candidate,
+/// lets the dynamic linker search by name.
+fn open_first(spec: &LibSpec, cands: &[Candidate], handles: &mut Vec<Library>) -> std::result::Result<Loaded, String> {
+    let mut errors = Vec::new();
+    for c in cands {
+        if !c.missing.is_empty() {
+            errors.push(format!("{} found, but not {} beside it or anywhere else", c.path.display(), c.missing.join(", ")));
+            continue;
+        }
+        match open_candidate(c, handles) {
+            Ok(companions) => return Ok(Loaded { what: spec.what, path: c.path.clone(), companions }),
+            Err(e) => errors.push(e),
+        }
+    }
+    if cands.is_empty() {
+        // Not in any folder crema knows: the linker may still know it (LD_LIBRARY_PATH, cache).
+        for name in spec.names {
+            if let Ok(lib) = open(Path::new(name)) {
+                handles.push(lib);
+                return Ok(Loaded { what: spec.what, path: PathBuf::from(name), companions: Vec::new() });
+            }
+        }
+        errors.push(format!("none of {} found", spec.names.join(", ")));
+    }
+    Err(errors.join("; "))
+}
+
+/// Opens the companions (repeatedly, so that their order does not matter), then the library.
+fn open_candidate(c: &Candidate, handles: &mut Vec<Library>) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut pending: Vec<&(PathBuf, bool)> = c.companions.iter().collect();
+    let mut opened = Vec::new();
+    let mut last_error: HashMap<&Path, String> = HashMap::new();
+    loop {
+        let before = pending.len();
+        pending.retain(|(path, _)| match open(path) {
+            Ok(lib) => {
+                handles.push(lib);
+                opened.push(path.clone());
+                false
+            }
+            Err(e) => {
+                last_error.insert(path, e);
+                true
+            }
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    if let Some((path, _)) = pending.iter().find(|(_, required)| *required) {
+        let why = last_error.get(path.as_path()).cloned().unwrap_or_default();
+        return Err(format!("{} could not be opened: {why}", path.display()));
+    }
+    let lib = open(&c.path).map_err(|e| format!("{} could not be opened: {e}", c.path.display()))?;
+    handles.push(lib);
+    Ok(opened)
+}
+
+fn open(path: &Path) -> std::result::Result<Library, String> {
+    // SAFETY: opening a shared library runs its initialisers; these are NVIDIA's CUDA libraries
+    // (or files of the same name the user pointed crema at), which cudarc would open anyway.
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())
+}
