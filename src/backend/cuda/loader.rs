@@ -73,6 +73,7 @@ pub fn ensure(libs: &[Lib]) -> Result<Vec<Loaded>> {
     let env = SearchEnv::from_process();
     let mut dirs: Option<Vec<PathBuf>> = None;
     let mut asked_python = false;
+    let mut python_sites: Vec<PathBuf> = Vec::new();
     let mut failures = Vec::new();
     for &lib in libs {
         if state.get(lib).is_some() {
@@ -83,7 +84,8 @@ pub fn ensure(libs: &[Lib]) -> Result<Vec<Loaded>> {
         let mut cands = probe::candidates(spec, dirs);
         if cands.is_empty() && !asked_python && lib != Lib::Driver {
             asked_python = true;
-            let extra: Vec<PathBuf> = probe::python_site_packages().iter().flat_map(|sp| probe::wheel_dirs(sp)).collect();
+            python_sites = probe::python_site_packages();
+            let extra: Vec<PathBuf> = python_sites.iter().flat_map(|sp| probe::wheel_dirs(sp)).collect();
             for d in extra {
                 if !dirs.contains(&d) {
                     dirs.push(d);
@@ -99,13 +101,22 @@ pub fn ensure(libs: &[Lib]) -> Result<Vec<Loaded>> {
         }
     }
     if !failures.is_empty() {
-        let looked: Vec<String> = dirs.unwrap_or_default().iter().map(|d| format!("  {}", d.display())).collect();
+        let list = |v: &[PathBuf]| -> String {
+            if v.is_empty() { "  (none)".to_string() } else { v.iter().map(|d| format!("  {}", d.display())).collect::<Vec<_>>().join("\n") }
+        };
+        let mut sites = probe::site_packages(&env);
+        sites.extend(python_sites.into_iter().filter(|p| p.is_dir()));
+        let mut seen = std::collections::HashSet::new();
+        sites.retain(|p| seen.insert(p.clone()));
         return Err(Error::Cuda {
             what: "loading the CUDA libraries".into(),
             detail: format!(
-                "{}\ncrema looked in these folders (add others with CREMA_CUDA_LIB_PATH=dir1:dir2):\n{}\n  and the dynamic linker's own search path (LD_LIBRARY_PATH at start-up, /etc/ld.so.cache)",
+                "{}\ncrema looked in these folders (add others with CREMA_CUDA_LIB_PATH=dir1:dir2):\n{}\n  \
+                 and the dynamic linker's own search path (LD_LIBRARY_PATH at start-up, /etc/ld.so.cache);\n\
+                 for NVIDIA's pip wheels (nvidia/*/lib) in these Python site-packages folders:\n{}",
                 failures.join("\n"),
-                if looked.is_empty() { "  (none of the usual folders exist)".to_string() } else { looked.join("\n") }
+                list(&dirs.unwrap_or_default()),
+                list(&sites),
             ),
         });
     }

@@ -1,5 +1,216 @@
-//! The CUDA backend (being built): library probing and loading, NVRTC kernel compilation.
+//! The CUDA backend: buffers live on one NVIDIA GPU, every primitive is queued on one stream.
+//!
+//! - Libraries are found and opened by crema itself before cudarc touches them
+//!   ([`probe`], [`loader`]): a machine without CUDA gets an [`Error::Cuda`] naming what is
+//!   missing and where crema looked, never a panic.
+//! - Element-wise kernels, reductions, bias and im2col are hand-written CUDA C in
+//!   `kernels/*.cu` (one file per family), compiled by NVRTC for the GPU's architecture on first
+//!   use and cached on disk ([`nvrtc`]). Reductions use a fixed grid and two passes: the same
+//!   inputs give the same bits on every run and every GPU.
+//! - GEMM is cuBLAS; convolutions are cuDNN with algorithms chosen per shape by measurement and
+//!   one workspace shared by all layers, with an im2col + cuBLAS path for more than three
+//!   spatial axes (or by request, [`ConvEngine::Im2col`]).
+//! - [`Precision::Tf32`] (the default) lets cuBLAS and cuDNN use TF32 tensor cores;
+//!   [`Precision::Fp32`] forbids them, for comparisons with the CPU backend.
 
+mod act;
+mod blas;
+mod conv;
+mod conv_gemm;
+mod device;
+mod dnn;
+mod launch;
 pub mod loader;
+mod loss;
+mod math;
+mod norm;
 pub mod nvrtc;
+mod pool;
 pub mod probe;
+mod query;
+mod solver;
+
+pub use launch::{kernel_sources, Family};
+pub use query::{device_query, DeviceInfo};
+
+use crate::backend::Storage;
+use crate::{Error, Result};
+use cudarc::driver::result as drv;
+use device::Device;
+use std::sync::Arc;
+
+/// Arithmetic allowed in cuBLAS GEMMs and cuDNN convolutions (hand-written kernels are always
+/// plain FP32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// TF32 tensor cores allowed (10-bit mantissa products, FP32 sums): the fast default, as in
+    /// PyTorch with `allow_tf32`.
+    #[default]
+    Tf32,
+    /// FP32 FMA arithmetic only, for bit-level comparisons with the CPU backend.
+    Fp32,
+}
+
+/// How convolutions run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvEngine {
+    /// cuDNN where it takes the shape (1 to 3 spatial axes), else im2col + cuBLAS.
+    #[default]
+    Cudnn,
+    /// Always im2col + cuBLAS (slower; for testing that path).
+    Im2col,
+}
+
+/// Options of [`Cuda::with_options`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CudaOptions {
+    /// GEMM and convolution arithmetic.
+    pub precision: Precision,
+    /// Convolution implementation.
+    pub conv: ConvEngine,
+}
+
+/// The CUDA backend on one GPU. Cheap to clone (clones share the GPU, stream and caches).
+#[derive(Clone)]
+pub struct Cuda {
+    dev: Arc<Device>,
+}
+
+impl std::fmt::Debug for Cuda {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cuda({})", self.dev.describe())
+    }
+}
+
+impl Cuda {
+    /// The backend on GPU `device` (numbered from 0), TF32 allowed. Fails with
+    /// [`Error::Cuda`] when a CUDA library is missing or the GPU cannot be opened.
+    pub fn new(device: usize) -> Result<Cuda> {
+        Self::with_options(device, CudaOptions::default())
+    }
+
+    /// The backend on GPU `device` with the given GEMM/convolution precision.
+    pub fn with_precision(device: usize, precision: Precision) -> Result<Cuda> {
+        Self::with_options(device, CudaOptions { precision, ..CudaOptions::default() })
+    }
+
+    /// The backend on GPU `device` with all options.
+    pub fn with_options(device: usize, options: CudaOptions) -> Result<Cuda> {
+        Ok(Cuda { dev: Device::open(device, options)? })
+    }
+
+    /// The GPU's number.
+    pub fn ordinal(&self) -> usize {
+        self.dev.ordinal
+    }
+
+    /// The options the backend was opened with.
+    pub fn options(&self) -> CudaOptions {
+        self.dev.options
+    }
+
+    /// The cuDNN algorithms chosen so far, one line per convolution shape and pass.
+    pub fn conv_algorithms(&self) -> Vec<String> {
+        self.dev.dnn.lock().map(|d| d.describe_choices()).unwrap_or_default()
+    }
+
+    /// Checks that every buffer was allocated by this backend (clones included).
+    fn own(&self, bufs: &[&CudaBuf]) -> Result<()> {
+        match bufs.iter().all(|b| Arc::ptr_eq(&b.dev, &self.dev)) {
+            true => Ok(()),
+            false => Err(Error::Internal("a buffer of another CUDA backend was passed to this one".into())),
+        }
+    }
+}
+
+/// A buffer of `f32` in GPU memory. Freed (in stream order) when dropped.
+pub struct CudaBuf {
+    ptr: u64,
+    len: usize,
+    dev: Arc<Device>,
+}
+
+impl std::fmt::Debug for CudaBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaBuf({} floats on GPU {})", self.len, self.dev.ordinal)
+    }
+}
+
+impl CudaBuf {
+    /// The device address of element `offset`.
+    fn at(&self, offset: usize) -> u64 {
+        self.ptr + 4 * offset as u64
+    }
+}
+
+impl Drop for CudaBuf {
+    fn drop(&mut self) {
+        self.dev.free(device::DevMem { ptr: self.ptr, bytes: self.len * 4 });
+    }
+}
+
+/// `offset..offset + len` inside a buffer of `buf_len`, or an error naming `what`.
+pub(crate) fn range_check(what: &str, offset: usize, len: usize, buf_len: usize) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= buf_len => Ok(()),
+        _ => Err(Error::Internal(format!("{what}: range {offset}..{offset}+{len} outside a buffer of {buf_len}"))),
+    }
+}
+
+/// Equal lengths, or an error naming `what`.
+pub(crate) fn same_len(what: &str, a: usize, b: usize) -> Result<()> {
+    if a == b { Ok(()) } else { Err(Error::Internal(format!("{what}: lengths {a} and {b} differ"))) }
+}
+
+impl Storage for Cuda {
+    type Buf = CudaBuf;
+
+    fn describe(&self) -> String {
+        self.dev.describe()
+    }
+
+    fn alloc(&self, len: usize) -> Result<CudaBuf> {
+        let bytes = len.checked_mul(4).ok_or(Error::OutOfMemory { bytes: usize::MAX, device: self.describe() })?;
+        let mem = self.dev.alloc_raw(bytes)?;
+        Ok(CudaBuf { ptr: mem.ptr, len, dev: self.dev.clone() })
+    }
+
+    fn len(&self, buf: &CudaBuf) -> usize {
+        buf.len
+    }
+
+    fn upload(&self, src: &[f32], dst: &mut CudaBuf, offset: usize) -> Result<()> {
+        self.own(&[dst])?;
+        range_check("upload", offset, src.len(), dst.len)?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.dev.bind()?;
+        // SAFETY: the destination range lies inside `dst` (checked above). From pageable host
+        // memory the driver stages `src` before returning, so `src` may change afterwards.
+        unsafe { drv::memcpy_htod_async(dst.at(offset), src, self.dev.cu_stream()) }
+            .map_err(|e| self.dev.driver_error(&format!("uploading {} floats", src.len()), e))
+    }
+
+    fn download(&self, src: &CudaBuf, offset: usize, dst: &mut [f32]) -> Result<()> {
+        self.own(&[src])?;
+        range_check("download", offset, dst.len(), src.len)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.dev.bind()?;
+        // SAFETY: the source range lies inside `src`; the stream is waited for before `dst` is
+        // read or released.
+        unsafe { drv::memcpy_dtoh_async(dst, src.at(offset), self.dev.cu_stream()) }
+            .map_err(|e| self.dev.driver_error(&format!("downloading {} floats", dst.len()), e))?;
+        self.dev.sync()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.dev.sync()
+    }
+
+    fn memory_usage(&self) -> Option<(usize, usize)> {
+        Some(self.dev.memory_usage())
+    }
+}

@@ -157,10 +157,8 @@ pub fn site_packages(env: &SearchEnv) -> Vec<PathBuf> {
     prefixes.extend(env.conda_prefix.clone());
     for dir in env.path.as_deref().unwrap_or("").split(':').filter(|s| !s.is_empty()) {
         let dir = Path::new(dir);
-        if dir.join("python3").exists() || dir.join("python").exists() {
-            if let Some(prefix) = dir.parent() {
-                prefixes.push(prefix.to_path_buf());
-            }
+        if let Some(prefix) = dir.parent().filter(|_| dir.join("python3").exists() || dir.join("python").exists()) {
+            prefixes.push(prefix.to_path_buf());
         }
     }
     for pattern in ["/usr", "/usr/local", "/opt/*", "/opt/*/.venv", "/opt/*/venv", "/opt/conda", "/root/.venv", "/venv"] {

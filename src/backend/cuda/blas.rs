@@ -1,0 +1,103 @@
+//! cuBLAS: the one handle of a device, bound to its stream, and row-major GEMM on it.
+
+use super::Precision;
+use crate::backend::Gemm;
+use crate::{Error, Result};
+use cudarc::cublas::{result as cb, sys as cbsys};
+use cudarc::driver::sys::CUstream;
+
+/// A cuBLAS handle (used under the device's lock: handles are not thread-safe).
+pub(crate) struct Blas {
+    handle: cbsys::cublasHandle_t,
+}
+
+// SAFETY: the handle is used by one thread at a time (under a Mutex) with the context bound.
+unsafe impl Send for Blas {}
+
+impl Blas {
+    /// A handle on `stream`: TF32 tensor cores allowed for `Precision::Tf32`, plain FP32 FMA
+    /// arithmetic for `Precision::Fp32`.
+    pub fn new(stream: CUstream, precision: Precision) -> Result<Blas> {
+        let handle = cb::create_handle().map_err(|e| blas_err("cublasCreate", e))?;
+        let blas = Blas { handle };
+        // SAFETY: a live handle and our live stream (the two stream types are the same C type).
+        unsafe { cb::set_stream(handle, stream as cbsys::cudaStream_t) }.map_err(|e| blas_err("cublasSetStream", e))?;
+        let mode = match precision {
+            Precision::Tf32 => cbsys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+            Precision::Fp32 => cbsys::cublasMath_t::CUBLAS_DEFAULT_MATH,
+        };
+        // SAFETY: a live handle.
+        unsafe { cbsys::cublasSetMathMode(handle, mode) }.result().map_err(|e| blas_err("cublasSetMathMode", e))?;
+        Ok(blas)
+    }
+
+    /// `C = alpha op(A) op(B) + beta C` on row-major matrices at device addresses `a`, `b`, `c`
+    /// (offsets already applied; the caller has checked the extents).
+    ///
+    /// cuBLAS is column-major: a row-major `C (m x n)` is a column-major `C^T (n x m)`, and
+    /// `C^T = op(B)^T op(A)^T`, so the operands are swapped and the leading dimensions are the
+    /// row lengths as stored.
+    pub fn sgemm(&self, g: &Gemm, a: u64, b: u64, c: u64) -> Result<()> {
+        let dim = |v: usize, what: &str| -> Result<i32> {
+            i32::try_from(v).map_err(|_| Error::Cuda { what: "cuBLAS GEMM".into(), detail: format!("{what} = {v} exceeds cuBLAS's 32-bit sizes") })
+        };
+        let (m, n, k) = (dim(g.m, "m")?, dim(g.n, "n")?, dim(g.k, "k")?);
+        let (lda, ldb, ldc) = (dim(g.lda().max(1), "lda")?, dim(g.ldb().max(1), "ldb")?, dim(g.n.max(1), "ldc")?);
+        let op = |t: bool| if t { cbsys::cublasOperation_t::CUBLAS_OP_T } else { cbsys::cublasOperation_t::CUBLAS_OP_N };
+        // SAFETY: device pointers to matrices of the extents the caller checked; alpha and beta
+        // are host scalars (the default pointer mode).
+        unsafe {
+            cb::sgemm(
+                self.handle,
+                op(g.trans_b),
+                op(g.trans_a),
+                n,
+                m,
+                k,
+                &g.alpha,
+                b as *const f32,
+                ldb,
+                a as *const f32,
+                lda,
+                &g.beta,
+                c as *mut f32,
+                ldc,
+            )
+        }
+        .map_err(|e| Error::Cuda {
+            what: format!(
+                "cuBLAS SGEMM (m={}, n={}, k={}, trans_a={}, trans_b={}, alpha={}, beta={})",
+                g.m, g.n, g.k, g.trans_a, g.trans_b, g.alpha, g.beta
+            ),
+            detail: format!("{e:?}"),
+        })
+    }
+}
+
+impl Drop for Blas {
+    fn drop(&mut self) {
+        // SAFETY: created once, destroyed once.
+        let _ = unsafe { cb::destroy_handle(self.handle) };
+    }
+}
+
+/// cuBLAS's version as `major * 10000 + minor * 100 + patch`.
+pub(crate) fn version() -> Result<i32> {
+    let mut parts = [0i32; 3];
+    for (i, p) in [
+        cbsys::libraryPropertyType_t::MAJOR_VERSION,
+        cbsys::libraryPropertyType_t::MINOR_VERSION,
+        cbsys::libraryPropertyType_t::PATCH_LEVEL,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // SAFETY: a valid out-pointer.
+        unsafe { cbsys::cublasGetProperty(p, &mut parts[i]) }.result().map_err(|e| blas_err("cublasGetProperty", e))?;
+    }
+    Ok(parts[0] * 10000 + parts[1] * 100 + parts[2])
+}
+
+fn blas_err(call: &str, e: cb::CublasError) -> Error {
+    Error::Cuda { what: format!("calling {call}"), detail: format!("{e:?}") }
+}

@@ -1,0 +1,133 @@
+//! CUDA convolution: cuDNN for 1 to 3 spatial axes (batches split where cuDNN's 32-bit sizes
+//! require), the im2col + cuBLAS path otherwise; bias kernels from `kernels/conv.cu`.
+
+use super::dnn::{self, Pass};
+use super::launch::{Family, Kernel, Launch, BLOCK};
+use super::{conv_gemm, range_check, ConvEngine, Cuda, CudaBuf};
+use crate::backend::{ConvSpec, Convolution};
+use crate::{Error, Result};
+
+const BIAS_FORWARD: Kernel = Kernel::new(Family::Convolution, "crema_bias_forward");
+const BIAS_BACKWARD_PARTIAL: Kernel = Kernel::new(Family::Convolution, "crema_bias_backward_partial");
+const BIAS_BACKWARD_FINAL: Kernel = Kernel::new(Family::Convolution, "crema_bias_backward_final");
+
+/// Every kernel this file launches (checked against the sources by a unit test).
+#[cfg(test)]
+pub(super) const KERNELS: &[Kernel] = &[BIAS_FORWARD, BIAS_BACKWARD_PARTIAL, BIAS_BACKWARD_FINAL];
+
+/// Checks the geometry itself and that the buffers hold what it describes.
+fn check(spec: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
+    let nd = spec.kernel.len();
+    let bad = |why: String| Err(Error::Internal(format!("convolution geometry {spec:?}: {why}")));
+    if [spec.in_shape.len(), spec.out_shape.len(), spec.stride.len(), spec.pad.len(), spec.dilation.len()].iter().any(|&l| l != nd) {
+        return bad("spatial vectors of different lengths".into());
+    }
+    if spec.group == 0 || !spec.channels.is_multiple_of(spec.group) || !spec.out_channels.is_multiple_of(spec.group) {
+        return bad("channels not divisible by the group count".into());
+    }
+    for a in 0..nd {
+        if ConvSpec::output_extent(spec.in_shape[a], spec.kernel[a], spec.stride[a], spec.pad[a], spec.dilation[a]) != Some(spec.out_shape[a]) {
+            return bad(format!("output extent of axis {a} does not follow from the input, kernel, stride, pad and dilation"));
+        }
+    }
+    let total = |per: usize| spec.num.checked_mul(per).ok_or_else(|| Error::Internal("convolution size overflows".into()));
+    range_check("convolution input", 0, total(spec.in_image_len())?, x)?;
+    range_check("convolution weights", 0, spec.weight_len(), w)?;
+    range_check("convolution output", 0, total(spec.out_image_len())?, y)
+}
+
+impl Cuda {
+    /// Runs one pass over all images: cuDNN in batches its sizes allow, else im2col + GEMM.
+    fn conv(&self, pass: Pass, spec: &ConvSpec, x: &CudaBuf, w: &CudaBuf, y: &CudaBuf) -> Result<()> {
+        let (in_len, out_len) = (spec.in_image_len(), spec.out_image_len());
+        if spec.num == 0 || in_len == 0 || out_len == 0 || spec.weight_len() == 0 {
+            return Ok(());
+        }
+        let dev = &*self.dev;
+        dev.bind()?;
+        let per_image = in_len.max(out_len);
+        let cudnn = dev.options.conv == ConvEngine::Cudnn && dnn::supports(spec) && per_image <= i32::MAX as usize;
+        let batch = if cudnn { (i32::MAX as usize / per_image).clamp(1, spec.num) } else { spec.num };
+        let mut n0 = 0;
+        while n0 < spec.num {
+            let nb = batch.min(spec.num - n0);
+            let sub = ConvSpec { num: nb, ..spec.clone() };
+            let (xo, yo) = (x.at(n0 * in_len), y.at(n0 * out_len));
+            let done = cudnn && dev.dnn.lock().unwrap_or_else(|p| p.into_inner()).run(dev, pass, &sub, xo, w.ptr, yo)?;
+            if !done {
+                conv_gemm::run(dev, pass, &sub, xo, w.ptr, yo)?;
+            }
+            n0 += nb;
+        }
+        Ok(())
+    }
+}
+
+impl Convolution for Cuda {
+    fn conv_forward(&self, spec: &ConvSpec, x: &CudaBuf, w: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, w, y])?;
+        check(spec, x.len, w.len, y.len)?;
+        self.conv(Pass::Forward, spec, x, w, y)
+    }
+
+    fn conv_backward_data(&self, spec: &ConvSpec, dy: &CudaBuf, w: &CudaBuf, dx: &mut CudaBuf) -> Result<()> {
+        self.own(&[dy, w, dx])?;
+        check(spec, dx.len, w.len, dy.len)?;
+        self.conv(Pass::BackwardData, spec, dx, w, dy)
+    }
+
+    fn conv_backward_filter(&self, spec: &ConvSpec, x: &CudaBuf, dy: &CudaBuf, dw: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, dy, dw])?;
+        check(spec, x.len, dw.len, dy.len)?;
+        self.conv(Pass::BackwardFilter, spec, x, dw, dy)
+    }
+
+    fn bias_forward(&self, num: usize, channels: usize, spatial: usize, bias: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
+        self.own(&[bias, y])?;
+        range_check("bias", 0, channels, bias.len)?;
+        let count = num.checked_mul(channels).and_then(|v| v.checked_mul(spatial)).ok_or_else(|| Error::Internal("bias size overflows".into()))?;
+        range_check("bias output", 0, count, y.len)?;
+        Launch::new(&self.dev, BIAS_FORWARD)
+            .elems(count)
+            .u64("count", count)
+            .u64("channels", channels)
+            .u64("spatial", spatial)
+            .buf("bias", bias)
+            .buf("y", y)
+            .run()
+    }
+
+    fn bias_backward(&self, num: usize, channels: usize, spatial: usize, dy: &CudaBuf, db: &mut CudaBuf) -> Result<()> {
+        self.own(&[dy, db])?;
+        range_check("bias diff", 0, channels, db.len)?;
+        let per_channel = num.checked_mul(spatial).ok_or_else(|| Error::Internal("bias size overflows".into()))?;
+        let count = per_channel.checked_mul(channels).ok_or_else(|| Error::Internal("bias size overflows".into()))?;
+        range_check("bias top diff", 0, count, dy.len)?;
+        if count == 0 || channels > i32::MAX as usize {
+            return match count {
+                0 => Ok(()),
+                _ => Err(Error::Internal(format!("bias_backward: {channels} channels exceed a grid"))),
+            };
+        }
+        // Parts per channel depend on the shape only, so the sums do not depend on the GPU.
+        let parts = per_channel.div_ceil(1 << 15).clamp(1, 64);
+        let dev = &*self.dev;
+        let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        let partial = ws.get(dev, channels * parts * 8)?;
+        Launch::new(dev, BIAS_BACKWARD_PARTIAL)
+            .dims((channels as u32, parts as u32, 1), (BLOCK, 1, 1))
+            .u64("num", num)
+            .u64("channels", channels)
+            .u64("spatial", spatial)
+            .buf("dy", dy)
+            .raw("partial", partial, channels * parts)
+            .run()?;
+        Launch::new(dev, BIAS_BACKWARD_FINAL)
+            .elems(channels)
+            .u64("channels", channels)
+            .u64("parts", parts)
+            .raw("partial", partial, channels * parts)
+            .buf("db", db)
+            .run()
+    }
+}

@@ -1,0 +1,246 @@
+//! One GPU as the backend holds it: context, stream, library handles, kernels, the shared
+//! workspace and the memory counters. Every raw driver call of the backend goes through here.
+
+use super::blas::Blas;
+use super::dnn::Dnn;
+use super::launch::Kernels;
+use super::loader::{self, Lib};
+use super::nvrtc::{self, guard, Arch, Cache};
+use super::{CudaOptions, Precision};
+use crate::{Error, Result};
+use cudarc::driver::{result as drv, sys, CudaContext, CudaStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Blocks of every reduction's first pass: fixed, so that sums do not depend on the GPU.
+pub const REDUCE_BLOCKS: usize = 512;
+
+/// Device memory the backend owns outside user buffers (scratch, workspace).
+pub(crate) struct DevMem {
+    /// Device address (0 when empty).
+    pub ptr: u64,
+    /// Size in bytes.
+    pub bytes: usize,
+}
+
+/// The growable workspace shared by every convolution and reduction that needs scratch memory.
+pub(crate) struct Workspace {
+    mem: DevMem,
+}
+
+impl Workspace {
+    /// A device pointer to at least `bytes` bytes, valid until the next call (grows by freeing
+    /// and reallocating; the free is ordered on the stream after the work that used it).
+    pub fn get(&mut self, dev: &Device, bytes: usize) -> Result<u64> {
+        if bytes > self.mem.bytes {
+            let old = std::mem::replace(&mut self.mem, DevMem { ptr: 0, bytes: 0 });
+            dev.free(old);
+            // Round up to 1 MiB so that slowly growing requests do not reallocate every time.
+            let size = bytes.div_ceil(1 << 20) * (1 << 20);
+            self.mem = dev.alloc_raw(size)?;
+        }
+        Ok(self.mem.ptr)
+    }
+
+    /// Bytes held now.
+    pub fn capacity(&self) -> usize {
+        self.mem.bytes
+    }
+}
+
+/// A GPU, opened.
+pub(crate) struct Device {
+    pub ordinal: usize,
+    pub name: String,
+    pub arch: Arch,
+    pub sm_count: u32,
+    pub total_memory: usize,
+    pub options: CudaOptions,
+    sync_each_launch: bool,
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    // Dropped in this order, before the stream and the context (see Drop).
+    pub kernels: Kernels,
+    pub dnn: Mutex<Dnn>,
+    pub workspace: Mutex<Workspace>,
+    pub blas: Mutex<Blas>,
+    /// Reduction partials (REDUCE_BLOCKS doubles), the result and a flag: used under its lock.
+    pub scratch: Mutex<DevMem>,
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+}
+
+impl Device {
+    /// Loads the libraries, opens GPU `ordinal` and creates the stream and handles.
+    pub fn open(ordinal: usize, options: CudaOptions) -> Result<Arc<Device>> {
+        loader::ensure(&Lib::ALL)?;
+        guard(&format!("opening GPU {ordinal}"), || Self::open_loaded(ordinal, options))
+    }
+
+    fn open_loaded(ordinal: usize, options: CudaOptions) -> Result<Arc<Device>> {
+        let what = format!("opening GPU {ordinal}");
+        let err = |e: drv::DriverError| Error::Cuda { what: what.clone(), detail: driver_message(e) };
+        drv::init().map_err(err)?;
+        let count = drv::device::get_count().map_err(err)?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Cuda {
+                what,
+                detail: format!("the driver sees {count} GPU{} (numbered from 0)", if count == 1 { "" } else { "s" }),
+            });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(err)?;
+        let stream = ctx.new_stream().map_err(err)?;
+        let name = ctx.name().map_err(err)?;
+        let (major, minor) = ctx.compute_capability().map_err(err)?;
+        let sm_count = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(err)?;
+        let total_memory = ctx.total_mem().map_err(err)?;
+        let arch = Arch { major: major.max(0) as u32, minor: minor.max(0) as u32 };
+        let (target_arch, output) = nvrtc::target_for(arch)?;
+        let blas = Blas::new(stream.cu_stream(), options.precision)?;
+        let dnn = Dnn::new(stream.cu_stream())?;
+        let dev = Arc::new(Device {
+            ordinal,
+            name,
+            arch,
+            sm_count: sm_count.max(1) as u32,
+            total_memory,
+            options,
+            sync_each_launch: std::env::var_os("CREMA_CUDA_SYNC").is_some_and(|v| v != "0" && !v.is_empty()),
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            kernels: Kernels::new(target_arch, output, Cache::from_env()),
+            dnn: Mutex::new(dnn),
+            workspace: Mutex::new(Workspace { mem: DevMem { ptr: 0, bytes: 0 } }),
+            blas: Mutex::new(blas),
+            scratch: Mutex::new(DevMem { ptr: 0, bytes: 0 }),
+            stream,
+            ctx,
+        });
+        let scratch = dev.alloc_raw((REDUCE_BLOCKS + 2) * 8)?;
+        *dev.scratch.lock().unwrap_or_else(|p| p.into_inner()) = scratch;
+        Ok(dev)
+    }
+
+    /// Makes this device's context current on the calling thread.
+    pub fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| self.driver_error("binding the CUDA context to this thread", e))
+    }
+
+    /// The raw stream every call of the backend is queued on.
+    pub fn cu_stream(&self) -> sys::CUstream {
+        self.stream.cu_stream()
+    }
+
+    /// Most blocks a grid-stride launch uses.
+    pub fn max_blocks(&self) -> u32 {
+        self.sm_count.saturating_mul(32).max(1)
+    }
+
+    /// Whether `CREMA_CUDA_SYNC` asked to wait after every launch (to pin errors on kernels).
+    pub fn sync_each_launch(&self) -> bool {
+        self.sync_each_launch
+    }
+
+    /// Whether TF32 tensor cores are allowed.
+    pub fn tf32(&self) -> bool {
+        self.options.precision == Precision::Tf32
+    }
+
+    /// Waits for the stream, as a raw driver result.
+    pub fn stream_sync_raw(&self) -> std::result::Result<(), drv::DriverError> {
+        // SAFETY: the stream is live for the device's lifetime.
+        unsafe { drv::stream::synchronize(self.cu_stream()) }
+    }
+
+    /// Waits for every queued call.
+    pub fn sync(&self) -> Result<()> {
+        self.bind()?;
+        self.stream_sync_raw().map_err(|e| self.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here; CREMA_CUDA_SYNC=1 pins it on its kernel)", e))
+    }
+
+    /// `bytes` of device memory, zero-filled, counted in [`Device::memory_usage`].
+    pub fn alloc_raw(&self, bytes: usize) -> Result<DevMem> {
+        if bytes == 0 {
+            return Ok(DevMem { ptr: 0, bytes: 0 });
+        }
+        self.bind()?;
+        // SAFETY: a plain allocation on our stream (or synchronous where pools are unsupported).
+        let ptr = unsafe {
+            if self.ctx.has_async_alloc() { drv::malloc_async(self.cu_stream(), bytes) } else { drv::malloc_sync(bytes) }
+        }
+        .map_err(|e| match e.0 {
+            sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Error::OutOfMemory { bytes, device: self.describe() },
+            _ => self.driver_error(&format!("allocating {bytes} bytes"), e),
+        })?;
+        // SAFETY: `ptr` holds `bytes` bytes.
+        if let Err(e) = unsafe { drv::memset_d8_async(ptr, 0, bytes, self.cu_stream()) } {
+            self.free(DevMem { ptr, bytes });
+            return Err(self.driver_error(&format!("zeroing {bytes} new bytes"), e));
+        }
+        let now = self.now.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        Ok(DevMem { ptr, bytes })
+    }
+
+    /// Frees memory from [`Device::alloc_raw`], ordered on the stream after its last use.
+    pub fn free(&self, mem: DevMem) {
+        if mem.ptr == 0 {
+            return;
+        }
+        let _ = self.ctx.bind_to_thread();
+        // SAFETY: `mem` came from alloc_raw and is freed once (it is moved in).
+        let _ = unsafe {
+            if self.ctx.has_async_alloc() { drv::free_async(mem.ptr, self.cu_stream()) } else { drv::free_sync(mem.ptr) }
+        };
+        self.now.fetch_sub(mem.bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes allocated now and at most so far.
+    pub fn memory_usage(&self) -> (usize, usize) {
+        (self.now.load(Ordering::Relaxed), self.peak.load(Ordering::Relaxed))
+    }
+
+    /// "NVIDIA H100 80GB HBM3 (GPU 0, sm_90, 79.1 GiB, TF32 allowed)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (GPU {}, sm_{}, {:.1} GiB, {})",
+            self.name,
+            self.ordinal,
+            self.arch.number(),
+            self.total_memory as f64 / (1u64 << 30) as f64,
+            match self.options.precision {
+                Precision::Tf32 => "TF32 allowed",
+                Precision::Fp32 => "strict FP32",
+            }
+        )
+    }
+
+    /// An error from the driver while doing `what`.
+    pub fn driver_error(&self, what: &str, e: drv::DriverError) -> Error {
+        Error::Cuda { what: format!("{what} on GPU {}", self.ordinal), detail: driver_message(e) }
+    }
+}
+
+/// "CUDA_ERROR_OUT_OF_MEMORY (out of memory)".
+pub(crate) fn driver_message(e: drv::DriverError) -> String {
+    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    match e.error_string() {
+        Ok(s) => format!("{name} ({})", s.to_string_lossy()),
+        Err(_) => name,
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        let _ = self.stream_sync_raw();
+        let ws = std::mem::replace(&mut self.workspace.get_mut().unwrap_or_else(|p| p.into_inner()).mem, DevMem { ptr: 0, bytes: 0 });
+        self.free(ws);
+        let scratch = std::mem::replace(self.scratch.get_mut().unwrap_or_else(|p| p.into_inner()), DevMem { ptr: 0, bytes: 0 });
+        self.free(scratch);
+        let _ = self.stream_sync_raw();
+        self.kernels.clear();
+        // The cuBLAS and cuDNN handles are destroyed by their own Drop, still with the context
+        // bound on this thread, before the stream and the context go.
+    }
+}

@@ -1,0 +1,299 @@
+//! cuDNN convolutions: descriptors per shape, algorithms chosen once per shape by measurement
+//! (`cudnnFind*Algorithm`), run with the device's shared workspace.
+//!
+//! Choice rules: among the algorithms that ran, those whose workspace fits in half the free
+//! memory; in strict FP32 only FMA arithmetic; deterministic algorithms first (reproducible
+//! gradients), the fastest of them. A shape with no usable algorithm is remembered as such and
+//! the caller takes the im2col + GEMM path instead.
+
+use super::device::Device;
+use crate::backend::ConvSpec;
+use crate::{Error, Result};
+use cudarc::cudnn::{result as dn, sys as d};
+use cudarc::driver::sys::CUstream;
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+/// The three convolution passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    Forward,
+    BackwardData,
+    BackwardFilter,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Algo {
+    Fwd(d::cudnnConvolutionFwdAlgo_t),
+    Data(d::cudnnConvolutionBwdDataAlgo_t),
+    Filter(d::cudnnConvolutionBwdFilterAlgo_t),
+}
+
+/// The algorithm chosen for one pass of one shape.
+#[derive(Clone, Copy, Debug)]
+struct Choice {
+    algo: Algo,
+    math: d::cudnnMathType_t,
+    workspace: usize,
+    deterministic: bool,
+}
+
+/// The descriptors of one shape and what was chosen for each pass (`Some(None)`: measured, and
+/// nothing usable).
+struct Plan {
+    x: Desc<d::cudnnTensorDescriptor_t>,
+    y: Desc<d::cudnnTensorDescriptor_t>,
+    w: Desc<d::cudnnFilterDescriptor_t>,
+    conv: Desc<d::cudnnConvolutionDescriptor_t>,
+    chosen: [Option<Option<Choice>>; 3],
+}
+
+/// A cuDNN descriptor, destroyed on drop.
+struct Desc<T: Copy> {
+    raw: T,
+    destroy: unsafe fn(T) -> std::result::Result<(), dn::CudnnError>,
+}
+
+impl<T: Copy> Drop for Desc<T> {
+    fn drop(&mut self) {
+        // SAFETY: created once by the matching create call, destroyed once.
+        let _ = unsafe { (self.destroy)(self.raw) };
+    }
+}
+
+/// The cuDNN handle of a device and its plans (used under the device's lock).
+pub(crate) struct Dnn {
+    handle: d::cudnnHandle_t,
+    plans: HashMap<ConvSpec, Plan>,
+}
+
+// SAFETY: the handle and descriptors are used by one thread at a time (under a Mutex) with the
+// context bound.
+unsafe impl Send for Dnn {}
+
+/// Whether cuDNN takes this geometry: 1 to 3 spatial axes, sizes within `int`.
+pub(crate) fn supports(spec: &ConvSpec) -> bool {
+    let nd = spec.kernel.len();
+    let fits = |v: usize| v <= i32::MAX as usize;
+    (1..=3).contains(&nd)
+        && spec.group > 0
+        && [spec.channels, spec.out_channels, spec.group].into_iter().chain(spec.in_shape.iter().copied()).all(fits)
+        && spec.kernel.iter().chain(&spec.stride).chain(&spec.pad).chain(&spec.dilation).all(|&v| fits(v))
+}
+
+impl Dnn {
+    /// A handle queued on `stream`.
+    pub fn new(stream: CUstream) -> Result<Dnn> {
+        let handle = dn::create_handle().map_err(|e| dnn_err("cudnnCreate", e))?;
+        let dnn = Dnn { handle, plans: HashMap::new() };
+        // SAFETY: a live handle and our live stream (the same C type under two names).
+        unsafe { dn::set_stream(handle, stream as d::cudaStream_t) }.map_err(|e| dnn_err("cudnnSetStream", e))?;
+        Ok(dnn)
+    }
+
+    /// Runs one pass for `spec` (whose `num` cuDNN's 32-bit sizes can take) on device addresses:
+    /// forward `y = conv(x, w)`, backward data `x = conv^T(y, w)` (both overwrite), backward
+    /// filter `w += corr(x, y)`. Returns `false`, having done nothing, when cuDNN has no usable
+    /// algorithm for the shape.
+    pub fn run(&mut self, dev: &Device, pass: Pass, spec: &ConvSpec, x: u64, w: u64, y: u64) -> Result<bool> {
+        if !self.plans.contains_key(spec) {
+            let plan = self.plan(dev, spec)?;
+            self.plans.insert(spec.clone(), plan);
+        }
+        let handle = self.handle;
+        let plan = self.plans.get_mut(spec).ok_or_else(|| Error::Internal("cuDNN plan vanished".into()))?;
+        let slot = pass as usize;
+        let choice = match plan.chosen[slot] {
+            Some(c) => c,
+            None => {
+                let c = find(dev, handle, plan, pass, spec)?;
+                plan.chosen[slot] = Some(c);
+                c
+            }
+        };
+        let Some(choice) = choice else { return Ok(false) };
+        let what = || format!("cuDNN convolution {pass:?} ({})", shape(spec));
+        // SAFETY: a live descriptor.
+        unsafe { dn::set_convolution_math_type(plan.conv.raw, choice.math) }.map_err(|e| dnn_err(&what(), e))?;
+        let ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner()).get(dev, choice.workspace)?;
+        let (one, zero) = (1.0f32, 0.0f32);
+        let (alpha, beta_over, beta_acc) = (&one as *const f32 as *const c_void, &zero as *const f32 as *const c_void, &one as *const f32 as *const c_void);
+        let (xp, wp, yp, wsp) = (x as *mut c_void, w as *mut c_void, y as *mut c_void, ws as *mut c_void);
+        // SAFETY: descriptors describe the buffers at these addresses, whose extents the caller
+        // checked; the workspace holds at least `choice.workspace` bytes; the workspace lock is
+        // released after queueing, which is safe because every later use is queued on the same
+        // stream.
+        let status = unsafe {
+            match choice.algo {
+                Algo::Fwd(a) => d::cudnnConvolutionForward(handle, alpha, plan.x.raw, xp, plan.w.raw, wp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.y.raw, yp),
+                Algo::Data(a) => d::cudnnConvolutionBackwardData(handle, alpha, plan.w.raw, wp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.x.raw, xp),
+                Algo::Filter(a) => d::cudnnConvolutionBackwardFilter(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_acc, plan.w.raw, wp),
+            }
+        };
+        status.result().map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
+        Ok(true)
+    }
+
+    /// What was chosen so far, one line per shape and pass (for logs and tests).
+    pub fn describe_choices(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (spec, plan) in &self.plans {
+            for (pass, c) in [Pass::Forward, Pass::BackwardData, Pass::BackwardFilter].iter().zip(&plan.chosen) {
+                match c {
+                    Some(Some(c)) => out.push(format!(
+                        "{} {pass:?}: {:?}, {:?}, {} bytes of workspace{}",
+                        shape(spec),
+                        c.algo,
+                        c.math,
+                        c.workspace,
+                        if c.deterministic { "" } else { ", non-deterministic" }
+                    )),
+                    Some(None) => out.push(format!("{} {pass:?}: no cuDNN algorithm, im2col + GEMM", shape(spec))),
+                    None => {}
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn plan(&self, dev: &Device, spec: &ConvSpec) -> Result<Plan> {
+        let what = format!("describing a convolution to cuDNN ({})", shape(spec));
+        let e = |err| Error::Cuda { what: what.clone(), detail: status_text(err) };
+        let int = |v: usize| v as i32;
+        // One spatial axis is described as two (height 1), which cuDNN's 2-d kernels take.
+        let pad1 = |v: &[usize], fill: usize| -> Vec<i32> {
+            if v.len() == 1 { vec![int(fill), int(v[0])] } else { v.iter().map(|&a| int(a)).collect() }
+        };
+        let (in_sp, out_sp, k) = (pad1(&spec.in_shape, 1), pad1(&spec.out_shape, 1), pad1(&spec.kernel, 1));
+        let (stride, pad, dil) = (pad1(&spec.stride, 1), pad1(&spec.pad, 0), pad1(&spec.dilation, 1));
+        let dims = |c: usize, sp: &[i32]| -> Vec<i32> { [int(spec.num), int(c)].into_iter().chain(sp.iter().copied()).collect() };
+        let (xd, yd) = (dims(spec.channels, &in_sp), dims(spec.out_channels, &out_sp));
+        let wd: Vec<i32> = [int(spec.out_channels), int(spec.channels / spec.group)].into_iter().chain(k.iter().copied()).collect();
+        let x = tensor(&xd).map_err(e)?;
+        let y = tensor(&yd).map_err(e)?;
+        let w = Desc { raw: dn::create_filter_descriptor().map_err(e)?, destroy: dn::destroy_filter_descriptor };
+        let conv = Desc { raw: dn::create_convolution_descriptor().map_err(e)?, destroy: dn::destroy_convolution_descriptor };
+        let math = if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH };
+        // SAFETY: live descriptors; every array has the length passed with it.
+        unsafe {
+            dn::set_filternd_descriptor(w.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, d::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, wd.len() as i32, wd.as_ptr()).map_err(e)?;
+            dn::set_convolutionnd_descriptor(conv.raw, k.len() as i32, pad.as_ptr(), stride.as_ptr(), dil.as_ptr(), d::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION, d::cudnnDataType_t::CUDNN_DATA_FLOAT).map_err(e)?;
+            dn::set_convolution_group_count(conv.raw, int(spec.group)).map_err(e)?;
+            dn::set_convolution_math_type(conv.raw, math).map_err(e)?;
+            let mut out = vec![0i32; yd.len()];
+            d::cudnnGetConvolutionNdForwardOutputDim(conv.raw, x.raw, w.raw, out.len() as i32, out.as_mut_ptr()).result().map_err(e)?;
+            if out != yd {
+                return Err(Error::Cuda { what, detail: format!("cuDNN computes an output of {out:?}, the layer expects {yd:?}") });
+            }
+        }
+        Ok(Plan { x, y, w, conv, chosen: [None, None, None] })
+    }
+}
+
+impl Drop for Dnn {
+    fn drop(&mut self) {
+        self.plans.clear();
+        // SAFETY: created once, destroyed once, after its descriptors.
+        let _ = unsafe { dn::destroy_handle(self.handle) };
+    }
+}
+
+fn tensor(dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>, dn::CudnnError> {
+    let desc = Desc { raw: dn::create_tensor_descriptor()?, destroy: dn::destroy_tensor_descriptor };
+    let mut strides = vec![1i32; dims.len()];
+    for i in (0..dims.len() - 1).rev() {
+        strides[i] = strides[i + 1].saturating_mul(dims[i + 1]);
+    }
+    // SAFETY: a live descriptor; both arrays have `dims.len()` entries.
+    unsafe { dn::set_tensornd_descriptor(desc.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, dims.len() as i32, dims.as_ptr(), strides.as_ptr()) }?;
+    Ok(desc)
+}
+
+/// One measured algorithm, whatever the pass.
+struct Perf {
+    algo: Algo,
+    ok: bool,
+    memory: usize,
+    deterministic: bool,
+    math: d::cudnnMathType_t,
+}
+
+/// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs).
+fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<Option<Choice>> {
+    const N: usize = 16;
+    let mut count = 0i32;
+    let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
+    let ok = |s: d::cudnnStatus_t| s == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+    // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a valid
+    // value of every field), of which cuDNN fills `count`.
+    let (status, perfs): (d::cudnnStatus_t, Vec<Perf>) = unsafe {
+        match pass {
+            Pass::Forward => {
+                let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
+                let s = d::cudnnFindConvolutionForwardAlgorithm(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr());
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType }).collect())
+            }
+            Pass::BackwardData => {
+                let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
+                let s = d::cudnnFindConvolutionBackwardDataAlgorithm(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr());
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType }).collect())
+            }
+            Pass::BackwardFilter => {
+                let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
+                let s = d::cudnnFindConvolutionBackwardFilterAlgorithm(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr());
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType }).collect())
+            }
+        }
+    };
+    if let Err(e) = status.result() {
+        // Unsupported shapes are the GEMM path's job; anything else is an error.
+        return match e.0 {
+            d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED | d::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM => Ok(None),
+            _ => Err(Error::Cuda { what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal), detail: status_text(e) }),
+        };
+    }
+    let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
+    let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
+    let strict = !dev.tf32();
+    let usable = |p: &&Perf| p.ok && p.memory <= limit && (!strict || p.math == d::cudnnMathType_t::CUDNN_FMA_MATH);
+    // cuDNN returns the results fastest first.
+    let pick = perfs.iter().filter(usable).find(|p| p.deterministic).or_else(|| perfs.iter().find(usable));
+    Ok(pick.map(|p| Choice { algo: p.algo, math: p.math, workspace: p.memory, deterministic: p.deterministic }))
+}
+
+/// "n=6 c=64 -> 64, 256x256, kernel 3x3, stride 1x1, pad 1x1, dilation 1x1, group 1".
+fn shape(s: &ConvSpec) -> String {
+    let j = |v: &[usize]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("x");
+    format!(
+        "n={} c={} -> {}, {} -> {}, kernel {}, stride {}, pad {}, dilation {}, group {}",
+        s.num,
+        s.channels,
+        s.out_channels,
+        j(&s.in_shape),
+        j(&s.out_shape),
+        j(&s.kernel),
+        j(&s.stride),
+        j(&s.pad),
+        j(&s.dilation),
+        s.group
+    )
+}
+
+fn status_text(e: dn::CudnnError) -> String {
+    // SAFETY: cudnnGetErrorString returns a static NUL-terminated string (or null).
+    let text = unsafe {
+        let p = d::cudnnGetErrorString(e.0);
+        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+    };
+    format!("{:?} ({text})", e.0)
+}
+
+fn dnn_err(call: &str, e: dn::CudnnError) -> Error {
+    Error::Cuda { what: format!("calling {call}"), detail: status_text(e) }
+}
+
+/// cuDNN's version and the CUDA runtime it was built with, as cuDNN numbers them.
+pub(crate) fn versions() -> (usize, usize) {
+    (dn::get_version(), dn::get_cudart_version())
+}
