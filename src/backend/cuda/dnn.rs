@@ -2,8 +2,9 @@
 //! (`cudnnFind*Algorithm`), run with the device's shared workspace.
 //!
 //! Choice rules: among the algorithms that ran, those whose workspace fits in half the free
-//! memory; in strict FP32 only FMA arithmetic; deterministic algorithms first (reproducible
-//! gradients), the fastest of them. A shape with no usable algorithm is remembered as such and
+//! memory; in strict FP32 only FMA arithmetic and no FFT or Winograd transforms (their rounding
+//! is not that of a direct sum of products, which is what a comparison with the CPU expects);
+//! deterministic algorithms first (reproducible gradients), the fastest of them. A shape with no usable algorithm is remembered as such and
 //! the caller takes the im2col + GEMM path instead.
 
 use super::device::Device;
@@ -256,10 +257,40 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
     let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
     let strict = !dev.tf32();
-    let usable = |p: &&Perf| p.ok && p.memory <= limit && (!strict || p.math == d::cudnnMathType_t::CUDNN_FMA_MATH);
+    let usable = |p: &&Perf| p.ok && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
     // cuDNN returns the results fastest first.
     let pick = perfs.iter().filter(usable).find(|p| p.deterministic).or_else(|| perfs.iter().find(usable));
     Ok(pick.map(|p| Choice { algo: p.algo, math: p.math, workspace: p.memory, deterministic: p.deterministic }))
+}
+
+/// Whether an algorithm computes through FFT or Winograd transforms.
+fn transforms(a: Algo) -> bool {
+    use d::cudnnConvolutionBwdDataAlgo_t as D;
+    use d::cudnnConvolutionBwdFilterAlgo_t as W;
+    use d::cudnnConvolutionFwdAlgo_t as F;
+    match a {
+        Algo::Fwd(a) => matches!(
+            a,
+            F::CUDNN_CONVOLUTION_FWD_ALGO_FFT
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED
+        ),
+        Algo::Data(a) => matches!(
+            a,
+            D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT
+                | D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING
+                | D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD
+                | D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED
+        ),
+        Algo::Filter(a) => matches!(
+            a,
+            W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT
+                | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING
+                | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD
+                | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED
+        ),
+    }
 }
 
 /// "n=6 c=64 -> 64, 256x256, kernel 3x3, stride 1x1, pad 1x1, dilation 1x1, group 1".
