@@ -300,6 +300,7 @@ fn relu_forward_and_backward_give_the_cpus_bits() {
 }
 
 /// A convolution geometry with the output shape Caffe computes.
+#[allow(clippy::too_many_arguments)]
 fn conv_spec(num: usize, channels: usize, out_channels: usize, group: usize, in_shape: &[usize], kernel: &[usize], stride: &[usize], pad: &[usize], dilation: &[usize]) -> ConvSpec {
     let out_shape = (0..in_shape.len())
         .map(|a| ConvSpec::output_extent(in_shape[a], kernel[a], stride[a], pad[a], dilation[a]).expect("kernel fits"))

@@ -10,7 +10,13 @@ use super::{CudaOptions, Precision};
 use crate::{Error, Result};
 use cudarc::driver::{result as drv, sys, CudaContext, CudaStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Taken for writing while cuDNN measures algorithms, for reading while a GPU is opened. Seen
+/// on an H200 (cuDNN 9.14, CUDA 13.0): opening a GPU on one thread while cuDNN measured on
+/// another failed with `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`, as calls that may synchronise
+/// do while some thread captures a stream in CUDA's global mode.
+pub(crate) static EXCLUSIVE: RwLock<()> = RwLock::new(());
 
 /// Blocks of every reduction's first pass: fixed, so that sums do not depend on the GPU.
 pub const REDUCE_BLOCKS: usize = 512;
@@ -74,6 +80,7 @@ impl Device {
     /// Loads the libraries, opens GPU `ordinal` and creates the stream and handles.
     pub fn open(ordinal: usize, options: CudaOptions) -> Result<Arc<Device>> {
         loader::ensure(&Lib::ALL)?;
+        let _exclusive = EXCLUSIVE.read().unwrap_or_else(|p| p.into_inner());
         guard(&format!("opening GPU {ordinal}"), || Self::open_loaded(ordinal, options))
     }
 
@@ -89,6 +96,9 @@ impl Device {
             });
         }
         let ctx = CudaContext::new(ordinal).map_err(err)?;
+        // SAFETY: crema never uses cudarc's CudaSlice, whose cross-stream events this turns off;
+        // with it off, creating the stream does not synchronise the whole context either.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(err)?;
         let name = ctx.name().map_err(err)?;
         let (major, minor) = ctx.compute_capability().map_err(err)?;

@@ -223,6 +223,7 @@ struct Perf {
 /// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs).
 fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<Option<Choice>> {
     const N: usize = 16;
+    let _exclusive = super::device::EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
     let mut count = 0i32;
     let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
     let ok = |s: d::cudnnStatus_t| s == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;

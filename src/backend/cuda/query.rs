@@ -43,6 +43,7 @@ pub struct DeviceInfo {
 /// Loads the CUDA libraries and describes GPU `ordinal`, without compiling anything.
 pub fn device_query(ordinal: usize) -> Result<DeviceInfo> {
     let loaded = loader::ensure(&Lib::ALL)?;
+    let _exclusive = super::device::EXCLUSIVE.read().unwrap_or_else(|p| p.into_inner());
     let what = format!("querying GPU {ordinal}");
     guard(&what.clone(), move || {
         let err = |e: drv::DriverError| Error::Cuda { what: what.clone(), detail: super::device::driver_message(e) };
