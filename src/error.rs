@@ -12,4 +12,15 @@ pub enum Error {
     /// A file could not be opened, read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, #[source] source: std::io::Error },
+
+    /// A protobuf text-format file (a `.prototxt`) is malformed or does not fit its schema.
+    /// `line` and `col` are 1-based (`col` counts characters); `snippet` is the offending
+    /// source line followed by a line with a caret under the column, ready to print.
+    #[error("{file}:{line}:{col}: {msg}\n{snippet}")]
+    Prototxt { file: String, line: usize, col: usize, msg: String, snippet: String },
+
+    /// A message type is missing from a descriptor pool, or a message does not convert
+    /// between its dynamic and its generated form (a mismatch between schema and code).
+    #[error("schema: {msg}")]
+    Schema { msg: String },
 }

@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod proto;
+pub mod prototxt;
 
 pub use error::{Error, Result};
