@@ -97,9 +97,9 @@ fn expectation(kind: &Kind) -> &'static str {
     }
 }
 
-/// The valid names of an enum, for messages.
-fn enum_names(e: &EnumDescriptor) -> String {
-    e.values().map(|v| v.name().to_string()).collect::<Vec<_>>().join(", ")
+/// The valid names of an enum in the order the `.proto` declares them, for messages.
+fn enum_names(e: &EnumDescriptor) -> Vec<String> {
+    e.enum_descriptor_proto().value.iter().map(|v| v.name().to_string()).collect()
 }
 
 struct Builder<'t> {
@@ -311,6 +311,10 @@ impl Builder<'_> {
                 ),
             )
         };
+        // Unsigned fields take no sign at all, not even `-0`, as in protobuf.
+        if negative && min == 0 {
+            return Err(out_of_range());
+        }
         let magnitude = i128::from(lit.value.ok_or_else(out_of_range)?);
         let value = if negative { -magnitude } else { magnitude };
         if value < min || value > max {
@@ -325,10 +329,10 @@ impl Builder<'_> {
             Scalar::Int { negative, lit } => {
                 // A decimal literal too long for 64 bits is still a fine double.
                 let decimal = lit.text.bytes().all(|b| b.is_ascii_digit());
-                let value = match (lit.value, decimal) {
-                    (_, true) => lit.text.parse::<f64>().ok(),
-                    (Some(v), false) => Some(v as f64),
-                    (None, false) => None,
+                let value = match lit.value {
+                    Some(v) => Some(v as f64),
+                    None if decimal => lit.text.parse::<f64>().ok(),
+                    None => None,
                 };
                 let Some(value) = value else {
                     return Err(Diag::new(pos, format!("integer `{}` is out of range for field `{}`", lit.text, text_name(fd))));
@@ -350,7 +354,7 @@ impl Builder<'_> {
             Scalar::Ident { negative: false, name } => match e.get_value_by_name(name) {
                 Some(value) => Ok(value.number()),
                 None => {
-                    let names: Vec<String> = e.values().map(|v| v.name().to_string()).collect();
+                    let names = enum_names(e);
                     let hint = match suggest(name, names.iter().map(String::as_str)) {
                         Some(s) => format!("did you mean `{s}`? "),
                         None => String::new(),
@@ -361,7 +365,7 @@ impl Builder<'_> {
                             "unknown value `{name}` for field `{}` (enum {}); {hint}valid values: {}",
                             text_name(fd),
                             e.full_name(),
-                            enum_names(e)
+                            names.join(", ")
                         ),
                     ))
                 }
@@ -373,7 +377,7 @@ impl Builder<'_> {
                 if e.get_value(n).is_none() && e.parent_file().syntax() == Syntax::Proto2 {
                     return Err(Diag::new(
                         pos,
-                        format!("{n} is not a value of enum {} (field `{}`); valid values: {}", e.full_name(), text_name(fd), enum_names(e)),
+                        format!("{n} is not a value of enum {} (field `{}`); valid values: {}", e.full_name(), text_name(fd), enum_names(e).join(", ")),
                     ));
                 }
                 Ok(n)

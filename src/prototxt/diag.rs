@@ -168,9 +168,9 @@ mod tests {
 
     #[test]
     fn utf8_error_points_at_bad_byte() {
-        let bytes = b"a: 1\nb: \"\xff\"\n";
-        let err = std::str::from_utf8(bytes).unwrap_err();
-        let e = utf8_error(bytes, "f.prototxt", err);
+        let bytes = b"a: 1\nb: \"\xff\"\n".to_vec();
+        let err = std::str::from_utf8(&bytes).unwrap_err();
+        let e = utf8_error(&bytes, "f.prototxt", err);
         let s = e.to_string();
         assert!(s.starts_with("f.prototxt:2:5: invalid UTF-8 (byte 0xff)"), "{s}");
     }
