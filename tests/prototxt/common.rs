@@ -17,7 +17,9 @@ pub fn pool() -> &'static DescriptorPool {
 
 /// A message type of the test schema.
 pub fn desc(name: &str) -> MessageDescriptor {
-    pool().get_message_by_name(name).unwrap_or_else(|| panic!("no message {name}"))
+    pool()
+        .get_message_by_name(name)
+        .unwrap_or_else(|| panic!("no message {name}"))
 }
 
 /// Parses `text` as `tt.Top`.
@@ -37,14 +39,22 @@ pub fn parse_as(name: &str, text: &str) -> DynamicMessage {
 pub fn scalar(field: &str, text: &str) -> Value {
     let m = parse_as("tt.Scalars", text);
     assert!(m.has_field_by_name(field), "{text:?} does not set {field}");
-    m.get_field_by_name(field).map(|v| v.into_owned()).unwrap_or_else(|| panic!("no field {field}"))
+    m.get_field_by_name(field)
+        .map(|v| v.into_owned())
+        .unwrap_or_else(|| panic!("no field {field}"))
 }
 
 /// The error parsing `text` as `name` gives: (line, col, msg).
 pub fn error_as(name: &str, text: &str) -> (usize, usize, String) {
     match crema::prototxt::parse_dynamic(text, "test.prototxt", &desc(name)) {
         Ok(m) => panic!("{text:?} parsed as {m:?}"),
-        Err(Error::Prototxt { file, line, col, msg, .. }) => {
+        Err(Error::Prototxt {
+            file,
+            line,
+            col,
+            msg,
+            ..
+        }) => {
             assert_eq!(file, "test.prototxt");
             (line, col, msg)
         }

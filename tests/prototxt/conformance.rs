@@ -15,7 +15,12 @@ use std::path::PathBuf;
 fn folder() -> Option<PathBuf> {
     let root = std::env::var_os("CREMA_CONFORMANCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/conformance"
+            ))
+        });
     let dir = root.join("prototxt");
     if dir.join("kind.txt").is_file() {
         Some(dir)
@@ -29,13 +34,17 @@ fn folder() -> Option<PathBuf> {
 fn cases() -> Option<(PathBuf, Vec<(String, MessageDescriptor)>)> {
     let dir = folder()?;
     let pool = caffe_pool().unwrap_or_else(|e| panic!("{e}"));
-    let (Some(net), Some(solver)) =
-        (pool.get_message_by_name("caffe.NetParameter"), pool.get_message_by_name("caffe.SolverParameter"))
-    else {
-        eprintln!("skipping: this caffe.proto has no NetParameter/SolverParameter (placeholder schema)");
+    let (Some(net), Some(solver)) = (
+        pool.get_message_by_name("caffe.NetParameter"),
+        pool.get_message_by_name("caffe.SolverParameter"),
+    ) else {
+        eprintln!(
+            "skipping: this caffe.proto has no NetParameter/SolverParameter (placeholder schema)"
+        );
         return None;
     };
-    let kinds = std::fs::read_to_string(dir.join("kind.txt")).unwrap_or_else(|e| panic!("kind.txt: {e}"));
+    let kinds =
+        std::fs::read_to_string(dir.join("kind.txt")).unwrap_or_else(|e| panic!("kind.txt: {e}"));
     let mut cases = Vec::new();
     for line in kinds.lines().filter(|l| !l.trim().is_empty()) {
         let mut words = line.split_whitespace();
@@ -59,7 +68,12 @@ fn read(path: &std::path::Path) -> Vec<u8> {
 
 /// Fails with every collected problem at once, so one run shows them all.
 fn report(failures: Vec<String>, total: usize) {
-    assert!(failures.is_empty(), "{} of {total} cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -82,13 +96,14 @@ fn expected_text_parses_to_expected_binary() {
     for (name, desc) in &cases {
         let text_path = dir.join(format!("{name}.expected.prototxt"));
         let pb = read(&dir.join(format!("{name}.expected.pb")));
-        let parsed = match parse_dynamic_bytes(&read(&text_path), &text_path.display().to_string(), desc) {
-            Ok(m) => m,
-            Err(e) => {
-                failures.push(e.to_string());
-                continue;
-            }
-        };
+        let parsed =
+            match parse_dynamic_bytes(&read(&text_path), &text_path.display().to_string(), desc) {
+                Ok(m) => m,
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
         let expected = match DynamicMessage::decode(desc.clone(), pb.as_slice()) {
             Ok(m) => m,
             Err(e) => {
@@ -99,7 +114,9 @@ fn expected_text_parses_to_expected_binary() {
         if parsed != expected {
             failures.push(format!("{name}: parsed text differs from expected.pb"));
         } else if parsed.encode_to_vec() != pb {
-            failures.push(format!("{name}: re-encoded message differs from the bytes of expected.pb"));
+            failures.push(format!(
+                "{name}: re-encoded message differs from the bytes of expected.pb"
+            ));
         }
     }
     report(failures, cases.len());
@@ -111,7 +128,8 @@ fn printing_expected_binary_gives_expected_text() {
     let mut failures = Vec::new();
     for (name, desc) in &cases {
         let pb = read(&dir.join(format!("{name}.expected.pb")));
-        let want = String::from_utf8_lossy(&read(&dir.join(format!("{name}.expected.prototxt")))).into_owned();
+        let want = String::from_utf8_lossy(&read(&dir.join(format!("{name}.expected.prototxt"))))
+            .into_owned();
         let got = match DynamicMessage::decode(desc.clone(), pb.as_slice()) {
             Ok(m) => print_dynamic(&m),
             Err(e) => {
@@ -125,8 +143,14 @@ fn printing_expected_binary_gives_expected_text() {
                 .zip(want.lines())
                 .enumerate()
                 .find(|(_, (g, w))| g != w)
-                .unwrap_or((got.lines().count().min(want.lines().count()), ("<end>", "<end>")));
-            failures.push(format!("{name}: printed text differs at line {}:\n  got:  {g}\n  want: {w}", n + 1));
+                .unwrap_or((
+                    got.lines().count().min(want.lines().count()),
+                    ("<end>", "<end>"),
+                ));
+            failures.push(format!(
+                "{name}: printed text differs at line {}:\n  got:  {g}\n  want: {w}",
+                n + 1
+            ));
         }
     }
     report(failures, cases.len());

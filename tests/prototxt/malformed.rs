@@ -10,7 +10,14 @@ use std::path::PathBuf;
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let want = format!("nesting deeper than {MAX_DEPTH} levels");
     assert_eq!(error(&"child {".repeat(10_000)), want);
-    assert_eq!(error(&format!("{}{}", "child {".repeat(10_000), "}".repeat(10_000))), want);
+    assert_eq!(
+        error(&format!(
+            "{}{}",
+            "child {".repeat(10_000),
+            "}".repeat(10_000)
+        )),
+        want
+    );
     assert_eq!(error(&"children [{".repeat(10_000)), want);
     assert_eq!(error(&"child <".repeat(100_000)), want);
     // Exactly the limit is fine, and prints and parses back.
@@ -24,7 +31,9 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 fn large_input_parses() {
     let text = "ri32: 1\nrstring: 'abc'\n".repeat(100_000);
     let m = crate::common::top(&text);
-    let n = m.get_field_by_name("ri32").and_then(|v| v.as_list().map(<[_]>::len));
+    let n = m
+        .get_field_by_name("ri32")
+        .and_then(|v| v.as_list().map(<[_]>::len));
     assert_eq!(n, Some(100_000));
 }
 
@@ -36,7 +45,10 @@ fn truncated_and_unbalanced() {
         let _ = parse_dynamic(&text[..end], "t", &desc("tt.Top"));
     }
     assert!(error("scalars {").starts_with("unexpected end of input"));
-    assert!(error("scalars { many {").starts_with("unknown field `many`") || error("scalars { many {").starts_with("unexpected"));
+    assert!(
+        error("scalars { many {").starts_with("unknown field `many`")
+            || error("scalars { many {").starts_with("unexpected")
+    );
     assert!(error("}}}").starts_with("unexpected `}`"));
     assert!(error("ri32: [1, 2").starts_with("expected `,` or `]`"));
 }
@@ -49,7 +61,13 @@ fn random_bytes() {
     for _ in 0..3000 {
         let n = rng.below(64);
         let bytes: Vec<u8> = (0..n)
-            .map(|_| if rng.chance(0.7) { alphabet[rng.below(alphabet.len())] } else { rng.next() as u8 })
+            .map(|_| {
+                if rng.chance(0.7) {
+                    alphabet[rng.below(alphabet.len())]
+                } else {
+                    rng.next() as u8
+                }
+            })
             .collect();
         let _ = parse_dynamic_bytes(&bytes, "random", &d);
     }
@@ -59,7 +77,12 @@ fn random_bytes() {
 fn conformance_texts() -> Vec<(PathBuf, String)> {
     let root = std::env::var_os("CREMA_CONFORMANCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/conformance"
+            ))
+        });
     let Ok(entries) = std::fs::read_dir(root.join("prototxt")) else {
         eprintln!("no conformance files; mutating only the built-in sample");
         return Vec::new();
@@ -69,7 +92,10 @@ fn conformance_texts() -> Vec<(PathBuf, String)> {
         .filter(|p| p.extension().is_some_and(|x| x == "prototxt"))
         .collect();
     files.sort();
-    files.into_iter().filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))).collect()
+    files
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .collect()
 }
 
 /// One random edit: delete, duplicate, insert a special byte, or swap two spans.
@@ -105,7 +131,10 @@ fn mutate(rng: &mut Rng, text: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_real_files() {
     let mut texts = conformance_texts();
-    texts.push((PathBuf::from("sample"), "name: 'n' many { s: 'a' color: BLUE } ri32: [1, 2]".to_string()));
+    texts.push((
+        PathBuf::from("sample"),
+        "name: 'n' many { s: 'a' color: BLUE } ri32: [1, 2]".to_string(),
+    ));
     let pool = caffe_pool().unwrap_or_else(|e| panic!("{e}"));
     let caffe: Vec<MessageDescriptor> = ["caffe.NetParameter", "caffe.SolverParameter"]
         .iter()

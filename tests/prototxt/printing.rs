@@ -65,7 +65,9 @@ color: BLUE
 
 #[test]
 fn floats_specials_and_defaults() {
-    let m = top("rfloat: [inf, -inf, nan, -0, 1e-5, 0.001, 1234567, 0.00392156886] rdouble: [0.1, 1e100] with_default: 1.5");
+    let m = top(
+        "rfloat: [inf, -inf, nan, -0, 1e-5, 0.001, 1234567, 0.00392156886] rdouble: [0.1, 1e100] with_default: 1.5",
+    );
     let want = "\
 rfloat: inf
 rfloat: -inf
@@ -88,7 +90,10 @@ fn enum_numbers_without_names_and_maps() {
     let m = parse_as("tt3.P3", "es: [ONE, 5] e: 9");
     assert_eq!(print_dynamic(&m), "e: 9\nes: ONE\nes: 5\n");
     let m = top("counts { key: 'b' value: 2 } counts { key: 'a' value: 1 }");
-    assert_eq!(print_dynamic(&m), "counts {\n  key: \"a\"\n  value: 1\n}\ncounts {\n  key: \"b\"\n  value: 2\n}\n");
+    assert_eq!(
+        print_dynamic(&m),
+        "counts {\n  key: \"a\"\n  value: 1\n}\ncounts {\n  key: \"b\"\n  value: 2\n}\n"
+    );
 }
 
 #[test]

@@ -34,8 +34,23 @@ fn hand_written_messages() {
 
 /// A random value for one element of field kind `kind`.
 fn random_value(rng: &mut Rng, kind: &Kind, depth: usize) -> Value {
-    const INTS: [i64; 8] = [0, 1, -1, i32::MIN as i64, i32::MAX as i64, i64::MIN, i64::MAX, 1000];
-    let int = |rng: &mut Rng| if rng.chance(0.5) { INTS[rng.below(INTS.len())] } else { rng.next() as i64 };
+    const INTS: [i64; 8] = [
+        0,
+        1,
+        -1,
+        i32::MIN as i64,
+        i32::MAX as i64,
+        i64::MIN,
+        i64::MAX,
+        1000,
+    ];
+    let int = |rng: &mut Rng| {
+        if rng.chance(0.5) {
+            INTS[rng.below(INTS.len())]
+        } else {
+            rng.next() as i64
+        }
+    };
     match kind {
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(int(rng) as i32),
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(int(rng)),
@@ -45,7 +60,12 @@ fn random_value(rng: &mut Rng, kind: &Kind, depth: usize) -> Value {
         Kind::Double => Value::F64(random_f64(rng)),
         Kind::Bool => Value::Bool(rng.chance(0.5)),
         Kind::String => Value::String(random_string(rng)),
-        Kind::Bytes => Value::Bytes((0..rng.below(12)).map(|_| rng.next() as u8).collect::<Vec<u8>>().into()),
+        Kind::Bytes => Value::Bytes(
+            (0..rng.below(12))
+                .map(|_| rng.next() as u8)
+                .collect::<Vec<u8>>()
+                .into(),
+        ),
         Kind::Enum(e) => {
             let values: Vec<i32> = e.values().map(|v| v.number()).collect();
             Value::EnumNumber(values[rng.below(values.len())])
@@ -55,9 +75,23 @@ fn random_value(rng: &mut Rng, kind: &Kind, depth: usize) -> Value {
 }
 
 fn random_f32(rng: &mut Rng) -> f32 {
-    const SPECIAL: [f32; 9] = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN_POSITIVE, 1e-45, 0.1, 1.0 / 255.0];
+    const SPECIAL: [f32; 9] = [
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-45,
+        0.1,
+        1.0 / 255.0,
+    ];
     loop {
-        let v = if rng.chance(0.2) { SPECIAL[rng.below(SPECIAL.len())] } else { f32::from_bits(rng.next() as u32) };
+        let v = if rng.chance(0.2) {
+            SPECIAL[rng.below(SPECIAL.len())]
+        } else {
+            f32::from_bits(rng.next() as u32)
+        };
         if !v.is_nan() {
             return v;
         }
@@ -65,9 +99,22 @@ fn random_f32(rng: &mut Rng) -> f32 {
 }
 
 fn random_f64(rng: &mut Rng) -> f64 {
-    const SPECIAL: [f64; 8] = [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN_POSITIVE, 5e-324, 0.1];
+    const SPECIAL: [f64; 8] = [
+        0.0,
+        -0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1,
+    ];
     loop {
-        let v = if rng.chance(0.2) { SPECIAL[rng.below(SPECIAL.len())] } else { f64::from_bits(rng.next()) };
+        let v = if rng.chance(0.2) {
+            SPECIAL[rng.below(SPECIAL.len())]
+        } else {
+            f64::from_bits(rng.next())
+        };
         if !v.is_nan() {
             return v;
         }
@@ -75,8 +122,12 @@ fn random_f64(rng: &mut Rng) -> f64 {
 }
 
 fn random_string(rng: &mut Rng) -> String {
-    const CHARS: [char; 16] = ['a', 'Z', '0', ' ', '"', '\'', '\\', '\n', '\t', '\r', '\0', '\u{7f}', 'é', '😀', '#', '{'];
-    (0..rng.below(10)).map(|_| CHARS[rng.below(CHARS.len())]).collect()
+    const CHARS: [char; 16] = [
+        'a', 'Z', '0', ' ', '"', '\'', '\\', '\n', '\t', '\r', '\0', '\u{7f}', 'é', '😀', '#', '{',
+    ];
+    (0..rng.below(10))
+        .map(|_| CHARS[rng.below(CHARS.len())])
+        .collect()
 }
 
 /// A random message: each field set with some probability (required fields always).
@@ -88,7 +139,9 @@ fn random_message(rng: &mut Rng, desc: &MessageDescriptor, depth: usize) -> Dyna
             continue;
         }
         if fd.is_map() {
-            let Kind::Message(entry) = fd.kind() else { continue };
+            let Kind::Message(entry) = fd.kind() else {
+                continue;
+            };
             let (key_fd, value_fd) = (entry.map_entry_key_field(), entry.map_entry_value_field());
             for _ in 0..rng.below(4) {
                 let key = random_value(rng, &key_fd.kind(), depth).into_map_key();
@@ -99,7 +152,9 @@ fn random_message(rng: &mut Rng, desc: &MessageDescriptor, depth: usize) -> Dyna
             }
         } else if fd.is_list() {
             let n = 1 + rng.below(4);
-            let values: Vec<Value> = (0..n).map(|_| random_value(rng, &fd.kind(), depth)).collect();
+            let values: Vec<Value> = (0..n)
+                .map(|_| random_value(rng, &fd.kind(), depth))
+                .collect();
             m.set_field(&fd, Value::List(values));
         } else {
             let value = random_value(rng, &fd.kind(), depth);
@@ -132,8 +187,10 @@ fn random_messages_survive_binary_and_back() {
     let d = desc("tt.Top");
     for _ in 0..200 {
         let m = random_message(&mut rng, &d, 0);
-        let parsed = parse_dynamic(&print_dynamic(&m), "printed", &d).unwrap_or_else(|e| panic!("{e}"));
-        let decoded = DynamicMessage::decode(d.clone(), parsed.encode_to_vec().as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let parsed =
+            parse_dynamic(&print_dynamic(&m), "printed", &d).unwrap_or_else(|e| panic!("{e}"));
+        let decoded = DynamicMessage::decode(d.clone(), parsed.encode_to_vec().as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(print_dynamic(&decoded), print_dynamic(&m));
     }
 }
