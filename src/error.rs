@@ -31,6 +31,9 @@ pub enum Error {
     /// A layer or net parameter that Caffe would reject, or that crema cannot honour.
     #[error("{0}")]
     Config(String),
+    /// Trained weights that do not fit the net.
+    #[error("{file}: {msg}")]
+    Weights { file: String, msg: String },
     /// An error inside one layer of a net.
     #[error("layer `{layer}` (type {kind}): {source}")]
     Layer { layer: String, kind: String, #[source] source: Box<Error> },
