@@ -5,6 +5,7 @@
 //! backward on the CPU and on NVIDIA GPUs, and trains them with Caffe's solvers.
 
 pub mod error;
+pub mod io;
 pub mod proto;
 
 pub use error::{Error, Result};
