@@ -12,8 +12,12 @@
 //! allocates, so a corrupt or hostile file gives an [`Error::Decode`](crate::Error::Decode),
 //! never a panic or an outsized allocation. Every writer goes through [`atomic_write`].
 
+pub mod blob;
+pub mod weights;
 mod wire;
 
+pub use blob::{BlobData, BlobRef, read_binaryproto, write_binaryproto};
+pub use weights::{LayerFormat, LayerWeights, WeightsFile, read_weights};
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
