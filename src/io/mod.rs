@@ -13,10 +13,12 @@
 //! never a panic or an outsized allocation. Every writer goes through [`atomic_write`].
 
 pub mod blob;
+pub mod caffemodel;
 pub mod weights;
 mod wire;
 
 pub use blob::{BlobData, BlobRef, read_binaryproto, write_binaryproto};
+pub use caffemodel::{write_caffemodel, write_weights};
 pub use weights::{LayerFormat, LayerWeights, WeightsFile, read_weights};
 
 use std::fs::File;
