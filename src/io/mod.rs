@@ -14,11 +14,13 @@
 
 pub mod blob;
 pub mod caffemodel;
+pub mod solverstate;
 pub mod weights;
 mod wire;
 
 pub use blob::{BlobData, BlobRef, read_binaryproto, write_binaryproto};
 pub use caffemodel::{write_caffemodel, write_weights};
+pub use solverstate::{SolverStateFile, read_solverstate, write_solverstate};
 pub use weights::{LayerFormat, LayerWeights, WeightsFile, read_weights};
 
 use std::fs::File;
