@@ -14,12 +14,14 @@
 
 pub mod blob;
 pub mod caffemodel;
+pub mod npy;
 pub mod solverstate;
 pub mod weights;
 mod wire;
 
 pub use blob::{BlobData, BlobRef, read_binaryproto, write_binaryproto};
 pub use caffemodel::{write_caffemodel, write_weights};
+pub use npy::{NpyArray, NpyOptions, read_npy, read_npy_with, write_npy};
 pub use solverstate::{SolverStateFile, read_solverstate, write_solverstate};
 pub use weights::{LayerFormat, LayerWeights, WeightsFile, read_weights};
 
