@@ -51,7 +51,10 @@ fn decode(bytes: &[u8]) -> DecodeResult<SolverStateFile> {
     }
     let mut out = SolverStateFile::default();
     let mut r = Reader::new(bytes, 0);
-    while let Some(f) = r.next_field()? {
+    while let Some(f) = r.next_field().map_err(|e| match e.truncated_field {
+        Some(F_HISTORY) => e.inside(format!("history blob {}", out.history.len())),
+        _ => e,
+    })? {
         match f.number {
             // int32 in BVLC, int64 in some forks: a varint either way, negative values
             // sign-extended to ten bytes.

@@ -84,7 +84,10 @@ fn decode_net(bytes: &[u8]) -> DecodeResult<WeightsFile> {
     }
     let mut out = WeightsFile::default();
     let mut r = Reader::new(bytes, 0);
-    while let Some(f) = r.next_field()? {
+    while let Some(f) = r.next_field().map_err(|e| match e.truncated_field {
+        Some(NET_LAYER | NET_LAYERS_V1) => e.inside(format!("layer {}", out.layers.len())),
+        _ => e,
+    })? {
         match f.number {
             NET_NAME => out.name = expect_string(&f, "name")?,
             NET_LAYER | NET_LAYERS_V1 => {
@@ -129,7 +132,10 @@ fn decode_layer(bytes: &[u8], base: usize, format: LayerFormat, index: usize) ->
     let mut v0 = None;
     let mut r = Reader::new(bytes, base);
     let walk = (|| -> DecodeResult<()> {
-        while let Some(f) = r.next_field()? {
+        while let Some(f) = r.next_field().map_err(|e| match e.truncated_field {
+            Some(n) if n == fields.blobs => e.inside(format!("blob {}", blobs.len())),
+            _ => e,
+        })? {
             if f.number == fields.name {
                 name = expect_string(&f, "name")?;
             } else if f.number == fields.type_ {

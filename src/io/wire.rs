@@ -67,18 +67,21 @@ pub(crate) struct Field<'a> {
 pub(crate) struct DecodeError {
     pub msg: String,
     pub offset: Option<usize>,
+    /// The field whose payload ran past the end, for a truncated length-delimited field: lets
+    /// the caller say which layer or blob was cut off.
+    pub truncated_field: Option<u32>,
     context: Vec<String>,
 }
 
 impl DecodeError {
     /// An error at a known byte offset.
     pub(crate) fn at(offset: usize, msg: impl Into<String>) -> Self {
-        DecodeError { msg: msg.into(), offset: Some(offset), context: Vec::new() }
+        DecodeError { msg: msg.into(), offset: Some(offset), truncated_field: None, context: Vec::new() }
     }
 
     /// An error about a whole message (a count that does not match a shape, say).
     pub(crate) fn new(msg: impl Into<String>) -> Self {
-        DecodeError { msg: msg.into(), offset: None, context: Vec::new() }
+        DecodeError { msg: msg.into(), offset: None, truncated_field: None, context: Vec::new() }
     }
 
     /// Adds an enclosing context ("layer `conv1`", "blob 0", ...), outermost last.
@@ -203,13 +206,15 @@ impl<'a> Reader<'a> {
                 let len_at = self.offset();
                 let len = self.read_varint()?;
                 if len > self.remaining() as u64 {
-                    return Err(DecodeError::at(
+                    let mut e = DecodeError::at(
                         len_at,
                         format!(
                             "truncated: field {number} claims {len} bytes but only {} remain",
                             self.remaining()
                         ),
-                    ));
+                    );
+                    e.truncated_field = Some(number);
+                    return Err(e);
                 }
                 let start = self.offset();
                 Value::Len(self.take(len as usize, "a length-delimited field")?, start)
