@@ -90,7 +90,10 @@ impl Rng {
 
 #[test]
 fn every_prefix_of_a_real_caffemodel() {
-    for case in ["layers/segnet_upsample/weights.caffemodel", "layers/lenet/weights.caffemodel"] {
+    for case in [
+        "layers/segnet_upsample/weights.caffemodel",
+        "layers/lenet/weights.caffemodel",
+    ] {
         let path = conformance_dir().join(case);
         let bytes = std::fs::read(&path).unwrap();
         let full = read_weights(&path).unwrap();
@@ -104,18 +107,28 @@ fn every_prefix_of_a_real_caffemodel() {
                     errors += 1;
                     let m = e.to_string();
                     assert!(m.starts_with("w.caffemodel: "), "{what}: {m}");
-                    assert!(m.contains("truncated") || m.contains("empty file") || m.contains("values but shape"), "{what}: {m}");
+                    assert!(
+                        m.contains("truncated")
+                            || m.contains("empty file")
+                            || m.contains("values but shape"),
+                        "{what}: {m}"
+                    );
                 }
                 // A cut at a boundary between top-level fields is a valid, shorter net: it must
                 // hold a prefix of the layers, each whole.
                 Ok(w) => {
-                    assert!(w.layers.len() < full.layers.len() || cut == bytes.len(), "{what}");
+                    assert!(
+                        w.layers.len() < full.layers.len() || cut == bytes.len(),
+                        "{what}"
+                    );
                     assert_eq!(w.layers[..], full.layers[..w.layers.len()], "{what}");
                 }
             }
         }
         assert!(errors > 0);
-        let e = err_of("truncation message", || decode_weights(&bytes[..bytes.len() - 1], "w.caffemodel"));
+        let e = err_of("truncation message", || {
+            decode_weights(&bytes[..bytes.len() - 1], "w.caffemodel")
+        });
         assert!(e.contains("at byte") && e.contains("inside layer"), "{e}");
     }
 }
@@ -128,29 +141,121 @@ fn a_truncation_inside_a_blob_names_layer_and_blob() {
     // enclosing layer and blob so that only the blob's own data field runs past its end.
     let w = read_weights(&path).unwrap();
     assert!(!w.layers.iter().all(|l| l.blobs.is_empty()));
-    let e = err_of("cut file", || decode_weights(&bytes[..bytes.len() / 2], "weights.caffemodel"));
+    let e = err_of("cut file", || {
+        decode_weights(&bytes[..bytes.len() / 2], "weights.caffemodel")
+    });
     assert!(e.starts_with("weights.caffemodel: truncated"), "{e}");
 
     let mut floats = Vec::new();
     tag(&mut floats, 5, 2);
     varint(&mut floats, 400); // claims 100 floats
     floats.extend([0u8; 40]); // holds 10
-    let e = err_of("short data", || decode_weights(&net_with_layer(&layer_with_blob(&floats)), "weights.caffemodel"));
-    assert_eq!(e, "weights.caffemodel: truncated: field 5 claims 400 bytes but only 40 remain at byte 13 inside layer 0 `conv1` blob 0");
+    let e = err_of("short data", || {
+        decode_weights(
+            &net_with_layer(&layer_with_blob(&floats)),
+            "weights.caffemodel",
+        )
+    });
+    assert_eq!(
+        e,
+        "weights.caffemodel: truncated: field 5 claims 400 bytes but only 40 remain at byte 13 inside layer 0 `conv1` blob 0"
+    );
 }
 
 #[test]
 fn wrong_wire_types() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("net layer as fixed32", { let mut b = Vec::new(); tag(&mut b, 100, 5); b.extend([0; 4]); b }, "field layer (100) has wire type fixed32"),
-        ("net name as varint", { let mut b = Vec::new(); tag(&mut b, 1, 0); varint(&mut b, 7); b }, "field name (1) has wire type varint"),
-        ("layer type as fixed64", net_with_layer(&{ let mut b = Vec::new(); tag(&mut b, 2, 1); b.extend([0; 8]); b }), "field type (2) has wire type fixed64"),
-        ("V1 type as string", { let mut v1 = Vec::new(); len_field(&mut v1, 5, b"CONV"); let mut b = Vec::new(); len_field(&mut b, 2, &v1); b }, "field type (5) has wire type length-delimited"),
-        ("blob data as varint", net_with_layer(&layer_with_blob(&{ let mut b = Vec::new(); tag(&mut b, 5, 0); varint(&mut b, 1); b })), "field data (5) has wire type varint"),
-        ("double_data as fixed32", net_with_layer(&layer_with_blob(&{ let mut b = Vec::new(); tag(&mut b, 8, 5); b.extend([0; 4]); b })), "field double_data (8) has wire type fixed32"),
-        ("shape dim as fixed64", net_with_layer(&layer_with_blob(&{ let mut s = Vec::new(); tag(&mut s, 1, 1); s.extend([0; 8]); let mut b = Vec::new(); len_field(&mut b, 7, &s); b })), "field dim (1) has wire type fixed64"),
-        ("num as string", net_with_layer(&layer_with_blob(&{ let mut b = Vec::new(); len_field(&mut b, 1, b"x"); b })), "field num (1) has wire type length-delimited"),
-        ("wire type 7", { let mut b = Vec::new(); tag(&mut b, 3, 7); b }, "invalid wire type 7"),
+        (
+            "net layer as fixed32",
+            {
+                let mut b = Vec::new();
+                tag(&mut b, 100, 5);
+                b.extend([0; 4]);
+                b
+            },
+            "field layer (100) has wire type fixed32",
+        ),
+        (
+            "net name as varint",
+            {
+                let mut b = Vec::new();
+                tag(&mut b, 1, 0);
+                varint(&mut b, 7);
+                b
+            },
+            "field name (1) has wire type varint",
+        ),
+        (
+            "layer type as fixed64",
+            net_with_layer(&{
+                let mut b = Vec::new();
+                tag(&mut b, 2, 1);
+                b.extend([0; 8]);
+                b
+            }),
+            "field type (2) has wire type fixed64",
+        ),
+        (
+            "V1 type as string",
+            {
+                let mut v1 = Vec::new();
+                len_field(&mut v1, 5, b"CONV");
+                let mut b = Vec::new();
+                len_field(&mut b, 2, &v1);
+                b
+            },
+            "field type (5) has wire type length-delimited",
+        ),
+        (
+            "blob data as varint",
+            net_with_layer(&layer_with_blob(&{
+                let mut b = Vec::new();
+                tag(&mut b, 5, 0);
+                varint(&mut b, 1);
+                b
+            })),
+            "field data (5) has wire type varint",
+        ),
+        (
+            "double_data as fixed32",
+            net_with_layer(&layer_with_blob(&{
+                let mut b = Vec::new();
+                tag(&mut b, 8, 5);
+                b.extend([0; 4]);
+                b
+            })),
+            "field double_data (8) has wire type fixed32",
+        ),
+        (
+            "shape dim as fixed64",
+            net_with_layer(&layer_with_blob(&{
+                let mut s = Vec::new();
+                tag(&mut s, 1, 1);
+                s.extend([0; 8]);
+                let mut b = Vec::new();
+                len_field(&mut b, 7, &s);
+                b
+            })),
+            "field dim (1) has wire type fixed64",
+        ),
+        (
+            "num as string",
+            net_with_layer(&layer_with_blob(&{
+                let mut b = Vec::new();
+                len_field(&mut b, 1, b"x");
+                b
+            })),
+            "field num (1) has wire type length-delimited",
+        ),
+        (
+            "wire type 7",
+            {
+                let mut b = Vec::new();
+                tag(&mut b, 3, 7);
+                b
+            },
+            "invalid wire type 7",
+        ),
     ];
     for (what, bytes, expected) in cases {
         let e = err_of(what, || decode_weights(&bytes, "w.caffemodel"));
@@ -159,7 +264,10 @@ fn wrong_wire_types() {
     let mut s = Vec::new();
     tag(&mut s, 3, 0); // history as a varint
     varint(&mut s, 1);
-    assert!(err_of("history", || decode_solverstate(&s, "s")).contains("field history (3) has wire type varint"));
+    assert!(
+        err_of("history", || decode_solverstate(&s, "s"))
+            .contains("field history (3) has wire type varint")
+    );
 }
 
 #[test]
@@ -168,7 +276,9 @@ fn a_blob_claiming_2_pow_40_elements() {
     let mut blob = Vec::new();
     tag(&mut blob, 5, 2);
     varint(&mut blob, 4 << 40);
-    let e = err_of("length 2^42", || decode_weights(&net_with_layer(&layer_with_blob(&blob)), "w"));
+    let e = err_of("length 2^42", || {
+        decode_weights(&net_with_layer(&layer_with_blob(&blob)), "w")
+    });
     assert!(e.contains("claims 4398046511104 bytes"), "{e}");
 
     // a shape of 2^40 elements with three floats
@@ -177,8 +287,13 @@ fn a_blob_claiming_2_pow_40_elements() {
     tag(&mut blob, 5, 2);
     varint(&mut blob, 12);
     blob.extend([0; 12]);
-    let e = err_of("shape 2^40", || decode_weights(&net_with_layer(&layer_with_blob(&blob)), "w"));
-    assert!(e.contains("data holds 3 values but shape [1048576, 1048576] holds 1099511627776"), "{e}");
+    let e = err_of("shape 2^40", || {
+        decode_weights(&net_with_layer(&layer_with_blob(&blob)), "w")
+    });
+    assert!(
+        e.contains("data holds 3 values but shape [1048576, 1048576] holds 1099511627776"),
+        "{e}"
+    );
 
     // the same through the legacy 4-D fields, and in a mean file and a solverstate
     let mut legacy = Vec::new();
@@ -188,19 +303,28 @@ fn a_blob_claiming_2_pow_40_elements() {
     }
     tag(&mut legacy, 5, 5);
     legacy.extend([0; 4]);
-    assert!(err_of("legacy", || decode_binaryproto(&legacy, "mean.binaryproto")).contains("holds 1099511627776"));
+    assert!(
+        err_of("legacy", || decode_binaryproto(&legacy, "mean.binaryproto"))
+            .contains("holds 1099511627776")
+    );
     let mut state = Vec::new();
     len_field(&mut state, 3, &legacy);
-    assert!(err_of("history", || decode_solverstate(&state, "s")).contains("inside history blob 0"));
+    assert!(
+        err_of("history", || decode_solverstate(&state, "s")).contains("inside history blob 0")
+    );
 
     // dims whose product overflows
     let mut blob = Vec::new();
     len_field(&mut blob, 7, &shape(&[1 << 40, 1 << 40]));
-    assert!(err_of("overflow", || decode_binaryproto(&blob, "m")).contains("more elements than fit"));
+    assert!(
+        err_of("overflow", || decode_binaryproto(&blob, "m")).contains("more elements than fit")
+    );
     // a negative dim (int64 -5)
     let mut blob = Vec::new();
     len_field(&mut blob, 7, &shape(&[(-5i64) as u64]));
-    assert!(err_of("negative", || decode_binaryproto(&blob, "m")).contains("negative dimension -5"));
+    assert!(
+        err_of("negative", || decode_binaryproto(&blob, "m")).contains("negative dimension -5")
+    );
 }
 
 #[test]
@@ -242,23 +366,34 @@ fn nesting_10000_deep() {
     len_field(&mut v1, 1, &msg[..msg.len().min(200)]);
     let mut net = Vec::new();
     len_field(&mut net, 2, &v1);
-    no_panic("V0 nesting", || { let _ = decode_weights(&net, "w"); });
+    no_panic("V0 nesting", || {
+        let _ = decode_weights(&net, "w");
+    });
 }
 
 #[test]
 fn an_eleven_byte_varint() {
     let mut bytes = vec![0xff; 10];
     bytes.push(0x01);
-    assert!(err_of("tag", || decode_weights(&bytes, "w")).contains("varint longer than 10 bytes at byte 0"));
+    assert!(
+        err_of("tag", || decode_weights(&bytes, "w"))
+            .contains("varint longer than 10 bytes at byte 0")
+    );
     let mut as_len = Vec::new();
     tag(&mut as_len, 100, 2);
     as_len.extend([0xff; 10]);
     as_len.push(0x01);
-    assert!(err_of("length", || decode_weights(&as_len, "w")).contains("varint longer than 10 bytes at byte 2"));
+    assert!(
+        err_of("length", || decode_weights(&as_len, "w"))
+            .contains("varint longer than 10 bytes at byte 2")
+    );
     let mut as_iter = vec![0x08];
     as_iter.extend([0x80; 10]);
     as_iter.push(0x00);
-    assert!(err_of("iter", || decode_solverstate(&as_iter, "s")).contains("varint longer than 10 bytes"));
+    assert!(
+        err_of("iter", || decode_solverstate(&as_iter, "s"))
+            .contains("varint longer than 10 bytes")
+    );
 }
 
 #[test]
@@ -274,7 +409,9 @@ fn random_bytes_many_seeds() {
             no_panic(&what, || decode_weights(&bytes, "r").map(|_| ())),
             no_panic(&what, || decode_solverstate(&bytes, "r").map(|_| ())),
             no_panic(&what, || decode_binaryproto(&bytes, "r").map(|_| ())),
-            no_panic(&what, || decode_npy(&bytes, "r", NpyOptions { integers: true }).map(|_| ())),
+            no_panic(&what, || {
+                decode_npy(&bytes, "r", NpyOptions { integers: true }).map(|_| ())
+            }),
         ] {
             match r {
                 Ok(()) => oks += 1,
@@ -326,13 +463,29 @@ fn malformed_npy() {
     let path = conformance_dir().join("layers/conv_basic/in_data.npy");
     let bytes = std::fs::read(&path).unwrap();
     for cut in 0..bytes.len() {
-        let e = err_of("npy prefix", || decode_npy(&bytes[..cut], "in_data.npy", NpyOptions::default()));
+        let e = err_of("npy prefix", || {
+            decode_npy(&bytes[..cut], "in_data.npy", NpyOptions::default())
+        });
         assert!(e.starts_with("in_data.npy: "), "{e}");
     }
     let mut wrong = bytes.clone();
     let at = wrong.windows(3).position(|w| w == b"<f4").unwrap();
     wrong[at + 1..at + 3].copy_from_slice(b"i4");
-    assert!(err_of("dtype", || decode_npy(&wrong, "x.npy", NpyOptions::default())).contains("dtype '<i4' holds integers"));
+    assert!(
+        err_of("dtype", || decode_npy(
+            &wrong,
+            "x.npy",
+            NpyOptions::default()
+        ))
+        .contains("dtype '<i4' holds integers")
+    );
     wrong[at + 1..at + 3].copy_from_slice(b"c8");
-    assert!(err_of("complex", || decode_npy(&wrong, "x.npy", NpyOptions::default())).contains("unsupported dtype '<c8'"));
+    assert!(
+        err_of("complex", || decode_npy(
+            &wrong,
+            "x.npy",
+            NpyOptions::default()
+        ))
+        .contains("unsupported dtype '<c8'")
+    );
 }
