@@ -101,6 +101,12 @@ impl<B: Backend> Net<B> {
     pub fn blobs(&self) -> &[Blob<B>] {
         &self.blobs
     }
+    /// Every blob, writable. For tests and tools that set values by index; the net's wiring
+    /// does not change.
+    #[doc(hidden)]
+    pub fn blobs_mut_for_tests(&mut self) -> &mut [Blob<B>] {
+        &mut self.blobs
+    }
     /// The name of blob `i`.
     pub fn blob_name(&self, i: usize) -> &str {
         &self.blob_names[i]

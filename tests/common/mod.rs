@@ -2,6 +2,8 @@
 //! compared, and how a case's net is built.
 #![allow(dead_code)]
 
+pub mod gradcheck;
+
 use crema::backend::cpu::Cpu;
 use crema::net::Net;
 use crema::proto::{NetParameter, NetState, Phase};
