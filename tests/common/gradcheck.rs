@@ -28,7 +28,7 @@ pub struct GradCheck {
 
 impl Default for GradCheck {
     fn default() -> Self {
-        GradCheck { step: 1e-2, threshold: 1e-2, kink: None, max_per_blob: 120, phase: Phase::Train, params: true }
+        GradCheck { step: 1e-2, threshold: 1e-3, kink: None, max_per_blob: 120, phase: Phase::Train, params: true }
     }
 }
 

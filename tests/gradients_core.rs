@@ -1,5 +1,5 @@
 //! Finite-difference gradient checks (Caffe's GradientChecker method) for every layer with a
-//! backward, on shapes of their own. Layer families add their checks here.
+//! backward, on shapes of their own. Each layer family has its own tests/gradients_<family>.rs.
 
 mod common;
 
