@@ -37,4 +37,16 @@ pub enum Error {
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),
+
+
+    /// A protobuf text-format file (a `.prototxt`) is malformed or does not fit its schema.
+    /// `line` and `col` are 1-based (`col` counts characters); `snippet` is the offending
+    /// source line followed by a line with a caret under the column, ready to print.
+    #[error("{file}:{line}:{col}: {msg}\n{snippet}")]
+    Prototxt { file: String, line: usize, col: usize, msg: String, snippet: String },
+
+    /// A message type is missing from a descriptor pool, or a message does not convert
+    /// between its dynamic and its generated form (a mismatch between schema and code).
+    #[error("schema: {msg}")]
+    Schema { msg: String },
 }

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod error;
 pub mod proto;
+pub mod prototxt;
 
 pub use error::{Error, Result};
 pub mod blob;
