@@ -49,4 +49,22 @@ pub enum Error {
     /// between its dynamic and its generated form (a mismatch between schema and code).
     #[error("schema: {msg}")]
     Schema { msg: String },
+
+    /// A binary file (caffemodel, binaryproto, solverstate, npy) is malformed: truncated,
+    /// inconsistent, or not the format it should be. `msg` says what and, where it helps,
+    /// at which byte and inside which layer and blob.
+    #[error("{file}: {msg}")]
+    Decode { file: String, msg: String },
+
+    /// Data handed to a writer cannot be written as asked (for example a blob whose data
+    /// length does not match its shape); nothing was written.
+    #[error("{file}: {msg}")]
+    Encode { file: String, msg: String },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
 }

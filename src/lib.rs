@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod io;
 pub mod proto;
 pub mod prototxt;
 
