@@ -78,3 +78,45 @@ pub fn upgrade(net: &mut NetParameter) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> NetParameter {
+        crate::prototxt::parse(text, "test.prototxt").expect("test net parses")
+    }
+
+    #[test]
+    fn old_fields_move_and_every_data_layer_gets_both_messages() {
+        let mut n = net(
+            r#"layers { name: "a" type: DATA data_param { source: "db" scale: 0.5 mean_file: "m" crop_size: 3 mirror: true } }
+            layers { name: "b" type: DATA }
+            layers { name: "c" type: WINDOW_DATA transform_param { mean_value: 104 } window_data_param { mirror: false } }
+            layers { name: "d" type: RELU }"#,
+        );
+        assert!(needs(&n));
+        upgrade(&mut n);
+        assert!(!needs(&n));
+        let a = &n.layers[0];
+        let t = a.transform_param.as_ref().unwrap();
+        assert_eq!((t.scale, t.mean_file.as_deref(), t.crop_size, t.mirror), (Some(0.5), Some("m"), Some(3), Some(true)));
+        let d = a.data_param.as_ref().unwrap();
+        assert_eq!(d.source.as_deref(), Some("db"));
+        assert_eq!((d.scale, d.mean_file.as_deref(), d.crop_size, d.mirror), (None, None, None, None));
+        // Caffe's mutable_* accessors leave empty messages on a data layer that had none.
+        assert_eq!(n.layers[1].transform_param, Some(TransformationParameter::default()));
+        assert_eq!(n.layers[1].data_param, Some(Default::default()));
+        let c = &n.layers[2];
+        let t = c.transform_param.as_ref().unwrap();
+        assert_eq!((t.mirror, &t.mean_value[..]), (Some(false), &[104.0][..]));
+        assert_eq!(n.layers[3].transform_param, None);
+        assert_eq!(n.layers[3].data_param, None);
+    }
+
+    #[test]
+    fn nets_without_old_fields_need_nothing() {
+        let n = net(r#"layers { name: "a" type: DATA data_param { source: "db" } transform_param { scale: 2 } }"#);
+        assert!(!needs(&n));
+    }
+}

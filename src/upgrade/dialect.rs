@@ -222,3 +222,97 @@ pub fn segnet_to_crema(bytes: &[u8], file: &str) -> Result<Vec<u8>> {
         .map_err(|msg| Error::Decode { file: file.to_string(), msg: format!("renumbering SegNet fields: {msg}") })?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{NetParameter, loss_parameter::NormalizationMode};
+    use prost::Message;
+
+    fn key(number: u64, wire: u64, out: &mut Vec<u8>) {
+        put_varint(number << 3 | wire, out);
+    }
+    fn varint(number: u64, v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        key(number, 0, &mut out);
+        put_varint(v, &mut out);
+        out
+    }
+    fn bytes(number: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        key(number, 2, &mut out);
+        put_varint(body.len() as u64, &mut out);
+        out.extend_from_slice(body);
+        out
+    }
+    fn float(number: u64, v: f32) -> Vec<u8> {
+        let mut out = Vec::new();
+        key(number, 5, &mut out);
+        out.extend_from_slice(&v.to_le_bytes());
+        out
+    }
+    fn layer(parts: &[Vec<u8>]) -> Vec<u8> {
+        bytes(NET_LAYER, &parts.concat())
+    }
+
+    /// A net as the SegNet fork numbers it, plus a BVLC Embed layer that keeps its 137.
+    fn segnet_net() -> Vec<u8> {
+        [
+            layer(&[bytes(1, b"up"), bytes(2, b"Upsample"), bytes(137, &[varint(1, 2), varint(6, 7)].concat())]),
+            layer(&[bytes(2, b"DenseImageData"), bytes(138, &bytes(1, b"list.txt"))]),
+            layer(&[bytes(2, b"SoftmaxWithLoss"), bytes(101, &[varint(1, 3), varint(3, 1), float(4, 0.5)].concat())]),
+            layer(&[bytes(2, b"Embed"), bytes(137, &varint(1, 5))]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn segnet_files_are_detected_and_renumbered() {
+        let raw = segnet_net();
+        assert_eq!(detect_dialect(&raw), Dialect::SegNet);
+        let net = NetParameter::decode(segnet_to_crema(&raw, "x.caffemodel").unwrap().as_slice()).unwrap();
+        let up = net.layer[0].upsample_param.as_ref().expect("upsample_param");
+        assert_eq!((up.scale(), up.upsample_h), (2, Some(7)));
+        assert!(net.layer[0].embed_param.is_none());
+        let dense = net.layer[1].dense_image_data_param.as_ref().expect("dense_image_data_param");
+        assert_eq!(dense.source.as_deref(), Some("list.txt"));
+        assert!(net.layer[1].tile_param.is_none());
+        let loss = net.layer[2].loss_param.as_ref().unwrap();
+        assert_eq!((loss.weight_by_label_freqs, loss.normalization, &loss.class_weighting[..]), (Some(true), None, &[0.5][..]));
+        assert_eq!(net.layer[3].embed_param.as_ref().and_then(|e| e.num_output), Some(5), "Embed keeps 137");
+    }
+
+    #[test]
+    fn each_segnet_signal_alone_is_enough() {
+        let with = |parts: &[Vec<u8>]| detect_dialect(&layer(parts));
+        assert_eq!(with(&[bytes(2, b"BN")]), Dialect::SegNet);
+        assert_eq!(with(&[bytes(45, &[])]), Dialect::SegNet);
+        assert_eq!(with(&[bytes(101, &float(4, 1.0))]), Dialect::SegNet);
+        assert_eq!(detect_dialect(&bytes(NET_LAYERS_V1, &varint(V1_TYPE, V1_TYPE_BN))), Dialect::SegNet);
+    }
+
+    #[test]
+    fn bvlc_files_are_left_alone() {
+        let raw = [
+            layer(&[bytes(2, b"Embed"), bytes(137, &varint(1, 5))]),
+            layer(&[bytes(2, b"SoftmaxWithLoss"), bytes(101, &varint(3, 1))]),
+        ]
+        .concat();
+        assert_eq!(detect_dialect(&raw), Dialect::Bvlc);
+        let net = NetParameter::decode(raw.as_slice()).unwrap();
+        assert_eq!(net.layer[1].loss_param.as_ref().unwrap().normalization(), NormalizationMode::Valid);
+    }
+
+    #[test]
+    fn malformed_bytes_error_without_panicking() {
+        let mut raw = segnet_net();
+        raw.truncate(raw.len() - 3);
+        assert_eq!(detect_dialect(&raw), Dialect::SegNet, "detection reads what it can");
+        let e = segnet_to_crema(&raw, "cut.caffemodel").unwrap_err().to_string();
+        assert!(e.starts_with("cut.caffemodel: renumbering SegNet fields"), "{e}");
+        for junk in [&[0xff_u8; 12][..], &[0x0b], &[0x0a, 0x80]] {
+            let _ = detect_dialect(junk);
+            assert!(segnet_to_crema(junk, "junk").is_err());
+        }
+    }
+}

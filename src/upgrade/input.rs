@@ -62,3 +62,60 @@ pub fn upgrade(net: &mut NetParameter) -> Result<()> {
     net.layer.insert(0, layer);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> NetParameter {
+        crate::prototxt::parse(text, "test.prototxt").expect("test net parses")
+    }
+
+    #[test]
+    fn input_dims_become_a_first_input_layer() {
+        let mut n = net(
+            r#"input: "data" input_dim: 10 input_dim: 3 input_dim: 227 input_dim: 227
+            input: "label" input_dim: 10 input_dim: 1 input_dim: 1 input_dim: 1
+            layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }"#,
+        );
+        assert!(needs(&n));
+        upgrade(&mut n).unwrap();
+        assert!(n.input.is_empty() && n.input_dim.is_empty() && n.input_shape.is_empty());
+        assert_eq!(n.layer.len(), 2);
+        let input = &n.layer[0];
+        assert_eq!((input.name.as_deref(), input.r#type.as_deref()), (Some("input"), Some("Input")));
+        assert_eq!(input.top, ["data", "label"]);
+        let shapes = &input.input_param.as_ref().unwrap().shape;
+        assert_eq!(shapes[0].dim, [10, 3, 227, 227]);
+        assert_eq!(shapes[1].dim, [10, 1, 1, 1]);
+        assert_eq!(n.layer[1].name.as_deref(), Some("relu"));
+    }
+
+    #[test]
+    fn input_shapes_are_copied() {
+        let mut n = net(r#"input: "x" input_shape { dim: 2 dim: 5 }"#);
+        upgrade(&mut n).unwrap();
+        assert_eq!(n.layer[0].input_param.as_ref().unwrap().shape[0].dim, [2, 5]);
+    }
+
+    #[test]
+    fn inputs_without_shapes_are_dropped() {
+        let mut n = net(r#"input: "x" layer { name: "a" }"#);
+        upgrade(&mut n).unwrap();
+        assert!(n.input.is_empty());
+        assert_eq!(n.layer.len(), 1);
+    }
+
+    #[test]
+    fn malformed_counts_are_errors() {
+        let mut n = net(r#"input: "x" input_dim: 1 input_dim: 3 input_dim: 8"#);
+        let e = upgrade(&mut n).unwrap_err().to_string();
+        assert!(e.contains("1 input(s) but 3 input_dim value(s)") && e.contains("exactly 4"), "{e}");
+        let mut n = net(r#"input: "x" input: "y" input_shape { dim: 1 }"#);
+        let e = upgrade(&mut n).unwrap_err().to_string();
+        assert!(e.contains("2 input(s) but 1 input_shape(s)"), "{e}");
+        let mut n = net(r#"input: "x" input_shape { dim: 1 } input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 1"#);
+        let e = upgrade(&mut n).unwrap_err().to_string();
+        assert!(e.contains("both input_shape (1) and input_dim (4)"), "{e}");
+    }
+}

@@ -146,3 +146,86 @@ pub fn read_solver(path: impl AsRef<Path>) -> Result<SolverParameter> {
     }
     Ok(loaded.message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn text_v1_net_is_upgraded_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "old.prototxt", br#"name: "n" layers { name: "r" type: RELU bottom: "x" top: "x" }"#);
+        let loaded = load_net(&path).unwrap();
+        assert_eq!(loaded.format, FileFormat::Text);
+        assert_eq!(loaded.message.layer[0].r#type(), "ReLU");
+        let note = loaded.note("old.prototxt").unwrap();
+        assert_eq!(
+            note,
+            "note: old.prototxt uses the V1 layer format; upgraded in memory \u{2014} `crema upgrade` writes the upgraded file"
+        );
+        assert_eq!(read_net(&path).unwrap(), loaded.message);
+    }
+
+    #[test]
+    fn binary_nets_are_decoded_and_current_ones_need_no_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetParameter {
+            name: Some("bin".into()),
+            layer: vec![crate::proto::LayerParameter { name: Some("x".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let path = write(&dir, "net.caffemodel", &net.encode_to_vec());
+        let loaded = load_net(&path).unwrap();
+        assert_eq!(loaded.format, FileFormat::Binary(Dialect::Bvlc));
+        assert_eq!(loaded.message, net);
+        assert!(loaded.note("net.caffemodel").is_none());
+    }
+
+    #[test]
+    fn notes_are_joined_in_order() {
+        let notes = ["a".to_string(), "b".to_string(), "c".to_string()];
+        assert_eq!(join_notes(&notes), "a, b and c");
+        assert_eq!(join_notes(&notes[..2]), "a and b");
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = write(&dir, "typo.prototxt", b"name: \"n\"\nlayer { nme: \"x\" }\n");
+        let e = load_net(&typo).unwrap_err();
+        assert!(matches!(e, Error::Prototxt { .. }), "a text file gets the text parser's error: {e}");
+        assert!(e.to_string().starts_with(&format!("{}:2:", typo.display())), "{e}");
+
+        let junk = write(&dir, "junk.caffemodel", &[0xff, 0xfe, 0x0b, 0x00]);
+        let e = load_net(&junk).unwrap_err();
+        assert!(matches!(e, Error::Decode { .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!("{}: neither a text-format nor a binary NetParameter", junk.display())), "{e}");
+
+        let old = write(&dir, "v0.prototxt", br#"layers { layer { name: "x" type: "nonsense" } }"#);
+        let e = load_net(&old).unwrap_err();
+        assert_eq!(e.to_string(), format!("{}: layer `x`: unknown V0 layer type `nonsense`", old.display()));
+
+        let solver = write(&dir, "solver.prototxt", br#"type: "SGD" solver_type: SGD"#);
+        let e = load_solver(&solver).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{}: the solver sets both", solver.display())), "{e}");
+
+        let missing = dir.path().join("missing.prototxt");
+        assert!(matches!(load_net(&missing), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn solvers_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "solver.prototxt", b"base_lr: 0.1\nsolver_type: ADAGRAD\n");
+        let loaded = load_solver(&path).unwrap();
+        assert_eq!((loaded.message.r#type(), loaded.message.solver_type), ("AdaGrad", None));
+        assert_eq!(loaded.notes, [super::super::notes::SOLVER_TYPE]);
+        assert_eq!(read_solver(&path).unwrap(), loaded.message);
+    }
+}

@@ -48,7 +48,7 @@ pub mod notes {
     /// Step 4.
     pub const INPUT: &str = "legacy net inputs (input/input_dim/input_shape)";
     /// Step 5.
-    pub const BATCH_NORM: &str = "BatchNorm layers with three param entries";
+    pub const BATCH_NORM: &str = "BatchNorm layers with three param entries whose multipliers are not all 0";
     /// The solver upgrade.
     pub const SOLVER_TYPE: &str = "the old solver_type enum";
 }
@@ -102,4 +102,52 @@ pub fn upgrade_solver(solver: SolverParameter) -> Result<(SolverParameter, Vec<S
         applied.push(notes::SOLVER_TYPE.to_string());
     }
     Ok((solver, applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> NetParameter {
+        crate::prototxt::parse(text, "test.prototxt").expect("test net parses")
+    }
+
+    #[test]
+    fn a_current_net_is_returned_unchanged() {
+        let n = net(r#"name: "n" layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 } } }"#);
+        assert!(!net_needs_upgrade(&n));
+        let (up, applied) = upgrade_net(n.clone()).unwrap();
+        assert_eq!(up, n);
+        assert!(applied.is_empty());
+    }
+
+    #[test]
+    fn steps_run_in_caffes_order_and_are_noted() {
+        let n = net(
+            r#"input: "data" input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4
+            layers { layer { name: "conv" type: "conv" num_output: 2 kernelsize: 3 } bottom: "data" top: "c" }"#,
+        );
+        assert!(net_needs_upgrade(&n));
+        let (up, applied) = upgrade_net(n).unwrap();
+        assert_eq!(applied, [notes::V0, notes::V1, notes::INPUT]);
+        let types: Vec<_> = up.layer.iter().map(|l| l.r#type()).collect();
+        assert_eq!(types, ["Input", "Convolution"]);
+        assert!(!net_needs_upgrade(&up));
+    }
+
+    #[test]
+    fn errors_name_no_file_until_a_loader_adds_it() {
+        let n = net(r#"layers { layer { name: "x" type: "nonsense" } }"#);
+        let e = upgrade_net(n).unwrap_err();
+        assert_eq!(e.to_string(), "layer `x`: unknown V0 layer type `nonsense`");
+        assert_eq!(e.in_file("old.prototxt").to_string(), "old.prototxt: layer `x`: unknown V0 layer type `nonsense`");
+    }
+
+    #[test]
+    fn solver_upgrade_notes() {
+        let s = SolverParameter { solver_type: Some(5), ..Default::default() };
+        assert!(solver_needs_upgrade(&s));
+        let (up, applied) = upgrade_solver(s).unwrap();
+        assert_eq!((up.r#type(), &applied[..]), ("Adam", &[notes::SOLVER_TYPE.to_string()][..]));
+    }
 }

@@ -39,3 +39,40 @@ pub fn upgrade(solver: &mut SolverParameter) -> Result<()> {
     solver.solver_type = None;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn solver(text: &str) -> SolverParameter {
+        crate::prototxt::parse(text, "solver.prototxt").expect("test solver parses")
+    }
+
+    #[test]
+    fn solver_type_becomes_type() {
+        let mut s = solver("base_lr: 0.01 solver_type: NESTEROV");
+        assert!(needs(&s));
+        upgrade(&mut s).unwrap();
+        assert_eq!((s.r#type.as_deref(), s.solver_type), (Some("Nesterov"), None));
+        assert!(!needs(&s));
+        assert_eq!(type_name(SolverType::Adagrad), "AdaGrad");
+        assert_eq!(type_name(SolverType::Rmsprop), "RMSProp");
+        assert_eq!(type_name(SolverType::Adadelta), "AdaDelta");
+    }
+
+    #[test]
+    fn explicit_default_is_still_upgraded() {
+        let mut s = solver("solver_type: SGD");
+        upgrade(&mut s).unwrap();
+        assert_eq!(s.r#type.as_deref(), Some("SGD"));
+    }
+
+    #[test]
+    fn both_fields_or_an_unknown_value_are_errors() {
+        let mut s = solver(r#"type: "Adam" solver_type: ADAM"#);
+        let e = upgrade(&mut s).unwrap_err().to_string();
+        assert!(e.contains("both the old `solver_type` field and the new `type` (\"Adam\")"), "{e}");
+        let mut s = SolverParameter { solver_type: Some(42), ..Default::default() };
+        assert!(upgrade(&mut s).unwrap_err().to_string().contains("unknown solver_type 42"));
+    }
+}

@@ -438,3 +438,118 @@ impl Fields<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{pooling_parameter::PoolMethod, v1_layer_parameter::LayerType};
+
+    fn net(text: &str) -> NetParameter {
+        crate::prototxt::parse(text, "test.prototxt").expect("test net parses")
+    }
+
+    fn msg(e: crate::Error) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn type_strings_map_to_v1_types() {
+        assert_eq!(layer_type("conv"), Some(LayerType::Convolution));
+        assert_eq!(layer_type("innerproduct"), Some(LayerType::InnerProduct));
+        assert_eq!(layer_type("images"), Some(LayerType::ImageData));
+        assert_eq!(layer_type("softmax_loss"), Some(LayerType::SoftmaxLoss));
+        assert_eq!(layer_type("padding"), None, "padding layers are folded, never upgraded");
+        assert_eq!(layer_type("Convolution"), None);
+    }
+
+    #[test]
+    fn unknown_v0_type_is_an_error() {
+        let e = upgrade(&net(r#"layers { layer { name: "c" type: "convolution" } top: "x" }"#)).unwrap_err();
+        assert!(msg(e).contains("layer `c`: unknown V0 layer type `convolution`"));
+    }
+
+    #[test]
+    fn padding_layer_folds_into_the_conv_it_feeds() {
+        let up = upgrade(&net(
+            r#"name: "n" input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
+            layers { layer { name: "pad1" type: "padding" pad: 2 } bottom: "data" top: "pad1" }
+            layers { layer { name: "conv1" type: "conv" num_output: 4 kernelsize: 5 } bottom: "pad1" top: "conv1" }
+            layers { layer { name: "pool1" type: "pool" pool: AVE kernelsize: 3 stride: 2 } bottom: "conv1" top: "pool1" }"#,
+        ))
+        .unwrap();
+        assert_eq!(up.name.as_deref(), Some("n"));
+        assert_eq!(up.input, ["data"]);
+        assert_eq!(up.input_dim, [1, 3, 8, 8]);
+        assert_eq!(up.layers.len(), 2, "the padding layer is gone");
+        let conv = &up.layers[0];
+        assert_eq!(conv.r#type, Some(LayerType::Convolution as i32));
+        assert_eq!(conv.bottom, ["data"], "the conv reads the padding layer's input");
+        let p = conv.convolution_param.as_ref().unwrap();
+        assert_eq!((p.num_output, &p.pad[..], &p.kernel_size[..]), (Some(4), &[2][..], &[5][..]));
+        let pool = up.layers[1].pooling_param.as_ref().unwrap();
+        assert_eq!(pool.pool, Some(PoolMethod::Ave as i32));
+        assert_eq!((pool.kernel_size, pool.stride, pool.pad), (Some(3), Some(2), None));
+    }
+
+    #[test]
+    fn padding_into_a_non_conv_layer_is_an_error() {
+        let e = upgrade(&net(
+            r#"input: "data"
+            layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "p" }
+            layers { layer { name: "relu" type: "relu" } bottom: "p" top: "r" }"#,
+        ))
+        .unwrap_err();
+        assert!(msg(e).contains("layer `relu`: a padding layer feeds this `relu` layer"));
+    }
+
+    #[test]
+    fn unknown_bottom_is_an_error() {
+        let e = upgrade(&net(r#"layers { layer { name: "relu" type: "relu" } bottom: "nowhere" top: "r" }"#)).unwrap_err();
+        assert!(msg(e).contains("bottom `nowhere` is neither a net input nor the top of an earlier layer"));
+    }
+
+    #[test]
+    fn data_and_window_fields_move_to_their_params() {
+        let up = upgrade(&net(
+            r#"layers { layer { name: "d" type: "data" source: "db" batchsize: 32 rand_skip: 7
+                  meanfile: "mean.binaryproto" cropsize: 227 mirror: true scale: 0.5 } top: "data" }
+            layers { layer { name: "w" type: "window_data" source: "w.txt" batchsize: 8
+                  det_fg_threshold: 0.6 det_bg_threshold: 0.4 det_fg_fraction: 0.3
+                  det_context_pad: 16 det_crop_mode: "square" } top: "wd" }
+            layers { layer { name: "i" type: "images" source: "list" shuffle_images: true
+                  new_height: 256 new_width: 128 } top: "img" }"#,
+        ))
+        .unwrap();
+        let d = &up.layers[0];
+        let dp = d.data_param.as_ref().unwrap();
+        assert_eq!((dp.source.as_deref(), dp.batch_size, dp.rand_skip), (Some("db"), Some(32), Some(7)));
+        let t = d.transform_param.as_ref().unwrap();
+        assert_eq!(t.mean_file.as_deref(), Some("mean.binaryproto"));
+        assert_eq!((t.crop_size, t.mirror, t.scale), (Some(227), Some(true), Some(0.5)));
+        let w = up.layers[1].window_data_param.as_ref().unwrap();
+        assert_eq!((w.fg_threshold, w.bg_threshold, w.fg_fraction), (Some(0.6), Some(0.4), Some(0.3)));
+        assert_eq!((w.context_pad, w.crop_mode.as_deref()), (Some(16), Some("square")));
+        let i = up.layers[2].image_data_param.as_ref().unwrap();
+        assert_eq!((i.shuffle, i.new_height, i.new_width), (Some(true), Some(256), Some(128)));
+    }
+
+    #[test]
+    fn a_field_foreign_to_the_layer_type_is_an_error() {
+        let e = upgrade(&net(r#"layers { layer { name: "r" type: "relu" num_output: 3 } top: "x" }"#)).unwrap_err();
+        assert!(msg(e).contains("layer `r`: the V0 field `num_output` has no meaning for layer type `relu`"));
+        let e = upgrade(&net(r#"layers { layer { name: "c" type: "conv" det_crop_mode: "warp" } top: "x" }"#)).unwrap_err();
+        assert!(msg(e).contains("`det_crop_mode`"));
+    }
+
+    #[test]
+    fn v1_fields_beside_a_v0_layer_are_an_error() {
+        let e = upgrade(&net(r#"layers { layer { name: "r" type: "relu" } blobs_lr: 1 top: "x" }"#)).unwrap_err();
+        assert!(msg(e).contains("sets V1 fields"));
+    }
+
+    #[test]
+    fn newer_net_fields_are_an_error() {
+        let e = upgrade(&net(r#"state { phase: TRAIN } layers { layer { name: "r" type: "relu" } }"#)).unwrap_err();
+        assert!(msg(e).contains("`state`"));
+    }
+}

@@ -154,3 +154,72 @@ pub fn layer(v1: V1LayerParameter, index: usize) -> Result<LayerParameter> {
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> NetParameter {
+        crate::prototxt::parse(text, "test.prototxt").expect("test net parses")
+    }
+
+    #[test]
+    fn per_blob_lists_become_param_specs() {
+        let mut n = net(
+            r#"name: "n" input: "x"
+            layers { name: "ip" type: INNER_PRODUCT bottom: "x" top: "y"
+                param: "w" blob_share_mode: PERMISSIVE
+                blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0 loss_weight: 0.5
+                include { phase: TRAIN } exclude { stage: "deploy" }
+                inner_product_param { num_output: 10 } }"#,
+        );
+        upgrade(&mut n).unwrap();
+        assert!(n.layers.is_empty());
+        assert_eq!(n.input, ["x"], "net-level fields stay");
+        let l = &n.layer[0];
+        assert_eq!((l.name.as_deref(), l.r#type.as_deref()), (Some("ip"), Some("InnerProduct")));
+        assert_eq!(l.param.len(), 2);
+        let p0 = &l.param[0];
+        assert_eq!(p0.name.as_deref(), Some("w"));
+        assert_eq!(p0.share_mode, Some(param_spec::DimCheckMode::Permissive as i32));
+        assert_eq!((p0.lr_mult, p0.decay_mult), (Some(1.0), Some(1.0)));
+        let p1 = &l.param[1];
+        assert_eq!((p1.name.as_deref(), p1.share_mode, p1.lr_mult, p1.decay_mult), (None, None, Some(2.0), Some(0.0)));
+        assert_eq!(l.loss_weight, [0.5]);
+        assert_eq!(l.include.len(), 1);
+        assert_eq!(l.exclude[0].stage, ["deploy"]);
+        assert_eq!(l.inner_product_param.as_ref().and_then(|p| p.num_output), Some(10));
+    }
+
+    #[test]
+    fn type_names_follow_caffe_and_segnet() {
+        assert_eq!(type_name(LayerType::SoftmaxLoss), "SoftmaxWithLoss");
+        assert_eq!(type_name(LayerType::Hdf5Data), "HDF5Data");
+        assert_eq!(type_name(LayerType::Tanh), "TanH");
+        assert_eq!(type_name(LayerType::Bn), "BN");
+        let mut n = net(r#"layers { type: NONE } layers { name: "u" }"#);
+        upgrade(&mut n).unwrap();
+        assert_eq!(n.layer[0].r#type.as_deref(), Some(""), "Caffe sets NONE as an empty type");
+        assert_eq!(n.layer[1].r#type, None);
+    }
+
+    #[test]
+    fn unknown_enum_values_are_errors() {
+        let bad_type = V1LayerParameter { name: Some("x".into()), r#type: Some(99), ..Default::default() };
+        let e = layer(bad_type, 0).unwrap_err().to_string();
+        assert!(e.contains("layer `x`: unknown V1 layer type 99"), "{e}");
+        let bad_mode = V1LayerParameter { blob_share_mode: vec![7], ..Default::default() };
+        let e = layer(bad_mode, 3).unwrap_err().to_string();
+        assert!(e.contains("layers[3]: unknown blob_share_mode 7"), "{e}");
+    }
+
+    #[test]
+    fn fields_without_an_equivalent_are_errors() {
+        let mut mixed = net(r#"layers { name: "a" type: RELU } layer { name: "b" type: "ReLU" }"#);
+        let e = upgrade(&mut mixed).unwrap_err().to_string();
+        assert!(e.contains("both V1 `layers` (1) and current `layer` entries (1)"), "{e}");
+        let leftover = V1LayerParameter { name: Some("old".into()), layer: Some(Default::default()), ..Default::default() };
+        let e = layer(leftover, 0).unwrap_err().to_string();
+        assert!(e.contains("layer `old`: a V1 layer still holds a V0 `layer`"), "{e}");
+    }
+}
