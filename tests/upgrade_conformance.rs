@@ -127,10 +127,16 @@ fn check(name: &str, kind: &str) -> Result<(), String> {
             }
             compare::<NetParameter>(&loaded.message, &expected)?;
             let again = upgrade::load_net(&expected_txt).map_err(|e| e.to_string())?;
-            compare::<NetParameter>(&again.message, &expected).map_err(|e| format!("{}: {e}", expected_txt.display()))?;
+            compare::<NetParameter>(&again.message, &expected)
+                .map_err(|e| format!("{}: {e}", expected_txt.display()))?;
             let binary = upgrade::load_net(&expected_pb).map_err(|e| e.to_string())?;
             if !matches!(binary.format, FileFormat::Binary(_)) || !binary.notes.is_empty() {
-                return Err(format!("{}: read as {:?} with notes {:?}", expected_pb.display(), binary.format, binary.notes));
+                return Err(format!(
+                    "{}: read as {:?} with notes {:?}",
+                    expected_pb.display(),
+                    binary.format,
+                    binary.notes
+                ));
             }
             compare::<NetParameter>(&binary.message, &expected).map_err(|e| format!("{}: {e}", expected_pb.display()))
         }
@@ -138,7 +144,8 @@ fn check(name: &str, kind: &str) -> Result<(), String> {
             let loaded = upgrade::load_solver(&source).map_err(|e| e.to_string())?;
             compare::<SolverParameter>(&loaded.message, &expected)?;
             let again = upgrade::load_solver(&expected_txt).map_err(|e| e.to_string())?;
-            compare::<SolverParameter>(&again.message, &expected).map_err(|e| format!("{}: {e}", expected_txt.display()))
+            compare::<SolverParameter>(&again.message, &expected)
+                .map_err(|e| format!("{}: {e}", expected_txt.display()))
         }
         other => Err(format!("unknown kind {other:?} in kind.txt")),
     }
@@ -149,6 +156,13 @@ fn check(name: &str, kind: &str) -> Result<(), String> {
 fn every_file_upgrades_to_exactly_what_caffe_wrote() {
     let cases = cases();
     assert!(!cases.is_empty(), "no cases in {}", dir().display());
+    let on_disk = std::fs::read_dir(dir()).expect("read the prototxt folder");
+    for entry in on_disk.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(name) = file.strip_suffix(".prototxt").filter(|n| !n.ends_with(".expected")) {
+            assert!(cases.iter().any(|(n, _)| n == name), "{file} is not listed in kind.txt");
+        }
+    }
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|(name, kind)| check(name, kind).err().map(|e| format!("{name} ({kind}): {e}")))
@@ -179,4 +193,39 @@ fn old_format_files_are_upgraded_with_notes() {
     assert!(v1.iter().any(|n| n == upgrade::notes::V1), "{v1:?}");
     let current = net("bvlc_alexnet_train_val").expect("bvlc_alexnet_train_val reads");
     assert!(current.is_empty(), "{current:?}");
+}
+
+/// Every caffemodel Caffe (or the SegNet mapping) wrote for the layer and solver cases reads
+/// through `load_net` as binary, in the right numbering, already current.
+#[test]
+fn conformance_caffemodels_load_in_their_dialect() {
+    let root = dir().join("..");
+    let mut files = Vec::new();
+    for group in ["layers", "solvers"] {
+        let group_dir = root.join(group);
+        let cases = std::fs::read_dir(&group_dir).unwrap_or_else(|e| panic!("read {}: {e}", group_dir.display()));
+        for case in cases.flatten() {
+            for file in std::fs::read_dir(case.path()).into_iter().flatten().flatten() {
+                if file.path().extension().is_some_and(|e| e == "caffemodel") {
+                    files.push(file.path());
+                }
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "no caffemodels under {}", root.display());
+    let mut failures = Vec::new();
+    for path in &files {
+        let segnet = path.components().any(|c| c.as_os_str().to_string_lossy().starts_with("segnet_"));
+        let want = FileFormat::Binary(if segnet { upgrade::Dialect::SegNet } else { upgrade::Dialect::Bvlc });
+        match upgrade::load_net(path) {
+            Ok(l) if l.format == want && l.notes.is_empty() => {}
+            Ok(l) => {
+                failures.push(format!("{}: {:?} with notes {:?}, want {want:?}", path.display(), l.format, l.notes))
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!("{} caffemodels read in their dialect", files.len());
 }

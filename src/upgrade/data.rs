@@ -40,7 +40,12 @@ fn old_fields(layer: &mut V1LayerParameter) -> Option<OldFields<'_>> {
     macro_rules! fields {
         ($slot:expr) => {{
             let p = $slot.get_or_insert_with(Default::default);
-            Some(OldFields { scale: &mut p.scale, mean_file: &mut p.mean_file, crop_size: &mut p.crop_size, mirror: &mut p.mirror })
+            Some(OldFields {
+                scale: &mut p.scale,
+                mean_file: &mut p.mean_file,
+                crop_size: &mut p.crop_size,
+                mirror: &mut p.mirror,
+            })
         }};
     }
     match LayerType::try_from(layer.r#type?) {
@@ -55,9 +60,9 @@ fn old_fields(layer: &mut V1LayerParameter) -> Option<OldFields<'_>> {
 pub fn needs(net: &NetParameter) -> bool {
     macro_rules! any_old {
         ($param:expr) => {
-            $param
-                .as_ref()
-                .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some())
+            $param.as_ref().is_some_and(|p| {
+                p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()
+            })
         };
     }
     net.layers.iter().any(|l| match l.r#type.map(LayerType::try_from) {
@@ -100,7 +105,10 @@ mod tests {
         assert!(!needs(&n));
         let a = &n.layers[0];
         let t = a.transform_param.as_ref().unwrap();
-        assert_eq!((t.scale, t.mean_file.as_deref(), t.crop_size, t.mirror), (Some(0.5), Some("m"), Some(3), Some(true)));
+        assert_eq!(
+            (t.scale, t.mean_file.as_deref(), t.crop_size, t.mirror),
+            (Some(0.5), Some("m"), Some(3), Some(true))
+        );
         let d = a.data_param.as_ref().unwrap();
         assert_eq!(d.source.as_deref(), Some("db"));
         assert_eq!((d.scale, d.mean_file.as_deref(), d.crop_size, d.mirror), (None, None, None, None));

@@ -69,9 +69,10 @@ fn take_varint(buf: &mut &[u8]) -> std::result::Result<u64, String> {
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: u64) -> std::result::Result<&'a [u8], String> {
-    let n = usize::try_from(n).ok().filter(|&n| n <= buf.len()).ok_or_else(|| {
-        format!("a field claims {n} bytes where {} remain", buf.len())
-    })?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= buf.len())
+        .ok_or_else(|| format!("a field claims {n} bytes where {} remain", buf.len()))?;
     let (head, rest) = buf.split_at(n);
     *buf = rest;
     Ok(head)
@@ -278,7 +279,10 @@ mod tests {
         assert_eq!(dense.source.as_deref(), Some("list.txt"));
         assert!(net.layer[1].tile_param.is_none());
         let loss = net.layer[2].loss_param.as_ref().unwrap();
-        assert_eq!((loss.weight_by_label_freqs, loss.normalization, &loss.class_weighting[..]), (Some(true), None, &[0.5][..]));
+        assert_eq!(
+            (loss.weight_by_label_freqs, loss.normalization, &loss.class_weighting[..]),
+            (Some(true), None, &[0.5][..])
+        );
         assert_eq!(net.layer[3].embed_param.as_ref().and_then(|e| e.num_output), Some(5), "Embed keeps 137");
     }
 

@@ -73,11 +73,9 @@ mod tests {
 
     #[test]
     fn input_dims_become_a_first_input_layer() {
-        let mut n = net(
-            r#"input: "data" input_dim: 10 input_dim: 3 input_dim: 227 input_dim: 227
+        let mut n = net(r#"input: "data" input_dim: 10 input_dim: 3 input_dim: 227 input_dim: 227
             input: "label" input_dim: 10 input_dim: 1 input_dim: 1 input_dim: 1
-            layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }"#,
-        );
+            layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }"#);
         assert!(needs(&n));
         upgrade(&mut n).unwrap();
         assert!(n.input.is_empty() && n.input_dim.is_empty() && n.input_shape.is_empty());

@@ -64,11 +64,7 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 }
 
 /// Parses `bytes` as text if they are, else decodes them with `binary`.
-fn decode<M>(
-    bytes: &[u8],
-    file: &str,
-    binary: impl FnOnce(&[u8]) -> Result<(M, Dialect)>,
-) -> Result<(M, FileFormat)>
+fn decode<M>(bytes: &[u8], file: &str, binary: impl FnOnce(&[u8]) -> Result<(M, Dialect)>) -> Result<(M, FileFormat)>
 where
     M: Message + prost::Name + Default,
 {
@@ -205,7 +201,10 @@ mod tests {
         let junk = write(&dir, "junk.caffemodel", &[0xff, 0xfe, 0x0b, 0x00]);
         let e = load_net(&junk).unwrap_err();
         assert!(matches!(e, Error::Decode { .. }), "{e}");
-        assert!(e.to_string().starts_with(&format!("{}: neither a text-format nor a binary NetParameter", junk.display())), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("{}: neither a text-format nor a binary NetParameter", junk.display())),
+            "{e}"
+        );
 
         let old = write(&dir, "v0.prototxt", br#"layers { layer { name: "x" type: "nonsense" } }"#);
         let e = load_net(&old).unwrap_err();

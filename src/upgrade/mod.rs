@@ -123,10 +123,8 @@ mod tests {
 
     #[test]
     fn steps_run_in_caffes_order_and_are_noted() {
-        let n = net(
-            r#"input: "data" input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4
-            layers { layer { name: "conv" type: "conv" num_output: 2 kernelsize: 3 } bottom: "data" top: "c" }"#,
-        );
+        let n = net(r#"input: "data" input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4
+            layers { layer { name: "conv" type: "conv" num_output: 2 kernelsize: 3 } bottom: "data" top: "c" }"#);
         assert!(net_needs_upgrade(&n));
         let (up, applied) = upgrade_net(n).unwrap();
         assert_eq!(applied, [notes::V0, notes::V1, notes::INPUT]);

@@ -11,10 +11,10 @@
 use super::err;
 use crate::Result;
 use crate::proto::{
-    ConcatParameter, ConvolutionParameter, DataParameter, DropoutParameter, Hdf5DataParameter,
-    ImageDataParameter, InfogainLossParameter, InnerProductParameter, LrnParameter, NetParameter,
-    PoolingParameter, TransformationParameter, V0LayerParameter, V1LayerParameter,
-    WindowDataParameter, pooling_parameter, v0_layer_parameter, v1_layer_parameter::LayerType,
+    ConcatParameter, ConvolutionParameter, DataParameter, DropoutParameter, Hdf5DataParameter, ImageDataParameter,
+    InfogainLossParameter, InnerProductParameter, LrnParameter, NetParameter, PoolingParameter,
+    TransformationParameter, V0LayerParameter, V1LayerParameter, WindowDataParameter, pooling_parameter,
+    v0_layer_parameter, v1_layer_parameter::LayerType,
 };
 use std::collections::HashMap;
 
@@ -493,32 +493,29 @@ mod tests {
 
     #[test]
     fn padding_into_a_non_conv_layer_is_an_error() {
-        let e = upgrade(&net(
-            r#"input: "data"
+        let e = upgrade(&net(r#"input: "data"
             layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "p" }
-            layers { layer { name: "relu" type: "relu" } bottom: "p" top: "r" }"#,
-        ))
+            layers { layer { name: "relu" type: "relu" } bottom: "p" top: "r" }"#))
         .unwrap_err();
         assert!(msg(e).contains("layer `relu`: a padding layer feeds this `relu` layer"));
     }
 
     #[test]
     fn unknown_bottom_is_an_error() {
-        let e = upgrade(&net(r#"layers { layer { name: "relu" type: "relu" } bottom: "nowhere" top: "r" }"#)).unwrap_err();
+        let e =
+            upgrade(&net(r#"layers { layer { name: "relu" type: "relu" } bottom: "nowhere" top: "r" }"#)).unwrap_err();
         assert!(msg(e).contains("bottom `nowhere` is neither a net input nor the top of an earlier layer"));
     }
 
     #[test]
     fn data_and_window_fields_move_to_their_params() {
-        let up = upgrade(&net(
-            r#"layers { layer { name: "d" type: "data" source: "db" batchsize: 32 rand_skip: 7
+        let up = upgrade(&net(r#"layers { layer { name: "d" type: "data" source: "db" batchsize: 32 rand_skip: 7
                   meanfile: "mean.binaryproto" cropsize: 227 mirror: true scale: 0.5 } top: "data" }
             layers { layer { name: "w" type: "window_data" source: "w.txt" batchsize: 8
                   det_fg_threshold: 0.6 det_bg_threshold: 0.4 det_fg_fraction: 0.3
                   det_context_pad: 16 det_crop_mode: "square" } top: "wd" }
             layers { layer { name: "i" type: "images" source: "list" shuffle_images: true
-                  new_height: 256 new_width: 128 } top: "img" }"#,
-        ))
+                  new_height: 256 new_width: 128 } top: "img" }"#))
         .unwrap();
         let d = &up.layers[0];
         let dp = d.data_param.as_ref().unwrap();
@@ -537,7 +534,8 @@ mod tests {
     fn a_field_foreign_to_the_layer_type_is_an_error() {
         let e = upgrade(&net(r#"layers { layer { name: "r" type: "relu" num_output: 3 } top: "x" }"#)).unwrap_err();
         assert!(msg(e).contains("layer `r`: the V0 field `num_output` has no meaning for layer type `relu`"));
-        let e = upgrade(&net(r#"layers { layer { name: "c" type: "conv" det_crop_mode: "warp" } top: "x" }"#)).unwrap_err();
+        let e =
+            upgrade(&net(r#"layers { layer { name: "c" type: "conv" det_crop_mode: "warp" } top: "x" }"#)).unwrap_err();
         assert!(msg(e).contains("`det_crop_mode`"));
     }
 

@@ -104,13 +104,48 @@ pub fn layer(v1: V1LayerParameter, index: usize) -> Result<LayerParameter> {
     let here = name_of(&v1, index);
     // Exhaustive, so that a V1 field added to the schema cannot be dropped unnoticed.
     let V1LayerParameter {
-        bottom, top, name, include, exclude, r#type, blobs, param: share_names, blob_share_mode,
-        blobs_lr, weight_decay, loss_weight, accuracy_param, argmax_param, concat_param,
-        contrastive_loss_param, convolution_param, data_param, dropout_param, dummy_data_param,
-        eltwise_param, exp_param, hdf5_data_param, hdf5_output_param, hinge_loss_param,
-        image_data_param, infogain_loss_param, inner_product_param, lrn_param, memory_data_param,
-        mvn_param, pooling_param, power_param, relu_param, sigmoid_param, softmax_param,
-        slice_param, tanh_param, threshold_param, window_data_param, transform_param, loss_param,
+        bottom,
+        top,
+        name,
+        include,
+        exclude,
+        r#type,
+        blobs,
+        param: share_names,
+        blob_share_mode,
+        blobs_lr,
+        weight_decay,
+        loss_weight,
+        accuracy_param,
+        argmax_param,
+        concat_param,
+        contrastive_loss_param,
+        convolution_param,
+        data_param,
+        dropout_param,
+        dummy_data_param,
+        eltwise_param,
+        exp_param,
+        hdf5_data_param,
+        hdf5_output_param,
+        hinge_loss_param,
+        image_data_param,
+        infogain_loss_param,
+        inner_product_param,
+        lrn_param,
+        memory_data_param,
+        mvn_param,
+        pooling_param,
+        power_param,
+        relu_param,
+        sigmoid_param,
+        softmax_param,
+        slice_param,
+        tanh_param,
+        threshold_param,
+        window_data_param,
+        transform_param,
+        loss_param,
         layer: v0,
     } = v1;
     if v0.is_some() {
@@ -144,13 +179,45 @@ pub fn layer(v1: V1LayerParameter, index: usize) -> Result<LayerParameter> {
         spec(&mut param, i).decay_mult = Some(decay);
     }
     Ok(LayerParameter {
-        name, r#type, bottom, top, loss_weight, param, blobs, include, exclude, transform_param,
-        loss_param, accuracy_param, argmax_param, concat_param, contrastive_loss_param,
-        convolution_param, data_param, dropout_param, dummy_data_param, eltwise_param, exp_param,
-        hdf5_data_param, hdf5_output_param, hinge_loss_param, image_data_param,
-        infogain_loss_param, inner_product_param, lrn_param, memory_data_param, mvn_param,
-        pooling_param, power_param, relu_param, sigmoid_param, softmax_param, slice_param,
-        tanh_param, threshold_param, window_data_param,
+        name,
+        r#type,
+        bottom,
+        top,
+        loss_weight,
+        param,
+        blobs,
+        include,
+        exclude,
+        transform_param,
+        loss_param,
+        accuracy_param,
+        argmax_param,
+        concat_param,
+        contrastive_loss_param,
+        convolution_param,
+        data_param,
+        dropout_param,
+        dummy_data_param,
+        eltwise_param,
+        exp_param,
+        hdf5_data_param,
+        hdf5_output_param,
+        hinge_loss_param,
+        image_data_param,
+        infogain_loss_param,
+        inner_product_param,
+        lrn_param,
+        memory_data_param,
+        mvn_param,
+        pooling_param,
+        power_param,
+        relu_param,
+        sigmoid_param,
+        softmax_param,
+        slice_param,
+        tanh_param,
+        threshold_param,
+        window_data_param,
         ..Default::default()
     })
 }
@@ -165,14 +232,12 @@ mod tests {
 
     #[test]
     fn per_blob_lists_become_param_specs() {
-        let mut n = net(
-            r#"name: "n" input: "x"
+        let mut n = net(r#"name: "n" input: "x"
             layers { name: "ip" type: INNER_PRODUCT bottom: "x" top: "y"
                 param: "w" blob_share_mode: PERMISSIVE
                 blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0 loss_weight: 0.5
                 include { phase: TRAIN } exclude { stage: "deploy" }
-                inner_product_param { num_output: 10 } }"#,
-        );
+                inner_product_param { num_output: 10 } }"#);
         upgrade(&mut n).unwrap();
         assert!(n.layers.is_empty());
         assert_eq!(n.input, ["x"], "net-level fields stay");
@@ -218,7 +283,8 @@ mod tests {
         let mut mixed = net(r#"layers { name: "a" type: RELU } layer { name: "b" type: "ReLU" }"#);
         let e = upgrade(&mut mixed).unwrap_err().to_string();
         assert!(e.contains("both V1 `layers` (1) and current `layer` entries (1)"), "{e}");
-        let leftover = V1LayerParameter { name: Some("old".into()), layer: Some(Default::default()), ..Default::default() };
+        let leftover =
+            V1LayerParameter { name: Some("old".into()), layer: Some(Default::default()), ..Default::default() };
         let e = layer(leftover, 0).unwrap_err().to_string();
         assert!(e.contains("layer `old`: a V1 layer still holds a V0 `layer`"), "{e}");
     }
