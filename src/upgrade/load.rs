@@ -219,6 +219,31 @@ mod tests {
     }
 
     #[test]
+    fn binary_v0_nets_keep_their_weights() {
+        use crate::proto::{BlobProto, V0LayerParameter, V1LayerParameter};
+        let blob = BlobProto { data: vec![1.0, 2.0], ..Default::default() };
+        let v0 = V0LayerParameter {
+            name: Some("ip".into()),
+            r#type: Some("innerproduct".into()),
+            num_output: Some(2),
+            blobs: vec![blob.clone()],
+            ..Default::default()
+        };
+        let old = NetParameter {
+            input: vec!["x".into()],
+            layers: vec![V1LayerParameter { bottom: vec!["x".into()], layer: Some(v0), ..Default::default() }],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "v0.caffemodel", &old.encode_to_vec());
+        let loaded = load_net(&path).unwrap();
+        assert_eq!(loaded.format, FileFormat::Binary(Dialect::Bvlc));
+        let ip = &loaded.message.layer[0];
+        assert_eq!((ip.r#type(), &ip.blobs[..]), ("InnerProduct", &[blob][..]));
+        assert!(loaded.message.input.is_empty(), "an input without dims is dropped, as in Caffe");
+    }
+
+    #[test]
     fn solvers_are_upgraded() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, "solver.prototxt", b"base_lr: 0.1\nsolver_type: ADAGRAD\n");

@@ -65,7 +65,7 @@ pub fn upgrade_net(net: NetParameter) -> Result<(NetParameter, Vec<String>)> {
     let mut net = net;
     let mut applied = Vec::new();
     if v0::needs(&net) {
-        net = v0::upgrade(&net)?;
+        net = v0::upgrade(net)?;
         applied.push(notes::V0.to_string());
     }
     if data::needs(&net) {

@@ -5,7 +5,7 @@
 //! message of its type.
 //!
 //! Where Caffe logs "Unknown parameter ... for layer type ..." and drops the field, crema stops
-//! with an [`Error::Upgrade`]: the field cannot be carried over, and a silent drop would change
+//! with an [`Error::Upgrade`](crate::Error::Upgrade): the field cannot be carried over, and a silent drop would change
 //! what the user wrote.
 
 use super::err;
@@ -25,7 +25,8 @@ pub fn needs(net: &NetParameter) -> bool {
 
 /// Upgrades a V0 net to the V1 format. Like Caffe, the result keeps only the net's name,
 /// inputs, input dimensions and `force_backward`; any newer net-level field is an error.
-pub fn upgrade(net: &NetParameter) -> Result<NetParameter> {
+/// Layers are moved, not copied: a binary V0 net carries its weights in them.
+pub fn upgrade(net: NetParameter) -> Result<NetParameter> {
     let newer = [
         (!net.input_shape.is_empty(), "input_shape"),
         (net.state.is_some(), "state"),
@@ -38,16 +39,10 @@ pub fn upgrade(net: &NetParameter) -> Result<NetParameter> {
              Caffe's V0 upgrade drops; write the net in one format"
         )));
     }
-    let folded = fold_padding(net)?;
-    let layers = folded.iter().enumerate().map(|(i, l)| layer(l, i)).collect::<Result<Vec<_>>>()?;
-    Ok(NetParameter {
-        name: net.name.clone(),
-        layers,
-        input: net.input.clone(),
-        input_dim: net.input_dim.clone(),
-        force_backward: net.force_backward,
-        ..Default::default()
-    })
+    let NetParameter { name, layers, input, input_dim, force_backward, .. } = net;
+    let folded = fold_padding(layers, &input)?;
+    let layers = folded.into_iter().enumerate().map(|(i, l)| layer(l, i)).collect::<Result<Vec<_>>>()?;
+    Ok(NetParameter { name, layers, input, input_dim, force_backward, ..Default::default() })
 }
 
 fn v0_type(conn: &V1LayerParameter) -> &str {
@@ -61,18 +56,19 @@ fn v0_name(conn: &V1LayerParameter, index: usize) -> String {
     }
 }
 
-/// Removes V0 `padding` layers, setting their `pad` on the convolution or pooling layer that
-/// reads their output and pointing that layer at the padding layer's input
-/// (Caffe's `UpgradeV0PaddingLayers`).
-pub fn fold_padding(net: &NetParameter) -> Result<Vec<V1LayerParameter>> {
+/// What folding does to one layer fed by a padding layer: its `pad`, and for its bottom
+/// `.1`, the padding layer's input `.2`.
+type Fold = (u32, usize, String);
+
+/// Removes V0 `padding` layers from `layers` (of a net with inputs `inputs`), setting their
+/// `pad` on the convolution or pooling layer that reads their output and pointing that layer
+/// at the padding layer's input (Caffe's `UpgradeV0PaddingLayers`).
+pub fn fold_padding(layers: Vec<V1LayerParameter>, inputs: &[String]) -> Result<Vec<V1LayerParameter>> {
     // Blob name -> index of the layer that last wrote it; None for a net input.
-    let mut last_top: HashMap<&str, Option<usize>> = net.input.iter().map(|b| (b.as_str(), None)).collect();
-    let mut out: Vec<V1LayerParameter> = Vec::with_capacity(net.layers.len());
-    for (i, conn) in net.layers.iter().enumerate() {
+    let mut last_top: HashMap<&str, Option<usize>> = inputs.iter().map(|b| (b.as_str(), None)).collect();
+    let mut folds: Vec<Vec<Fold>> = vec![Vec::new(); layers.len()];
+    for (i, conn) in layers.iter().enumerate() {
         let ty = v0_type(conn);
-        if ty != "padding" {
-            out.push(conn.clone());
-        }
         for (j, bottom) in conn.bottom.iter().enumerate() {
             let source = match last_top.get(bottom.as_str()) {
                 None => {
@@ -82,7 +78,7 @@ pub fn fold_padding(net: &NetParameter) -> Result<Vec<V1LayerParameter>> {
                     )));
                 }
                 Some(None) => continue,
-                Some(Some(k)) => &net.layers[*k],
+                Some(Some(k)) => &layers[*k],
             };
             if v0_type(source) != "padding" {
                 continue;
@@ -103,15 +99,22 @@ pub fn fold_padding(net: &NetParameter) -> Result<Vec<V1LayerParameter>> {
                 )));
             }
             let pad = source.layer.as_ref().map(|l| l.pad()).unwrap_or(0);
-            let Some(last) = out.last_mut() else {
-                return Err(crate::Error::Internal("padding fold: no layer to pad".into()));
-            };
-            last.layer.get_or_insert_with(Default::default).pad = Some(pad);
-            last.bottom[j] = source.bottom[0].clone();
+            folds[i].push((pad, j, source.bottom[0].clone()));
         }
         for top in &conn.top {
             last_top.insert(top.as_str(), Some(i));
         }
+    }
+    let mut out = Vec::with_capacity(layers.len());
+    for (mut conn, folds) in layers.into_iter().zip(folds) {
+        if v0_type(&conn) == "padding" {
+            continue;
+        }
+        for (pad, j, bottom) in folds {
+            conn.layer.get_or_insert_with(Default::default).pad = Some(pad);
+            conn.bottom[j] = bottom;
+        }
+        out.push(conn);
     }
     Ok(out)
 }
@@ -147,23 +150,21 @@ pub fn layer_type(ty: &str) -> Option<LayerType> {
     })
 }
 
-/// Whether `conn` sets anything beyond the V0 connection fields (`bottom`, `top`, `layer`).
-fn has_v1_fields(conn: &V1LayerParameter) -> bool {
-    let rest = V1LayerParameter { bottom: Vec::new(), top: Vec::new(), layer: None, ..conn.clone() };
-    rest != V1LayerParameter::default()
-}
-
 /// Upgrades one `layers` entry of a V0 net (Caffe's `UpgradeV0LayerParameter`).
-pub fn layer(conn: &V1LayerParameter, index: usize) -> Result<V1LayerParameter> {
-    let here = v0_name(conn, index);
-    if has_v1_fields(conn) {
+pub fn layer(conn: V1LayerParameter, index: usize) -> Result<V1LayerParameter> {
+    let here = v0_name(&conn, index);
+    let mut rest = conn;
+    let bottom = std::mem::take(&mut rest.bottom);
+    let top = std::mem::take(&mut rest.top);
+    let v0 = rest.layer.take();
+    if rest != V1LayerParameter::default() {
         return Err(err(format!(
             "{here}: a layer of a V0-format net sets V1 fields beside (or instead of) its V0 `layer`; \
              Caffe's V0 upgrade would drop them. Write the net in one format"
         )));
     }
-    let mut out = V1LayerParameter { bottom: conn.bottom.clone(), top: conn.top.clone(), ..Default::default() };
-    let Some(v0) = &conn.layer else {
+    let mut out = V1LayerParameter { bottom, top, ..Default::default() };
+    let Some(mut v0) = v0 else {
         return Ok(out);
     };
     let ty = v0.r#type();
@@ -172,10 +173,10 @@ pub fn layer(conn: &V1LayerParameter, index: usize) -> Result<V1LayerParameter> 
         let upgraded = layer_type(ty).ok_or_else(|| err(format!("{here}: unknown V0 layer type `{ty}`")))?;
         out.r#type = Some(upgraded as i32);
     }
-    out.blobs = v0.blobs.clone();
-    out.blobs_lr = v0.blobs_lr.clone();
-    out.weight_decay = v0.weight_decay.clone();
-    Fields { v0, ty, here: &here, out: &mut out }.move_all()?;
+    out.blobs = std::mem::take(&mut v0.blobs);
+    out.blobs_lr = std::mem::take(&mut v0.blobs_lr);
+    out.weight_decay = std::mem::take(&mut v0.weight_decay);
+    Fields { v0: &v0, ty: v0.r#type(), here: &here, out: &mut out }.move_all()?;
     Ok(out)
 }
 
@@ -464,13 +465,13 @@ mod tests {
 
     #[test]
     fn unknown_v0_type_is_an_error() {
-        let e = upgrade(&net(r#"layers { layer { name: "c" type: "convolution" } top: "x" }"#)).unwrap_err();
+        let e = upgrade(net(r#"layers { layer { name: "c" type: "convolution" } top: "x" }"#)).unwrap_err();
         assert!(msg(e).contains("layer `c`: unknown V0 layer type `convolution`"));
     }
 
     #[test]
     fn padding_layer_folds_into_the_conv_it_feeds() {
-        let up = upgrade(&net(
+        let up = upgrade(net(
             r#"name: "n" input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
             layers { layer { name: "pad1" type: "padding" pad: 2 } bottom: "data" top: "pad1" }
             layers { layer { name: "conv1" type: "conv" num_output: 4 kernelsize: 5 } bottom: "pad1" top: "conv1" }
@@ -492,8 +493,19 @@ mod tests {
     }
 
     #[test]
+    fn padding_layer_folds_into_a_pool() {
+        let up = upgrade(net(r#"input: "data"
+            layers { layer { name: "pad" type: "padding" pad: 1 } bottom: "data" top: "p" }
+            layers { layer { name: "pool" type: "pool" kernelsize: 3 } bottom: "p" top: "q" }"#))
+        .unwrap();
+        assert_eq!(up.layers.len(), 1);
+        assert_eq!(up.layers[0].bottom, ["data"]);
+        assert_eq!(up.layers[0].pooling_param.as_ref().and_then(|p| p.pad), Some(1));
+    }
+
+    #[test]
     fn padding_into_a_non_conv_layer_is_an_error() {
-        let e = upgrade(&net(r#"input: "data"
+        let e = upgrade(net(r#"input: "data"
             layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "p" }
             layers { layer { name: "relu" type: "relu" } bottom: "p" top: "r" }"#))
         .unwrap_err();
@@ -503,13 +515,13 @@ mod tests {
     #[test]
     fn unknown_bottom_is_an_error() {
         let e =
-            upgrade(&net(r#"layers { layer { name: "relu" type: "relu" } bottom: "nowhere" top: "r" }"#)).unwrap_err();
+            upgrade(net(r#"layers { layer { name: "relu" type: "relu" } bottom: "nowhere" top: "r" }"#)).unwrap_err();
         assert!(msg(e).contains("bottom `nowhere` is neither a net input nor the top of an earlier layer"));
     }
 
     #[test]
     fn data_and_window_fields_move_to_their_params() {
-        let up = upgrade(&net(r#"layers { layer { name: "d" type: "data" source: "db" batchsize: 32 rand_skip: 7
+        let up = upgrade(net(r#"layers { layer { name: "d" type: "data" source: "db" batchsize: 32 rand_skip: 7
                   meanfile: "mean.binaryproto" cropsize: 227 mirror: true scale: 0.5 } top: "data" }
             layers { layer { name: "w" type: "window_data" source: "w.txt" batchsize: 8
                   det_fg_threshold: 0.6 det_bg_threshold: 0.4 det_fg_fraction: 0.3
@@ -532,22 +544,22 @@ mod tests {
 
     #[test]
     fn a_field_foreign_to_the_layer_type_is_an_error() {
-        let e = upgrade(&net(r#"layers { layer { name: "r" type: "relu" num_output: 3 } top: "x" }"#)).unwrap_err();
+        let e = upgrade(net(r#"layers { layer { name: "r" type: "relu" num_output: 3 } top: "x" }"#)).unwrap_err();
         assert!(msg(e).contains("layer `r`: the V0 field `num_output` has no meaning for layer type `relu`"));
         let e =
-            upgrade(&net(r#"layers { layer { name: "c" type: "conv" det_crop_mode: "warp" } top: "x" }"#)).unwrap_err();
+            upgrade(net(r#"layers { layer { name: "c" type: "conv" det_crop_mode: "warp" } top: "x" }"#)).unwrap_err();
         assert!(msg(e).contains("`det_crop_mode`"));
     }
 
     #[test]
     fn v1_fields_beside_a_v0_layer_are_an_error() {
-        let e = upgrade(&net(r#"layers { layer { name: "r" type: "relu" } blobs_lr: 1 top: "x" }"#)).unwrap_err();
+        let e = upgrade(net(r#"layers { layer { name: "r" type: "relu" } blobs_lr: 1 top: "x" }"#)).unwrap_err();
         assert!(msg(e).contains("sets V1 fields"));
     }
 
     #[test]
     fn newer_net_fields_are_an_error() {
-        let e = upgrade(&net(r#"state { phase: TRAIN } layers { layer { name: "r" type: "relu" } }"#)).unwrap_err();
+        let e = upgrade(net(r#"state { phase: TRAIN } layers { layer { name: "r" type: "relu" } }"#)).unwrap_err();
         assert!(msg(e).contains("`state`"));
     }
 }
