@@ -5,8 +5,8 @@
 //! message of its type.
 //!
 //! Where Caffe logs "Unknown parameter ... for layer type ..." and drops the field, crema stops
-//! with an [`Error::Upgrade`](crate::Error::Upgrade): the field cannot be carried over, and a silent drop would change
-//! what the user wrote.
+//! with an [`Error::Upgrade`](crate::Error::Upgrade): the field cannot be carried over, and a
+//! silent drop would change what the user wrote.
 
 use super::err;
 use crate::Result;
