@@ -31,13 +31,15 @@ pub enum Error {
     /// A layer or net parameter that Caffe would reject, or that crema cannot honour.
     #[error("{0}")]
     Config(String),
+    /// Trained weights that do not fit the net.
+    #[error("{file}: {msg}")]
+    Weights { file: String, msg: String },
     /// An error inside one layer of a net.
     #[error("layer `{layer}` (type {kind}): {source}")]
     Layer { layer: String, kind: String, #[source] source: Box<Error> },
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),
-
 
     /// A protobuf text-format file (a `.prototxt`) is malformed or does not fit its schema.
     /// `line` and `col` are 1-based (`col` counts characters); `snippet` is the offending

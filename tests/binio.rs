@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crema::io::{
-    BlobData, BlobRef, SolverStateFile, WeightsFile, read_npy, read_solverstate, read_weights, write_caffemodel,
-    write_npy,
+    BlobData, BlobRef, SolverStateFile, WeightsFile, read_npy, read_solverstate, read_weights,
+    write_caffemodel, write_npy,
 };
 use crema::proto::NetParameter;
 use prost::Message;
@@ -16,12 +16,19 @@ fn conformance_dir() -> PathBuf {
     let dir = std::env::var_os("CREMA_CONFORMANCE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
-    assert!(dir.is_dir(), "conformance folder {} not found (set CREMA_CONFORMANCE)", dir.display());
+    assert!(
+        dir.is_dir(),
+        "conformance folder {} not found (set CREMA_CONFORMANCE)",
+        dir.display()
+    );
     dir
 }
 
 fn files(dir: &Path, keep: &dyn Fn(&str) -> bool, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -41,15 +48,27 @@ fn find(keep: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
 fn is_weights_file(name: &str) -> bool {
     name == "weights.caffemodel"
         || name == "init.caffemodel"
-        || (name.ends_with(".caffemodel") && (name.starts_with("iter_") || name.starts_with("snap_iter_")))
+        || (name.ends_with(".caffemodel")
+            && (name.starts_with("iter_") || name.starts_with("snap_iter_")))
 }
 
 /// Names, types, shapes and bit patterns of data (and diff) are equal.
 fn assert_same_blobs(a: &WeightsFile, b: &WeightsFile, what: &Path) {
     assert_eq!(a.layers.len(), b.layers.len(), "{}", what.display());
     for (la, lb) in a.layers.iter().zip(&b.layers) {
-        assert_eq!((&la.name, &la.type_name), (&lb.name, &lb.type_name), "{}", what.display());
-        assert_eq!(la.blobs.len(), lb.blobs.len(), "{} {}", what.display(), la.name);
+        assert_eq!(
+            (&la.name, &la.type_name),
+            (&lb.name, &lb.type_name),
+            "{}",
+            what.display()
+        );
+        assert_eq!(
+            la.blobs.len(),
+            lb.blobs.len(),
+            "{} {}",
+            what.display(),
+            la.name
+        );
         for (x, y) in la.blobs.iter().zip(&lb.blobs) {
             assert_same_blob(x, y, &format!("{} layer {}", what.display(), la.name));
         }
@@ -67,7 +86,11 @@ fn assert_same_blob(x: &BlobData, y: &BlobData, what: &str) {
 fn every_caffemodel_reads_and_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let models = find(&is_weights_file);
-    assert!(models.len() >= 100, "only {} caffemodels found", models.len());
+    assert!(
+        models.len() >= 100,
+        "only {} caffemodels found",
+        models.len()
+    );
     let (mut segnet, mut byte_identical, mut total_blobs) = (0, 0, 0);
     for path in &models {
         let w = read_weights(path).unwrap_or_else(|e| panic!("{e}"));
@@ -91,12 +114,20 @@ fn every_caffemodel_reads_and_round_trips() {
         }
         // Through the caffemodel writer with the full definition: the BVLC-numbered files
         // decode strictly, and writing them back gives Caffe's bytes exactly.
-        let net = NetParameter::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let blobs: Vec<Vec<BlobRef<'_>>> =
-            w.layers.iter().map(|l| l.blobs.iter().map(BlobRef::of).collect()).collect();
+        let net = NetParameter::decode(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let blobs: Vec<Vec<BlobRef<'_>>> = w
+            .layers
+            .iter()
+            .map(|l| l.blobs.iter().map(BlobRef::of).collect())
+            .collect();
         write_caffemodel(&out, &net, &blobs, false).unwrap();
         assert_same_blobs(&w, &read_weights(&out).unwrap(), path);
-        assert!(std::fs::read(&out).unwrap() == bytes, "{} is not rewritten byte for byte", path.display());
+        assert!(
+            std::fs::read(&out).unwrap() == bytes,
+            "{} is not rewritten byte for byte",
+            path.display()
+        );
         byte_identical += 1;
     }
     assert!(segnet >= 3, "expected the segnet_* cases, found {segnet}");
@@ -114,10 +145,17 @@ fn segnet_caffemodels_have_their_layers_and_bn_blobs() {
     let types: Vec<_> = up.layers.iter().map(|l| l.type_name.as_str()).collect();
     assert_eq!(types, ["Convolution", "Pooling", "Upsample"]);
     let bn = read_weights(dir.join("segnet_bn_learn/weights.caffemodel")).unwrap();
-    let bn_layer = bn.layers.iter().find(|l| l.type_name == "BN").expect("a BN layer");
+    let bn_layer = bn
+        .layers
+        .iter()
+        .find(|l| l.type_name == "BN")
+        .expect("a BN layer");
     assert_eq!(bn_layer.blobs.len(), 2);
     for b in &bn_layer.blobs {
-        assert_eq!((b.shape.len(), b.shape[0], b.shape[2], b.shape[3]), (4, 1, 1, 1));
+        assert_eq!(
+            (b.shape.len(), b.shape[0], b.shape[2], b.shape[3]),
+            (4, 1, 1, 1)
+        );
     }
 }
 
@@ -131,27 +169,56 @@ fn every_solverstate_reads_and_round_trips() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         let iter: i64 = stem.rsplit('_').next().unwrap().parse().unwrap();
         assert_eq!(s.iter, iter, "{}", path.display());
-        assert!(s.learned_net.ends_with(&format!("{stem}.caffemodel")), "{}: {}", path.display(), s.learned_net);
+        assert!(
+            s.learned_net.ends_with(&format!("{stem}.caffemodel")),
+            "{}: {}",
+            path.display(),
+            s.learned_net
+        );
 
         // The history cycles through the shapes of the net's learnable blobs (once for SGD,
         // twice for Adam), as the snapshot caffemodel beside it holds them.
         let model = read_weights(path.with_extension("caffemodel")).unwrap();
-        let shapes: Vec<_> = model.layers.iter().flat_map(|l| &l.blobs).map(|b| b.shape.clone()).collect();
-        assert!(!s.history.is_empty() && s.history.len() % shapes.len() == 0, "{}", path.display());
+        let shapes: Vec<_> = model
+            .layers
+            .iter()
+            .flat_map(|l| &l.blobs)
+            .map(|b| b.shape.clone())
+            .collect();
+        assert!(
+            !s.history.is_empty() && s.history.len() % shapes.len() == 0,
+            "{}",
+            path.display()
+        );
         for (i, h) in s.history.iter().enumerate() {
-            assert_eq!(h.shape, shapes[i % shapes.len()], "{} history {i}", path.display());
+            assert_eq!(
+                h.shape,
+                shapes[i % shapes.len()],
+                "{} history {i}",
+                path.display()
+            );
         }
 
         let out = tmp.path().join("back.solverstate");
         s.write(&out).unwrap();
         let back: SolverStateFile = read_solverstate(&out).unwrap();
-        assert_eq!((back.iter, &back.learned_net, back.current_step), (s.iter, &s.learned_net, s.current_step));
+        assert_eq!(
+            (back.iter, &back.learned_net, back.current_step),
+            (s.iter, &s.learned_net, s.current_step)
+        );
         for (i, (x, y)) in s.history.iter().zip(&back.history).enumerate() {
             assert_same_blob(x, y, &format!("{} history {i}", path.display()));
         }
-        assert!(std::fs::read(&out).unwrap() == std::fs::read(path).unwrap(), "{} not byte for byte", path.display());
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(path).unwrap(),
+            "{} not byte for byte",
+            path.display()
+        );
     }
-    println!("{} solverstates read and round-tripped byte for byte", states.len());
+    println!(
+        "{} solverstates read and round-tripped byte for byte",
+        states.len()
+    );
 }
 
 #[test]
@@ -168,17 +235,28 @@ fn every_npy_reads_with_its_shape() {
         let bytes = std::fs::read(path).unwrap();
         let out = tmp.path().join("back.npy");
         write_npy(&out, &a.shape, &a.data).unwrap();
-        assert!(std::fs::read(&out).unwrap() == bytes, "{} not rewritten byte for byte", path.display());
+        assert!(
+            std::fs::read(&out).unwrap() == bytes,
+            "{} not rewritten byte for byte",
+            path.display()
+        );
     }
 
     // Parameter gradients have the shapes of the parameters they belong to.
     let mut checked = 0;
     for case in find(&|n| n == "case.json") {
         let dir = case.parent().unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&case).unwrap()).unwrap();
-        let Some(grads) = json.get("param_grad").and_then(|g| g.as_object()) else { continue };
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&case).unwrap()).unwrap();
+        let Some(grads) = json.get("param_grad").and_then(|g| g.as_object()) else {
+            continue;
+        };
         let weights = read_weights(dir.join("weights.caffemodel")).unwrap();
-        let by_name: BTreeMap<_, _> = weights.layers.iter().map(|l| (l.name.as_str(), l)).collect();
+        let by_name: BTreeMap<_, _> = weights
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), l))
+            .collect();
         for (layer, files) in grads {
             let blobs = &by_name[layer.as_str()].blobs;
             for (i, f) in files.as_array().unwrap().iter().enumerate() {
@@ -189,5 +267,8 @@ fn every_npy_reads_with_its_shape() {
         }
     }
     assert!(checked > 20);
-    println!("{} .npy read and rewritten byte for byte; {checked} gradient shapes match their blobs", arrays.len());
+    println!(
+        "{} .npy read and rewritten byte for byte; {checked} gradient shapes match their blobs",
+        arrays.len()
+    );
 }

@@ -46,13 +46,21 @@ pub struct BlobData {
 impl BlobData {
     /// A blob of `shape` holding `data`, with no diff.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        BlobData { shape, legacy_4d: false, data, diff: Vec::new() }
+        BlobData {
+            shape,
+            legacy_4d: false,
+            data,
+            diff: Vec::new(),
+        }
     }
 
     /// The number of elements the shape holds (1 for a scalar). Saturates at `usize::MAX`,
     /// which no decoded blob reaches: decoding rejects shapes whose product overflows.
     pub fn count(&self) -> usize {
-        self.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).unwrap_or(usize::MAX)
+        self.shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -61,7 +69,11 @@ fn checked_count(shape: &[usize]) -> DecodeResult<usize> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| DecodeError::new(format!("shape {shape:?} has more elements than fit in memory")))
+        .ok_or_else(|| {
+            DecodeError::new(format!(
+                "shape {shape:?} has more elements than fit in memory"
+            ))
+        })
 }
 
 /// A dimension read from the file: an int32 or int64 varint, which must not be negative.
@@ -130,8 +142,16 @@ pub(crate) fn decode_blob(bytes: &[u8], base: usize) -> DecodeResult<BlobData> {
 
     let shape = if legacy_4d { legacy.to_vec() } else { dims };
     let count = checked_count(&shape)?;
-    let (data_from_double, n_data) = if n_ddata > 0 { (true, n_ddata) } else { (false, n_data) };
-    let (diff_from_double, n_diff) = if n_ddiff > 0 { (true, n_ddiff) } else { (false, n_diff) };
+    let (data_from_double, n_data) = if n_ddata > 0 {
+        (true, n_ddata)
+    } else {
+        (false, n_data)
+    };
+    let (diff_from_double, n_diff) = if n_ddiff > 0 {
+        (true, n_ddiff)
+    } else {
+        (false, n_diff)
+    };
     for (what, n) in [("data", n_data), ("diff", n_diff)] {
         if n != 0 && n != count {
             return Err(DecodeError::new(format!(
@@ -146,10 +166,21 @@ pub(crate) fn decode_blob(bytes: &[u8], base: usize) -> DecodeResult<BlobData> {
     while let Some(f) = r.next_field()? {
         fill(&f, data_from_double, diff_from_double, &mut data, &mut diff);
     }
-    Ok(BlobData { shape, legacy_4d, data, diff })
+    Ok(BlobData {
+        shape,
+        legacy_4d,
+        data,
+        diff,
+    })
 }
 
-fn fill(f: &Field<'_>, data_from_double: bool, diff_from_double: bool, data: &mut Vec<f32>, diff: &mut Vec<f32>) {
+fn fill(
+    f: &Field<'_>,
+    data_from_double: bool,
+    diff_from_double: bool,
+    data: &mut Vec<f32>,
+    diff: &mut Vec<f32>,
+) {
     match (f.number, data_from_double, diff_from_double) {
         (F_DATA, false, _) => append_f32(f, data),
         (F_DOUBLE_DATA, true, _) => append_f64_as_f32(f, data),
@@ -180,7 +211,11 @@ pub fn write_binaryproto(path: impl AsRef<Path>, blob: &BlobData) -> Result<()> 
     let path = path.as_ref();
     let view = BlobRef::of(blob);
     let diff = (!blob.diff.is_empty()).then_some(blob.diff.as_slice());
-    view.check(diff.is_some()).map_err(|msg| crate::Error::Encode { file: path.display().to_string(), msg })?;
+    view.check(diff.is_some())
+        .map_err(|msg| crate::Error::Encode {
+            file: path.display().to_string(),
+            msg,
+        })?;
     super::atomic_write(path, |w| write_blob_body(w, view.shape, view.data, diff))
 }
 
@@ -199,17 +234,29 @@ pub struct BlobRef<'a> {
 impl<'a> BlobRef<'a> {
     /// A view of a [`BlobData`].
     pub fn of(blob: &'a BlobData) -> Self {
-        BlobRef { shape: &blob.shape, data: &blob.data, diff: &blob.diff }
+        BlobRef {
+            shape: &blob.shape,
+            data: &blob.data,
+            diff: &blob.diff,
+        }
     }
 
     /// Checks that data (and, when it is to be written, diff) match the shape.
     pub(crate) fn check(&self, with_diff: bool) -> std::result::Result<(), String> {
         let count = checked_count(self.shape).map_err(|e| e.msg)?;
         if self.data.len() != count {
-            return Err(format!("data holds {} values but shape {:?} holds {count}", self.data.len(), self.shape));
+            return Err(format!(
+                "data holds {} values but shape {:?} holds {count}",
+                self.data.len(),
+                self.shape
+            ));
         }
         if with_diff && self.diff.len() != count {
-            return Err(format!("diff holds {} values but shape {:?} holds {count}", self.diff.len(), self.shape));
+            return Err(format!(
+                "diff holds {} values but shape {:?} holds {count}",
+                self.diff.len(),
+                self.shape
+            ));
         }
         Ok(())
     }
@@ -232,14 +279,23 @@ fn shape_payload(shape: &[usize]) -> Vec<u8> {
 
 /// Length of the `BlobProto` body [`write_blob_body`] writes.
 pub(crate) fn blob_body_len(shape: &[usize], n_data: usize, n_diff: usize) -> usize {
-    let shape_len = if shape.is_empty() { 0 } else { wire::len_field_len(F_SHAPE, shape_payload(shape).len()) };
+    let shape_len = if shape.is_empty() {
+        0
+    } else {
+        wire::len_field_len(F_SHAPE, shape_payload(shape).len())
+    };
     wire::packed_f32_len(F_DATA, n_data) + wire::packed_f32_len(F_DIFF, n_diff) + shape_len
 }
 
 /// Writes a `BlobProto` body as Caffe's `Blob<float>::ToProto` produces it, in field-number
 /// order: `data` (5), `diff` (6) if given, then `shape` (7) — omitted for a scalar, whose
 /// shape has no axes.
-pub(crate) fn write_blob_body(w: &mut impl Write, shape: &[usize], data: &[f32], diff: Option<&[f32]>) -> io::Result<()> {
+pub(crate) fn write_blob_body(
+    w: &mut impl Write,
+    shape: &[usize],
+    data: &[f32],
+    diff: Option<&[f32]>,
+) -> io::Result<()> {
     wire::write_packed_f32(w, F_DATA, data)?;
     if let Some(diff) = diff {
         wire::write_packed_f32(w, F_DIFF, diff)?;
@@ -260,7 +316,10 @@ mod tests {
     fn encoded(shape: &[usize], data: &[f32], diff: Option<&[f32]>) -> Vec<u8> {
         let mut buf = Vec::new();
         write_blob_body(&mut buf, shape, data, diff).unwrap();
-        assert_eq!(buf.len(), blob_body_len(shape, data.len(), diff.map_or(0, |d| d.len())));
+        assert_eq!(
+            buf.len(),
+            blob_body_len(shape, data.len(), diff.map_or(0, |d| d.len()))
+        );
         buf
     }
 
@@ -268,7 +327,10 @@ mod tests {
     fn round_trip_with_and_without_diff() {
         let b = encoded(&[2, 3], &[1., 2., 3., 4., 5., 6.], None);
         let blob = decode_blob(&b, 0).unwrap();
-        assert_eq!(blob, BlobData::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        assert_eq!(
+            blob,
+            BlobData::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.])
+        );
         let b = encoded(&[2], &[1., 2.], Some(&[3., 4.]));
         let blob = decode_blob(&b, 0).unwrap();
         assert_eq!(blob.diff, vec![3., 4.]);
@@ -336,14 +398,29 @@ mod tests {
         let mut b = Vec::new();
         put_tag(&mut b, 1, WT_VARINT);
         put_varint(&mut b, (-1i64) as u64);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("negative num -1"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("negative num -1")
+        );
 
         let big = 1usize << 40;
         let b = encoded(&[big, big], &[], None);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("more elements than fit"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("more elements than fit")
+        );
 
         let b = encoded(&[1 << 40], &[1.0], None);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("holds 1 values"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("holds 1 values")
+        );
     }
 
     #[test]
@@ -359,21 +436,56 @@ mod tests {
         let mut b = Vec::new();
         put_tag(&mut b, 5, WT_VARINT);
         put_varint(&mut b, 1);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("field data (5) has wire type varint"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("field data (5) has wire type varint")
+        );
         let mut b = Vec::new();
         put_tag(&mut b, 5, WT_LEN);
         put_varint(&mut b, 3);
         b.extend([0, 0, 0]);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("not a multiple of 4"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("not a multiple of 4")
+        );
         let mut b = Vec::new();
         put_tag(&mut b, 7, WT_FIXED32);
         b.extend([0, 0, 0, 0]);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("field shape (7)"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("field shape (7)")
+        );
+    }
+
+    #[test]
+    fn mean_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mean.binaryproto");
+        let mean = BlobData::new(vec![1, 3, 2, 2], (0..12).map(|i| i as f32 + 0.5).collect());
+        write_binaryproto(&p, &mean).unwrap();
+        assert_eq!(read_binaryproto(&p).unwrap(), mean);
+        let bad = BlobData::new(vec![2], vec![1.0]);
+        assert!(matches!(
+            write_binaryproto(&p, &bad),
+            Err(crate::Error::Encode { .. })
+        ));
+        assert_eq!(read_binaryproto(&p).unwrap(), mean);
     }
 
     #[test]
     fn too_many_axes() {
         let b = encoded(&[1; 33], &[1.0], None);
-        assert!(decode_blob(&b, 0).unwrap_err().msg.contains("more than 32 axes"));
+        assert!(
+            decode_blob(&b, 0)
+                .unwrap_err()
+                .msg
+                .contains("more than 32 axes")
+        );
     }
 }

@@ -35,7 +35,10 @@ pub fn write_caffemodel<'a, B: AsRef<[BlobRef<'a>]>>(
     write_diff: bool,
 ) -> Result<()> {
     let path = path.as_ref();
-    let encode_err = |msg: String| Error::Encode { file: path.display().to_string(), msg };
+    let encode_err = |msg: String| Error::Encode {
+        file: path.display().to_string(),
+        msg,
+    };
     if blobs.len() != net.layer.len() {
         return Err(encode_err(format!(
             "{} blob lists given for a net of {} layers",
@@ -45,8 +48,9 @@ pub fn write_caffemodel<'a, B: AsRef<[BlobRef<'a>]>>(
     }
     for (i, (layer, layer_blobs)) in net.layer.iter().zip(blobs).enumerate() {
         for (j, b) in layer_blobs.as_ref().iter().enumerate() {
-            b.check(write_diff)
-                .map_err(|msg| encode_err(format!("layer {i} `{}` blob {j}: {msg}", layer.name())))?;
+            b.check(write_diff).map_err(|msg| {
+                encode_err(format!("layer {i} `{}` blob {j}: {msg}", layer.name()))
+            })?;
         }
     }
     super::atomic_write(path, |w| {
@@ -77,9 +81,16 @@ pub fn write_weights(path: impl AsRef<Path>, weights: &WeightsFile) -> Result<()
             .collect(),
         ..Default::default()
     };
-    let blobs: Vec<Vec<BlobRef<'_>>> =
-        weights.layers.iter().map(|l| l.blobs.iter().map(BlobRef::of).collect()).collect();
-    let write_diff = weights.layers.iter().flat_map(|l| &l.blobs).any(|b| !b.diff.is_empty());
+    let blobs: Vec<Vec<BlobRef<'_>>> = weights
+        .layers
+        .iter()
+        .map(|l| l.blobs.iter().map(BlobRef::of).collect())
+        .collect();
+    let write_diff = weights
+        .layers
+        .iter()
+        .flat_map(|l| &l.blobs)
+        .any(|b| !b.diff.is_empty());
     write_caffemodel(path, &net, &blobs, write_diff)
 }
 
@@ -91,18 +102,37 @@ impl WeightsFile {
 }
 
 /// One `layer` entry: the encoded parameters up to field 7, the blobs, the rest.
-fn write_layer(w: &mut impl Write, layer: &LayerParameter, blobs: &[BlobRef<'_>], write_diff: bool) -> std::io::Result<()> {
+fn write_layer(
+    w: &mut impl Write,
+    layer: &LayerParameter,
+    blobs: &[BlobRef<'_>],
+    write_diff: bool,
+) -> std::io::Result<()> {
     let params = if layer.blobs.is_empty() {
         layer.encode_to_vec()
     } else {
-        LayerParameter { blobs: Vec::new(), ..layer.clone() }.encode_to_vec()
+        LayerParameter {
+            blobs: Vec::new(),
+            ..layer.clone()
+        }
+        .encode_to_vec()
     };
     let split = blobs_position(&params);
     let blob_lens: Vec<usize> = blobs
         .iter()
-        .map(|b| blob_body_len(b.shape, b.data.len(), if write_diff { b.diff.len() } else { 0 }))
+        .map(|b| {
+            blob_body_len(
+                b.shape,
+                b.data.len(),
+                if write_diff { b.diff.len() } else { 0 },
+            )
+        })
         .collect();
-    let body_len = params.len() + blob_lens.iter().map(|&n| wire::len_field_len(LAYER_BLOBS, n)).sum::<usize>();
+    let body_len = params.len()
+        + blob_lens
+            .iter()
+            .map(|&n| wire::len_field_len(LAYER_BLOBS, n))
+            .sum::<usize>();
     wire::write_len_header(w, NET_LAYER, body_len)?;
     w.write_all(&params[..split])?;
     for (b, &len) in blobs.iter().zip(&blob_lens) {
@@ -133,7 +163,11 @@ mod tests {
     use crate::proto::{NetStateRule, ParamSpec};
 
     fn layer(name: &str, ty: &str) -> LayerParameter {
-        LayerParameter { name: Some(name.into()), r#type: Some(ty.into()), ..Default::default() }
+        LayerParameter {
+            name: Some(name.into()),
+            r#type: Some(ty.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -142,13 +176,37 @@ mod tests {
         let p = dir.path().join("m.caffemodel");
         let mut conv = layer("conv1", "Convolution");
         conv.bottom = vec!["data".into()];
-        conv.param = vec![ParamSpec { lr_mult: Some(1.0), ..Default::default() }];
-        conv.include = vec![NetStateRule { phase: Some(0), ..Default::default() }];
+        conv.param = vec![ParamSpec {
+            lr_mult: Some(1.0),
+            ..Default::default()
+        }];
+        conv.include = vec![NetStateRule {
+            phase: Some(0),
+            ..Default::default()
+        }];
         conv.phase = Some(0);
-        let net = NetParameter { name: Some("n".into()), layer: vec![layer("data", "Input"), conv], ..Default::default() };
+        let net = NetParameter {
+            name: Some("n".into()),
+            layer: vec![layer("data", "Input"), conv],
+            ..Default::default()
+        };
         let w = [1.0f32, 2.0, 3.0, 4.0];
         let d = [0.1f32, 0.2, 0.3, 0.4];
-        let blobs = vec![vec![], vec![BlobRef { shape: &[2, 2], data: &w, diff: &d }, BlobRef { shape: &[1], data: &[5.0], diff: &[0.5] }]];
+        let blobs = vec![
+            vec![],
+            vec![
+                BlobRef {
+                    shape: &[2, 2],
+                    data: &w,
+                    diff: &d,
+                },
+                BlobRef {
+                    shape: &[1],
+                    data: &[5.0],
+                    diff: &[0.5],
+                },
+            ],
+        ];
         write_caffemodel(&p, &net, &blobs, true).unwrap();
 
         let bytes = std::fs::read(&p).unwrap();
@@ -161,7 +219,15 @@ mod tests {
         assert_eq!(back.encode_to_vec(), bytes);
 
         let weights = read_weights(&p).unwrap();
-        assert_eq!(weights.layers[1].blobs[0], BlobData { shape: vec![2, 2], legacy_4d: false, data: w.to_vec(), diff: d.to_vec() });
+        assert_eq!(
+            weights.layers[1].blobs[0],
+            BlobData {
+                shape: vec![2, 2],
+                legacy_4d: false,
+                data: w.to_vec(),
+                diff: d.to_vec()
+            }
+        );
         assert_eq!(weights.layers[1].format, LayerFormat::Current);
     }
 
@@ -169,14 +235,40 @@ mod tests {
     fn mismatches_are_refused_before_any_file_exists() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.caffemodel");
-        let net = NetParameter { layer: vec![layer("ip", "InnerProduct")], ..Default::default() };
+        let net = NetParameter {
+            layer: vec![layer("ip", "InnerProduct")],
+            ..Default::default()
+        };
         let none: Vec<Vec<BlobRef<'_>>> = vec![];
-        assert!(write_caffemodel(&p, &net, &none, false).unwrap_err().to_string().contains("0 blob lists"));
-        let bad = vec![vec![BlobRef { shape: &[3], data: &[1.0], diff: &[] }]];
-        let e = write_caffemodel(&p, &net, &bad, false).unwrap_err().to_string();
-        assert!(e.ends_with("layer 0 `ip` blob 0: data holds 1 values but shape [3] holds 3"), "{e}");
-        let no_diff = vec![vec![BlobRef { shape: &[1], data: &[1.0], diff: &[] }]];
-        assert!(write_caffemodel(&p, &net, &no_diff, true).unwrap_err().to_string().contains("diff holds 0"));
+        assert!(
+            write_caffemodel(&p, &net, &none, false)
+                .unwrap_err()
+                .to_string()
+                .contains("0 blob lists")
+        );
+        let bad = vec![vec![BlobRef {
+            shape: &[3],
+            data: &[1.0],
+            diff: &[],
+        }]];
+        let e = write_caffemodel(&p, &net, &bad, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("layer 0 `ip` blob 0: data holds 1 values but shape [3] holds 3"),
+            "{e}"
+        );
+        let no_diff = vec![vec![BlobRef {
+            shape: &[1],
+            data: &[1.0],
+            diff: &[],
+        }]];
+        assert!(
+            write_caffemodel(&p, &net, &no_diff, true)
+                .unwrap_err()
+                .to_string()
+                .contains("diff holds 0")
+        );
         assert!(!p.exists());
     }
 
@@ -185,9 +277,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.caffemodel");
         let mut l = layer("ip", "InnerProduct");
-        l.blobs = vec![crate::proto::BlobProto { data: vec![9.0; 3], ..Default::default() }];
-        let net = NetParameter { layer: vec![l], ..Default::default() };
-        write_caffemodel(&p, &net, &[[BlobRef { shape: &[1], data: &[1.0], diff: &[] }]], false).unwrap();
+        l.blobs = vec![crate::proto::BlobProto {
+            data: vec![9.0; 3],
+            ..Default::default()
+        }];
+        let net = NetParameter {
+            layer: vec![l],
+            ..Default::default()
+        };
+        write_caffemodel(
+            &p,
+            &net,
+            &[[BlobRef {
+                shape: &[1],
+                data: &[1.0],
+                diff: &[],
+            }]],
+            false,
+        )
+        .unwrap();
         let w = read_weights(&p).unwrap();
         assert_eq!(w.layers[0].blobs, vec![BlobData::new(vec![1], vec![1.0])]);
     }

@@ -9,7 +9,7 @@
 //! - [`npy`]: NumPy `.npy` arrays.
 //!
 //! Every reader checks each length and count against the bytes that remain before it
-//! allocates, so a corrupt or hostile file gives an [`Error::Decode`](crate::Error::Decode),
+//! allocates, so a corrupt or hostile file gives an [`Error::Decode`],
 //! never a panic or an outsized allocation. Every writer goes through [`atomic_write`].
 
 pub mod blob;
@@ -54,7 +54,9 @@ impl FileBytes {
         // file), we accept that for files under the user's control.
         match unsafe { memmap2::Mmap::map(&file) } {
             Ok(map) => Ok(FileBytes::Mapped(map)),
-            Err(_) => std::fs::read(path).map(FileBytes::Read).map_err(|e| Error::io(path, e)),
+            Err(_) => std::fs::read(path)
+                .map(FileBytes::Read)
+                .map_err(|e| Error::io(path, e)),
         }
     }
 }
@@ -101,7 +103,10 @@ where
 fn temp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
@@ -140,7 +145,10 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("boom"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -148,7 +156,10 @@ mod tests {
     fn missing_directory_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("no/such/dir/x.bin");
-        assert!(matches!(atomic_write(&p, |w| w.write_all(b"x")), Err(Error::Io { .. })));
+        assert!(matches!(
+            atomic_write(&p, |w| w.write_all(b"x")),
+            Err(Error::Io { .. })
+        ));
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn read_npy_with(path: impl AsRef<Path>, options: NpyOptions) -> Result<NpyA
 
 /// Decodes the bytes of a `.npy` file; `file` names it in errors.
 pub fn decode_npy(bytes: &[u8], file: &str, options: NpyOptions) -> Result<NpyArray> {
-    decode(bytes, options).map_err(|msg| Error::Decode { file: file.to_string(), msg })
+    decode(bytes, options).map_err(|msg| Error::Decode {
+        file: file.to_string(),
+        msg,
+    })
 }
 
 /// Writes `data` of `shape` as a `<f4` C-order `.npy` file (version 1.0, or 2.0 for a header
@@ -78,10 +81,21 @@ pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
 fn header_bytes(shape: &[usize]) -> Vec<u8> {
     let dims = match shape {
         [d] => format!("({d},)"),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
-    let (version, len_bytes) = if dict.len() + 1 + 10 <= u16::MAX as usize { (1u8, 2) } else { (2u8, 4) };
+    let (version, len_bytes) = if dict.len() + 1 + 10 <= u16::MAX as usize {
+        (1u8, 2)
+    } else {
+        (2u8, 4)
+    };
     let prefix = MAGIC.len() + 2 + len_bytes;
     let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
     while prefix + dict.len() + 1 < total {
@@ -126,10 +140,11 @@ fn decode(bytes: &[u8], options: NpyOptions) -> std::result::Result<NpyArray, St
     let Some(len_field) = bytes.get(8..start) else {
         return Err("truncated in the header length".into());
     };
-    let header_len =
-        if len_bytes == 2 { u16::from_le_bytes([len_field[0], len_field[1]]) as usize } else {
-            u32::from_le_bytes([len_field[0], len_field[1], len_field[2], len_field[3]]) as usize
-        };
+    let header_len = if len_bytes == 2 {
+        u16::from_le_bytes([len_field[0], len_field[1]]) as usize
+    } else {
+        u32::from_le_bytes([len_field[0], len_field[1], len_field[2], len_field[3]]) as usize
+    };
     let Some(header) = bytes.get(start..start.saturating_add(header_len)) else {
         return Err(format!(
             "truncated: header claims {header_len} bytes but only {} remain",
@@ -137,7 +152,8 @@ fn decode(bytes: &[u8], options: NpyOptions) -> std::result::Result<NpyArray, St
         ));
     };
     let header = std::str::from_utf8(header).map_err(|_| "bad header: not text".to_string())?;
-    let (dtype, fortran, shape) = parse_header(header).map_err(|e| format!("bad header {:?}: {e}", header.trim_end()))?;
+    let (dtype, fortran, shape) =
+        parse_header(header).map_err(|e| format!("bad header {:?}: {e}", header.trim_end()))?;
     if fortran {
         return Err("fortran_order True is not supported (write the array in C order)".into());
     }
@@ -145,7 +161,11 @@ fn decode(bytes: &[u8], options: NpyOptions) -> std::result::Result<NpyArray, St
         return Err(format!(
             "dtype {} holds {}; read it with NpyOptions {{ integers: true }} to convert to f32",
             dtype_name(dtype),
-            if dtype.kind == 'b' { "booleans" } else { "integers" }
+            if dtype.kind == 'b' {
+                "booleans"
+            } else {
+                "integers"
+            }
         ));
     }
     let count = shape
@@ -166,7 +186,13 @@ fn decode(bytes: &[u8], options: NpyOptions) -> std::result::Result<NpyArray, St
 }
 
 fn dtype_name(d: Dtype) -> String {
-    let order = if d.size == 1 { '|' } else if d.big_endian { '>' } else { '<' };
+    let order = if d.size == 1 {
+        '|'
+    } else if d.big_endian {
+        '>'
+    } else {
+        '<'
+    };
     format!("'{order}{}{}'", d.kind, d.size)
 }
 
@@ -229,18 +255,33 @@ fn parse_dtype(s: &str) -> std::result::Result<Dtype, String> {
         '=' => cfg!(target_endian = "big"),
         _ => return Err(format!("descr '{s}' has no byte-order mark")),
     };
-    let kind = chars.next().ok_or_else(|| format!("descr '{s}' has no kind"))?;
-    let size: usize = chars.as_str().parse().map_err(|_| format!("descr '{s}' has no size"))?;
-    let ok = matches!((kind, size), ('f', 2 | 4 | 8) | ('i' | 'u', 1 | 2 | 4 | 8) | ('b', 1));
+    let kind = chars
+        .next()
+        .ok_or_else(|| format!("descr '{s}' has no kind"))?;
+    let size: usize = chars
+        .as_str()
+        .parse()
+        .map_err(|_| format!("descr '{s}' has no size"))?;
+    let ok = matches!(
+        (kind, size),
+        ('f', 2 | 4 | 8) | ('i' | 'u', 1 | 2 | 4 | 8) | ('b', 1)
+    );
     if !ok {
         return Err(format!("unsupported dtype '{s}'"));
     }
-    Ok(Dtype { kind, size, big_endian })
+    Ok(Dtype {
+        kind,
+        size,
+        big_endian,
+    })
 }
 
 /// Parses the header's Python dict literal: `descr`, `fortran_order` and `shape`, nothing else.
 fn parse_header(h: &str) -> std::result::Result<(Dtype, bool, Vec<usize>), String> {
-    let mut p = Lit { s: h.as_bytes(), i: 0 };
+    let mut p = Lit {
+        s: h.as_bytes(),
+        i: 0,
+    };
     p.expect(b'{')?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     loop {
@@ -296,10 +337,17 @@ impl Lit<'_> {
         }
     }
     fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
-        if self.eat(c) { Ok(()) } else { Err(format!("expected '{}' at column {}", c as char, self.i)) }
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at column {}", c as char, self.i))
+        }
     }
     fn string(&mut self) -> std::result::Result<String, String> {
-        let q = self.peek().filter(|&q| q == b'\'' || q == b'"').ok_or("expected a string")?;
+        let q = self
+            .peek()
+            .filter(|&q| q == b'\'' || q == b'"')
+            .ok_or("expected a string")?;
         self.i += 1;
         let start = self.i;
         while self.s.get(self.i).is_some_and(|&c| c != q) {
@@ -340,7 +388,9 @@ impl Lit<'_> {
                 self.i += 1;
             }
             let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-            let d: usize = digits.parse().map_err(|_| "shape holds something other than non-negative integers")?;
+            let d: usize = digits
+                .parse()
+                .map_err(|_| "shape holds something other than non-negative integers")?;
             out.push(d);
             self.eat(b'L'); // Python 2 longs
             if !self.eat(b',') {
@@ -356,7 +406,8 @@ mod tests {
     use super::*;
 
     fn npy(descr: &str, shape: &str, fortran: &str, body: &[u8]) -> Vec<u8> {
-        let dict = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}\n");
+        let dict =
+            format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}\n");
         let mut b = MAGIC.to_vec();
         b.extend([1, 0]);
         b.extend((dict.len() as u16).to_le_bytes());
@@ -387,26 +438,73 @@ mod tests {
         assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"));
         assert!(text.ends_with(" \n"));
         let h = header_bytes(&[7]);
-        assert!(std::str::from_utf8(&h[10..]).unwrap().contains("'shape': (7,)"));
+        assert!(
+            std::str::from_utf8(&h[10..])
+                .unwrap()
+                .contains("'shape': (7,)")
+        );
     }
 
     #[test]
     fn conversions() {
         let o = NpyOptions { integers: true };
-        let f8: Vec<u8> = [1.5f64, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(decode_npy(&npy("<f8", "(2,)", "False", &f8), "x", o).unwrap().data, vec![1.5, -2.0]);
+        let f8: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            decode_npy(&npy("<f8", "(2,)", "False", &f8), "x", o)
+                .unwrap()
+                .data,
+            vec![1.5, -2.0]
+        );
         let be: Vec<u8> = [1.5f32, 3.0].iter().flat_map(|v| v.to_be_bytes()).collect();
-        assert_eq!(decode_npy(&npy(">f4", "(2,)", "False", &be), "x", o).unwrap().data, vec![1.5, 3.0]);
+        assert_eq!(
+            decode_npy(&npy(">f4", "(2,)", "False", &be), "x", o)
+                .unwrap()
+                .data,
+            vec![1.5, 3.0]
+        );
         let i4: Vec<u8> = [-3i32, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(decode_npy(&npy("<i4", "(1, 2)", "False", &i4), "x", o).unwrap().data, vec![-3.0, 7.0]);
+        assert_eq!(
+            decode_npy(&npy("<i4", "(1, 2)", "False", &i4), "x", o)
+                .unwrap()
+                .data,
+            vec![-3.0, 7.0]
+        );
         let i8: Vec<u8> = [5i64].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(decode_npy(&npy("<i8", "(1,)", "False", &i8), "x", o).unwrap().data, vec![5.0]);
-        assert_eq!(decode_npy(&npy("|u1", "(2,)", "False", &[0, 255]), "x", o).unwrap().data, vec![0.0, 255.0]);
-        assert_eq!(decode_npy(&npy("|b1", "(2,)", "False", &[0, 1]), "x", o).unwrap().data, vec![0.0, 1.0]);
-        let f2: Vec<u8> = [0x3c00u16, 0xc000, 0x0001].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let half = decode_npy(&npy("<f2", "(3,)", "False", &f2), "x", o).unwrap().data;
+        assert_eq!(
+            decode_npy(&npy("<i8", "(1,)", "False", &i8), "x", o)
+                .unwrap()
+                .data,
+            vec![5.0]
+        );
+        assert_eq!(
+            decode_npy(&npy("|u1", "(2,)", "False", &[0, 255]), "x", o)
+                .unwrap()
+                .data,
+            vec![0.0, 255.0]
+        );
+        assert_eq!(
+            decode_npy(&npy("|b1", "(2,)", "False", &[0, 1]), "x", o)
+                .unwrap()
+                .data,
+            vec![0.0, 1.0]
+        );
+        let f2: Vec<u8> = [0x3c00u16, 0xc000, 0x0001]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let half = decode_npy(&npy("<f2", "(3,)", "False", &f2), "x", o)
+            .unwrap()
+            .data;
         assert_eq!(half, vec![1.0, -2.0, 5.960_464_5e-8]);
-        let e = decode_npy(&npy("<i4", "(1, 2)", "False", &i4), "l.npy", NpyOptions::default()).unwrap_err();
+        let e = decode_npy(
+            &npy("<i4", "(1, 2)", "False", &i4),
+            "l.npy",
+            NpyOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "l.npy: dtype '<i4' holds integers; read it with NpyOptions { integers: true } to convert to f32"
@@ -423,13 +521,24 @@ mod tests {
         assert!(err(&npy("<c8", "(2,)", "False", &[0; 16])).contains("unsupported dtype '<c8'"));
         assert!(err(&npy("<f4", "(2, -1)", "False", &[0; 8])).contains("non-negative integers"));
         assert!(err(&npy("<f4", "(3,)", "False", &[0; 8])).contains("truncated: shape [3]"));
-        assert!(err(&npy("<f4", "(4294967296, 4294967296, 4294967296)", "False", &[])).contains("more elements"));
+        assert!(
+            err(&npy(
+                "<f4",
+                "(4294967296, 4294967296, 4294967296)",
+                "False",
+                &[]
+            ))
+            .contains("more elements")
+        );
         let mut v9 = npy("<f4", "(1,)", "False", &[0; 4]);
         v9[6] = 9;
         assert!(err(&v9).contains("version 9.0"));
         let full = npy("<f4", "(1,)", "False", &[0; 4]);
         for cut in 0..full.len() {
-            assert!(decode_npy(&full[..cut], "a.npy", o).is_err(), "prefix {cut}");
+            assert!(
+                decode_npy(&full[..cut], "a.npy", o).is_err(),
+                "prefix {cut}"
+            );
         }
         let structured = b"\x93NUMPY\x01\x00\x30\x00{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }";
         assert!(err(structured).contains("truncated") || err(structured).contains("structured"));
@@ -444,7 +553,10 @@ mod tests {
             b.extend((dict.len() as u32).to_le_bytes());
             b.extend(dict.as_bytes());
             b.extend(2.5f32.to_le_bytes());
-            assert_eq!(decode_npy(&b, "x", NpyOptions::default()).unwrap().data, vec![2.5]);
+            assert_eq!(
+                decode_npy(&b, "x", NpyOptions::default()).unwrap().data,
+                vec![2.5]
+            );
         }
     }
 }

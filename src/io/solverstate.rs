@@ -11,7 +11,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 use super::blob::{BlobData, BlobRef, blob_body_len, decode_blob, write_blob_body};
-use super::wire::{self, DecodeError, DecodeResult, Reader, expect_len, expect_string, expect_varint};
+use super::wire::{
+    self, DecodeError, DecodeResult, Reader, expect_len, expect_string, expect_varint,
+};
 use crate::{Error, Result};
 
 const F_ITER: u32 = 1;
@@ -51,7 +53,10 @@ fn decode(bytes: &[u8]) -> DecodeResult<SolverStateFile> {
     }
     let mut out = SolverStateFile::default();
     let mut r = Reader::new(bytes, 0);
-    while let Some(f) = r.next_field()? {
+    while let Some(f) = r.next_field().map_err(|e| match e.truncated_field {
+        Some(F_HISTORY) => e.inside(format!("history blob {}", out.history.len())),
+        _ => e,
+    })? {
         match f.number {
             // int32 in BVLC, int64 in some forks: a varint either way, negative values
             // sign-extended to ten bytes.
@@ -111,7 +116,13 @@ impl SolverStateFile {
     /// Writes this snapshot to `path` with [`write_solverstate`].
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let history: Vec<BlobRef<'_>> = self.history.iter().map(BlobRef::of).collect();
-        write_solverstate(path, self.iter, &self.learned_net, &history, self.current_step)
+        write_solverstate(
+            path,
+            self.iter,
+            &self.learned_net,
+            &history,
+            self.current_step,
+        )
     }
 }
 
@@ -126,7 +137,10 @@ mod tests {
         let state = SolverStateFile {
             iter: 5,
             learned_net: "snap_iter_5.caffemodel".into(),
-            history: vec![BlobData::new(vec![2, 2], vec![1., 2., 3., 4.]), BlobData::new(vec![2], vec![0.5, -0.5])],
+            history: vec![
+                BlobData::new(vec![2, 2], vec![1., 2., 3., 4.]),
+                BlobData::new(vec![2], vec![0.5, -0.5]),
+            ],
             current_step: 2,
         };
         state.write(&p).unwrap();
@@ -145,9 +159,18 @@ mod tests {
     fn mismatched_history_is_refused_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.solverstate");
-        let h = [BlobRef { shape: &[3], data: &[1.0], diff: &[] }];
-        let e = write_solverstate(&p, 1, "m", &h, 0).unwrap_err().to_string();
-        assert!(e.ends_with("history blob 0: data holds 1 values but shape [3] holds 3"), "{e}");
+        let h = [BlobRef {
+            shape: &[3],
+            data: &[1.0],
+            diff: &[],
+        }];
+        let e = write_solverstate(&p, 1, "m", &h, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("history blob 0: data holds 1 values but shape [3] holds 3"),
+            "{e}"
+        );
         assert!(!p.exists());
     }
 
@@ -158,7 +181,15 @@ mod tests {
         wire::put_varint(&mut b, 2);
         b.extend([0x28, 0x01]); // data as a varint
         let e = decode_solverstate(&b, "s").unwrap_err().to_string();
-        assert_eq!(e, "s: field data (5) has wire type varint, expected fixed32 or packed at byte 2 inside history blob 0");
-        assert!(decode_solverstate(&[], "s").unwrap_err().to_string().contains("empty file"));
+        assert_eq!(
+            e,
+            "s: field data (5) has wire type varint, expected fixed32 or packed at byte 2 inside history blob 0"
+        );
+        assert!(
+            decode_solverstate(&[], "s")
+                .unwrap_err()
+                .to_string()
+                .contains("empty file")
+        );
     }
 }

@@ -80,18 +80,27 @@ const NET_LAYER: u32 = 100;
 
 fn decode_net(bytes: &[u8]) -> DecodeResult<WeightsFile> {
     if bytes.is_empty() {
-        return Err(DecodeError::new("empty file: a caffemodel holds at least one layer"));
+        return Err(DecodeError::new(
+            "empty file: a caffemodel holds at least one layer",
+        ));
     }
     let mut out = WeightsFile::default();
     let mut r = Reader::new(bytes, 0);
-    while let Some(f) = r.next_field()? {
+    while let Some(f) = r.next_field().map_err(|e| match e.truncated_field {
+        Some(NET_LAYER | NET_LAYERS_V1) => e.inside(format!("layer {}", out.layers.len())),
+        _ => e,
+    })? {
         match f.number {
             NET_NAME => out.name = expect_string(&f, "name")?,
             NET_LAYER | NET_LAYERS_V1 => {
                 let index = out.layers.len();
-                let (what, format) =
-                    if f.number == NET_LAYER { ("layer", LayerFormat::Current) } else { ("layers", LayerFormat::V1) };
-                let (b, at) = expect_len(&f, what).map_err(|e| e.inside(format!("layer {index}")))?;
+                let (what, format) = if f.number == NET_LAYER {
+                    ("layer", LayerFormat::Current)
+                } else {
+                    ("layers", LayerFormat::V1)
+                };
+                let (b, at) =
+                    expect_len(&f, what).map_err(|e| e.inside(format!("layer {index}")))?;
                 out.layers.push(decode_layer(b, at, format, index)?);
             }
             _ => {}
@@ -107,16 +116,37 @@ struct LayerFields {
     blobs: u32,
 }
 
-const CURRENT: LayerFields = LayerFields { name: 1, type_: 2, blobs: 7 };
-const V1: LayerFields = LayerFields { name: 4, type_: 5, blobs: 6 };
-const V0: LayerFields = LayerFields { name: 1, type_: 2, blobs: 50 };
+const CURRENT: LayerFields = LayerFields {
+    name: 1,
+    type_: 2,
+    blobs: 7,
+};
+const V1: LayerFields = LayerFields {
+    name: 4,
+    type_: 5,
+    blobs: 6,
+};
+const V0: LayerFields = LayerFields {
+    name: 1,
+    type_: 2,
+    blobs: 50,
+};
 const V1_V0_LAYER: u32 = 1;
 
 /// Decodes one layer message. Blob payloads are collected first and decoded after the walk,
 /// so that errors inside them can name the layer even when its name follows its blobs.
-fn decode_layer(bytes: &[u8], base: usize, format: LayerFormat, index: usize) -> DecodeResult<LayerWeights> {
+fn decode_layer(
+    bytes: &[u8],
+    base: usize,
+    format: LayerFormat,
+    index: usize,
+) -> DecodeResult<LayerWeights> {
     let ctx = |name: &str| {
-        if name.is_empty() { format!("layer {index}") } else { format!("layer {index} `{name}`") }
+        if name.is_empty() {
+            format!("layer {index}")
+        } else {
+            format!("layer {index} `{name}`")
+        }
     };
     let fields = match format {
         LayerFormat::Current => CURRENT,
@@ -129,7 +159,10 @@ fn decode_layer(bytes: &[u8], base: usize, format: LayerFormat, index: usize) ->
     let mut v0 = None;
     let mut r = Reader::new(bytes, base);
     let walk = (|| -> DecodeResult<()> {
-        while let Some(f) = r.next_field()? {
+        while let Some(f) = r.next_field().map_err(|e| match e.truncated_field {
+            Some(n) if n == fields.blobs => e.inside(format!("blob {}", blobs.len())),
+            _ => e,
+        })? {
             if f.number == fields.name {
                 name = expect_string(&f, "name")?;
             } else if f.number == fields.type_ {
@@ -156,9 +189,16 @@ fn decode_layer(bytes: &[u8], base: usize, format: LayerFormat, index: usize) ->
     let blobs = blobs
         .into_iter()
         .enumerate()
-        .map(|(j, (b, at))| decode_blob(b, at).map_err(|e| e.inside(format!("blob {j}")).inside(ctx(&name))))
+        .map(|(j, (b, at))| {
+            decode_blob(b, at).map_err(|e| e.inside(format!("blob {j}")).inside(ctx(&name)))
+        })
         .collect::<DecodeResult<Vec<_>>>()?;
-    Ok(LayerWeights { name, type_name, format, blobs })
+    Ok(LayerWeights {
+        name,
+        type_name,
+        format,
+        blobs,
+    })
 }
 
 /// `V1LayerParameter.LayerType` to today's type string (Caffe's `UpgradeV1LayerType`). A value
@@ -286,7 +326,10 @@ mod tests {
         assert_eq!(w.name, "net");
         assert_eq!(w.layers.len(), 1);
         let l = w.layer("up").unwrap();
-        assert_eq!((l.type_name.as_str(), l.format), ("Upsample", LayerFormat::Current));
+        assert_eq!(
+            (l.type_name.as_str(), l.format),
+            ("Upsample", LayerFormat::Current)
+        );
         assert_eq!(l.blobs[0].data, vec![1.0, 2.0]);
     }
 
@@ -329,25 +372,43 @@ mod tests {
         len_field(&mut layer, 7, &blob(&[3], &[1.0, 2.0]));
         let mut net = Vec::new();
         len_field(&mut net, 100, &layer);
-        let e = decode_weights(&net, "w.caffemodel").unwrap_err().to_string();
-        assert_eq!(e, "w.caffemodel: data holds 2 values but shape [3] holds 3 inside layer 0 `conv1` blob 1");
+        let e = decode_weights(&net, "w.caffemodel")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "w.caffemodel: data holds 2 values but shape [3] holds 3 inside layer 0 `conv1` blob 1"
+        );
 
         let truncated = &net[..net.len() - 3];
-        let e = decode_weights(truncated, "w.caffemodel").unwrap_err().to_string();
-        assert!(e.starts_with("w.caffemodel: truncated: field 100 claims"), "{e}");
+        let e = decode_weights(truncated, "w.caffemodel")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("w.caffemodel: truncated: field 100 claims"),
+            "{e}"
+        );
 
         let mut layer = Vec::new();
         put_tag(&mut layer, 1, WT_VARINT);
         put_varint(&mut layer, 3);
         let mut net = Vec::new();
         len_field(&mut net, 100, &layer);
-        let e = decode_weights(&net, "w.caffemodel").unwrap_err().to_string();
-        assert_eq!(e, "w.caffemodel: field name (1) has wire type varint, expected length-delimited at byte 3 inside layer 0");
+        let e = decode_weights(&net, "w.caffemodel")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "w.caffemodel: field name (1) has wire type varint, expected length-delimited at byte 3 inside layer 0"
+        );
     }
 
     #[test]
     fn empty_input_is_an_error() {
         let e = decode_weights(&[], "e.caffemodel").unwrap_err().to_string();
-        assert_eq!(e, "e.caffemodel: empty file: a caffemodel holds at least one layer");
+        assert_eq!(
+            e,
+            "e.caffemodel: empty file: a caffemodel holds at least one layer"
+        );
     }
 }

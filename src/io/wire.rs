@@ -67,18 +67,31 @@ pub(crate) struct Field<'a> {
 pub(crate) struct DecodeError {
     pub msg: String,
     pub offset: Option<usize>,
+    /// The field whose payload ran past the end, for a truncated length-delimited field: lets
+    /// the caller say which layer or blob was cut off.
+    pub truncated_field: Option<u32>,
     context: Vec<String>,
 }
 
 impl DecodeError {
     /// An error at a known byte offset.
     pub(crate) fn at(offset: usize, msg: impl Into<String>) -> Self {
-        DecodeError { msg: msg.into(), offset: Some(offset), context: Vec::new() }
+        DecodeError {
+            msg: msg.into(),
+            offset: Some(offset),
+            truncated_field: None,
+            context: Vec::new(),
+        }
     }
 
     /// An error about a whole message (a count that does not match a shape, say).
     pub(crate) fn new(msg: impl Into<String>) -> Self {
-        DecodeError { msg: msg.into(), offset: None, context: Vec::new() }
+        DecodeError {
+            msg: msg.into(),
+            offset: None,
+            truncated_field: None,
+            context: Vec::new(),
+        }
     }
 
     /// Adds an enclosing context ("layer `conv1`", "blob 0", ...), outermost last.
@@ -89,7 +102,10 @@ impl DecodeError {
 
     /// The crate error, naming `file`.
     pub(crate) fn into_error(self, file: &str) -> crate::Error {
-        crate::Error::Decode { file: file.to_string(), msg: self.to_string() }
+        crate::Error::Decode {
+            file: file.to_string(),
+            msg: self.to_string(),
+        }
     }
 }
 
@@ -138,7 +154,10 @@ impl<'a> Reader<'a> {
         if n > self.remaining() {
             return Err(DecodeError::at(
                 self.offset(),
-                format!("truncated: {what} needs {n} bytes but only {} remain", self.remaining()),
+                format!(
+                    "truncated: {what} needs {n} bytes but only {} remain",
+                    self.remaining()
+                ),
             ));
         }
         let out = &self.buf[self.pos..self.pos + n];
@@ -176,7 +195,10 @@ impl<'a> Reader<'a> {
         let tag = self.read_varint()?;
         let number = tag >> 3;
         if number == 0 || number > (1 << 29) - 1 {
-            return Err(DecodeError::at(offset, format!("invalid field number {number}")));
+            return Err(DecodeError::at(
+                offset,
+                format!("invalid field number {number}"),
+            ));
         }
         Ok((number as u32, (tag & 7) as u8))
     }
@@ -189,7 +211,11 @@ impl<'a> Reader<'a> {
         let offset = self.offset();
         let (number, wire) = self.read_tag()?;
         let value = self.read_value(number, wire, offset)?;
-        Ok(Some(Field { number, value, offset }))
+        Ok(Some(Field {
+            number,
+            value,
+            offset,
+        }))
     }
 
     fn read_value(&mut self, number: u32, wire: u8, offset: usize) -> DecodeResult<Value<'a>> {
@@ -197,19 +223,23 @@ impl<'a> Reader<'a> {
             WT_VARINT => Value::Varint(self.read_varint()?),
             WT_FIXED64 => {
                 let b = self.take(8, "a fixed64 field")?;
-                Value::Fixed64(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                Value::Fixed64(u64::from_le_bytes([
+                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                ]))
             }
             WT_LEN => {
                 let len_at = self.offset();
                 let len = self.read_varint()?;
                 if len > self.remaining() as u64 {
-                    return Err(DecodeError::at(
+                    let mut e = DecodeError::at(
                         len_at,
                         format!(
                             "truncated: field {number} claims {len} bytes but only {} remain",
                             self.remaining()
                         ),
-                    ));
+                    );
+                    e.truncated_field = Some(number);
+                    return Err(e);
                 }
                 let start = self.offset();
                 Value::Len(self.take(len as usize, "a length-delimited field")?, start)
@@ -219,13 +249,21 @@ impl<'a> Reader<'a> {
                 Value::Group
             }
             WT_END_GROUP => {
-                return Err(DecodeError::at(offset, format!("unexpected end-group tag (field {number})")))
+                return Err(DecodeError::at(
+                    offset,
+                    format!("unexpected end-group tag (field {number})"),
+                ));
             }
             WT_FIXED32 => {
                 let b = self.take(4, "a fixed32 field")?;
                 Value::Fixed32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             }
-            other => return Err(DecodeError::at(offset, format!("invalid wire type {other} (field {number})"))),
+            other => {
+                return Err(DecodeError::at(
+                    offset,
+                    format!("invalid wire type {other} (field {number})"),
+                ));
+            }
         })
     }
 
@@ -235,7 +273,10 @@ impl<'a> Reader<'a> {
         let mut open = vec![number];
         while let Some(&innermost) = open.last() {
             if self.remaining() == 0 {
-                return Err(DecodeError::at(self.offset(), format!("truncated: group {innermost} never ends")));
+                return Err(DecodeError::at(
+                    self.offset(),
+                    format!("truncated: group {innermost} never ends"),
+                ));
             }
             let offset = self.offset();
             let (n, wire) = self.read_tag()?;
@@ -311,13 +352,24 @@ pub(crate) fn count_fixed(field: &Field<'_>, what: &str, width: usize) -> Decode
             if bytes.len() % width != 0 {
                 Err(DecodeError::at(
                     at,
-                    format!("packed {what} has {} bytes, not a multiple of {width}", bytes.len()),
+                    format!(
+                        "packed {what} has {} bytes, not a multiple of {width}",
+                        bytes.len()
+                    ),
                 ))
             } else {
                 Ok(bytes.len() / width)
             }
         }
-        _ => Err(wrong_wire(field, what, if width == 4 { "fixed32 or packed" } else { "fixed64 or packed" })),
+        _ => Err(wrong_wire(
+            field,
+            what,
+            if width == 4 {
+                "fixed32 or packed"
+            } else {
+                "fixed64 or packed"
+            },
+        )),
     }
 }
 
@@ -326,9 +378,11 @@ pub(crate) fn count_fixed(field: &Field<'_>, what: &str, width: usize) -> Decode
 pub(crate) fn append_f32(field: &Field<'_>, out: &mut Vec<f32>) {
     match field.value {
         Value::Fixed32(bits) => out.push(f32::from_bits(bits)),
-        Value::Len(bytes, _) => {
-            out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-        }
+        Value::Len(bytes, _) => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
         _ => {}
     }
 }
@@ -338,15 +392,21 @@ pub(crate) fn append_f32(field: &Field<'_>, out: &mut Vec<f32>) {
 pub(crate) fn append_f64_as_f32(field: &Field<'_>, out: &mut Vec<f32>) {
     match field.value {
         Value::Fixed64(bits) => out.push(f64::from_bits(bits) as f32),
-        Value::Len(bytes, _) => out.extend(bytes.chunks_exact(8).map(|c| {
-            f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-        })),
+        Value::Len(bytes, _) => {
+            out.extend(bytes.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
         _ => {}
     }
 }
 
 /// Appends a repeated varint field's values (packed or not) to `out`.
-pub(crate) fn append_varints(field: &Field<'_>, what: &str, out: &mut Vec<u64>) -> DecodeResult<()> {
+pub(crate) fn append_varints(
+    field: &Field<'_>,
+    what: &str,
+    out: &mut Vec<u64>,
+) -> DecodeResult<()> {
     match field.value {
         Value::Varint(v) => out.push(v),
         Value::Len(bytes, at) => {
@@ -403,7 +463,11 @@ pub(crate) fn write_len_header(w: &mut impl Write, number: u32, len: usize) -> i
 /// Bytes a packed float field of `n` values takes in all (0 for none: protobuf omits an empty
 /// packed field).
 pub(crate) fn packed_f32_len(number: u32, n: usize) -> usize {
-    if n == 0 { 0 } else { len_field_len(number, 4 * n) }
+    if n == 0 {
+        0
+    } else {
+        len_field_len(number, 4 * n)
+    }
 }
 
 /// Writes `values` as a packed float field, converting through a fixed buffer so that no
@@ -466,11 +530,36 @@ mod tests {
 
     #[test]
     fn truncations_are_errors() {
-        assert!(fields(&[0x08]).unwrap_err().msg.contains("truncated varint"));
-        assert!(fields(&[0x08, 0x80]).unwrap_err().msg.contains("truncated varint"));
-        assert!(fields(&[0x0a, 0x05, 1, 2]).unwrap_err().msg.contains("claims 5 bytes"));
-        assert!(fields(&[0x0d, 1, 2, 3]).unwrap_err().msg.contains("truncated"));
-        assert!(fields(&[0x09, 1, 2, 3, 4, 5, 6, 7]).unwrap_err().msg.contains("truncated"));
+        assert!(
+            fields(&[0x08])
+                .unwrap_err()
+                .msg
+                .contains("truncated varint")
+        );
+        assert!(
+            fields(&[0x08, 0x80])
+                .unwrap_err()
+                .msg
+                .contains("truncated varint")
+        );
+        assert!(
+            fields(&[0x0a, 0x05, 1, 2])
+                .unwrap_err()
+                .msg
+                .contains("claims 5 bytes")
+        );
+        assert!(
+            fields(&[0x0d, 1, 2, 3])
+                .unwrap_err()
+                .msg
+                .contains("truncated")
+        );
+        assert!(
+            fields(&[0x09, 1, 2, 3, 4, 5, 6, 7])
+                .unwrap_err()
+                .msg
+                .contains("truncated")
+        );
     }
 
     #[test]
@@ -485,18 +574,46 @@ mod tests {
     fn groups_are_skipped_and_nesting_is_bounded() {
         // field 2 group { field 1 varint 5; field 3 group {} } then field 4 varint 7
         let buf = [0x13, 0x08, 0x05, 0x1b, 0x1c, 0x14, 0x20, 0x07];
-        assert_eq!(fields(&buf).unwrap(), vec![(2, Value::Group), (4, Value::Varint(7))]);
+        assert_eq!(
+            fields(&buf).unwrap(),
+            vec![(2, Value::Group), (4, Value::Varint(7))]
+        );
         let deep = vec![0x13u8; 10_000];
         assert!(fields(&deep).unwrap_err().msg.contains("nested deeper"));
-        assert!(fields(&[0x13, 0x08, 0x01]).unwrap_err().msg.contains("never ends"));
-        assert!(fields(&[0x13, 0x1c]).unwrap_err().msg.contains("closes group 2"));
-        assert!(fields(&[0x14]).unwrap_err().msg.contains("unexpected end-group"));
+        assert!(
+            fields(&[0x13, 0x08, 0x01])
+                .unwrap_err()
+                .msg
+                .contains("never ends")
+        );
+        assert!(
+            fields(&[0x13, 0x1c])
+                .unwrap_err()
+                .msg
+                .contains("closes group 2")
+        );
+        assert!(
+            fields(&[0x14])
+                .unwrap_err()
+                .msg
+                .contains("unexpected end-group")
+        );
     }
 
     #[test]
     fn bad_wire_types_and_field_numbers() {
-        assert!(fields(&[0x0e]).unwrap_err().msg.contains("invalid wire type 6"));
-        assert!(fields(&[0x0f]).unwrap_err().msg.contains("invalid wire type 7"));
+        assert!(
+            fields(&[0x0e])
+                .unwrap_err()
+                .msg
+                .contains("invalid wire type 6")
+        );
+        assert!(
+            fields(&[0x0f])
+                .unwrap_err()
+                .msg
+                .contains("invalid wire type 7")
+        );
         assert!(fields(&[0x00]).unwrap_err().msg.contains("field number 0"));
     }
 
@@ -511,8 +628,13 @@ mod tests {
         let mut out = Vec::new();
         append_f32(&f, &mut out);
         assert_eq!(out, vec![1.0, -2.5]);
-        let e = DecodeError::at(1234, "truncated").inside("blob 0").inside("layer `conv1`");
-        assert_eq!(e.to_string(), "truncated at byte 1234 inside layer `conv1` blob 0");
+        let e = DecodeError::at(1234, "truncated")
+            .inside("blob 0")
+            .inside("layer `conv1`");
+        assert_eq!(
+            e.to_string(),
+            "truncated at byte 1234 inside layer `conv1` blob 0"
+        );
     }
 
     #[test]

@@ -79,7 +79,11 @@ pub enum Scalar<'a> {
     /// An integer literal (decimal, `0x` hex or leading-zero octal).
     Int { negative: bool, lit: IntLit<'a> },
     /// A floating-point literal (with a `.`, an exponent or an `f` suffix).
-    Float { negative: bool, value: f64, text: &'a str },
+    Float {
+        negative: bool,
+        value: f64,
+        text: &'a str,
+    },
     /// One or more adjacent quoted strings, concatenated, escapes resolved.
     Str(Vec<u8>),
 }

@@ -4,11 +4,17 @@
 
 use super::ast::{self, IntLit, Pos, Scalar};
 use super::diag::{Diag, line_col, quote_bytes};
-use prost_reflect::{DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Syntax, Value};
+use prost_reflect::{
+    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Syntax, Value,
+};
 use std::collections::HashMap;
 
 /// Builds a message of type `desc` from the top-level fields of a document.
-pub fn build(text: &str, desc: &MessageDescriptor, doc: &ast::Message<'_>) -> Result<DynamicMessage, Diag> {
+pub fn build(
+    text: &str,
+    desc: &MessageDescriptor,
+    doc: &ast::Message<'_>,
+) -> Result<DynamicMessage, Diag> {
     Builder { text }.message(desc, doc)
 }
 
@@ -52,7 +58,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -65,7 +73,12 @@ pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
     let limit = (name.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&name.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                edit_distance(&name.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
@@ -75,9 +88,15 @@ pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 fn describe(value: &ast::Value<'_>) -> String {
     match value {
         ast::Value::Scalar(s, _) => match s {
-            Scalar::Ident { negative, name } => format!("`{}{name}`", if *negative { "-" } else { "" }),
-            Scalar::Int { negative, lit } => format!("integer `{}{}`", if *negative { "-" } else { "" }, lit.text),
-            Scalar::Float { negative, text, .. } => format!("number `{}{text}`", if *negative { "-" } else { "" }),
+            Scalar::Ident { negative, name } => {
+                format!("`{}{name}`", if *negative { "-" } else { "" })
+            }
+            Scalar::Int { negative, lit } => {
+                format!("integer `{}{}`", if *negative { "-" } else { "" }, lit.text)
+            }
+            Scalar::Float { negative, text, .. } => {
+                format!("number `{}{text}`", if *negative { "-" } else { "" })
+            }
             Scalar::Str(bytes) => format!("string {}", quote_bytes(bytes)),
         },
         ast::Value::Message(_) => "a message `{ ... }`".to_string(),
@@ -97,9 +116,13 @@ fn expectation(kind: &Kind) -> &'static str {
     }
 }
 
-/// The valid names of an enum, for messages.
-fn enum_names(e: &EnumDescriptor) -> String {
-    e.values().map(|v| v.name().to_string()).collect::<Vec<_>>().join(", ")
+/// The valid names of an enum in the order the `.proto` declares them, for messages.
+fn enum_names(e: &EnumDescriptor) -> Vec<String> {
+    e.enum_descriptor_proto()
+        .value
+        .iter()
+        .map(|v| v.name().to_string())
+        .collect()
 }
 
 struct Builder<'t> {
@@ -111,7 +134,11 @@ impl Builder<'_> {
         line_col(self.text, pos.offset(self.text.len())).0
     }
 
-    fn message(&self, desc: &MessageDescriptor, m: &ast::Message<'_>) -> Result<DynamicMessage, Diag> {
+    fn message(
+        &self,
+        desc: &MessageDescriptor,
+        m: &ast::Message<'_>,
+    ) -> Result<DynamicMessage, Diag> {
         let mut msg = DynamicMessage::new(desc.clone());
         let mut seen: HashMap<u32, Pos> = HashMap::new();
         let mut oneofs: HashMap<String, (String, Pos)> = HashMap::new();
@@ -136,17 +163,25 @@ impl Builder<'_> {
                 }
             } else {
                 if let ast::Value::List(_, pos) = &f.value {
-                    return Err(Diag::new(*pos, format!("field `{}` is not repeated; it cannot take a list", f.name)));
+                    return Err(Diag::new(
+                        *pos,
+                        format!("field `{}` is not repeated; it cannot take a list", f.name),
+                    ));
                 }
                 if let Some(first) = seen.insert(fd.number(), f.pos) {
                     return Err(Diag::new(
                         f.pos,
-                        format!("field `{}` given twice (first at line {})", f.name, self.line_of(first)),
+                        format!(
+                            "field `{}` given twice (first at line {})",
+                            f.name,
+                            self.line_of(first)
+                        ),
                     ));
                 }
                 if let Some(oneof) = fd.containing_oneof().filter(|o| !o.is_synthetic()) {
                     let entry = (f.name.to_string(), f.pos);
-                    if let Some((other, pos)) = oneofs.insert(oneof.full_name().to_string(), entry) {
+                    if let Some((other, pos)) = oneofs.insert(oneof.full_name().to_string(), entry)
+                    {
                         return Err(Diag::new(
                             f.pos,
                             format!(
@@ -166,7 +201,11 @@ impl Builder<'_> {
             if !msg.has_field(&fd) {
                 return Err(Diag::new(
                     m.close,
-                    format!("missing required field `{}` in {}", text_name(&fd), desc.full_name()),
+                    format!(
+                        "missing required field `{}` in {}",
+                        text_name(&fd),
+                        desc.full_name()
+                    ),
                 ));
             }
         }
@@ -174,25 +213,45 @@ impl Builder<'_> {
     }
 
     /// The descriptor of the field a text name refers to.
-    fn lookup(&self, desc: &MessageDescriptor, f: &ast::Field<'_>) -> Result<FieldDescriptor, Diag> {
+    fn lookup(
+        &self,
+        desc: &MessageDescriptor,
+        f: &ast::Field<'_>,
+    ) -> Result<FieldDescriptor, Diag> {
         // Groups go by their type's name, as protobuf writes them; other fields by their own.
-        let found = desc.get_field_by_name(f.name).filter(|fd| !fd.is_group()).or_else(|| {
-            desc.fields().find(|fd| fd.is_group() && matches!(fd.kind(), Kind::Message(m) if m.name() == f.name))
-        });
+        let found = desc
+            .get_field_by_name(f.name)
+            .filter(|fd| !fd.is_group())
+            .or_else(|| {
+                desc.fields().find(|fd| {
+                    fd.is_group() && matches!(fd.kind(), Kind::Message(m) if m.name() == f.name)
+                })
+            });
         found.ok_or_else(|| {
             let names: Vec<String> = desc.fields().map(|fd| text_name(&fd)).collect();
             let hint = match suggest(f.name, names.iter().map(String::as_str)) {
                 Some(s) => format!("; did you mean `{s}`?"),
                 None => String::new(),
             };
-            Diag::new(f.pos, format!("unknown field `{}` in {}{hint}", f.name, desc.full_name()))
+            Diag::new(
+                f.pos,
+                format!("unknown field `{}` in {}{hint}", f.name, desc.full_name()),
+            )
         })
     }
 
     /// Adds the `{ key: ... value: ... }` entries of a map field.
-    fn map_entries(&self, msg: &mut DynamicMessage, fd: &FieldDescriptor, f: &ast::Field<'_>) -> Result<(), Diag> {
+    fn map_entries(
+        &self,
+        msg: &mut DynamicMessage,
+        fd: &FieldDescriptor,
+        f: &ast::Field<'_>,
+    ) -> Result<(), Diag> {
         let Kind::Message(entry_desc) = fd.kind() else {
-            return Err(Diag::new(f.pos, format!("map field `{}` has no entry type", f.name)));
+            return Err(Diag::new(
+                f.pos,
+                format!("map field `{}` has no entry type", f.name),
+            ));
         };
         let values = match &f.value {
             ast::Value::List(items, _) => items.as_slice(),
@@ -202,14 +261,28 @@ impl Builder<'_> {
             let ast::Value::Message(m) = v else {
                 return Err(Diag::new(
                     v.pos(),
-                    format!("map field `{}` expects entries `{{ key: ... value: ... }}`, found {}", f.name, describe(v)),
+                    format!(
+                        "map field `{}` expects entries `{{ key: ... value: ... }}`, found {}",
+                        f.name,
+                        describe(v)
+                    ),
                 ));
             };
             let entry = self.message(&entry_desc, m)?;
-            let key = entry.get_field(&entry_desc.map_entry_key_field()).into_owned();
-            let value = entry.get_field(&entry_desc.map_entry_value_field()).into_owned();
+            let key = entry
+                .get_field(&entry_desc.map_entry_key_field())
+                .into_owned();
+            let value = entry
+                .get_field(&entry_desc.map_entry_value_field())
+                .into_owned();
             let Some(key) = key.into_map_key() else {
-                return Err(Diag::new(m.open, format!("map field `{}` has a key of a type maps cannot have", f.name)));
+                return Err(Diag::new(
+                    m.open,
+                    format!(
+                        "map field `{}` has a key of a type maps cannot have",
+                        f.name
+                    ),
+                ));
             };
             if let Value::Map(map) = msg.get_field_mut(fd) {
                 map.insert(key, value);
@@ -222,7 +295,9 @@ impl Builder<'_> {
     fn value(&self, fd: &FieldDescriptor, v: &ast::Value<'_>) -> Result<Value, Diag> {
         let kind = fd.kind();
         match (&kind, v) {
-            (Kind::Message(desc), ast::Value::Message(m)) => Ok(Value::Message(self.message(desc, m)?)),
+            (Kind::Message(desc), ast::Value::Message(m)) => {
+                Ok(Value::Message(self.message(desc, m)?))
+            }
             (Kind::Message(desc), other) => Err(Diag::new(
                 other.pos(),
                 format!(
@@ -240,28 +315,60 @@ impl Builder<'_> {
     fn mismatch(&self, fd: &FieldDescriptor, kind: &Kind, v: &ast::Value<'_>) -> Diag {
         Diag::new(
             v.pos(),
-            format!("field `{}` ({}) expects {}, found {}", text_name(fd), kind_name(kind), expectation(kind), describe(v)),
+            format!(
+                "field `{}` ({}) expects {}, found {}",
+                text_name(fd),
+                kind_name(kind),
+                expectation(kind),
+                describe(v)
+            ),
         )
     }
 
-    fn scalar(&self, fd: &FieldDescriptor, kind: &Kind, s: &Scalar<'_>, pos: Pos, v: &ast::Value<'_>) -> Result<Value, Diag> {
+    fn scalar(
+        &self,
+        fd: &FieldDescriptor,
+        kind: &Kind,
+        s: &Scalar<'_>,
+        pos: Pos,
+        v: &ast::Value<'_>,
+    ) -> Result<Value, Diag> {
         let int = |min: i128, max: i128| -> Result<i128, Diag> {
             match s {
-                Scalar::Int { negative, lit } => self.integer(fd, kind, *negative, lit, min, max, pos),
+                Scalar::Int { negative, lit } => {
+                    self.integer(fd, kind, *negative, lit, min, max, pos)
+                }
                 _ => Err(self.mismatch(fd, kind, v)),
             }
         };
         Ok(match kind {
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(int(i32::MIN.into(), i32::MAX.into())? as i32),
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(int(i64::MIN.into(), i64::MAX.into())? as i64),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                Value::I32(int(i32::MIN.into(), i32::MAX.into())? as i32)
+            }
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                Value::I64(int(i64::MIN.into(), i64::MAX.into())? as i64)
+            }
             Kind::Uint32 | Kind::Fixed32 => Value::U32(int(0, u32::MAX.into())? as u32),
             Kind::Uint64 | Kind::Fixed64 => Value::U64(int(0, u64::MAX.into())? as u64),
             Kind::Double => Value::F64(self.float(fd, kind, s, pos, v)?),
             Kind::Float => Value::F32(self.float(fd, kind, s, pos, v)? as f32),
             Kind::Bool => Value::Bool(match s {
-                Scalar::Ident { negative: false, name: "true" | "True" | "t" } => true,
-                Scalar::Ident { negative: false, name: "false" | "False" | "f" } => false,
-                Scalar::Int { negative: false, lit: IntLit { value: Some(b @ (0 | 1)), .. } } => *b == 1,
+                Scalar::Ident {
+                    negative: false,
+                    name: "true" | "True" | "t",
+                } => true,
+                Scalar::Ident {
+                    negative: false,
+                    name: "false" | "False" | "f",
+                } => false,
+                Scalar::Int {
+                    negative: false,
+                    lit:
+                        IntLit {
+                            value: Some(b @ (0 | 1)),
+                            ..
+                        },
+                } => *b == 1,
                 _ => return Err(self.mismatch(fd, kind, v)),
             }),
             Kind::String => match s {
@@ -311,6 +418,10 @@ impl Builder<'_> {
                 ),
             )
         };
+        // Unsigned fields take no sign at all, not even `-0`, as in protobuf.
+        if negative && min == 0 {
+            return Err(out_of_range());
+        }
         let magnitude = i128::from(lit.value.ok_or_else(out_of_range)?);
         let value = if negative { -magnitude } else { magnitude };
         if value < min || value > max {
@@ -319,19 +430,35 @@ impl Builder<'_> {
         Ok(value)
     }
 
-    fn float(&self, fd: &FieldDescriptor, kind: &Kind, s: &Scalar<'_>, pos: Pos, v: &ast::Value<'_>) -> Result<f64, Diag> {
+    fn float(
+        &self,
+        fd: &FieldDescriptor,
+        kind: &Kind,
+        s: &Scalar<'_>,
+        pos: Pos,
+        v: &ast::Value<'_>,
+    ) -> Result<f64, Diag> {
         let (negative, magnitude) = match s {
-            Scalar::Float { negative, value, .. } => (*negative, *value),
+            Scalar::Float {
+                negative, value, ..
+            } => (*negative, *value),
             Scalar::Int { negative, lit } => {
                 // A decimal literal too long for 64 bits is still a fine double.
                 let decimal = lit.text.bytes().all(|b| b.is_ascii_digit());
-                let value = match (lit.value, decimal) {
-                    (_, true) => lit.text.parse::<f64>().ok(),
-                    (Some(v), false) => Some(v as f64),
-                    (None, false) => None,
+                let value = match lit.value {
+                    Some(v) => Some(v as f64),
+                    None if decimal => lit.text.parse::<f64>().ok(),
+                    None => None,
                 };
                 let Some(value) = value else {
-                    return Err(Diag::new(pos, format!("integer `{}` is out of range for field `{}`", lit.text, text_name(fd))));
+                    return Err(Diag::new(
+                        pos,
+                        format!(
+                            "integer `{}` is out of range for field `{}`",
+                            lit.text,
+                            text_name(fd)
+                        ),
+                    ));
                 };
                 (*negative, value)
             }
@@ -345,12 +472,22 @@ impl Builder<'_> {
         Ok(if negative { -magnitude } else { magnitude })
     }
 
-    fn enum_value(&self, fd: &FieldDescriptor, e: &EnumDescriptor, s: &Scalar<'_>, pos: Pos, v: &ast::Value<'_>) -> Result<i32, Diag> {
+    fn enum_value(
+        &self,
+        fd: &FieldDescriptor,
+        e: &EnumDescriptor,
+        s: &Scalar<'_>,
+        pos: Pos,
+        v: &ast::Value<'_>,
+    ) -> Result<i32, Diag> {
         match s {
-            Scalar::Ident { negative: false, name } => match e.get_value_by_name(name) {
+            Scalar::Ident {
+                negative: false,
+                name,
+            } => match e.get_value_by_name(name) {
                 Some(value) => Ok(value.number()),
                 None => {
-                    let names: Vec<String> = e.values().map(|v| v.name().to_string()).collect();
+                    let names = enum_names(e);
                     let hint = match suggest(name, names.iter().map(String::as_str)) {
                         Some(s) => format!("did you mean `{s}`? "),
                         None => String::new(),
@@ -361,19 +498,32 @@ impl Builder<'_> {
                             "unknown value `{name}` for field `{}` (enum {}); {hint}valid values: {}",
                             text_name(fd),
                             e.full_name(),
-                            enum_names(e)
+                            names.join(", ")
                         ),
                     ))
                 }
             },
             Scalar::Int { negative, lit } => {
                 let kind = Kind::Enum(e.clone());
-                let n = self.integer(fd, &kind, *negative, lit, i32::MIN.into(), i32::MAX.into(), pos)? as i32;
+                let n = self.integer(
+                    fd,
+                    &kind,
+                    *negative,
+                    lit,
+                    i32::MIN.into(),
+                    i32::MAX.into(),
+                    pos,
+                )? as i32;
                 // Enums of proto2 files are closed: a number with no name is an error there.
                 if e.get_value(n).is_none() && e.parent_file().syntax() == Syntax::Proto2 {
                     return Err(Diag::new(
                         pos,
-                        format!("{n} is not a value of enum {} (field `{}`); valid values: {}", e.full_name(), text_name(fd), enum_names(e)),
+                        format!(
+                            "{n} is not a value of enum {} (field `{}`); valid values: {}",
+                            e.full_name(),
+                            text_name(fd),
+                            enum_names(e).join(", ")
+                        ),
                     ));
                 }
                 Ok(n)

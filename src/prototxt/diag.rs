@@ -21,7 +21,10 @@ pub struct Diag {
 impl Diag {
     /// A diagnostic at `at`.
     pub fn new(at: Pos, msg: impl Into<String>) -> Diag {
-        Diag { at, msg: msg.into() }
+        Diag {
+            at,
+            msg: msg.into(),
+        }
     }
 
     /// A diagnostic at the start of `rest`, a suffix of the input.
@@ -107,7 +110,13 @@ pub fn snippet(text: &str, offset: usize) -> String {
 pub fn to_error(text: &str, file: &str, diag: Diag) -> Error {
     let offset = diag.at.offset(text.len());
     let (line, col) = line_col(text, offset);
-    Error::Prototxt { file: file.to_string(), line, col, msg: diag.msg, snippet: snippet(text, offset) }
+    Error::Prototxt {
+        file: file.to_string(),
+        line,
+        col,
+        msg: diag.msg,
+        snippet: snippet(text, offset),
+    }
 }
 
 /// The error for input that is not UTF-8, pointing at the first bad byte.
@@ -115,7 +124,10 @@ pub fn utf8_error(bytes: &[u8], file: &str, err: std::str::Utf8Error) -> Error {
     let good = err.valid_up_to();
     // The prefix is valid UTF-8 by construction; lossy conversion only guards the rest.
     let text = String::from_utf8_lossy(&bytes[..good]);
-    let line_end = bytes[good..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| good + i);
+    let line_end = bytes[good..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| good + i);
     let shown = format!("{text}{}", String::from_utf8_lossy(&bytes[good..line_end]));
     let (line, col) = line_col(&text, good);
     let bad = bytes.get(good).copied().unwrap_or(0);
@@ -132,7 +144,11 @@ pub fn utf8_error(bytes: &[u8], file: &str, err: std::str::Utf8Error) -> Error {
 pub fn quote_bytes(bytes: &[u8]) -> String {
     const MAX: usize = 40;
     let escaped = super::print::c_escape(&bytes[..bytes.len().min(MAX)]);
-    if bytes.len() > MAX { format!("\"{escaped}\"...") } else { format!("\"{escaped}\"") }
+    if bytes.len() > MAX {
+        format!("\"{escaped}\"...")
+    } else {
+        format!("\"{escaped}\"")
+    }
 }
 
 #[cfg(test)]
@@ -168,10 +184,13 @@ mod tests {
 
     #[test]
     fn utf8_error_points_at_bad_byte() {
-        let bytes = b"a: 1\nb: \"\xff\"\n";
-        let err = std::str::from_utf8(bytes).unwrap_err();
-        let e = utf8_error(bytes, "f.prototxt", err);
+        let bytes = b"a: 1\nb: \"\xff\"\n".to_vec();
+        let err = std::str::from_utf8(&bytes).unwrap_err();
+        let e = utf8_error(&bytes, "f.prototxt", err);
         let s = e.to_string();
-        assert!(s.starts_with("f.prototxt:2:5: invalid UTF-8 (byte 0xff)"), "{s}");
+        assert!(
+            s.starts_with("f.prototxt:2:5: invalid UTF-8 (byte 0xff)"),
+            "{s}"
+        );
     }
 }

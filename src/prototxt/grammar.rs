@@ -13,7 +13,9 @@
 
 use super::ast::{Field, Message, Pos, Scalar, Value};
 use super::diag::{Diag, line_col};
-use super::lexer::{Number, PResult, describe, fail, identifier, number, skip, starts_number, string_literal};
+use super::lexer::{
+    Number, PResult, describe, fail, identifier, number, skip, starts_number, string_literal,
+};
 
 /// Deepest nesting of messages accepted (protobuf's own parser uses the same limit).
 pub const MAX_DEPTH: usize = 100;
@@ -49,14 +51,28 @@ impl<'a> Grammar<'a> {
 
     /// The fields of a message, after its opening delimiter (or at the start of input),
     /// and its closing delimiter (or the end of input).
-    fn fields(&self, mut input: &'a str, depth: usize, closer: Option<Closer<'a>>) -> PResult<'a, Message<'a>> {
+    fn fields(
+        &self,
+        mut input: &'a str,
+        depth: usize,
+        closer: Option<Closer<'a>>,
+    ) -> PResult<'a, Message<'a>> {
         let open = closer.map_or(Pos::of(input), |c| c.open);
         let mut fields = Vec::new();
         loop {
             let rest = skip(input);
             let next = rest.chars().next();
             match (next, closer) {
-                (None, None) => return Ok((rest, Message { open, close: Pos::of(rest), fields })),
+                (None, None) => {
+                    return Ok((
+                        rest,
+                        Message {
+                            open,
+                            close: Pos::of(rest),
+                            fields,
+                        },
+                    ));
+                }
                 (None, Some(c)) => {
                     return fail(
                         rest,
@@ -69,13 +85,27 @@ impl<'a> Grammar<'a> {
                     );
                 }
                 (Some(d), Some(c)) if d == c.delim => {
-                    return Ok((&rest[1..], Message { open, close: Pos::of(rest), fields }));
+                    return Ok((
+                        &rest[1..],
+                        Message {
+                            open,
+                            close: Pos::of(rest),
+                            fields,
+                        },
+                    ));
                 }
-                (Some(d @ ('}' | '>')), None) => return fail(rest, format!("unexpected `{d}`: no message is open here")),
+                (Some(d @ ('}' | '>')), None) => {
+                    return fail(rest, format!("unexpected `{d}`: no message is open here"));
+                }
                 (Some(d @ ('}' | '>')), Some(c)) => {
                     return fail(
                         rest,
-                        format!("expected `{}` to close `{}` opened at {}, found `{d}`", c.delim, c.field, self.where_is(c.open)),
+                        format!(
+                            "expected `{}` to close `{}` opened at {}, found `{d}`",
+                            c.delim,
+                            c.field,
+                            self.where_is(c.open)
+                        ),
                     );
                 }
                 _ => {
@@ -91,10 +121,16 @@ impl<'a> Grammar<'a> {
     fn field(&self, input: &'a str, depth: usize) -> PResult<'a, Field<'a>> {
         let pos = Pos::of(input);
         if input.starts_with('[') {
-            return fail(input, "extension and `Any` fields (`[...]`) are not supported");
+            return fail(
+                input,
+                "extension and `Any` fields (`[...]`) are not supported",
+            );
         }
         let Ok((rest, name)) = identifier(input) else {
-            return fail(input, format!("expected a field name, found {}", describe(input)));
+            return fail(
+                input,
+                format!("expected a field name, found {}", describe(input)),
+            );
         };
         let rest = skip(rest);
         let (rest, colon) = match rest.strip_prefix(':') {
@@ -108,12 +144,24 @@ impl<'a> Grammar<'a> {
             }
             Some('[') => self.list(rest, depth, name, colon)?,
             _ if !colon => {
-                return fail(rest, format!("expected `:` or `{{` after field name `{name}`, found {}", describe(rest)));
+                return fail(
+                    rest,
+                    format!(
+                        "expected `:` or `{{` after field name `{name}`, found {}",
+                        describe(rest)
+                    ),
+                );
             }
             _ => match self.scalar(rest)? {
                 (r, Some(s)) => (r, Value::Scalar(s, Pos::of(rest))),
                 (_, None) => {
-                    return fail(rest, format!("expected a value for field `{name}`, found {}", describe(rest)));
+                    return fail(
+                        rest,
+                        format!(
+                            "expected a value for field `{name}`, found {}",
+                            describe(rest)
+                        ),
+                    );
                 }
             },
         };
@@ -128,12 +176,22 @@ impl<'a> Grammar<'a> {
             return fail(input, format!("nesting deeper than {MAX_DEPTH} levels"));
         }
         let delim = if input.starts_with('<') { '>' } else { '}' };
-        let closer = Closer { delim, field, open: Pos::of(input) };
+        let closer = Closer {
+            delim,
+            field,
+            open: Pos::of(input),
+        };
         self.fields(&input[1..], depth + 1, Some(closer))
     }
 
     /// A `[...]` list of values; without a `:` before it, only of messages.
-    fn list(&self, input: &'a str, depth: usize, field: &'a str, colon: bool) -> PResult<'a, Value<'a>> {
+    fn list(
+        &self,
+        input: &'a str,
+        depth: usize,
+        field: &'a str,
+        colon: bool,
+    ) -> PResult<'a, Value<'a>> {
         let pos = Pos::of(input);
         let mut items = Vec::new();
         let mut rest = skip(&input[1..]);
@@ -149,13 +207,22 @@ impl<'a> Grammar<'a> {
                 _ if !colon => {
                     return fail(
                         rest,
-                        format!("expected `{{` in the list of `{field}` (a list of values needs `:` after the field name), found {}", describe(rest)),
+                        format!(
+                            "expected `{{` in the list of `{field}` (a list of values needs `:` after the field name), found {}",
+                            describe(rest)
+                        ),
                     );
                 }
                 _ => match self.scalar(rest)? {
                     (r, Some(s)) => (r, Value::Scalar(s, Pos::of(rest))),
                     (_, None) => {
-                        return fail(rest, format!("expected a value in the list of `{field}`, found {}", describe(rest)));
+                        return fail(
+                            rest,
+                            format!(
+                                "expected a value in the list of `{field}`, found {}",
+                                describe(rest)
+                            ),
+                        );
                     }
                 },
             };
@@ -166,7 +233,13 @@ impl<'a> Grammar<'a> {
             } else if let Some(r) = r.strip_prefix(']') {
                 return Ok((r, Value::List(items, pos)));
             } else {
-                return fail(r, format!("expected `,` or `]` in the list of `{field}`, found {}", describe(r)));
+                return fail(
+                    r,
+                    format!(
+                        "expected `,` or `]` in the list of `{field}`, found {}",
+                        describe(r)
+                    ),
+                );
             }
         }
     }
@@ -193,7 +266,11 @@ impl<'a> Grammar<'a> {
             let (r, n) = number(rest)?;
             let s = match n {
                 Number::Int(lit) => Scalar::Int { negative, lit },
-                Number::Float(value, text) => Scalar::Float { negative, value, text },
+                Number::Float(value, text) => Scalar::Float {
+                    negative,
+                    value,
+                    text,
+                },
             };
             return Ok((r, Some(s)));
         }
@@ -201,7 +278,10 @@ impl<'a> Grammar<'a> {
             return Ok((r, Some(Scalar::Ident { negative, name })));
         }
         if negative {
-            return fail(rest, format!("expected a number after `-`, found {}", describe(rest)));
+            return fail(
+                rest,
+                format!("expected a number after `-`, found {}", describe(rest)),
+            );
         }
         Ok((input, None))
     }
@@ -238,13 +318,36 @@ mod tests {
         let m = parse("a: 1; b: 'x', c { d: -2 } e: < > f: { } g [ {}, <> ] h: [1, -2.5, inf]");
         let names: Vec<_> = m.fields.iter().map(|f| f.name).collect();
         assert_eq!(names, ["a", "b", "c", "e", "f", "g", "h"]);
-        assert_eq!(scalar(&m, 0), &Scalar::Int { negative: false, lit: IntLit { text: "1", value: Some(1) } });
+        assert_eq!(
+            scalar(&m, 0),
+            &Scalar::Int {
+                negative: false,
+                lit: IntLit {
+                    text: "1",
+                    value: Some(1)
+                }
+            }
+        );
         assert_eq!(scalar(&m, 1), &Scalar::Str(b"x".to_vec()));
-        let Value::List(items, _) = &m.fields[5].value else { panic!() };
+        let Value::List(items, _) = &m.fields[5].value else {
+            panic!()
+        };
         assert_eq!(items.len(), 2);
-        let Value::List(items, _) = &m.fields[6].value else { panic!() };
+        let Value::List(items, _) = &m.fields[6].value else {
+            panic!()
+        };
         assert_eq!(items.len(), 3);
-        assert!(matches!(items[1], Value::Scalar(Scalar::Float { negative: true, value: 2.5, .. }, _)));
+        assert!(matches!(
+            items[1],
+            Value::Scalar(
+                Scalar::Float {
+                    negative: true,
+                    value: 2.5,
+                    ..
+                },
+                _
+            )
+        ));
     }
 
     #[test]
@@ -256,7 +359,13 @@ mod tests {
     #[test]
     fn negative_identifiers_and_spaced_minus() {
         let m = parse("x: -inf y: - 3");
-        assert_eq!(scalar(&m, 0), &Scalar::Ident { negative: true, name: "inf" });
+        assert_eq!(
+            scalar(&m, 0),
+            &Scalar::Ident {
+                negative: true,
+                name: "inf"
+            }
+        );
         assert!(matches!(scalar(&m, 1), Scalar::Int { negative: true, .. }));
     }
 
@@ -265,7 +374,9 @@ mod tests {
         let text = "a: 1\n  b { c: 'x' }";
         let m = parse(text);
         assert_eq!(m.fields[1].pos.offset(text.len()), 7);
-        let Value::Message(inner) = &m.fields[1].value else { panic!() };
+        let Value::Message(inner) = &m.fields[1].value else {
+            panic!()
+        };
         assert_eq!(inner.open.offset(text.len()), 9);
         assert_eq!(inner.close.offset(text.len()), text.len() - 1);
         assert_eq!(inner.fields[0].value.pos().offset(text.len()), 14);
@@ -273,37 +384,103 @@ mod tests {
 
     #[test]
     fn syntax_errors_say_what_was_expected() {
-        assert_eq!(error("foo 5"), (4, "expected `:` or `{` after field name `foo`, found `5`".into()));
-        assert_eq!(error("foo:"), (4, "expected a value for field `foo`, found end of input".into()));
-        assert_eq!(error("foo: }"), (5, "expected a value for field `foo`, found `}`".into()));
-        assert_eq!(error("a: 1 }"), (5, "unexpected `}`: no message is open here".into()));
-        assert_eq!(error("5: 1"), (0, "expected a field name, found `5`".into()));
-        assert_eq!(error("a { b: 1 >"), (9, "expected `}` to close `a` opened at line 1, column 3, found `>`".into()));
+        assert_eq!(
+            error("foo 5"),
+            (
+                4,
+                "expected `:` or `{` after field name `foo`, found `5`".into()
+            )
+        );
+        assert_eq!(
+            error("foo:"),
+            (
+                4,
+                "expected a value for field `foo`, found end of input".into()
+            )
+        );
+        assert_eq!(
+            error("foo: }"),
+            (5, "expected a value for field `foo`, found `}`".into())
+        );
+        assert_eq!(
+            error("a: 1 }"),
+            (5, "unexpected `}`: no message is open here".into())
+        );
+        assert_eq!(
+            error("5: 1"),
+            (0, "expected a field name, found `5`".into())
+        );
+        assert_eq!(
+            error("a { b: 1 >"),
+            (
+                9,
+                "expected `}` to close `a` opened at line 1, column 3, found `>`".into()
+            )
+        );
         assert_eq!(
             error("a {\n b { c: 1 }\n"),
-            (16, "unexpected end of input: `a` opened at line 1, column 3 is not closed with `}`".into())
+            (
+                16,
+                "unexpected end of input: `a` opened at line 1, column 3 is not closed with `}`"
+                    .into()
+            )
         );
-        assert_eq!(error("a: [1 2]"), (6, "expected `,` or `]` in the list of `a`, found `2`".into()));
-        assert_eq!(error("a: [1,]"), (6, "expected a value in the list of `a`, found `]`".into()));
-        assert!(error("a [1]").1.starts_with("expected `{` in the list of `a`"));
-        assert_eq!(error("a: -}"), (4, "expected a number after `-`, found `}`".into()));
+        assert_eq!(
+            error("a: [1 2]"),
+            (
+                6,
+                "expected `,` or `]` in the list of `a`, found `2`".into()
+            )
+        );
+        assert_eq!(
+            error("a: [1,]"),
+            (6, "expected a value in the list of `a`, found `]`".into())
+        );
+        assert!(
+            error("a [1]")
+                .1
+                .starts_with("expected `{` in the list of `a`")
+        );
+        assert_eq!(
+            error("a: -}"),
+            (4, "expected a number after `-`, found `}`".into())
+        );
         assert!(error("[ext.field]: 1").1.contains("not supported"));
         assert_eq!(error("a: 1 @").1, "expected a field name, found `@`");
-        assert_eq!(error("a: \"abc").1, "string literal is not closed on its line");
+        assert_eq!(
+            error("a: \"abc").1,
+            "string literal is not closed on its line"
+        );
     }
 
     #[test]
     fn nesting_is_bounded() {
         let ok = format!("{}{}", "a {".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
         parse(&ok);
-        let deep = format!("{}{}", "a {".repeat(MAX_DEPTH + 1), "}".repeat(MAX_DEPTH + 1));
-        assert_eq!(error(&deep).1, format!("nesting deeper than {MAX_DEPTH} levels"));
+        let deep = format!(
+            "{}{}",
+            "a {".repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(
+            error(&deep).1,
+            format!("nesting deeper than {MAX_DEPTH} levels")
+        );
         let very_deep = "a {".repeat(10_000);
-        assert_eq!(error(&very_deep).1, format!("nesting deeper than {MAX_DEPTH} levels"));
+        assert_eq!(
+            error(&very_deep).1,
+            format!("nesting deeper than {MAX_DEPTH} levels")
+        );
         let lists = "a: [".repeat(10_000);
-        assert_eq!(error(&lists).1, "expected `,` or `]` in the list of `a`, found `:`");
+        assert_eq!(
+            error(&lists).1,
+            "expected `,` or `]` in the list of `a`, found `:`"
+        );
         let list_of_messages = "a [{".repeat(10_000);
-        assert_eq!(error(&list_of_messages).1, format!("nesting deeper than {MAX_DEPTH} levels"));
+        assert_eq!(
+            error(&list_of_messages).1,
+            format!("nesting deeper than {MAX_DEPTH} levels")
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ pub fn skip(input: &str) -> &str {
 
 /// An identifier: a letter or `_`, then letters, digits and `_`.
 pub fn identifier(input: &str) -> PResult<'_, &str> {
-    recognize((take_while_m_n(1, 1, is_ident_start), take_while(is_ident_char))).parse(input)
+    recognize((
+        take_while_m_n(1, 1, is_ident_start),
+        take_while(is_ident_char),
+    ))
+    .parse(input)
 }
 
 /// Whether `input` starts a number: a digit, or a `.` followed by one.
@@ -80,14 +84,29 @@ pub fn number(input: &str) -> PResult<'_, Number<'_>> {
             return fail(input, "`0x` must be followed by hex digits");
         }
         let text = &input[..input.len() - rest.len()];
-        (rest, Number::Int(IntLit { text, value: u64::from_str_radix(hex, 16).ok() }))
+        (
+            rest,
+            Number::Int(IntLit {
+                text,
+                value: u64::from_str_radix(hex, 16).ok(),
+            }),
+        )
     } else if input.starts_with('0') && input[1..].starts_with(|c: char| c.is_ascii_digit()) {
         let (rest, oct) = take_while(|c: char| ('0'..='7').contains(&c)).parse(input)?;
         if let Some(d) = rest.chars().next().filter(|c| c.is_ascii_digit()) {
-            return fail(rest, format!("a number with a leading zero is octal; `{d}` is not an octal digit"));
+            return fail(
+                rest,
+                format!("a number with a leading zero is octal; `{d}` is not an octal digit"),
+            );
         }
         let text = &input[..input.len() - rest.len()];
-        (rest, Number::Int(IntLit { text, value: u64::from_str_radix(oct, 8).ok() }))
+        (
+            rest,
+            Number::Int(IntLit {
+                text,
+                value: u64::from_str_radix(oct, 8).ok(),
+            }),
+        )
     } else {
         let (rest, (int, frac)) = (digits, opt(preceded(char('.'), digits))).parse(input)?;
         let (rest, exp) = opt(preceded(one_of("eE"), opt(one_of("+-")))).parse(rest)?;
@@ -104,7 +123,13 @@ pub fn number(input: &str) -> PResult<'_, Number<'_>> {
         let text = &input[..input.len() - rest.len()];
         let (rest, suffix) = opt(one_of("fF")).parse(rest)?;
         if frac.is_none() && exp.is_none() && suffix.is_none() {
-            (rest, Number::Int(IntLit { text, value: int.parse().ok() }))
+            (
+                rest,
+                Number::Int(IntLit {
+                    text,
+                    value: int.parse().ok(),
+                }),
+            )
         } else {
             match text.parse::<f64>() {
                 Ok(v) => (rest, Number::Float(v, text)),
@@ -113,7 +138,9 @@ pub fn number(input: &str) -> PResult<'_, Number<'_>> {
         }
     };
     match rest.chars().next() {
-        Some(c) if is_ident_char(c) => fail(rest, "a number must be followed by a space, not a letter"),
+        Some(c) if is_ident_char(c) => {
+            fail(rest, "a number must be followed by a space, not a letter")
+        }
         Some('.') => match num {
             Number::Float(..) => fail(rest, "a second decimal point or a point after an exponent"),
             Number::Int(_) => fail(rest, "hex and octal numbers must be integers"),
@@ -184,9 +211,14 @@ fn escape<'a>(input: &'a str, out: &mut Vec<u8>) -> PResult<'a, ()> {
             let Ok((rest, digits)) = hex_run(&input[1..], n, n) else {
                 return fail(input, format!("`\\{c}` must be followed by {n} hex digits"));
             };
-            let code = u32::from_str_radix(digits, 16).ok().and_then(char::from_u32);
+            let code = u32::from_str_radix(digits, 16)
+                .ok()
+                .and_then(char::from_u32);
             let Some(ch) = code else {
-                return fail(input, format!("`\\{c}{digits}` is not a Unicode scalar value"));
+                return fail(
+                    input,
+                    format!("`\\{c}{digits}` is not a Unicode scalar value"),
+                );
             };
             out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
             Ok((rest, ()))
@@ -208,13 +240,19 @@ pub fn describe(input: &str) -> String {
         };
     }
     if starts_number(input) {
-        let end = input.find(|c: char| !(is_ident_char(c) || c == '.')).unwrap_or(input.len());
+        let end = input
+            .find(|c: char| !(is_ident_char(c) || c == '.'))
+            .unwrap_or(input.len());
         return format!("`{}`", truncate(&input[..end]));
     }
     if let Ok((_, id)) = identifier(input) {
         return format!("`{}`", truncate(id));
     }
-    if c.is_control() || c.is_whitespace() { format!("character {c:?}") } else { format!("`{c}`") }
+    if c.is_control() || c.is_whitespace() {
+        format!("character {c:?}")
+    } else {
+        format!("`{c}`")
+    }
 }
 
 fn truncate(s: &str) -> String {
@@ -306,7 +344,10 @@ mod tests {
         assert_eq!(string(r#""abc""#), b"abc");
         assert_eq!(string(r#"'a"b'"#), b"a\"b");
         assert_eq!(string(r#""a'b""#), b"a'b");
-        assert_eq!(string(r#""\n\t\r\"\'\\\a\b\f\v\?""#), b"\n\t\r\"'\\\x07\x08\x0c\x0b?");
+        assert_eq!(
+            string(r#""\n\t\r\"\'\\\a\b\f\v\?""#),
+            b"\n\t\r\"'\\\x07\x08\x0c\x0b?"
+        );
         assert_eq!(string(r#""\101\0\12\3770""#), b"A\0\n\xff0");
         assert_eq!(string(r#""\x41\x4a\xa""#), b"AJ\n");
         assert_eq!(string(r#""\u00e9\U0001F600""#), "é😀".as_bytes());

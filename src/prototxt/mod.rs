@@ -24,9 +24,13 @@ use std::sync::OnceLock;
 /// [`crate::proto::DESCRIPTOR_SET`].
 pub fn caffe_pool() -> Result<&'static DescriptorPool> {
     static POOL: OnceLock<std::result::Result<DescriptorPool, String>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(crate::proto::DESCRIPTOR_SET).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| Error::Schema { msg: format!("the compiled caffe.proto descriptor does not decode: {e}") })
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(crate::proto::DESCRIPTOR_SET).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::Schema {
+        msg: format!("the compiled caffe.proto descriptor does not decode: {e}"),
+    })
 }
 
 /// The descriptor of a generated type, from the Caffe pool.
@@ -34,7 +38,9 @@ pub fn descriptor_of<M: prost::Name>() -> Result<MessageDescriptor> {
     let name = M::full_name();
     caffe_pool()?
         .get_message_by_name(&name)
-        .ok_or_else(|| Error::Schema { msg: format!("message `{name}` is not in the caffe schema") })
+        .ok_or_else(|| Error::Schema {
+            msg: format!("message `{name}` is not in the caffe schema"),
+        })
 }
 
 /// Parses `text` as a message of type `desc` (from any pool). `file` names the text in errors.
@@ -44,7 +50,11 @@ pub fn parse_dynamic(text: &str, file: &str, desc: &MessageDescriptor) -> Result
 }
 
 /// Like [`parse_dynamic`], for bytes that should be UTF-8 text.
-pub fn parse_dynamic_bytes(bytes: &[u8], file: &str, desc: &MessageDescriptor) -> Result<DynamicMessage> {
+pub fn parse_dynamic_bytes(
+    bytes: &[u8],
+    file: &str,
+    desc: &MessageDescriptor,
+) -> Result<DynamicMessage> {
     let text = std::str::from_utf8(bytes).map_err(|e| diag::utf8_error(bytes, file, e))?;
     parse_dynamic(text, file, desc)
 }
@@ -56,20 +66,29 @@ pub fn parse<M: prost::Message + prost::Name + Default>(text: &str, file: &str) 
 }
 
 /// Like [`parse`], for bytes that should be UTF-8 text.
-pub fn parse_bytes<M: prost::Message + prost::Name + Default>(bytes: &[u8], file: &str) -> Result<M> {
+pub fn parse_bytes<M: prost::Message + prost::Name + Default>(
+    bytes: &[u8],
+    file: &str,
+) -> Result<M> {
     let dynamic = parse_dynamic_bytes(bytes, file, &descriptor_of::<M>()?)?;
     into_typed(&dynamic)
 }
 
 /// Reads and parses a text file of the Caffe schema; errors name `path`.
 pub fn read_file<M: prost::Message + prost::Name + Default>(path: &Path) -> Result<M> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_bytes(&bytes, &path.display().to_string())
 }
 
 /// Reads and parses a text file as a message of type `desc`; errors name `path`.
 pub fn read_file_dynamic(path: &Path, desc: &MessageDescriptor) -> Result<DynamicMessage> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_dynamic_bytes(&bytes, &path.display().to_string(), desc)
 }
 
@@ -78,9 +97,13 @@ pub fn read_file_dynamic(path: &Path, desc: &MessageDescriptor) -> Result<Dynami
 /// Fails only when `M` is not a type of the Caffe schema.
 pub fn print<M: prost::Message + prost::Name>(m: &M) -> Result<String> {
     let desc = descriptor_of::<M>()?;
-    let dynamic = DynamicMessage::decode(desc, m.encode_to_vec().as_slice()).map_err(|e| Error::Schema {
-        msg: format!("`{}` does not decode as its own descriptor: {e}", M::full_name()),
-    })?;
+    let dynamic =
+        DynamicMessage::decode(desc, m.encode_to_vec().as_slice()).map_err(|e| Error::Schema {
+            msg: format!(
+                "`{}` does not decode as its own descriptor: {e}",
+                M::full_name()
+            ),
+        })?;
     Ok(print::print_message(&dynamic))
 }
 
@@ -92,6 +115,9 @@ pub fn print_dynamic(m: &DynamicMessage) -> String {
 /// Converts a dynamic message into its generated type through the binary encoding.
 fn into_typed<M: prost::Message + prost::Name + Default>(m: &DynamicMessage) -> Result<M> {
     M::decode(m.encode_to_vec().as_slice()).map_err(|e| Error::Schema {
-        msg: format!("`{}` does not decode into its generated type: {e}", M::full_name()),
+        msg: format!(
+            "`{}` does not decode into its generated type: {e}",
+            M::full_name()
+        ),
     })
 }

@@ -31,7 +31,9 @@ fn write_message(out: &mut String, msg: &DynamicMessage, indent: usize) {
                 }
             }
             Value::Map(map) => {
-                let Kind::Message(entry_desc) = &kind else { continue };
+                let Kind::Message(entry_desc) = &kind else {
+                    continue;
+                };
                 let mut entries: Vec<(&MapKey, &Value)> = map.iter().collect();
                 entries.sort_by(|a, b| a.0.cmp(b.0));
                 for (key, value) in entries {
@@ -112,7 +114,11 @@ pub fn format_f32(v: f32) -> String {
         return s;
     }
     let short = format_g(v.into(), 6);
-    if short.parse::<f32>() == Ok(v) { short } else { format_g(v.into(), 9) }
+    if short.parse::<f32>() == Ok(v) {
+        short
+    } else {
+        format_g(v.into(), 9)
+    }
 }
 
 /// A double as protobuf's `SimpleDtoa` writes it: `%.15g`, or `%.17g` when that is needed
@@ -122,7 +128,11 @@ pub fn format_f64(v: f64) -> String {
         return s;
     }
     let short = format_g(v, 15);
-    if short.parse::<f64>() == Ok(v) { short } else { format_g(v, 17) }
+    if short.parse::<f64>() == Ok(v) {
+        short
+    } else {
+        format_g(v, 17)
+    }
 }
 
 fn non_finite(v: f64) -> Option<String> {
@@ -157,7 +167,11 @@ fn format_g(v: f64, precision: usize) -> String {
 
 /// Drops trailing zeros after a decimal point, and the point if nothing follows it.
 fn trim_zeros(s: &str) -> &str {
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -208,9 +222,17 @@ mod tests {
             x ^= x << 5;
             let v = f32::from_bits(x);
             if v.is_finite() {
-                assert_eq!(format_f32(v).parse::<f32>().map(f32::to_bits), Ok(x), "{v:e}");
+                assert_eq!(
+                    format_f32(v).parse::<f32>().map(f32::to_bits),
+                    Ok(x),
+                    "{v:e}"
+                );
                 // Through a double first, as the parser reads floats.
-                assert_eq!(format_f32(v).parse::<f64>().map(|d| (d as f32).to_bits()), Ok(x), "{v:e}");
+                assert_eq!(
+                    format_f32(v).parse::<f64>().map(|d| (d as f32).to_bits()),
+                    Ok(x),
+                    "{v:e}"
+                );
             }
         }
     }
