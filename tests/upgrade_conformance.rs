@@ -4,7 +4,8 @@
 //!
 //! The comparison is byte for byte: prost, like protobuf's C++ library, writes fields in
 //! field-number order, so equal messages encode to equal bytes. A failure names the file and
-//! the first field (as a path) where the two messages differ.
+//! the first field (as a path) where the two messages differ. The printed upgrade (what
+//! `crema upgrade` writes) must also equal Caffe's `<name>.expected.prototxt` byte for byte.
 //!
 //! The conformance folder is `../shared/conformance` beside the crate, or `$CREMA_CONFORMANCE`.
 
@@ -112,8 +113,30 @@ fn compare<M: Message + prost::Name>(ours: &M, expected: &[u8]) -> Result<(), St
     }
 }
 
-/// Reads `<name>.prototxt` through crema's loader and checks it against `<name>.expected.pb`,
-/// then checks that Caffe's upgraded file (text and binary) reads back unchanged.
+/// crema's text form of its upgrade against Caffe's `<name>.expected.prototxt`, line by line.
+fn compare_text<M: Message + prost::Name>(ours: &M, expected: &Path) -> Result<(), String> {
+    let text = crema::prototxt::print(ours).map_err(|e| e.to_string())?;
+    let want = std::fs::read_to_string(expected).map_err(|e| format!("read {}: {e}", expected.display()))?;
+    if text == want {
+        return Ok(());
+    }
+    let line = text
+        .lines()
+        .zip(want.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or(text.lines().count().min(want.lines().count()));
+    Err(format!(
+        "printed upgrade differs from {} at line {}: crema {:?} vs Caffe {:?}",
+        expected.display(),
+        line + 1,
+        text.lines().nth(line),
+        want.lines().nth(line)
+    ))
+}
+
+/// Reads `<name>.prototxt` through crema's loader and checks it against `<name>.expected.pb`
+/// (bytes) and `<name>.expected.prototxt` (printed text), then checks that Caffe's upgraded
+/// file (text and binary) reads back unchanged.
 fn check(name: &str, kind: &str) -> Result<(), String> {
     let source = dir().join(format!("{name}.prototxt"));
     let expected_pb = dir().join(format!("{name}.expected.pb"));
@@ -126,6 +149,7 @@ fn check(name: &str, kind: &str) -> Result<(), String> {
                 return Err(format!("read as {:?}, not text", loaded.format));
             }
             compare::<NetParameter>(&loaded.message, &expected)?;
+            compare_text(&loaded.message, &expected_txt)?;
             let again = upgrade::load_net(&expected_txt).map_err(|e| e.to_string())?;
             compare::<NetParameter>(&again.message, &expected)
                 .map_err(|e| format!("{}: {e}", expected_txt.display()))?;
@@ -143,6 +167,7 @@ fn check(name: &str, kind: &str) -> Result<(), String> {
         "solver" => {
             let loaded = upgrade::load_solver(&source).map_err(|e| e.to_string())?;
             compare::<SolverParameter>(&loaded.message, &expected)?;
+            compare_text(&loaded.message, &expected_txt)?;
             let again = upgrade::load_solver(&expected_txt).map_err(|e| e.to_string())?;
             compare::<SolverParameter>(&again.message, &expected)
                 .map_err(|e| format!("{}: {e}", expected_txt.display()))

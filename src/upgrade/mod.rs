@@ -11,7 +11,8 @@
 //! 5. [`batch_norm`]: BatchNorm layers with three `param` entries get `lr_mult`/`decay_mult` 0.
 //!
 //! Solvers have one upgrade ([`solver`]): the `solver_type` enum to the `type` string.
-//! [`dialect`] renumbers binary files written by the SegNet fork; [`load`] reads files.
+//! [`dialect`] renumbers binary files written by the SegNet fork; [`load`] reads files and
+//! [`write`] writes the upgraded ones back.
 //!
 //! Where Caffe would abort or log an error and drop a setting, these functions return an
 //! [`Error::Upgrade`] that says what and where; they never panic on a user's file.
@@ -24,9 +25,11 @@ pub mod load;
 pub mod solver;
 pub mod v0;
 pub mod v1;
+pub mod write;
 
 pub use dialect::{Dialect, detect_dialect, segnet_to_crema};
 pub use load::{FileFormat, Loaded, load_net, load_solver, read_net, read_solver};
+pub use write::{Encoding, write_net, write_solver};
 
 use crate::proto::{NetParameter, SolverParameter};
 use crate::{Error, Result};
