@@ -254,3 +254,52 @@ fn conformance_caffemodels_load_in_their_dialect() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     println!("{} caffemodels read in their dialect", files.len());
 }
+
+/// Every net and solver file of the layer and solver cases reads through the loaders; only the
+/// legacy solver case and old-style BatchNorm params need an upgrade.
+#[test]
+fn case_nets_and_solvers_load() {
+    let root = dir().join("..");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for group in ["layers", "solvers"] {
+        let group_dir = root.join(group);
+        let mut cases: Vec<_> = std::fs::read_dir(&group_dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", group_dir.display()))
+            .flatten()
+            .map(|c| c.path())
+            .collect();
+        cases.sort();
+        for case in cases {
+            let net = case.join("net.prototxt");
+            if net.is_file() {
+                count += 1;
+                match upgrade::load_net(&net) {
+                    // `param { lr_mult: 0 }` x3 on a BatchNorm is the old convention; Caffe zeroes
+                    // decay_mult on reading it too.
+                    Ok(l) if l.notes.iter().all(|n| n == upgrade::notes::BATCH_NORM) => {}
+                    Ok(l) => failures.push(format!("{}: unexpected upgrade {:?}", net.display(), l.notes)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            let solver = case.join("solver.prototxt");
+            if solver.is_file() {
+                count += 1;
+                let legacy = case.file_name().is_some_and(|n| n == "legacy_solver_type_enum");
+                match upgrade::load_solver(&solver) {
+                    Ok(l) if legacy => {
+                        if l.notes != [upgrade::notes::SOLVER_TYPE] || l.message.r#type() != "Nesterov" {
+                            failures.push(format!("{}: {:?}, type {:?}", solver.display(), l.notes, l.message.r#type));
+                        }
+                    }
+                    Ok(l) if l.notes.is_empty() => {}
+                    Ok(l) => failures.push(format!("{}: unexpected upgrade {:?}", solver.display(), l.notes)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+        }
+    }
+    assert!(count > 0, "no case files under {}", root.display());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!("{count} case nets and solvers read");
+}

@@ -51,7 +51,7 @@ pub mod notes {
     /// Step 4.
     pub const INPUT: &str = "legacy net inputs (input/input_dim/input_shape)";
     /// Step 5.
-    pub const BATCH_NORM: &str = "BatchNorm layers with three param entries whose multipliers are not all 0";
+    pub const BATCH_NORM: &str = "BatchNorm layers with the old three param entries (lr_mult/decay_mult now 0)";
     /// The solver upgrade.
     pub const SOLVER_TYPE: &str = "the old solver_type enum";
 }
