@@ -154,7 +154,7 @@ pub fn layer(v1: V1LayerParameter, index: usize) -> Result<LayerParameter> {
         )));
     }
     let r#type = match r#type {
-        Option::None => Option::None,
+        None => None,
         Some(raw) => {
             let ty = LayerType::try_from(raw).map_err(|_| err(format!("{here}: unknown V1 layer type {raw}")))?;
             Some(type_name(ty).to_string())
