@@ -62,11 +62,25 @@ pub enum Error {
     /// length does not match its shape); nothing was written.
     #[error("{file}: {msg}")]
     Encode { file: String, msg: String },
+
+    /// A net or solver in an old format that cannot be upgraded to the current one without
+    /// losing or inventing meaning (Caffe would abort, or drop the setting with a log line).
+    /// `file` is empty when the message came from memory rather than from a file.
+    #[error("{}{msg}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
+    Upgrade { file: String, msg: String },
 }
 
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    /// Names `file` in an [`Error::Upgrade`] that does not name one yet; other errors pass.
+    pub fn in_file(self, file: &str) -> Error {
+        match self {
+            Error::Upgrade { file: f, msg } if f.is_empty() => Error::Upgrade { file: file.to_string(), msg },
+            e => e,
+        }
     }
 }

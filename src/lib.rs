@@ -16,3 +16,4 @@ pub mod filler;
 pub mod layers;
 pub mod net;
 pub mod rng;
+pub mod upgrade;
