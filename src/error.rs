@@ -11,7 +11,7 @@ impl Error {
     pub fn in_layer(self, layer: &str, kind: &str) -> Error {
         match self {
             e @ Error::Layer { .. } => e,
-            e => Error::Layer { layer: layer.to_string(), kind: kind.to_string(), source: Box::new(e) },
+            e => Error::Layer { layer: layer.to_string(), kind: kind.to_string(), inner: Box::new(e) },
         }
     }
 }
@@ -20,8 +20,9 @@ impl Error {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    // The cause is part of the message, not a `source()`: printing a chain would repeat it.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// A buffer could not be allocated.
     #[error("out of memory: {bytes} bytes could not be allocated on the {device}")]
     OutOfMemory { bytes: usize, device: String },
@@ -35,8 +36,8 @@ pub enum Error {
     #[error("{file}: {msg}")]
     Weights { file: String, msg: String },
     /// An error inside one layer of a net.
-    #[error("layer `{layer}` (type {kind}): {source}")]
-    Layer { layer: String, kind: String, #[source] source: Box<Error> },
+    #[error("layer `{layer}` (type {kind}): {inner}")]
+    Layer { layer: String, kind: String, inner: Box<Error> },
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),
@@ -73,7 +74,7 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
 
     /// Names `file` in an [`Error::Upgrade`] that does not name one yet; other errors pass.

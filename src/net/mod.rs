@@ -10,7 +10,7 @@ mod run;
 pub mod split;
 mod weights;
 
-pub use weights::WeightsReport;
+pub use weights::{legacy_shape_equals, WeightsReport};
 
 use crate::backend::Backend;
 use crate::blob::Blob;

@@ -76,19 +76,13 @@ pub fn parse_bytes<M: prost::Message + prost::Name + Default>(
 
 /// Reads and parses a text file of the Caffe schema; errors name `path`.
 pub fn read_file<M: prost::Message + prost::Name + Default>(path: &Path) -> Result<M> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_bytes(&bytes, &path.display().to_string())
 }
 
 /// Reads and parses a text file as a message of type `desc`; errors name `path`.
 pub fn read_file_dynamic(path: &Path, desc: &MessageDescriptor) -> Result<DynamicMessage> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_dynamic_bytes(&bytes, &path.display().to_string(), desc)
 }
 
