@@ -2,53 +2,32 @@
 //! memory — and, given weights, which of their blobs match the net.
 
 use super::{parse_phase, split_list};
-use anyhow::Context;
 use crema::backend::cpu::Cpu;
 use crema::blob::shape_string;
 use crema::net::Net;
-use crema::proto::{NetState, Phase};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The net definition (.prototxt).
-    #[arg(long)]
-    model: PathBuf,
-    /// Weights to compare with the net (comma-separated files are checked in order).
-    #[arg(long)]
-    weights: Option<String>,
+    #[command(flatten)]
+    net: super::common::NetOpts,
     /// Phase to build the net in.
     #[arg(long, default_value = "TEST")]
     phase: String,
-    /// NetState level.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    level: i32,
-    /// NetState stages, comma-separated.
-    #[arg(long, default_value = "")]
-    stage: String,
 }
 
-pub fn run(a: Args) -> anyhow::Result<()> {
+pub fn run(mut a: Args) -> anyhow::Result<()> {
     let phase = parse_phase(&a.phase)?;
-    let net = build(&a.model, phase, a.level, &split_list(&a.stage))?;
+    // Weights are compared, not loaded: a mismatch is reported rather than refused.
+    let weights = a.net.weights.take();
+    let net = a.net.build_cpu(phase, |_| {})?;
     print_layers(&net);
-    if let Some(w) = &a.weights {
+    if let Some(w) = &weights {
         for file in split_list(w) {
             print_weights_match(&net, &PathBuf::from(file))?;
         }
     }
     Ok(())
-}
-
-/// Reads, upgrades and builds a net on the CPU in the given state.
-pub fn build(model: &PathBuf, phase: Phase, level: i32, stages: &[String]) -> anyhow::Result<Net<Cpu>> {
-    let mut param = crema::upgrade::read_net(model)?;
-    let mut state = param.state.clone().unwrap_or_default();
-    state.phase = Some(phase as i32);
-    state.level = Some(level);
-    state.stage.extend(stages.iter().cloned());
-    param.state = Some(NetState { ..state });
-    Net::new(Cpu::new(), &param, 0).with_context(|| format!("building {}", model.display()))
 }
 
 fn human(bytes: u64) -> String {

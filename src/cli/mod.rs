@@ -3,7 +3,10 @@
 //! codes: 1 for a failure, 2 for a bad command line (clap's convention).
 
 mod args;
+mod common;
+mod forward;
 mod inspect;
+mod time;
 mod upgrade;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +27,10 @@ enum Command {
     Upgrade(upgrade::Args),
     /// Show a net layer by layer: shapes, parameters, FLOPs, memory, and how weights match.
     Inspect(inspect::Args),
+    /// Run a net on .npy inputs and dump every blob (and gradient) as .npy.
+    Forward(forward::Args),
+    /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
+    Time(time::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -38,6 +45,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Upgrade(a) => upgrade::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Time(a) => time::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
