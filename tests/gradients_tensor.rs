@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gradcheck::{check, GradCheck, Input};
+use common::gradcheck::{GradCheck, Input, check};
 
 fn input(name: &str, shape: &[usize]) -> String {
     let dims: String = shape.iter().map(|d| format!("dim: {d} ")).collect();

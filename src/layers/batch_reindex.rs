@@ -66,3 +66,42 @@ impl<B: Backend> Layer<B> for BatchReindex {
         be.scatter_add_rows(&index.data, self.rows, self.row_len, &top.diff, &mut data.diff)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, forward_error, input, net};
+
+    fn reindex(data: &[usize], index: &[usize]) -> String {
+        format!(
+            r#"force_backward: true {} {} layer {{ name: "r" type: "BatchReindex" bottom: "x" bottom: "i" top: "y" }}"#,
+            input("x", data),
+            input("i", index)
+        )
+    }
+
+    #[test]
+    fn batch_reindex_values_and_gradient() {
+        let mut net = net(&reindex(&[3, 2], &[4])).unwrap();
+        let be = net.backend().clone();
+        net.blob_mut("x").unwrap().set_data(&be, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        net.blob_mut("i").unwrap().set_data(&be, &[2.0, 0.0, 2.5, 1.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), [4, 2]);
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [5.0, 6.0, 1.0, 2.0, 5.0, 6.0, 3.0, 4.0]);
+        net.blob_mut("y").unwrap().set_diff(&be, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+        net.backward().unwrap();
+        assert_eq!(net.blob("x").unwrap().diff_to_vec(&be).unwrap(), [3.0, 4.0, 7.0, 8.0, 6.0, 8.0]);
+    }
+
+    #[test]
+    fn batch_reindex_errors() {
+        assert_contains(
+            &build_error(&reindex(&[3, 2], &[2, 1])),
+            "the indices (bottom 1) must have one axis, given shape [2, 1]",
+        );
+        let e = forward_error(&reindex(&[3, 2], &[2]), &[("i", &[0.0, 3.0])]);
+        assert_contains(&e, "layer `r` (type BatchReindex): index 3 at position 1 is outside the valid range [0, 3)");
+        let e = forward_error(&reindex(&[3, 2], &[2]), &[("i", &[-1.0, 0.0])]);
+        assert_contains(&e, "index -1 at position 0");
+    }
+}

@@ -18,7 +18,9 @@ enum AxisChoice {
 impl AxisChoice {
     fn new(axis: Option<i32>, legacy: Option<u32>, legacy_name: &str) -> Result<Self> {
         match (axis, legacy) {
-            (Some(_), Some(_)) => Err(Error::Config(format!("either axis or {legacy_name} should be specified; not both"))),
+            (Some(_), Some(_)) => {
+                Err(Error::Config(format!("either axis or {legacy_name} should be specified; not both")))
+            }
             (None, Some(d)) if d > i32::MAX as u32 => {
                 Err(Error::Config(format!("{legacy_name} {d} is out of range (it must be below 32)")))
             }
@@ -69,7 +71,7 @@ struct Concat {
 }
 
 pub(super) fn create_concat<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.concat_param.clone().unwrap_or_default();
+    let p = lp.concat_param.unwrap_or_default();
     Ok(Box::new(Concat { axis: AxisChoice::new(p.axis, p.concat_dim, "concat_dim")?, parts: Parts::default() }))
 }
 
@@ -146,7 +148,10 @@ pub(super) fn create_slice<B: Backend>(lp: &LayerParameter, _: &LayerContext) ->
             )));
         }
         if p.slice_point[0] == 0 || p.slice_point.windows(2).any(|w| w[1] <= w[0]) {
-            return Err(Error::Config(format!("slice points must be positive and increasing, given {:?}", p.slice_point)));
+            return Err(Error::Config(format!(
+                "slice points must be positive and increasing, given {:?}",
+                p.slice_point
+            )));
         }
     }
     let axis = AxisChoice::new(p.axis, p.slice_dim, "slice_dim")?;
@@ -158,7 +163,7 @@ impl Slice {
     fn sizes(&self, axis: usize, extent: usize) -> Result<Vec<usize>> {
         let tops = self.tops;
         if self.points.is_empty() {
-            if extent % tops != 0 {
+            if !extent.is_multiple_of(tops) {
                 return Err(Error::Shape(format!(
                     "the number of tops ({tops}) should evenly divide the input's axis {axis} of size {extent}"
                 )));
@@ -201,7 +206,8 @@ impl<B: Backend> Layer<B> for Slice {
                 t
             })
             .collect();
-        self.parts = Parts { outer: count_range(shape, 0, axis), inner: count_range(shape, axis + 1, shape.len()), sizes };
+        self.parts =
+            Parts { outer: count_range(shape, 0, axis), inner: count_range(shape, axis + 1, shape.len()), sizes };
         Ok(tops)
     }
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
@@ -222,5 +228,81 @@ impl<B: Backend> Layer<B> for Slice {
             be.copy_strided(&t.diff, &mut bottom.diff, &self.parts.copy(i, true), false)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, input, shape_of};
+
+    fn concat(a: &[usize], b: &[usize], param: &str) -> String {
+        format!(
+            r#"{} {} layer {{ name: "c" type: "Concat" bottom: "a" bottom: "b" top: "y" concat_param {{ {param} }} }}"#,
+            input("a", a),
+            input("b", b)
+        )
+    }
+
+    fn slice(shape: &[usize], tops: usize, param: &str) -> String {
+        let tops: String = (0..tops).map(|i| format!(r#"top: "t{i}" "#)).collect();
+        format!(
+            r#"{} layer {{ name: "s" type: "Slice" bottom: "x" {tops} slice_param {{ {param} }} }}"#,
+            input("x", shape)
+        )
+    }
+
+    #[test]
+    fn concat_shapes() {
+        assert_eq!(shape_of(&concat(&[2, 3, 4], &[2, 5, 4], ""), "y"), [2, 8, 4]);
+        assert_eq!(shape_of(&concat(&[2, 3, 4], &[2, 3, 1], "axis: -1"), "y"), [2, 3, 5]);
+        assert_eq!(shape_of(&concat(&[2, 3], &[4, 3], "concat_dim: 0"), "y"), [6, 3]);
+    }
+
+    #[test]
+    fn concat_errors() {
+        let e = build_error(&concat(&[2, 3], &[2, 3], "axis: 1 concat_dim: 1"));
+        assert_contains(&e, "either axis or concat_dim should be specified; not both");
+        let e = build_error(&concat(&[2, 3, 4], &[2, 3, 5], "axis: 1"));
+        assert_contains(
+            &e,
+            "all inputs must have the same shape except along axis 1: bottom 0 is [2, 3, 4], bottom 1 is [2, 3, 5]",
+        );
+        let e = build_error(&concat(&[2, 3, 4], &[2, 3], ""));
+        assert_contains(&e, "all inputs must have the same number of axes");
+        assert_contains(
+            &build_error(&concat(&[2, 3], &[2, 3], "concat_dim: 2")),
+            "concat_dim 2 out of range for a blob of 2 axes",
+        );
+        assert_contains(&build_error(&concat(&[2, 3], &[2, 3], "axis: -3")), "axis -3 out of range");
+    }
+
+    #[test]
+    fn slice_shapes() {
+        let body = slice(&[2, 6, 3], 3, "slice_point: 1 slice_point: 4");
+        assert_eq!(
+            [shape_of(&body, "t0"), shape_of(&body, "t1"), shape_of(&body, "t2")],
+            [[2, 1, 3], [2, 3, 3], [2, 2, 3]]
+        );
+        let body = slice(&[2, 6, 3], 3, "axis: -1");
+        assert_eq!(shape_of(&body, "t2"), [2, 6, 1]);
+        // A last point at the end of the axis leaves an empty top, which Caffe accepts.
+        assert_eq!(shape_of(&slice(&[5, 2], 2, "slice_dim: 0 slice_point: 5"), "t1"), [0, 2]);
+    }
+
+    #[test]
+    fn slice_errors() {
+        let e = build_error(&slice(&[2, 6], 2, "slice_point: 1 slice_point: 2"));
+        assert_contains(&e, "2 slice points given for 2 tops");
+        let e = build_error(&slice(&[2, 6], 3, "slice_point: 3 slice_point: 3"));
+        assert_contains(&e, "slice points must be positive and increasing, given [3, 3]");
+        assert_contains(&build_error(&slice(&[2, 6], 2, "slice_point: 0")), "must be positive and increasing");
+        let e = build_error(&slice(&[2, 7], 2, ""));
+        assert_contains(&e, "the number of tops (2) should evenly divide the input's axis 1 of size 7");
+        let e = build_error(&slice(&[2, 6], 3, "slice_point: 2 slice_point: 7"));
+        assert_contains(&e, "slice point 7 is beyond the end of axis 1 of size 6");
+        let e = build_error(&slice(&[2, 2], 3, "slice_point: 1 slice_point: 2"));
+        assert_contains(&e, "3 tops cannot slice axis 1 of size 2");
+        let e = build_error(&slice(&[2, 2], 2, "axis: 1 slice_dim: 1"));
+        assert_contains(&e, "either axis or slice_dim should be specified; not both");
     }
 }

@@ -1,7 +1,7 @@
 //! Crop: bottom 0 cut to bottom 1's shape on the axes from `axis` on, at given offsets.
 
 use super::{Arity, Ctx, Layer, LayerContext};
-use crate::backend::{strides_of, Backend, StridedCopy};
+use crate::backend::{Backend, StridedCopy, strides_of};
 use crate::blob::canonical_axis;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
@@ -41,9 +41,7 @@ impl<B: Backend> Layer<B> for Crop {
             )));
         }
         if like.len() < n {
-            return Err(Error::Shape(format!(
-                "the reference bottom {like:?} has fewer axes than the input {data:?}"
-            )));
+            return Err(Error::Shape(format!("the reference bottom {like:?} has fewer axes than the input {data:?}")));
         }
         let mut top = data.to_vec();
         let mut offsets = vec![0usize; n];
@@ -94,5 +92,39 @@ impl<B: Backend> Layer<B> for Crop {
             dst_strides: self.copy.src_strides.clone(),
         };
         be.copy_strided(&parts.tops[0].diff, &mut bottom.diff, &back, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, input, net, shape_of};
+
+    fn crop(a: &[usize], b: &[usize], param: &str) -> String {
+        format!(
+            r#"{} {} layer {{ name: "c" type: "Crop" bottom: "a" bottom: "b" top: "y" crop_param {{ {param} }} }}"#,
+            input("a", a),
+            input("b", b)
+        )
+    }
+
+    #[test]
+    fn crop_shapes_and_values() {
+        assert_eq!(shape_of(&crop(&[2, 3, 7, 8], &[1, 1, 4, 4], ""), "y"), [2, 3, 4, 4]);
+        assert_eq!(shape_of(&crop(&[2, 3, 7, 8], &[1, 2, 4, 4], "axis: -3 offset: 1"), "y"), [2, 2, 4, 4]);
+        let mut net = net(&crop(&[3, 4], &[2, 2], "axis: 0 offset: 1 offset: 2")).unwrap();
+        let be = net.backend().clone();
+        net.blob_mut("a").unwrap().set_data(&be, &(0..12).map(|v| v as f32).collect::<Vec<_>>()).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [6.0, 7.0, 10.0, 11.0]);
+    }
+
+    #[test]
+    fn crop_errors() {
+        let e = build_error(&crop(&[2, 3, 7, 8], &[2, 3, 4, 4], "offset: 1 offset: 5"));
+        assert_contains(&e, "the crop of axis 3 is out of bounds: size 4 at offset 5 of an input of size 8");
+        let e = build_error(&crop(&[2, 3, 7, 8], &[2, 3, 4, 4], "axis: 1 offset: 1 offset: 1"));
+        assert_contains(&e, "2 offsets given for the 3 axes from axis 1 of the 4-axis input");
+        assert_contains(&build_error(&crop(&[2, 3, 7, 8], &[2, 3, 4], "")), "fewer axes than the input");
+        assert_contains(&build_error(&crop(&[2, 3], &[2, 3], "axis: 2")), "axis 2 out of range");
     }
 }

@@ -4,8 +4,8 @@
 use super::{Arity, Ctx, Layer, LayerContext};
 use crate::backend::Backend;
 use crate::blob::shape_string;
-use crate::proto::eltwise_parameter::EltwiseOp;
 use crate::proto::LayerParameter;
+use crate::proto::eltwise_parameter::EltwiseOp;
 use crate::{Error, Result};
 
 struct Eltwise<B: Backend> {
@@ -97,11 +97,64 @@ impl<B: Backend> Layer<B> for Eltwise<B> {
                     }
                 }
                 EltwiseOp::Max => {
-                    let argmax = self.argmax.as_ref().ok_or_else(|| Error::Internal("backward before forward".into()))?;
+                    let argmax =
+                        self.argmax.as_ref().ok_or_else(|| Error::Internal("backward before forward".into()))?;
                     be.eltwise_max_backward(argmax, i, &top.diff, dx)?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, input, net};
+
+    fn eltwise(a: &[usize], b: &[usize], param: &str) -> String {
+        format!(
+            r#"{} {} layer {{ name: "e" type: "Eltwise" bottom: "a" bottom: "b" top: "y" eltwise_param {{ {param} }} }}"#,
+            input("a", a),
+            input("b", b)
+        )
+    }
+
+    #[test]
+    fn eltwise_errors() {
+        assert_contains(
+            &build_error(&eltwise(&[2], &[2], "coeff: 1")),
+            "eltwise_param gives 1 coefficients for 2 bottoms",
+        );
+        assert_contains(
+            &build_error(&eltwise(&[2], &[2], "operation: PROD coeff: 1 coeff: 2")),
+            "only for operation SUM, not PROD",
+        );
+        let e = build_error(&eltwise(&[2, 3], &[3, 2], ""));
+        assert_contains(&e, "all bottoms must have one shape: bottom 0 is 2 3 (6), bottom 1 is 3 2 (6)");
+        let e =
+            build_error(&format!(r#"{} layer {{ name: "e" type: "Eltwise" bottom: "a" top: "y" }}"#, input("a", &[2])));
+        assert_contains(&e, "takes at least 2 bottom blob(s), given 1");
+        let e = build_error(&format!(
+            r#"{} {} layer {{ name: "e" type: "Eltwise" bottom: "a" bottom: "b" top: "a" }}"#,
+            input("a", &[2]),
+            input("b", &[2])
+        ));
+        assert_contains(&e, "cannot run in place");
+    }
+
+    /// Caffe accepts (and ignores) coefficients for MAX; ties between bottoms 0 and 1 go to 1.
+    #[test]
+    fn eltwise_max_ignores_coeffs_and_routes_ties_to_bottom_1() {
+        let mut net =
+            net(&format!("force_backward: true {}", eltwise(&[3], &[3], "operation: MAX coeff: 5 coeff: 7"))).unwrap();
+        let be = net.backend().clone();
+        net.blob_mut("a").unwrap().set_data(&be, &[1.0, 2.0, 3.0]).unwrap();
+        net.blob_mut("b").unwrap().set_data(&be, &[1.0, 1.0, 4.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [1.0, 2.0, 4.0]);
+        net.blob_mut("y").unwrap().set_diff(&be, &[10.0, 20.0, 30.0]).unwrap();
+        net.backward().unwrap();
+        assert_eq!(net.blob("a").unwrap().diff_to_vec(&be).unwrap(), [0.0, 20.0, 0.0]);
+        assert_eq!(net.blob("b").unwrap().diff_to_vec(&be).unwrap(), [10.0, 0.0, 30.0]);
     }
 }

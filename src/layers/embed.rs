@@ -48,7 +48,10 @@ impl<B: Backend> Layer<B> for Embed {
             filler: Some(self.param.weight_filler.clone().unwrap_or_default()),
         }];
         if self.param.bias_term() {
-            defs.push(ParamDef { shape: vec![self.n], filler: Some(self.param.bias_filler.clone().unwrap_or_default()) });
+            defs.push(ParamDef {
+                shape: vec![self.n],
+                filler: Some(self.param.bias_filler.clone().unwrap_or_default()),
+            });
         }
         Ok(defs)
     }
@@ -82,5 +85,44 @@ impl<B: Backend> Layer<B> for Embed {
             be.bias_backward(self.m, self.n, 1, dy, &mut parts.params[1].diff)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, forward_error, input, net};
+
+    fn embed(param: &str) -> String {
+        format!(
+            r#"force_backward: true {} layer {{ name: "e" type: "Embed" bottom: "ids" top: "y" embed_param {{ {param} }} }}"#,
+            input("ids", &[2, 2])
+        )
+    }
+
+    #[test]
+    fn embed_looks_up_rows_and_accumulates_their_gradients() {
+        let body = embed(
+            r#"num_output: 2 input_dim: 3 weight_filler { type: "constant" value: 0 } bias_filler { type: "constant" value: 0.5 }"#,
+        );
+        let mut net = net(&body).unwrap();
+        let be = net.backend().clone();
+        net.params_mut()[0].set_data(&be, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        net.blob_mut("ids").unwrap().set_data(&be, &[2.0, 0.0, 2.0, 1.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), [2, 2, 2]);
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [5.5, 6.5, 1.5, 2.5, 5.5, 6.5, 3.5, 4.5]);
+        net.blob_mut("y").unwrap().set_diff(&be, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+        net.clear_param_diffs().unwrap();
+        net.backward().unwrap();
+        assert_eq!(net.params()[0].diff_to_vec(&be).unwrap(), [3.0, 4.0, 7.0, 8.0, 6.0, 8.0]);
+        assert_eq!(net.params()[1].diff_to_vec(&be).unwrap(), [16.0, 20.0]);
+    }
+
+    #[test]
+    fn embed_errors() {
+        assert_contains(&build_error(&embed("input_dim: 3")), "embed_param.num_output must be positive");
+        assert_contains(&build_error(&embed("num_output: 3")), "embed_param.input_dim must be positive");
+        let e = forward_error(&embed("num_output: 2 input_dim: 3"), &[("ids", &[0.0, 1.0, 3.0, 0.0])]);
+        assert_contains(&e, "index 3 at position 2 is outside the valid range [0, 3)");
     }
 }

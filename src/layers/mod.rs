@@ -24,6 +24,8 @@ mod reduction;
 mod reshape;
 mod split;
 mod tile;
+#[cfg(test)]
+mod tensor_testing;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};

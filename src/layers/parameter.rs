@@ -3,9 +3,9 @@
 //! gradient added to the blob's backward.
 
 use super::{Arity, Ctx, Layer, LayerContext, ParamDef};
+use crate::Result;
 use crate::backend::Backend;
 use crate::proto::LayerParameter;
-use crate::Result;
 
 struct Parameter {
     shape: Vec<usize>,
@@ -43,5 +43,18 @@ impl<B: Backend> Layer<B> for Parameter {
         }
         let mut parts = ctx.parts_back()?;
         be.axpby(1.0, &parts.tops[0].diff, 1.0, &mut parts.params[0].diff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, shape_of};
+
+    #[test]
+    fn parameter_shape() {
+        let body = r#"layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 2 dim: 5 } } }"#;
+        assert_eq!(shape_of(body, "p"), [2, 5]);
+        let e = build_error(r#"layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: -2 } } }"#);
+        assert_contains(&e, "negative dimension -2");
     }
 }

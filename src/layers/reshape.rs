@@ -30,7 +30,7 @@ struct Flatten {
 }
 
 pub(super) fn create_flatten<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.flatten_param.clone().unwrap_or_default();
+    let p = lp.flatten_param.unwrap_or_default();
     Ok(Box::new(Flatten { axis: p.axis(), end_axis: p.end_axis() }))
 }
 
@@ -151,7 +151,7 @@ impl Reshape {
                 .map(|&c| top[start + c])
                 .chain([count_range(bottom, 0, start), count_range(bottom, end, bottom.len())])
                 .fold(self.constant, usize::saturating_mul);
-            if explicit == 0 || count % explicit != 0 {
+            if explicit == 0 || !count.is_multiple_of(explicit) {
                 return Err(Error::Shape(format!(
                     "the input's count ({count}) must be divisible by the product of the specified dimensions ({explicit})"
                 )));
@@ -186,5 +186,79 @@ impl<B: Backend> Layer<B> for Reshape {
     }
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {
         copy_backward(be, ctx, propagate_down)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, input, shape_of};
+
+    fn flatten(shape: &[usize], param: &str) -> String {
+        format!(
+            r#"{} layer {{ name: "f" type: "Flatten" bottom: "x" top: "y" flatten_param {{ {param} }} }}"#,
+            input("x", shape)
+        )
+    }
+
+    fn reshape(shape: &[usize], param: &str) -> String {
+        format!(
+            r#"{} layer {{ name: "r" type: "Reshape" bottom: "x" top: "y" reshape_param {{ {param} }} }}"#,
+            input("x", shape)
+        )
+    }
+
+    #[test]
+    fn flatten_shapes() {
+        assert_eq!(shape_of(&flatten(&[2, 3, 4, 5], ""), "y"), [2, 60]);
+        assert_eq!(shape_of(&flatten(&[2, 3, 4, 5], "axis: 1 end_axis: 2"), "y"), [2, 12, 5]);
+        assert_eq!(shape_of(&flatten(&[2, 3, 4, 5], "axis: -2"), "y"), [2, 3, 20]);
+        // Caffe's quirk: end_axis just before axis inserts an axis of size 1.
+        assert_eq!(shape_of(&flatten(&[2, 3], "axis: 1 end_axis: 0"), "y"), [2, 1, 3]);
+    }
+
+    #[test]
+    fn flatten_errors() {
+        assert_contains(
+            &build_error(&flatten(&[2, 3, 4], "axis: 2 end_axis: 0")),
+            "end_axis 0 (axis 0) comes before axis 2",
+        );
+        assert_contains(&build_error(&flatten(&[2, 3], "axis: 2")), "axis 2 out of range for a blob of 2 axes");
+        let e = build_error(&format!(
+            r#"{} layer {{ name: "f" type: "Flatten" bottom: "x" top: "x" }}"#,
+            input("x", &[2, 3])
+        ));
+        assert_contains(&e, "cannot run in place");
+    }
+
+    #[test]
+    fn reshape_shapes() {
+        assert_eq!(shape_of(&reshape(&[2, 3, 4], "shape { dim: 0 dim: -1 }"), "y"), [2, 12]);
+        assert_eq!(shape_of(&reshape(&[2, 3, 4], "shape { dim: -1 dim: 0 dim: 2 }"), "y"), [4, 3, 2]);
+        assert_eq!(shape_of(&reshape(&[2, 3, 4], "shape { dim: 2 dim: 2 } axis: 2"), "y"), [2, 3, 2, 2]);
+        assert_eq!(shape_of(&reshape(&[2, 3, 4], "shape { dim: 1 } axis: 1 num_axes: 0"), "y"), [2, 1, 3, 4]);
+        assert_eq!(shape_of(&reshape(&[2, 3, 4], "shape { dim: -1 } axis: -3 num_axes: 2"), "y"), [2, 12]);
+        assert_eq!(shape_of(&reshape(&[2, 3, 4], "shape { dim: 1 } axis: -1 num_axes: 0"), "y"), [2, 3, 4, 1]);
+    }
+
+    #[test]
+    fn reshape_errors() {
+        assert_contains(&build_error(&reshape(&[6], "shape { dim: -1 dim: -1 }")), "contains more than one -1");
+        assert_contains(&build_error(&reshape(&[6], "shape { dim: -2 dim: 3 }")), "has dimension -2");
+        assert_contains(&build_error(&reshape(&[6], "shape { dim: 6 } num_axes: -2")), "num_axes is -2");
+        let e = build_error(&reshape(&[2, 3], "shape { dim: 0 dim: 0 dim: 0 }"));
+        assert_contains(&e, "the new shape has a 0 at position 2, but the 2-axis input has no axis 2 to copy");
+        let e = build_error(&reshape(&[2, 3], "shape { dim: 4 dim: -1 }"));
+        assert_contains(&e, "the input's count (6) must be divisible by the product of the specified dimensions (4)");
+        let e = build_error(&reshape(&[2, 3], "shape { dim: 5 }"));
+        assert_contains(&e, "the output shape [5] must have as many elements as the input [2, 3] (6)");
+        assert_contains(
+            &build_error(&reshape(&[2, 3], "shape { dim: 6 } axis: 3")),
+            "axis 3 out of range for a 2-axis input",
+        );
+        assert_contains(&build_error(&reshape(&[2, 3], "shape { dim: 6 } axis: -4")), "axis -4 out of range");
+        assert_contains(
+            &build_error(&reshape(&[2, 3], "shape { dim: 6 } axis: 1 num_axes: 2")),
+            "beyond the 2 axes of the input",
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! and Silence (consumes its bottoms, produces nothing).
 
 use super::{Arity, Ctx, Layer, LayerContext};
+use crate::Result;
 use crate::backend::Backend;
 use crate::proto::LayerParameter;
-use crate::Result;
 
 /// Split: each top is a copy of the bottom (Caffe shares the data; the net gives every top its
 /// own storage, so it is copied), and the bottom's gradient is the sum of the tops' gradients,
@@ -84,5 +84,39 @@ impl<B: Backend> Layer<B> for Silence {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, input, net};
+
+    #[test]
+    fn split_copies_and_sums_gradients_in_top_order() {
+        let body = format!(
+            r#"force_backward: true {} layer {{ name: "s" type: "Split" bottom: "x" top: "a" top: "b" top: "c" }}"#,
+            input("x", &[3])
+        );
+        let mut net = net(&body).unwrap();
+        let be = net.backend().clone();
+        net.blob_mut("x").unwrap().set_data(&be, &[1.0, 2.0, 3.0]).unwrap();
+        net.forward().unwrap();
+        for (t, d) in [("a", [1.0, 0.0, 1e8]), ("b", [2.0, 1.0, 1.0]), ("c", [3.0, -1.0, -1e8])] {
+            assert_eq!(net.blob(t).unwrap().data_to_vec(&be).unwrap(), [1.0, 2.0, 3.0]);
+            net.blob_mut(t).unwrap().set_diff(&be, &d).unwrap();
+        }
+        net.backward().unwrap();
+        // (1e8 + 1) - 1e8 in f32 is 0: the tops are added in order.
+        assert_eq!(net.blob("x").unwrap().diff_to_vec(&be).unwrap(), [6.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn split_and_silence_arity() {
+        let e =
+            build_error(&format!(r#"{} layer {{ name: "s" type: "Silence" bottom: "x" top: "y" }}"#, input("x", &[1])));
+        assert_contains(&e, "takes exactly 0 top blob(s), given 1");
+        let e =
+            build_error(&format!(r#"{} layer {{ name: "s" type: "Split" bottom: "x" top: "x" }}"#, input("x", &[1])));
+        assert_contains(&e, "cannot run in place");
     }
 }

@@ -15,7 +15,7 @@ struct Tile {
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.tile_param.clone().unwrap_or_default();
+    let p = lp.tile_param.unwrap_or_default();
     let tiles = p.tiles.ok_or_else(|| Error::Config("tile_param.tiles must be specified".into()))?;
     if tiles <= 0 {
         return Err(Error::Config(format!("tile_param.tiles must be positive, given {tiles}")));
@@ -75,5 +75,42 @@ impl<B: Backend> Layer<B> for Tile {
             be.copy_strided(&top.diff, &mut bottom.diff, &copy, k > 0)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::tensor_testing::{assert_contains, build_error, input, net};
+
+    fn tile(shape: &[usize], param: &str) -> String {
+        format!(
+            r#"{} layer {{ name: "t" type: "Tile" bottom: "x" top: "y" tile_param {{ {param} }} }}"#,
+            input("x", shape)
+        )
+    }
+
+    #[test]
+    fn tile_repeats_the_block_from_axis() {
+        let mut net = net(&tile(&[2, 2], "axis: 0 tiles: 2")).unwrap();
+        let be = net.backend().clone();
+        net.blob_mut("x").unwrap().set_data(&be, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), [4, 2]);
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
+        let mut net = net_of(&tile(&[2, 2], "tiles: 2"));
+        net.blob_mut("x").unwrap().set_data(&be, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0]);
+    }
+
+    fn net_of(body: &str) -> crate::net::Net<crate::backend::cpu::Cpu> {
+        net(body).unwrap()
+    }
+
+    #[test]
+    fn tile_errors() {
+        assert_contains(&build_error(&tile(&[2, 2], "axis: 1")), "tile_param.tiles must be specified");
+        assert_contains(&build_error(&tile(&[2, 2], "tiles: 0")), "tile_param.tiles must be positive, given 0");
+        assert_contains(&build_error(&tile(&[2, 2], "axis: 2 tiles: 2")), "axis 2 out of range");
     }
 }

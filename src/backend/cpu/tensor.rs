@@ -2,7 +2,7 @@
 //! in parallel over fixed chunks; reductions sum each row in `f64`, over fixed chunks for long
 //! rows, so results do not depend on the thread count.
 
-use super::{det_sum, Cpu, CHUNK};
+use super::{CHUNK, Cpu, det_sum};
 use crate::backend::{ReduceOp, TensorOps};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -50,7 +50,15 @@ fn sign(v: f32) -> f32 {
 }
 
 impl TensorOps for Cpu {
-    fn reduce_forward(&self, op: ReduceOp, num: usize, dim: usize, coeff: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn reduce_forward(
+        &self,
+        op: ReduceOp,
+        num: usize,
+        dim: usize,
+        coeff: f32,
+        x: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
         expect_len("reduce_forward x", x, num * dim)?;
         expect_len("reduce_forward y", y, num)?;
         let f = move |v: f32| -> f64 {
@@ -203,7 +211,14 @@ impl TensorOps for Cpu {
         Ok(())
     }
 
-    fn gather_rows(&self, index: &Vec<f32>, rows: usize, row_len: usize, table: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+    fn gather_rows(
+        &self,
+        index: &Vec<f32>,
+        rows: usize,
+        row_len: usize,
+        table: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         expect_len("gather_rows table", table, rows * row_len)?;
         expect_len("gather_rows out", out, index.len() * row_len)?;
         let r = rows_of(index, rows)?;
@@ -215,7 +230,14 @@ impl TensorOps for Cpu {
         Ok(())
     }
 
-    fn scatter_add_rows(&self, index: &Vec<f32>, rows: usize, row_len: usize, src: &Vec<f32>, table: &mut Vec<f32>) -> Result<()> {
+    fn scatter_add_rows(
+        &self,
+        index: &Vec<f32>,
+        rows: usize,
+        row_len: usize,
+        src: &Vec<f32>,
+        table: &mut Vec<f32>,
+    ) -> Result<()> {
         expect_len("scatter_add_rows table", table, rows * row_len)?;
         expect_len("scatter_add_rows src", src, index.len() * row_len)?;
         let r = rows_of(index, rows)?;
@@ -287,7 +309,15 @@ mod tests {
                 let c = dy[k / dim] * -1.5;
                 let want = match op {
                     ReduceOp::Sum => c,
-                    ReduceOp::Asum => c * if x[k] > 0.0 { 1.0 } else if x[k] < 0.0 { -1.0 } else { 0.0 },
+                    ReduceOp::Asum => {
+                        c * if x[k] > 0.0 {
+                            1.0
+                        } else if x[k] < 0.0 {
+                            -1.0
+                        } else {
+                            0.0
+                        }
+                    }
                     ReduceOp::Sumsq => 2.0 * c * x[k],
                 };
                 assert_eq!(dx[k], want, "{op:?} at {k}");
@@ -378,7 +408,8 @@ mod tests {
         for bad in [3.0, -0.5, f32::NAN] {
             let err = be.gather_rows(&vec![1.0, bad], 3, 2, &table, &mut out).unwrap_err().to_string();
             assert!(err.contains("at position 1 is outside the valid range [0, 3)"), "{err}");
-            let err = be.scatter_add_rows(&vec![bad, 0.0], 3, 2, &vec![0.0; 4], &mut vec![0.0; 6]).unwrap_err().to_string();
+            let err =
+                be.scatter_add_rows(&vec![bad, 0.0], 3, 2, &vec![0.0; 4], &mut vec![0.0; 6]).unwrap_err().to_string();
             assert!(err.contains("at position 0"), "{err}");
         }
     }

@@ -5,8 +5,8 @@
 //! Layers that only move data (Concat, Slice, Split, Crop, Tile, Flatten, Reshape) use
 //! [`Math::copy_strided`](super::Math::copy_strided) and need nothing from here.
 
-use crate::backend::Storage;
 use crate::Result;
+use crate::backend::Storage;
 
 /// What [`TensorOps::reduce_forward`] sums per element (Caffe's `ReductionParameter`, with
 /// MEAN expressed as `Sum` and a coefficient divided by the reduced size).
@@ -28,7 +28,15 @@ pub trait TensorOps: Storage {
     /// `num` (overwritten). The sum is rounded to `f32` before the product with `coeff`, as
     /// Caffe scales the sums after computing them; the sum itself may be accumulated in higher
     /// precision but must be deterministic (independent of the thread count).
-    fn reduce_forward(&self, op: ReduceOp, num: usize, dim: usize, coeff: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+    fn reduce_forward(
+        &self,
+        op: ReduceOp,
+        num: usize,
+        dim: usize,
+        coeff: f32,
+        x: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
 
     /// The gradient of [`TensorOps::reduce_forward`], overwriting `dx` (`num * dim`): with
     /// `c = dy[i] * coeff` (an `f32` product), `dx[i * dim + j]` is `c` for `Sum`,
@@ -83,12 +91,26 @@ pub trait TensorOps: Storage {
     /// `table` holds `rows * row_len` elements, `out` `len(index) * row_len` (overwritten).
     /// An index that is not in `[0, rows)` (or is NaN) is an [`Error::Shape`](crate::Error)
     /// naming its position and value, and nothing is written.
-    fn gather_rows(&self, index: &Self::Buf, rows: usize, row_len: usize, table: &Self::Buf, out: &mut Self::Buf) -> Result<()>;
+    fn gather_rows(
+        &self,
+        index: &Self::Buf,
+        rows: usize,
+        row_len: usize,
+        table: &Self::Buf,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
 
     /// Row scatter-add, the gradient of [`TensorOps::gather_rows`]: for each `i` in increasing
     /// order, `table[r * row_len..][..row_len] += src[i * row_len..][..row_len]` with
     /// `r = trunc(index[i])`, so a row that several indices name receives their sum in index
     /// order. Accumulates (the caller zeroes `table` first where it should be overwritten).
     /// Indices are checked as in [`TensorOps::gather_rows`].
-    fn scatter_add_rows(&self, index: &Self::Buf, rows: usize, row_len: usize, src: &Self::Buf, table: &mut Self::Buf) -> Result<()>;
+    fn scatter_add_rows(
+        &self,
+        index: &Self::Buf,
+        rows: usize,
+        row_len: usize,
+        src: &Self::Buf,
+        table: &mut Self::Buf,
+    ) -> Result<()>;
 }
