@@ -14,6 +14,19 @@ mod input;
 mod inner_product;
 mod euclidean_loss;
 
+mod batch_reindex;
+mod concat;
+mod crop;
+mod eltwise;
+mod embed;
+mod parameter;
+mod reduction;
+mod reshape;
+mod split;
+mod tile;
+#[cfg(test)]
+mod tensor_testing;
+
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 

@@ -10,13 +10,26 @@ type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
 
 fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![
+        ("BatchReindex", super::batch_reindex::create),
+        ("Concat", super::concat::create_concat),
         ("Convolution", super::conv::create_convolution),
+        ("Crop", super::crop::create),
         ("Deconvolution", super::conv::create_deconvolution),
         ("DummyData", super::input::create_dummy_data),
+        ("Eltwise", super::eltwise::create),
+        ("Embed", super::embed::create),
         ("EuclideanLoss", super::euclidean_loss::create),
+        ("Flatten", super::reshape::create_flatten),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
+        ("Parameter", super::parameter::create),
         ("ReLU", super::activation::create_relu),
+        ("Reduction", super::reduction::create),
+        ("Reshape", super::reshape::create_reshape),
+        ("Silence", super::split::create_silence),
+        ("Slice", super::concat::create_slice),
+        ("Split", super::split::create_split),
+        ("Tile", super::tile::create),
     ]
 }
 

@@ -10,6 +10,7 @@ mod math;
 mod norm;
 mod pool;
 mod solver;
+mod tensor;
 
 use crate::backend::Storage;
 use crate::{Error, Result};

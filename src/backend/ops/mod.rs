@@ -9,6 +9,7 @@ mod math;
 mod norm;
 mod pool;
 mod solver;
+mod tensor;
 
 pub use act::{Activation, Activations};
 pub use conv::Convolution;
@@ -17,3 +18,4 @@ pub use math::{Gemm, Math};
 pub use norm::Normalization;
 pub use pool::Pooling;
 pub use solver::SolverOps;
+pub use tensor::{ReduceOp, TensorOps};
