@@ -13,6 +13,8 @@ mod conv;
 mod input;
 mod inner_product;
 mod euclidean_loss;
+mod pooling;
+mod upsample;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};

@@ -16,7 +16,9 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("EuclideanLoss", super::euclidean_loss::create),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
+        ("Pooling", super::pooling::create),
         ("ReLU", super::activation::create_relu),
+        ("Upsample", super::upsample::create),
     ]
 }
 
