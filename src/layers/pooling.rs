@@ -70,13 +70,13 @@ fn geometry(p: &PoolingParameter, method: PoolMethod) -> Result<Geometry> {
         if method == PoolMethod::Stochastic {
             return Err(Error::Config("padding is implemented only for MAX and AVE pooling".into()));
         }
-        if let Some(k) = kernel {
-            if pad.0 >= k.0 || pad.1 >= k.1 {
-                return Err(Error::Config(format!(
-                    "the padding ({}, {}) must be smaller than the kernel ({}, {})",
-                    pad.0, pad.1, k.0, k.1
-                )));
-            }
+        if let Some(k) = kernel
+            && (pad.0 >= k.0 || pad.1 >= k.1)
+        {
+            return Err(Error::Config(format!(
+                "the padding ({}, {}) must be smaller than the kernel ({}, {})",
+                pad.0, pad.1, k.0, k.1
+            )));
         }
     }
     Ok(Geometry { kernel, stride, pad })
@@ -110,7 +110,7 @@ struct Pooling<B: Backend> {
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.pooling_param.clone().unwrap_or_default();
+    let p = lp.pooling_param.unwrap_or_default();
     let method = PoolMethod::try_from(p.pool.unwrap_or(0))
         .map_err(|_| Error::Config(format!("unknown pooling method {}", p.pool.unwrap_or(0))))?;
     let round = RoundMode::try_from(p.round_mode.unwrap_or(0))

@@ -24,12 +24,14 @@ struct Upsample {
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.upsample_param.clone().unwrap_or_default();
+    let p = lp.upsample_param.unwrap_or_default();
     let (has_scale, has_sh, has_sw) = (p.scale.is_some(), p.scale_h.is_some(), p.scale_w.is_some());
     let fixed = p.upsample_h.is_some() && p.upsample_w.is_some();
     // The fork's one check of which fields go together; a lone upsample_h or upsample_w passes
     // it (with no scale_h/scale_w) and is ignored.
-    if !(fixed || (!has_scale && has_sh && has_sw) || (!has_sh && !has_sw)) {
+    let scale_pair = !has_scale && has_sh && has_sw;
+    let no_scale_pair = !has_sh && !has_sw;
+    if !fixed && !scale_pair && !no_scale_pair {
         return Err(Error::Config(
             "give upsample_h and upsample_w, or (deprecated) either `scale` or both `scale_h` and `scale_w`".into(),
         ));
@@ -89,8 +91,10 @@ impl<B: Backend> Layer<B> for Upsample {
                 (h, w)
             }
         };
+        let top = vec![x[0], x[1], out_h, out_w];
+        crate::blob::checked_count(&top)?;
         self.dims = Some((x[0] * x[1], x[2] * x[3], out_h * out_w));
-        Ok(vec![vec![x[0], x[1], out_h, out_w]])
+        Ok(vec![top])
     }
 
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
@@ -178,6 +182,8 @@ mod tests {
         };
         assert!(msg(l.reshape(&Cpu, &[&[1, 2, 3], &[1, 2, 3]])).contains("must have 4 axes"));
         assert!(msg(l.reshape(&Cpu, &[&[1, 2, 3, 4], &[1, 2, 3, 5]])).contains("differs from the data's"));
+        let mut l = layer("upsample_param { scale: 4000000000 }").unwrap();
+        assert!(msg(l.reshape(&Cpu, &[&[1, 1, 3, 4], &[1, 1, 3, 4]])).contains("more than"));
     }
 
     #[test]

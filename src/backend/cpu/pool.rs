@@ -336,3 +336,7 @@ impl Pooling for Cpu {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

@@ -31,6 +31,8 @@ pub trait Pooling: Storage {
     /// nothing; an entry that is NaN or not below `in_plane` is an [`Error::Shape`](crate::Error::Shape).
     ///
     /// `dy` and `mask`: `spec.out_len()`, `dx`: `spec.in_len()` elements; `dx` overwritten.
+    /// A GPU kernel keeps the same sums without atomics by gathering: each input element adds,
+    /// in row-major output order, the `dy` of the windows that cover it and name it.
     fn max_pool_backward(&self, spec: &PoolSpec, dy: &Self::Buf, mask: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
 
     /// Average pooling: for every plane and output cell, with the window and divisor `size` of
@@ -51,9 +53,9 @@ pub trait Pooling: Storage {
     fn ave_pool_backward(&self, spec: &PoolSpec, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
 
     /// SegNet's Upsample forward (max-unpooling): for every plane `p`, `y[p] = 0` and then, for
-    /// every `i` of the input plane in order, `y[p][trunc(mask[p][i])] = x[p][i]` (where two
-    /// entries name one output, the later one wins; masks of non-overlapping max pooling have
-    /// no such duplicates).
+    /// every `i` of the input plane in order, `y[p][trunc(mask[p][i])] = x[p][i]`. Where two
+    /// entries of a plane name one output (a mask from overlapping pooling windows), the later
+    /// one wins; masks of non-overlapping pooling have no duplicates.
     ///
     /// `x` and `mask`: `planes * in_plane`, `y`: `planes * out_plane` elements; `y`
     /// overwritten. A mask entry that is NaN, negative or not below `out_plane` is an
