@@ -13,6 +13,8 @@ mod conv;
 mod input;
 mod inner_product;
 mod euclidean_loss;
+mod pooling;
+mod upsample;
 
 mod batch_reindex;
 mod concat;

@@ -23,13 +23,15 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
         ("Parameter", super::parameter::create),
-        ("ReLU", super::activation::create_relu),
+        ("Pooling", super::pooling::create),
         ("Reduction", super::reduction::create),
+        ("ReLU", super::activation::create_relu),
         ("Reshape", super::reshape::create_reshape),
         ("Silence", super::split::create_silence),
         ("Slice", super::concat::create_slice),
         ("Split", super::split::create_split),
         ("Tile", super::tile::create),
+        ("Upsample", super::upsample::create),
     ]
 }
 
