@@ -10,13 +10,26 @@ type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
 
 fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![
+        ("AbsVal", super::activation::create_absval),
+        ("BNLL", super::activation::create_bnll),
+        ("Clip", super::activation::create_clip),
         ("Convolution", super::conv::create_convolution),
         ("Deconvolution", super::conv::create_deconvolution),
+        ("Dropout", super::dropout::create),
         ("DummyData", super::input::create_dummy_data),
+        ("ELU", super::activation::create_elu),
         ("EuclideanLoss", super::euclidean_loss::create),
+        ("Exp", super::activation::create_exp),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
+        ("Log", super::activation::create_log),
+        ("PReLU", super::prelu::create),
+        ("Power", super::activation::create_power),
         ("ReLU", super::activation::create_relu),
+        ("Sigmoid", super::activation::create_sigmoid),
+        ("Swish", super::swish::create),
+        ("TanH", super::activation::create_tanh),
+        ("Threshold", super::activation::create_threshold),
     ]
 }
 

@@ -10,7 +10,7 @@ mod norm;
 mod pool;
 mod solver;
 
-pub use act::{Activation, Activations};
+pub use act::{dropout_bits, Activation, Activations};
 pub use conv::Convolution;
 pub use loss::Losses;
 pub use math::{Gemm, Math};
