@@ -140,3 +140,50 @@ impl<B: Backend> Layer<B> for ActivationLayer {
         }
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::backend::cpu::Cpu;
+    use crate::net::Net;
+    use crate::proto::{NetParameter, NetState, Phase};
+
+    /// Builds a net from prototxt text in `phase`; the error message when it fails.
+    pub(in crate::layers) fn net(text: &str, phase: Phase) -> Result<Net<Cpu>, String> {
+        let mut param: NetParameter = crate::prototxt::parse(text, "test").map_err(|e| e.to_string())?;
+        param.state = Some(NetState { phase: Some(phase as i32), ..Default::default() });
+        Net::new(Cpu::new(), &param, 1).map_err(|e| e.to_string())
+    }
+
+    /// The error building a net of one `layer` on a 2x3x4 input.
+    pub(in crate::layers) fn error(layer: &str, phase: Phase) -> String {
+        let text = format!(
+            "layer {{ name: 'x' type: 'Input' top: 'x' input_param {{ shape {{ dim: 2 dim: 3 dim: 4 }} }} }}\n{layer}"
+        );
+        match net(&text, phase) {
+            Ok(_) => panic!("`{layer}` was accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn exp_and_log_reject_bad_bases() {
+        let e = error("layer { name: 'e' type: 'Exp' bottom: 'x' top: 'y' exp_param { base: 0 } }", Phase::Train);
+        assert!(e.contains("layer `e` (type Exp): base must be strictly positive (or -1 for e), given 0"), "{e}");
+        let e = error("layer { name: 'e' type: 'Exp' bottom: 'x' top: 'y' exp_param { base: -2 } }", Phase::Train);
+        assert!(e.contains("given -2"), "{e}");
+        let e = error("layer { name: 'l' type: 'Log' bottom: 'x' top: 'y' log_param { base: 1 } }", Phase::Train);
+        assert!(e.contains("layer `l` (type Log): 1/log(base) = 1/log(1) = inf is not finite"), "{e}");
+        let e = error("layer { name: 'l' type: 'Log' bottom: 'x' top: 'y' log_param { base: -0.5 } }", Phase::Train);
+        assert!(e.contains("base must be strictly positive"), "{e}");
+    }
+
+    #[test]
+    fn clip_needs_its_bounds_and_absval_refuses_in_place() {
+        let e = error("layer { name: 'c' type: 'Clip' bottom: 'x' top: 'y' }", Phase::Train);
+        assert!(e.contains("layer `c` (type Clip): missing `clip_param`"), "{e}");
+        let e = error("layer { name: 'a' type: 'AbsVal' bottom: 'x' top: 'x' }", Phase::Train);
+        assert!(e.contains("layer `a` (type AbsVal): cannot run in place"), "{e}");
+        let e = error("layer { name: 's' type: 'Sigmoid' bottom: 'x' top: 'y' top: 'z' }", Phase::Train);
+        assert!(e.contains("takes exactly 1 top blob(s), given 2"), "{e}");
+    }
+}

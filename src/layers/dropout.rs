@@ -92,3 +92,25 @@ impl<B: Backend> Layer<B> for Dropout<B> {
         be.dropout_backward(self.scale, mask, u.diff)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::activation::tests::{error, net};
+    use crate::proto::Phase;
+
+    #[test]
+    fn ratio_is_checked_where_the_layer_samples() {
+        let layer = |r: &str, extra: &str| {
+            format!("layer {{ name: 'd' type: 'Dropout' bottom: 'x' top: 'x' dropout_param {{ dropout_ratio: {r} {extra} }} }}")
+        };
+        let e = error(&layer("1", ""), Phase::Train);
+        assert!(e.contains("layer `d` (type Dropout): dropout_ratio must be in [0, 1), given 1"), "{e}");
+        let e = error(&layer("-0.1", ""), Phase::Train);
+        assert!(e.contains("given -0.1"), "{e}");
+        let e = error(&layer("1.5", "sample_weights_test: true"), Phase::Test);
+        assert!(e.contains("given 1.5"), "{e}");
+        // In TEST without sampling the ratio is unused, as in Caffe.
+        let text = format!("layer {{ name: 'x' type: 'Input' top: 'x' input_param {{ shape {{ dim: 2 }} }} }}\n{}", layer("1", ""));
+        assert!(net(&text, Phase::Test).is_ok());
+    }
+}

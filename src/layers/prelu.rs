@@ -112,3 +112,36 @@ impl<B: Backend> Layer<B> for PReLU<B> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::activation::tests::net;
+    use crate::proto::Phase;
+
+    const PRELU: &str = "layer { name: 'p' type: 'PReLU' bottom: 'x' top: 'y' }";
+
+    #[test]
+    fn bottom_needs_two_axes_and_its_channels_stay() {
+        let text = format!("layer {{ name: 'x' type: 'Input' top: 'x' input_param {{ shape {{ dim: 5 }} }} }}\n{PRELU}");
+        let e = net(&text, Phase::Train).err().expect("a 1-axis bottom was accepted");
+        assert!(e.contains("layer `p` (type PReLU): the bottom must have at least 2 axes, given [5]"), "{e}");
+
+        let text = format!("layer {{ name: 'x' type: 'Input' top: 'x' input_param {{ shape {{ dim: 2 dim: 3 dim: 4 }} }} }}\n{PRELU}");
+        let mut n = net(&text, Phase::Train).unwrap();
+        assert_eq!(n.layer_params(1)[0].shape(), &[3]);
+        let be = n.backend().clone();
+        n.blob_mut("x").unwrap().reshape(&be, &[2, 4, 3]).unwrap();
+        let e = n.forward().unwrap_err().to_string();
+        assert!(e.contains("layer `p` (type PReLU): the bottom [2, 4, 3] has 4 channels; the slopes are for 3"), "{e}");
+    }
+
+    #[test]
+    fn shared_slope_is_a_scalar_blob_filled_with_a_quarter() {
+        let text = "layer { name: 'x' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 } } }
+            layer { name: 'p' type: 'PReLU' bottom: 'x' top: 'y' prelu_param { channel_shared: true } }";
+        let n = net(text, Phase::Train).unwrap();
+        let slope = n.layer_params(1)[0];
+        assert_eq!(slope.shape(), &[] as &[usize]);
+        assert_eq!(slope.data_to_vec(n.backend()).unwrap(), vec![0.25]);
+    }
+}

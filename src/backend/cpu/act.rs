@@ -239,3 +239,142 @@ impl Activations for Cpu {
         map_diff2("dropout_backward", mask, mask, diff, |dy, m, _| dy * m * scale)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// More than two parallel chunks, and not a multiple of the chunk size.
+    const N: usize = 2 * CHUNK + 37;
+
+    fn uniform(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.uniform_range(lo, hi)).collect()
+    }
+
+    fn close(what: &str, got: &[f32], want: impl Fn(usize) -> f64) {
+        for (i, &g) in got.iter().enumerate() {
+            let w = want(i);
+            assert!((g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0), "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    /// Checks `f` against a naive loop over the formula `y(x)` and its derivative, not in
+    /// place and in place (which must give the same bits).
+    fn check(f: Activation, xs: &[f32], y: impl Fn(f64) -> f64, dydx: impl Fn(f64) -> f64) {
+        let be = Cpu;
+        let mut out = vec![0.0; xs.len()];
+        be.activation_forward(f, Io::Pair(&xs.to_vec(), &mut out)).unwrap();
+        close(&format!("{f:?} forward"), &out, |i| y(xs[i] as f64));
+        let mut inplace = xs.to_vec();
+        be.activation_forward(f, Io::InPlace(&mut inplace)).unwrap();
+        assert_eq!(inplace, out, "{f:?}: in place differs");
+
+        let dy = uniform(xs.len(), -1.0, 1.0, 9);
+        let mut dx = vec![0.0; xs.len()];
+        be.activation_backward(f, &xs.to_vec(), &out, Io::Pair(&dy, &mut dx)).unwrap();
+        close(&format!("{f:?} backward"), &dx, |i| dy[i] as f64 * dydx(xs[i] as f64));
+        let mut d = dy.clone();
+        be.activation_backward(f, &xs.to_vec(), &out, Io::InPlace(&mut d)).unwrap();
+        assert_eq!(d, dx, "{f:?}: in-place backward differs");
+    }
+
+    fn sig(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    #[test]
+    fn elementwise_functions_match_their_formulas() {
+        let xs = uniform(N, -3.0, 3.0, 1);
+        let (s, sd) = (0.1f32, 0.1f32 as f64);
+        check(Activation::ReLU { negative_slope: s }, &xs, |x| if x > 0.0 { x } else { sd * x }, |x| if x > 0.0 { 1.0 } else { sd });
+        check(Activation::Sigmoid, &xs, sig, |x| sig(x) * (1.0 - sig(x)));
+        check(Activation::TanH, &xs, f64::tanh, |x| 1.0 - x.tanh() * x.tanh());
+        check(Activation::AbsVal, &xs, f64::abs, f64::signum);
+        check(Activation::BNLL, &xs, |x| x.exp().ln_1p(), sig);
+        let (a, ad) = (0.7f32, 0.7f32 as f64);
+        check(Activation::ELU { alpha: a }, &xs, |x| if x > 0.0 { x } else { ad * (x.exp() - 1.0) }, |x| if x > 0.0 { 1.0 } else { ad * x.exp() });
+        check(Activation::Clip { min: -1.0, max: 2.0 }, &xs, |x| x.clamp(-1.0, 2.0), |x| if (-1.0..=2.0).contains(&x) { 1.0 } else { 0.0 });
+        let mut y = vec![0.0; N];
+        Cpu.activation_forward(Activation::Threshold { threshold: 0.2 }, Io::Pair(&xs, &mut y)).unwrap();
+        close("threshold", &y, |i| if xs[i] > 0.2 { 1.0 } else { 0.0 });
+    }
+
+    #[test]
+    fn power_every_branch() {
+        let pos = uniform(N, 0.1, 3.0, 2);
+        let any = uniform(N, -3.0, 3.0, 3);
+        for (p, a, b, xs) in [
+            (2.0f32, 0.5f32, 1.0f32, &any), // power 2 with shift
+            (2.0, 1.5, 0.0, &any),          // power 2 without shift
+            (1.0, 2.0, -0.5, &any),         // power 1: constant derivative
+            (0.5, 1.0, 0.0, &pos),          // shift 0: power * y / x
+            (3.0, 0.7, 0.2, &pos),          // general
+            (-1.5, 2.0, 1.0, &pos),         // general, negative power
+        ] {
+            let (pd, ad, bd) = (p as f64, a as f64, b as f64);
+            check(
+                Activation::Power { power: p, scale: a, shift: b },
+                xs,
+                |x| (bd + ad * x).powf(pd),
+                |x| pd * ad * (bd + ad * x).powf(pd - 1.0),
+            );
+        }
+        // power * scale == 0: the output ignores the input and the gradient is 0, whatever dy.
+        check(Activation::Power { power: 0.0, scale: 2.0, shift: 3.0 }, &any, |_| 1.0, |_| 0.0);
+        check(Activation::Power { power: 2.0, scale: 0.0, shift: 3.0 }, &any, |_| 9.0, |_| 0.0);
+        let mut dx = vec![0.0; 3];
+        let f = Activation::Power { power: 2.0, scale: 0.0, shift: 3.0 };
+        Cpu.activation_backward(f, &vec![1.0; 3], &vec![9.0; 3], Io::Pair(&vec![f32::NAN; 3], &mut dx)).unwrap();
+        assert_eq!(dx, vec![0.0; 3]);
+    }
+
+    #[test]
+    fn exp_and_log_with_bases_and_shifts() {
+        let xs = uniform(N, -2.0, 2.0, 4);
+        for (base, scale, shift) in [(-1.0f32, 0.5f32, 0.1f32), (2.0, 1.0, 0.0), (3.0, -0.7, 1.2)] {
+            let ln_base = if base == -1.0 { 1.0f32 } else { base.ln() };
+            let outer = if shift == 0.0 { 1.0 } else if base == -1.0 { shift.exp() } else { base.powf(shift) };
+            let (l, a, b) = (ln_base as f64, scale as f64, shift as f64);
+            check(
+                Activation::Exp { inner_scale: ln_base * scale, outer_scale: outer },
+                &xs,
+                |x| (l * (b + a * x)).exp(),
+                |x| l * a * (l * (b + a * x)).exp(),
+            );
+        }
+        let pos = uniform(N, 0.2, 3.0, 5);
+        for (base, scale, shift) in [(-1.0f32, 1.0f32, 0.0f32), (2.0, 1.0, 0.0), (10.0, 0.5, 0.3)] {
+            let ln_base = if base == -1.0 { 1.0f32 } else { base.ln() };
+            let (l, a, b) = (ln_base as f64, scale as f64, shift as f64);
+            check(
+                Activation::Log { scale, shift, base_scale: 1.0 / ln_base, backward_num_scale: scale / ln_base },
+                &pos,
+                |x| (b + a * x).ln() / l,
+                |x| a / ((b + a * x) * l),
+            );
+        }
+    }
+
+    #[test]
+    fn nan_propagates_as_in_caffe() {
+        let mut y = vec![0.0; 2];
+        Cpu.activation_forward(Activation::ReLU { negative_slope: 0.0 }, Io::Pair(&vec![f32::NAN, -1.0], &mut y)).unwrap();
+        assert!(y[0].is_nan() && y[1] == 0.0);
+        Cpu.activation_forward(Activation::Clip { min: 0.0, max: 1.0 }, Io::Pair(&vec![f32::NAN, 5.0], &mut y)).unwrap();
+        assert_eq!(y, vec![0.0, 1.0], "std::max(min, std::min(NaN, max)) is min");
+    }
+
+    #[test]
+    fn threshold_has_no_backward_and_lengths_are_checked() {
+        let (x, mut d) = (vec![0.0; 4], vec![0.0; 4]);
+        let e = Cpu.activation_backward(Activation::Threshold { threshold: 0.0 }, &x, &x, Io::InPlace(&mut d));
+        assert!(e.unwrap_err().to_string().contains("Threshold has no backward"));
+        let mut short = vec![0.0; 3];
+        let e = Cpu.activation_forward(Activation::TanH, Io::Pair(&x, &mut short)).unwrap_err();
+        assert!(e.to_string().contains("activation_forward: buffer lengths [4, 3] differ"), "{e}");
+        let e = Cpu.activation_backward(Activation::TanH, &x, &x, Io::Pair(&x, &mut short)).unwrap_err();
+        assert!(e.to_string().contains("buffer lengths"), "{e}");
+    }
+}
