@@ -241,7 +241,8 @@ fn in_place_quirks_of_caffe() {
     let x = away_from(&[-0.5, 0.6], count(&shape), 0.2, 2.0, 15);
     let dy = away_from(&[], count(&shape), -1.0, 1.0, 16);
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
-    let cases: Vec<(&str, Box<dyn Fn(f64, f64) -> f64>)> = vec![
+    type Want<'a> = Box<dyn Fn(f64, f64) -> f64 + 'a>;
+    let cases: Vec<(&str, Want)> = vec![
         // BNLL reads y as if it were x.
         (r#"type: "BNLL""#, Box::new(|y, dy| dy * sig(y))),
         // Clip reads y, always inside the bounds: every gradient passes.

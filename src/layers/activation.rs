@@ -45,14 +45,14 @@ pub(super) fn create_elu<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> R
 }
 
 pub(super) fn create_power<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.power_param.clone().unwrap_or_default();
+    let p = lp.power_param.unwrap_or_default();
     layer("Power", Activation::Power { power: p.power(), scale: p.scale(), shift: p.shift() })
 }
 
 /// `ln(base)` as Caffe's Exp and Log layers compute it (1 for base -1, meaning e), with their
 /// checks.
 fn log_base(base: f32) -> Result<f32> {
-    if base != -1.0 && !(base > 0.0) {
+    if base != -1.0 && (base <= 0.0 || base.is_nan()) {
         return Err(Error::Config(format!("base must be strictly positive (or -1 for e), given {base}")));
     }
     let log_base = if base == -1.0 { 1.0 } else { base.ln() };
@@ -63,7 +63,7 @@ fn log_base(base: f32) -> Result<f32> {
 }
 
 pub(super) fn create_exp<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.exp_param.clone().unwrap_or_default();
+    let p = lp.exp_param.unwrap_or_default();
     let (base, scale, shift) = (p.base(), p.scale(), p.shift());
     let inner_scale = log_base(base)? * scale;
     let outer_scale = if shift == 0.0 {
@@ -77,7 +77,7 @@ pub(super) fn create_exp<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> R
 }
 
 pub(super) fn create_log<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.log_param.clone().unwrap_or_default();
+    let p = lp.log_param.unwrap_or_default();
     let (base, scale, shift) = (p.base(), p.scale(), p.shift());
     let log_base = log_base(base)?;
     let base_scale = 1.0 / log_base;

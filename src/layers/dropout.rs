@@ -29,7 +29,7 @@ struct Dropout<B: Backend> {
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.dropout_param.clone().unwrap_or_default();
+    let p = lp.dropout_param.unwrap_or_default();
     let ratio = p.dropout_ratio();
     let sample = cx.phase == Phase::Train || p.sample_weights_test();
     // Caffe checks 0 < ratio < 1 only in debug builds, and its Bernoulli draw rejects a keep

@@ -47,7 +47,7 @@ pub(super) fn dropout_forward(key: u64, threshold: u32, scale: f32, io: Io<'_, V
 
 /// Checks PReLU geometry against a data length and a slope length.
 fn prelu_check(what: &str, channels: usize, dim: usize, shared: bool, count: usize, slopes: usize) -> Result<()> {
-    let plane_ok = channels > 0 && dim > 0 && count % (channels * dim) == 0;
+    let plane_ok = channels > 0 && dim > 0 && count.is_multiple_of(channels * dim);
     let want_slopes = if shared { 1 } else { channels };
     if (count > 0 && !plane_ok) || slopes != want_slopes {
         return Err(Error::Internal(format!(
