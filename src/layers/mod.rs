@@ -10,6 +10,9 @@ mod registry;
 
 mod activation;
 mod conv;
+mod dropout;
+mod prelu;
+mod swish;
 mod input;
 mod inner_product;
 mod euclidean_loss;

@@ -11,7 +11,7 @@ mod pool;
 mod solver;
 mod tensor;
 
-pub use act::{Activation, Activations};
+pub use act::{dropout_bits, Activation, Activations};
 pub use conv::Convolution;
 pub use loss::Losses;
 pub use math::{Gemm, Math};
