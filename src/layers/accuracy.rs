@@ -89,3 +89,41 @@ impl<B: Backend> Layer<B> for Accuracy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loss::testing::{build, build_error, forward_error};
+    use crate::backend::cpu::Cpu;
+
+    fn net(param: &str, tops: &str) -> String {
+        format!(
+            r#"layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+            layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ dim: 2 }} }} }}
+            layer {{ name: "acc" type: "Accuracy" bottom: "x" bottom: "label" {tops} accuracy_param {{ {param} }} }}"#
+        )
+    }
+
+    #[test]
+    fn top_k_and_labels_are_checked() {
+        assert_eq!(
+            build_error(&net("top_k: 4", r#"top: "a""#)),
+            "layer `acc` (type Accuracy): accuracy_param.top_k (4) must be at most the number of classes (3)"
+        );
+        assert!(forward_error(&net("", r#"top: "a""#), &[("label", vec![0.0, 5.0])]).contains("label 5 at [1]"));
+    }
+
+    #[test]
+    fn per_class_top_and_ignore_label() {
+        let mut n = build(&net("ignore_label: 2", r#"top: "a" top: "per_class""#)).unwrap();
+        let be = Cpu::new();
+        n.blob_mut("x").unwrap().set_data(&be, &[0.1, 0.7, 0.2, 0.5, 0.3, 0.2]).unwrap();
+        n.blob_mut("label").unwrap().set_data(&be, &[1.0, 1.0]).unwrap();
+        n.forward().unwrap();
+        assert_eq!(n.blob("a").unwrap().data_to_vec(&be).unwrap(), [0.5]);
+        assert_eq!(n.blob("per_class").unwrap().shape(), &[3]);
+        assert_eq!(n.blob("per_class").unwrap().data_to_vec(&be).unwrap(), [0.0, 0.5, 0.0]);
+        n.blob_mut("label").unwrap().set_data(&be, &[2.0, 2.0]).unwrap();
+        n.forward().unwrap();
+        assert_eq!(n.blob("a").unwrap().data_to_vec(&be).unwrap(), [0.0]);
+    }
+}

@@ -97,3 +97,46 @@ impl<B: Backend> Layer<B> for ArgMax {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loss::testing::{build, build_error};
+    use crate::backend::cpu::Cpu;
+
+    fn net(param: &str) -> String {
+        format!(
+            r#"layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 dim: 2 }} }} }}
+            layer {{ name: "am" type: "ArgMax" bottom: "x" top: "y" argmax_param {{ {param} }} }}"#
+        )
+    }
+
+    #[test]
+    fn parameter_errors() {
+        assert_eq!(build_error(&net("top_k: 0")), "layer `am` (type ArgMax): argmax_param.top_k must be at least 1");
+        assert_eq!(
+            build_error(&net("top_k: 4 axis: 1")),
+            "layer `am` (type ArgMax): argmax_param.top_k (4) must be at most the dimension of axis 1 (3)"
+        );
+        assert_eq!(
+            build_error(&net("top_k: 7")),
+            "layer `am` (type ArgMax): argmax_param.top_k (7) must be at most the number of values per item (6)"
+        );
+    }
+
+    #[test]
+    fn both_layouts() {
+        let be = Cpu::new();
+        let x = [0.0, 5.0, 2.0, 1.0, 3.0, 4.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0];
+        let run = |param: &str| {
+            let mut n = build(&net(param)).unwrap();
+            n.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
+            n.forward().unwrap();
+            let y = n.blob("y").unwrap();
+            (y.shape().to_vec(), y.data_to_vec(&be).unwrap())
+        };
+        assert_eq!(run(""), (vec![2, 1, 1], vec![1.0, 0.0]));
+        assert_eq!(run("out_max_val: true top_k: 2"), (vec![2, 2, 2], vec![1.0, 5.0, 5.0, 4.0, 0.0, 1.0, 9.0, 8.0]));
+        assert_eq!(run("axis: 1"), (vec![2, 1, 2], vec![2.0, 0.0, 0.0, 0.0]));
+        assert_eq!(run("axis: -1 out_max_val: true"), (vec![2, 3, 1], vec![5.0, 2.0, 4.0, 9.0, 7.0, 5.0]));
+    }
+}

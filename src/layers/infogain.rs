@@ -169,3 +169,57 @@ impl<B: Backend> Layer<B> for InfogainLoss<B> {
         be.infogain_loss_backward(&self.axis, self.ignore_label, prob, &rest[0].data, h, scale, &mut data[0].diff)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loss::testing::{build, build_error, forward_error};
+
+    fn net(extra: &str, h_bottom: bool) -> String {
+        let (h_layer, h) = if h_bottom {
+            (r#"layer { name: "H" type: "Input" top: "H" input_param { shape { dim: 2 dim: 2 } } }"#, r#"bottom: "H""#)
+        } else {
+            ("", "")
+        };
+        format!(
+            r#"layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+            layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ dim: 2 }} }} }}
+            {h_layer}
+            layer {{ name: "loss" type: "InfogainLoss" bottom: "x" bottom: "label" {h} top: "loss" {extra} }}"#
+        )
+    }
+
+    #[test]
+    fn parameter_errors() {
+        assert_eq!(
+            build_error(&net("", false)),
+            "layer `loss` (type InfogainLoss): the infogain matrix must be given: set infogain_loss_param.source or \
+             add a third bottom"
+        );
+        assert!(build_error(&net("loss_param { normalize: true }", true)).contains("normalize is deprecated"));
+        assert!(build_error(&net(r#"infogain_loss_param { source: "/nonexistent/H.binaryproto" }"#, false))
+            .contains("/nonexistent/H.binaryproto"));
+    }
+
+    #[test]
+    fn the_matrix_must_be_classes_by_classes() {
+        assert_eq!(
+            build_error(&net("", true)),
+            "layer `loss` (type InfogainLoss): the infogain matrix (bottom 2, shape [2, 2]) must be 3x3 for 3 classes"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("H.binaryproto");
+        crate::io::write_binaryproto(&path, &crate::io::BlobData::new(vec![2, 2], vec![1.0; 4])).unwrap();
+        let e = build_error(&net(&format!(r#"infogain_loss_param {{ source: "{}" }}"#, path.display()), false));
+        assert!(e.ends_with("(shape [2, 2], 4 values) must be 3x3 for 3 classes"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_label_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("H.binaryproto");
+        crate::io::write_binaryproto(&path, &crate::io::BlobData::new(vec![3, 3], vec![1.0; 9])).unwrap();
+        let text = net(&format!(r#"infogain_loss_param {{ source: "{}" }}"#, path.display()), false);
+        build(&text).unwrap();
+        assert!(forward_error(&text, &[("label", vec![1.0, 3.0])]).contains("label 3 at [1] of the label blob"));
+    }
+}

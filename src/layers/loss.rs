@@ -123,3 +123,41 @@ mod tests {
         );
     }
 }
+
+/// Builds small nets for the error tests of this family's layers.
+#[cfg(test)]
+pub(super) mod testing {
+    use crate::backend::cpu::Cpu;
+    use crate::net::Net;
+    use crate::proto::{NetParameter, NetState, Phase};
+    use crate::Result;
+
+    /// Builds `text` in the TRAIN phase.
+    pub fn build(text: &str) -> Result<Net<Cpu>> {
+        let mut p: NetParameter = crate::prototxt::parse(text, "test")?;
+        p.state = Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() });
+        Net::new(Cpu::new(), &p, 1)
+    }
+
+    /// The message of building `text`'s error (panics when it builds).
+    pub fn build_error(text: &str) -> String {
+        match build(text) {
+            Ok(_) => panic!("the net built"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Builds `text`, sets `inputs` and runs forward, returning its error message.
+    pub fn forward_error(text: &str, inputs: &[(&str, Vec<f32>)]) -> String {
+        let mut net = build(text).unwrap_or_else(|e| panic!("{e}"));
+        let be = Cpu::new();
+        for (name, values) in inputs {
+            net.blob_mut(name).expect("input").set_data(&be, values).unwrap();
+        }
+        match net.forward() {
+            Ok(_) => panic!("forward succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+

@@ -82,3 +82,21 @@ impl<B: Backend> Layer<B> for SigmoidCrossEntropyLoss {
         be.sigmoid_xent_backward(x, &target[0].data, self.ignore_label, scale, dx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loss::testing::build_error;
+
+    #[test]
+    fn scores_and_targets_must_have_the_same_count() {
+        let text = r#"
+            layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+            layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 4 } } }
+            layer { name: "loss" type: "SigmoidCrossEntropyLoss" bottom: "x" bottom: "t" top: "loss" }"#;
+        assert_eq!(
+            build_error(text),
+            "layer `loss` (type SigmoidCrossEntropyLoss): the scores and targets must have the same count, given \
+             shapes [2, 3] (6) and [2, 4] (8)"
+        );
+    }
+}

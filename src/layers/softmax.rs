@@ -47,3 +47,16 @@ impl<B: Backend> Layer<B> for Softmax {
         be.softmax_backward(&self.axis, u.y, u.diff)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loss::testing::build_error;
+
+    #[test]
+    fn axis_out_of_range() {
+        let text = r#"
+            layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+            layer { name: "sm" type: "Softmax" bottom: "x" top: "y" softmax_param { axis: 2 } }"#;
+        assert_eq!(build_error(text), "layer `sm` (type Softmax): axis 2 out of range for a blob of 2 axes");
+    }
+}

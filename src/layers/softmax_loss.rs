@@ -157,3 +157,81 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loss::testing::{build, build_error, forward_error};
+    use crate::backend::cpu::Cpu;
+
+    fn net(loss: &str, label_shape: &str) -> String {
+        format!(
+            r#"force_backward: true
+            layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 dim: 2 }} }} }}
+            layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ {label_shape} }} }} }}
+            layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "label" top: "loss" {loss} }}"#
+        )
+    }
+
+    #[test]
+    fn label_count_and_first_dimension_are_checked() {
+        assert_eq!(
+            build_error(&net("", "dim: 2 dim: 3")),
+            "layer `loss` (type SoftmaxWithLoss): number of labels must match number of predictions: data of shape \
+             [2, 3, 2] has 4 positions around axis 1 (the product of the other dimensions), but the label blob [2, 3] \
+             holds 6 values"
+        );
+        assert_eq!(
+            build_error(&net("", "dim: 4")),
+            "layer `loss` (type SoftmaxWithLoss): the data and label should have the same first dimension, given \
+             shapes [2, 3, 2] and [4]"
+        );
+        assert!(build_error(&net("softmax_param { axis: 3 }", "dim: 2 dim: 2")).contains("axis 3 out of range"));
+    }
+
+    #[test]
+    fn class_weighting_must_fit_the_classes() {
+        assert_eq!(
+            build_error(&net("loss_param { weight_by_label_freqs: true class_weighting: 1 class_weighting: 2 }", "dim: 2 dim: 2")),
+            "layer `loss` (type SoftmaxWithLoss): loss_param.class_weighting has 2 values for 3 classes (one weight per class)"
+        );
+        assert!(build_error(&net("loss_param { weight_by_label_freqs: true }", "dim: 2 dim: 2"))
+            .contains("weight_by_label_freqs is set but no loss_param.class_weighting is given"));
+        // Without the switch the weights are ignored, as in the SegNet fork.
+        build(&net("loss_param { class_weighting: 1 }", "dim: 2 dim: 2")).unwrap();
+    }
+
+    #[test]
+    fn a_label_out_of_range_is_an_error_naming_it() {
+        let x = vec![0.0; 12];
+        assert_eq!(
+            forward_error(&net("loss_param { ignore_label: 255 }", "dim: 2 dim: 2"), &[("x", x.clone()), ("label", vec![0.0, 1.0, 2.0, 3.0])]),
+            "layer `loss` (type SoftmaxWithLoss): label 3 at [1, 1] of the label blob (shape [2, 2]) is not a class in \
+             0..3 nor the ignore_label 255"
+        );
+        assert!(forward_error(&net("", "dim: 2 dim: 2"), &[("x", x), ("label", vec![0.0, -1.0, 2.0, 1.0])])
+            .contains("label -1 at [0, 1]"));
+    }
+
+    #[test]
+    fn no_gradient_to_the_labels() {
+        let text = net(r#"propagate_down: true propagate_down: true"#, "dim: 2 dim: 2");
+        let mut n = build(&text).unwrap();
+        n.blob_mut("label").unwrap().set_data(&Cpu::new(), &[0.0, 1.0, 2.0, 0.0]).unwrap();
+        n.forward().unwrap();
+        assert_eq!(
+            n.backward().unwrap_err().to_string(),
+            "layer `loss` (type SoftmaxWithLoss): SoftmaxWithLoss cannot backpropagate to its label input (bottom 1)"
+        );
+    }
+
+    #[test]
+    fn all_ignored_gives_zero_loss_and_gradient() {
+        let mut n = build(&net("loss_param { ignore_label: 1 }", "dim: 2 dim: 2")).unwrap();
+        let be = Cpu::new();
+        n.blob_mut("x").unwrap().set_data(&be, &[0.5; 12]).unwrap();
+        n.blob_mut("label").unwrap().set_data(&be, &[1.0; 4]).unwrap();
+        assert_eq!(n.forward().unwrap(), 0.0);
+        n.backward().unwrap();
+        assert!(n.blob("x").unwrap().diff_to_vec(&be).unwrap().iter().all(|&v| v == 0.0));
+    }
+}
