@@ -1,6 +1,6 @@
 //! CPU evaluation primitives: Accuracy (top-k, per class) and ArgMax.
 
-use super::softmax::check_len;
+use super::lanes::{check_len, for_positions};
 use super::CHUNK;
 use crate::backend::{label_kind, ArgMaxOutput, BadLabel, ClassAxis, LabelKind};
 use crate::{Error, Result};
@@ -31,17 +31,16 @@ pub(crate) fn accuracy(
         .into_par_iter()
         .map(|chunk| {
             let mut s = Counts { valid: vec![0; classes], correct: vec![0; classes], bad: None };
-            let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(n);
-            for (p, &value) in range.clone().zip(&label[range]) {
+            for_positions(axis, chunk * CHUNK..((chunk + 1) * CHUNK).min(n), |p, base| {
+                let value = label[p];
                 let l = match label_kind(value, classes, ignore_label) {
                     LabelKind::Class(l) => l,
-                    LabelKind::Ignored => continue,
+                    LabelKind::Ignored => return,
                     LabelKind::Bad => {
                         s.bad.get_or_insert(BadLabel { position: p, value });
-                        continue;
+                        return;
                     }
                 };
-                let base = p / inner * classes * inner + p % inner;
                 let truth = x[base + l * inner];
                 // The true class counts itself as one "better" prediction.
                 let better = (0..classes).filter(|&c| x[base + c * inner] >= truth).count();
@@ -49,7 +48,7 @@ pub(crate) fn accuracy(
                 if better <= top_k {
                     s.correct[l] += 1;
                 }
-            }
+            });
             s
         })
         .collect();

@@ -2,7 +2,7 @@
 //! SigmoidCrossEntropyLoss, forward sums and backward gradients. Sums run over fixed chunks of
 //! positions combined in order, so they do not depend on the thread count.
 
-use super::softmax::{check_len, columns};
+use super::lanes::{check_len, for_positions, run, Kernel, Lanes};
 use super::{Cpu, CHUNK};
 use crate::backend::{label_class, label_kind, ArgMaxOutput, BadLabel, ClassAxis, Io, LabelKind, Losses, LossSum};
 use crate::Result;
@@ -13,26 +13,29 @@ const FLT_MIN: f32 = f32::MIN_POSITIVE;
 /// Caffe's `kLOG_THRESHOLD`, the floor in InfogainLoss.
 const LOG_THRESHOLD: f32 = 1e-20;
 
-/// Sums `term(position)` over `0..n` in fixed chunks: `term` returns `None` for a skipped
-/// position (ignored), `Some(Err(()))` for a bad one, `Some(Ok(v))` for a valid one.
-fn sum_positions(n: usize, label: &[f32], term: impl Fn(usize) -> Option<std::result::Result<f64, ()>> + Sync) -> LossSum {
+/// Sums the loss terms of positions `0..axis.positions()` in fixed chunks. `term(label, base)`
+/// gets a position's label and the buffer index of its class 0, and returns `None` for an
+/// ignored position, `Some(Err(()))` for a bad label, `Some(Ok(v))` for a valid one.
+fn sum_positions(
+    axis: &ClassAxis,
+    label: &[f32],
+    term: impl Fn(f32, usize) -> Option<std::result::Result<f64, ()>> + Sync,
+) -> LossSum {
+    let n = axis.positions();
     let partial: Vec<LossSum> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             let mut s = LossSum { loss: 0.0, valid: 0, bad: None };
-            let range = c * CHUNK..((c + 1) * CHUNK).min(n);
-            for (p, &value) in range.clone().zip(&label[range]) {
-                match term(p) {
-                    None => {}
-                    Some(Ok(v)) => {
-                        s.loss += v;
-                        s.valid += 1;
-                    }
-                    Some(Err(())) => {
-                        s.bad.get_or_insert(BadLabel { position: p, value });
-                    }
+            for_positions(axis, c * CHUNK..((c + 1) * CHUNK).min(n), |p, base| match term(label[p], base) {
+                None => {}
+                Some(Ok(v)) => {
+                    s.loss += v;
+                    s.valid += 1;
                 }
-            }
+                Some(Err(())) => {
+                    s.bad.get_or_insert(BadLabel { position: p, value: label[p] });
+                }
+            });
             s
         })
         .collect();
@@ -53,7 +56,35 @@ fn check_label_loss(what: &str, axis: &ClassAxis, prob: &[f32], label: &[f32], t
     Ok(())
 }
 
-/// Overwrites `dx` column by column: `grad(c, l, prob_index)` at valid positions, 0 elsewhere.
+/// Overwrites the lanes (`dx`) with `grad(c, l, index)` at positions whose label is class
+/// `l`, and 0 at ignored and bad ones; labels are decoded once per position.
+struct LabelGrad<'a, G> {
+    classes: usize,
+    ignore_label: Option<i32>,
+    label: &'a [f32],
+    grad: G,
+}
+
+impl<G: Fn(usize, usize, usize) -> f32 + Sync> Kernel for LabelGrad<'_, G> {
+    fn apply<L: Lanes>(&self, lanes: &mut L) {
+        let classes: Vec<Option<usize>> = (0..lanes.len())
+            .map(|k| match label_kind(self.label[lanes.position(k)], self.classes, self.ignore_label) {
+                LabelKind::Class(l) => Some(l),
+                LabelKind::Ignored | LabelKind::Bad => None,
+            })
+            .collect();
+        for c in 0..self.classes {
+            for (k, l) in classes.iter().enumerate() {
+                let v = match *l {
+                    Some(l) => (self.grad)(c, l, lanes.at(c, k)),
+                    None => 0.0,
+                };
+                lanes.set(c, k, v);
+            }
+        }
+    }
+}
+
 fn label_backward(
     axis: &ClassAxis,
     ignore_label: Option<i32>,
@@ -61,18 +92,7 @@ fn label_backward(
     dx: &mut [f32],
     grad: impl Fn(usize, usize, usize) -> f32 + Sync,
 ) {
-    columns(dx, axis).into_par_iter().for_each(|mut col| {
-        let first = col.first_position(axis);
-        for c in 0..col.rows.len() {
-            let off = col.offset(axis, c);
-            for (k, v) in col.rows[c].iter_mut().enumerate() {
-                *v = match label_kind(label[first + k], axis.classes, ignore_label) {
-                    LabelKind::Class(l) => grad(c, l, off + k),
-                    LabelKind::Ignored | LabelKind::Bad => 0.0,
-                };
-            }
-        }
-    });
+    run(dx, axis, &LabelGrad { classes: axis.classes, ignore_label, label, grad });
 }
 
 impl Losses for Cpu {
@@ -94,12 +114,11 @@ impl Losses for Cpu {
     ) -> Result<LossSum> {
         check_label_loss("softmax_loss_forward", axis, prob, label, class_weights.map(|w| (w.as_slice(), axis.classes)))?;
         let (classes, inner) = (axis.classes, axis.inner);
-        Ok(sum_positions(axis.positions(), label, |p| match label_kind(label[p], classes, ignore_label) {
+        Ok(sum_positions(axis, label, |value, base| match label_kind(value, classes, ignore_label) {
             LabelKind::Ignored => None,
             LabelKind::Bad => Some(Err(())),
             LabelKind::Class(l) => {
-                let (i, j) = (p / inner, p % inner);
-                let logp = prob[(i * classes + l) * inner + j].max(FLT_MIN).ln();
+                let logp = prob[base + l * inner].max(FLT_MIN).ln();
                 let term = match class_weights {
                     Some(w) => -(logp * w[l]),
                     None => -logp,
@@ -142,14 +161,13 @@ impl Losses for Cpu {
         let classes = axis.classes;
         check_label_loss("infogain_loss_forward", axis, prob, label, Some((h, classes * classes)))?;
         let inner = axis.inner;
-        Ok(sum_positions(axis.positions(), label, |p| match label_kind(label[p], classes, ignore_label) {
+        Ok(sum_positions(axis, label, |value, base| match label_kind(value, classes, ignore_label) {
             LabelKind::Ignored => None,
             LabelKind::Bad => Some(Err(())),
             LabelKind::Class(l) => {
-                let (i, j) = (p / inner, p % inner);
                 let row = &h[l * classes..(l + 1) * classes];
                 let term: f64 = (0..classes)
-                    .map(|c| -(row[c] * prob[(i * classes + c) * inner + j].max(LOG_THRESHOLD).ln()) as f64)
+                    .map(|c| -(row[c] * prob[base + c * inner].max(LOG_THRESHOLD).ln()) as f64)
                     .sum();
                 Some(Ok(term))
             }
@@ -177,11 +195,11 @@ impl Losses for Cpu {
     fn sigmoid_xent_forward(&self, x: &Vec<f32>, target: &Vec<f32>, ignore_label: Option<i32>) -> Result<LossSum> {
         let axis = ClassAxis { outer: 1, classes: 1, inner: x.len() };
         check_len("sigmoid_xent_forward", &axis, target.len(), x.len())?;
-        Ok(sum_positions(x.len(), target, |i| {
-            if ignore_label.is_some() && label_class(target[i]) == ignore_label {
+        Ok(sum_positions(&axis, target, |t, i| {
+            if ignore_label.is_some() && label_class(t) == ignore_label {
                 return None;
             }
-            let (v, t) = (x[i], target[i]);
+            let v = x[i];
             let pos = if v >= 0.0 { 1.0f32 } else { 0.0 };
             let term = v * (t - pos) - (1.0 + (v - 2.0 * v * pos).exp()).ln();
             Some(Ok(-term as f64))

@@ -6,6 +6,7 @@ mod act;
 mod conv;
 mod eval;
 pub mod gemm;
+mod lanes;
 mod loss;
 mod math;
 mod norm;

@@ -1,101 +1,75 @@
-//! CPU softmax over one axis, and the column split that the loss kernels share: a buffer of
-//! `outer x classes x inner` values cut into tasks of one item and a run of `inner` positions,
-//! each holding one mutable slice per class, so that tasks run in parallel on disjoint memory
-//! and every position's classes are in one task.
+//! CPU softmax over one axis, forward and backward, as per-position kernels over
+//! [`lanes`](super::lanes) tasks.
 
-use super::CHUNK;
+use super::lanes::{check_len, run, Kernel, Lanes};
 use crate::backend::{ClassAxis, Io};
-use crate::{Error, Result};
-use rayon::prelude::*;
+use crate::Result;
 
-/// One task: item `item`, positions `start..start + len` of it, and for each class the
-/// slice of those positions.
-pub(crate) struct Column<'a> {
-    /// The item (index along `outer`).
-    pub item: usize,
-    /// First position within the item.
-    pub start: usize,
-    /// Number of positions.
-    pub len: usize,
-    /// One slice of `len` values per class.
-    pub rows: Vec<&'a mut [f32]>,
+/// Softmax of every position of a task, in Caffe's order of operations (max, subtract, exp,
+/// sum in class order, divide), after copying the input in when it is not in place.
+struct Forward<'a> {
+    classes: usize,
+    x: Option<&'a [f32]>,
 }
 
-impl Column<'_> {
-    /// Offset in the whole buffer of class `c` at the first position.
-    pub fn offset(&self, axis: &ClassAxis, c: usize) -> usize {
-        (self.item * axis.classes + c) * axis.inner + self.start
-    }
-    /// Position number (label index) of the first position.
-    pub fn first_position(&self, axis: &ClassAxis) -> usize {
-        self.item * axis.inner + self.start
-    }
-}
-
-/// Splits `buf` (`axis.count()` values) into columns of about `CHUNK` values each.
-pub(crate) fn columns<'a>(buf: &'a mut [f32], axis: &ClassAxis) -> Vec<Column<'a>> {
-    let (classes, inner) = (axis.classes.max(1), axis.inner.max(1));
-    let run = (CHUNK / classes).clamp(1, inner);
-    let runs = inner.div_ceil(run);
-    let mut out = Vec::with_capacity(axis.outer * runs);
-    if axis.count() == 0 {
-        return out;
-    }
-    for (item, block) in buf.chunks_mut(axis.classes * axis.inner).enumerate() {
-        let mut cols: Vec<Column<'a>> = (0..runs)
-            .map(|r| Column { item, start: r * run, len: run.min(inner - r * run), rows: Vec::with_capacity(classes) })
-            .collect();
-        for row in block.chunks_mut(axis.inner) {
-            for (r, piece) in row.chunks_mut(run).enumerate() {
-                cols[r].rows.push(piece);
+impl Kernel for Forward<'_> {
+    fn apply<L: Lanes>(&self, lanes: &mut L) {
+        if let Some(x) = self.x {
+            lanes.fill_from(x);
+        }
+        let n = lanes.len();
+        let mut max: Vec<f32> = (0..n).map(|k| lanes.get(0, k)).collect();
+        for c in 1..self.classes {
+            for (k, m) in max.iter_mut().enumerate() {
+                let v = lanes.get(c, k);
+                // std::max(m, v): keeps m unless m < v.
+                if *m < v {
+                    *m = v;
+                }
             }
         }
-        out.extend(cols);
-    }
-    out
-}
-
-/// Checks that `buf_len` values fit `axis`.
-pub(crate) fn check_len(what: &str, axis: &ClassAxis, buf_len: usize, want: usize) -> Result<()> {
-    if buf_len == want {
-        Ok(())
-    } else {
-        Err(Error::Internal(format!("{what}: buffer of {buf_len} values for {axis:?} (want {want})")))
-    }
-}
-
-/// Copies the column's part of `src` (a buffer laid out like the column's own) into it.
-fn fill_from(col: &mut Column<'_>, axis: &ClassAxis, src: &[f32]) {
-    for c in 0..col.rows.len() {
-        let off = col.offset(axis, c);
-        let len = col.len;
-        col.rows[c].copy_from_slice(&src[off..off + len]);
-    }
-}
-
-/// Softmax of one column in place, in Caffe's order of operations.
-fn softmax_column(col: &mut Column<'_>) {
-    let n = col.len;
-    let rows = &mut col.rows;
-    let mut max = rows[0].to_vec();
-    for row in rows.iter().skip(1) {
-        for (m, &v) in max.iter_mut().zip(row.iter()) {
-            // std::max(m, v): keeps m unless m < v.
-            if *m < v {
-                *m = v;
+        let mut sum = vec![0.0f32; n];
+        for c in 0..self.classes {
+            for (k, (s, &m)) in sum.iter_mut().zip(&max).enumerate() {
+                let e = (lanes.get(c, k) - m).exp();
+                lanes.set(c, k, e);
+                *s += e;
+            }
+        }
+        for c in 0..self.classes {
+            for (k, &s) in sum.iter().enumerate() {
+                let v = lanes.get(c, k) / s;
+                lanes.set(c, k, v);
             }
         }
     }
-    let mut sum = vec![0.0f32; n];
-    for row in rows.iter_mut() {
-        for ((v, &m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
-            *v = (*v - m).exp();
-            *s += *v;
+}
+
+/// `dx = (dy - sum_c dy_c y_c) y` for every position of a task (the lanes hold `dx`, filled
+/// from `dy` first when not in place).
+struct Backward<'a> {
+    classes: usize,
+    y: &'a [f32],
+    dy: Option<&'a [f32]>,
+}
+
+impl Kernel for Backward<'_> {
+    fn apply<L: Lanes>(&self, lanes: &mut L) {
+        if let Some(dy) = self.dy {
+            lanes.fill_from(dy);
         }
-    }
-    for row in rows.iter_mut() {
-        for (v, &s) in row.iter_mut().zip(&sum) {
-            *v /= s;
+        let n = lanes.len();
+        let mut dot = vec![0.0f32; n];
+        for c in 0..self.classes {
+            for (k, d) in dot.iter_mut().enumerate() {
+                *d += lanes.get(c, k) * self.y[lanes.at(c, k)];
+            }
+        }
+        for c in 0..self.classes {
+            for (k, &d) in dot.iter().enumerate() {
+                let v = (lanes.get(c, k) - d) * self.y[lanes.at(c, k)];
+                lanes.set(c, k, v);
+            }
         }
     }
 }
@@ -103,20 +77,15 @@ fn softmax_column(col: &mut Column<'_>) {
 /// `y = softmax(x)` over the classes of every position.
 pub(crate) fn softmax_forward(axis: &ClassAxis, io: Io<'_, Vec<f32>>) -> Result<()> {
     let want = axis.count();
-    match io {
-        Io::InPlace(y) => {
-            check_len("softmax_forward", axis, y.len(), want)?;
-            columns(y, axis).into_par_iter().for_each(|mut col| softmax_column(&mut col));
-        }
+    let (x, y) = match io {
+        Io::InPlace(y) => (None, y),
         Io::Pair(x, y) => {
             check_len("softmax_forward input", axis, x.len(), want)?;
-            check_len("softmax_forward output", axis, y.len(), want)?;
-            columns(y, axis).into_par_iter().for_each(|mut col| {
-                fill_from(&mut col, axis, x);
-                softmax_column(&mut col);
-            });
+            (Some(x.as_slice()), y)
         }
-    }
+    };
+    check_len("softmax_forward output", axis, y.len(), want)?;
+    run(y, axis, &Forward { classes: axis.classes, x });
     Ok(())
 }
 
@@ -124,40 +93,23 @@ pub(crate) fn softmax_forward(axis: &ClassAxis, io: Io<'_, Vec<f32>>) -> Result<
 pub(crate) fn softmax_backward(axis: &ClassAxis, y: &[f32], diff: Io<'_, Vec<f32>>) -> Result<()> {
     let want = axis.count();
     check_len("softmax_backward top data", axis, y.len(), want)?;
-    let (src, dx) = match diff {
+    let (dy, dx) = match diff {
         Io::InPlace(d) => (None, d),
         Io::Pair(dy, dx) => {
             check_len("softmax_backward top diff", axis, dy.len(), want)?;
-            (Some(dy), dx)
+            (Some(dy.as_slice()), dx)
         }
     };
     check_len("softmax_backward bottom diff", axis, dx.len(), want)?;
-    columns(dx, axis).into_par_iter().for_each(|mut col| {
-        if let Some(dy) = src {
-            fill_from(&mut col, axis, dy);
-        }
-        let mut dot = vec![0.0f32; col.len];
-        for c in 0..col.rows.len() {
-            let yoff = col.offset(axis, c);
-            let yrow = &y[yoff..yoff + col.len];
-            for ((d, &g), &p) in dot.iter_mut().zip(col.rows[c].iter()).zip(yrow) {
-                *d += g * p;
-            }
-        }
-        for c in 0..col.rows.len() {
-            let yoff = col.offset(axis, c);
-            let yrow = &y[yoff..yoff + col.len];
-            for ((g, &d), &p) in col.rows[c].iter_mut().zip(&dot).zip(yrow) {
-                *g = (*g - d) * p;
-            }
-        }
-    });
+    run(dx, axis, &Backward { classes: axis.classes, y, dy });
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::CHUNK;
+    use crate::Error;
 
     fn axis(outer: usize, classes: usize, inner: usize) -> ClassAxis {
         ClassAxis { outer, classes, inner }
@@ -166,6 +118,14 @@ mod tests {
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2000) as f32 / 200.0 - 5.0).collect()
     }
+
+    const AXES: [ClassAxis; 5] = [
+        ClassAxis { outer: 2, classes: 5, inner: 12 },
+        ClassAxis { outer: 3, classes: 4, inner: 1 },
+        ClassAxis { outer: 1, classes: 3, inner: CHUNK + 17 },
+        ClassAxis { outer: 2, classes: 1, inner: 6 },
+        ClassAxis { outer: CHUNK / 8 + 3, classes: 10, inner: 1 },
+    ];
 
     /// Softmax by the definition, in f64.
     fn naive_softmax(a: &ClassAxis, x: &[f32]) -> Vec<f64> {
@@ -184,25 +144,8 @@ mod tests {
     }
 
     #[test]
-    fn columns_cover_every_element_once() {
-        for a in [axis(3, 5, 7), axis(2, 2, 3 * CHUNK + 5), axis(1, CHUNK * 2, 1), axis(4, 1, 1)] {
-            let mut buf = vec![0.0f32; a.count()];
-            for col in columns(&mut buf, &a) {
-                assert_eq!(col.rows.len(), a.classes);
-                for (c, row) in col.rows.into_iter().enumerate() {
-                    assert_eq!(row.len(), col.len);
-                    for (k, v) in row.iter_mut().enumerate() {
-                        *v += ((col.item * a.classes + c) * a.inner + col.start + k) as f32 + 1.0;
-                    }
-                }
-            }
-            assert!(buf.iter().enumerate().all(|(i, &v)| v == i as f32 + 1.0), "{a:?}");
-        }
-    }
-
-    #[test]
     fn softmax_forward_matches_definition_in_place_and_not() {
-        for a in [axis(2, 5, 12), axis(3, 4, 1), axis(1, 3, CHUNK + 17), axis(2, 1, 6)] {
+        for a in AXES {
             let x = values(a.count(), 3);
             let want = naive_softmax(&a, &x);
             let mut y = vec![0.0; x.len()];
@@ -227,7 +170,7 @@ mod tests {
 
     #[test]
     fn softmax_backward_matches_definition_in_place_and_not() {
-        for a in [axis(2, 5, 12), axis(3, 4, 1), axis(1, 3, CHUNK + 17)] {
+        for a in AXES {
             let mut y = values(a.count(), 1);
             softmax_forward(&a, Io::InPlace(&mut y)).unwrap();
             let dy = values(a.count(), 9);
