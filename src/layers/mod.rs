@@ -31,6 +31,13 @@ mod split;
 mod tile;
 #[cfg(test)]
 mod tensor_testing;
+mod loss;
+mod accuracy;
+mod argmax;
+mod infogain;
+mod sigmoid_xent;
+mod softmax;
+mod softmax_loss;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};

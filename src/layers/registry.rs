@@ -11,6 +11,8 @@ type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
 fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![
         ("AbsVal", super::activation::create_absval),
+        ("Accuracy", super::accuracy::create),
+        ("ArgMax", super::argmax::create),
         ("BatchReindex", super::batch_reindex::create),
         ("BNLL", super::activation::create_bnll),
         ("Clip", super::activation::create_clip),
@@ -26,6 +28,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("EuclideanLoss", super::euclidean_loss::create),
         ("Exp", super::activation::create_exp),
         ("Flatten", super::reshape::create_flatten),
+        ("InfogainLoss", super::infogain::create),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
         ("Log", super::activation::create_log),
@@ -37,8 +40,11 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("ReLU", super::activation::create_relu),
         ("Reshape", super::reshape::create_reshape),
         ("Sigmoid", super::activation::create_sigmoid),
+        ("SigmoidCrossEntropyLoss", super::sigmoid_xent::create),
         ("Silence", super::split::create_silence),
         ("Slice", super::concat::create_slice),
+        ("Softmax", super::softmax::create),
+        ("SoftmaxWithLoss", super::softmax_loss::create),
         ("Split", super::split::create_split),
         ("Swish", super::swish::create),
         ("TanH", super::activation::create_tanh),

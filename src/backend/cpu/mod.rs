@@ -5,11 +5,14 @@
 mod act;
 mod act_state;
 mod conv;
+mod eval;
 pub mod gemm;
+mod lanes;
 mod loss;
 mod math;
 mod norm;
 mod pool;
+mod softmax;
 mod solver;
 mod tensor;
 
