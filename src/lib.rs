@@ -6,7 +6,9 @@
 
 pub mod backend;
 pub mod error;
+pub mod io;
 pub mod proto;
+pub mod prototxt;
 
 pub use error::{Error, Result};
 pub mod blob;
@@ -14,3 +16,4 @@ pub mod filler;
 pub mod layers;
 pub mod net;
 pub mod rng;
+pub mod upgrade;

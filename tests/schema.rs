@@ -8,6 +8,7 @@
 //! The conformance folder is `../shared/conformance` beside the crate, or `$CREMA_CONFORMANCE`.
 
 use crema::proto::{self, DESCRIPTOR_SET};
+use crema::upgrade;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 use std::fs;
@@ -225,90 +226,10 @@ fn resume_solverstates_decode_losslessly() {
     println!("checked {n} solverstates");
 }
 
-/// Reads one varint off the front of `buf`.
-fn take_varint(buf: &mut &[u8]) -> Result<u64, String> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = buf.split_first().ok_or("truncated varint")?;
-        *buf = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Ok(value);
-        }
-    }
-    Err("varint longer than 10 bytes".into())
-}
-
-fn put_varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-    if buf.len() < n {
-        return Err(format!("field needs {n} bytes, {} left", buf.len()));
-    }
-    let (head, rest) = buf.split_at(n);
-    *buf = rest;
-    Ok(head)
-}
-
-/// Rewrites `buf`, a `desc` message numbered as the SegNet fork numbers it, into crema's
-/// numbering: the moves listed in the table atop caffe.proto, at any depth.
-fn segnet_to_crema(
-    desc: &MessageDescriptor,
-    mut buf: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    while !buf.is_empty() {
-        let key = take_varint(&mut buf)?;
-        let (fork_number, wire) = (key >> 3, key & 7);
-        let number = match (desc.full_name(), fork_number) {
-            ("caffe.LayerParameter", 137) => 1137,
-            ("caffe.LayerParameter", 138) => 1138,
-            ("caffe.LossParameter", 3) => 1003,
-            _ => fork_number,
-        };
-        put_varint(number << 3 | wire, out);
-        match wire {
-            0 => put_varint(take_varint(&mut buf)?, out),
-            1 => out.extend_from_slice(take(&mut buf, 8)?),
-            5 => out.extend_from_slice(take(&mut buf, 4)?),
-            2 => {
-                let len = take_varint(&mut buf)? as usize;
-                let body = take(&mut buf, len)?;
-                let sub = u32::try_from(number)
-                    .ok()
-                    .and_then(|n| desc.get_field(n))
-                    .and_then(|f| match f.kind() {
-                        prost_reflect::Kind::Message(sub) => Some(sub),
-                        _ => None,
-                    });
-                match sub {
-                    Some(sub) => {
-                        let mut inner = Vec::new();
-                        segnet_to_crema(&sub, body, &mut inner)?;
-                        put_varint(inner.len() as u64, out);
-                        out.extend_from_slice(&inner);
-                    }
-                    None => {
-                        put_varint(len as u64, out);
-                        out.extend_from_slice(body);
-                    }
-                }
-            }
-            other => return Err(format!("wire type {other} in {}", desc.full_name())),
-        }
-    }
-    Ok(())
-}
-
 /// The fork-side facts (BNParameter, UpsampleParameter, LossParameter's class weights) checked
-/// against weights written in the fork's own numbering: once renumbered per the table, every
-/// field is known, and the SegNet settings of the case nets read back.
+/// against weights written in the fork's own numbering: each file is detected as SegNet and,
+/// once renumbered per the table (`crema::upgrade::segnet_to_crema`), every field is known and
+/// the SegNet settings of the case nets read back.
 #[test]
 fn segnet_weights_decode_after_renumbering() {
     let dir = conformance_dir().join("layers");
@@ -317,17 +238,22 @@ fn segnet_weights_decode_after_renumbering() {
         .filter(|case| file_name(case).starts_with("segnet_"))
         .collect();
     assert!(!cases.is_empty(), "no layers/segnet_* cases found");
-    let net = descriptor("NetParameter");
     let mut failures = Vec::new();
     let mut layers = Vec::new();
     for case in &cases {
         let path = case.join("weights.caffemodel");
         let bytes = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let mut renumbered = Vec::new();
-        if let Err(e) = segnet_to_crema(&net, &bytes, &mut renumbered) {
-            failures.push(format!("{}: {e}", path.display()));
+        if upgrade::detect_dialect(&bytes) != upgrade::Dialect::SegNet {
+            failures.push(format!("{}: not detected as SegNet numbering", path.display()));
             continue;
         }
+        let renumbered = match upgrade::segnet_to_crema(&bytes, &path.display().to_string()) {
+            Ok(renumbered) => renumbered,
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
         // Renumbering can leave fields out of number order, so compare messages, not bytes.
         let typed = proto::NetParameter::decode(renumbered.as_slice());
         match (decode_known(&renumbered, "NetParameter"), typed) {

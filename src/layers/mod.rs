@@ -10,9 +10,34 @@ mod registry;
 
 mod activation;
 mod conv;
+mod dropout;
+mod prelu;
+mod swish;
 mod input;
 mod inner_product;
 mod euclidean_loss;
+mod pooling;
+mod upsample;
+
+mod batch_reindex;
+mod concat;
+mod crop;
+mod eltwise;
+mod embed;
+mod parameter;
+mod reduction;
+mod reshape;
+mod split;
+mod tile;
+#[cfg(test)]
+mod tensor_testing;
+mod loss;
+mod accuracy;
+mod argmax;
+mod infogain;
+mod sigmoid_xent;
+mod softmax;
+mod softmax_loss;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};

@@ -10,7 +10,7 @@ mod run;
 pub mod split;
 mod weights;
 
-pub use weights::WeightsReport;
+pub use weights::{legacy_shape_equals, WeightsReport};
 
 use crate::backend::Backend;
 use crate::blob::Blob;
@@ -100,6 +100,12 @@ impl<B: Backend> Net<B> {
     /// Every blob, in the order they were created.
     pub fn blobs(&self) -> &[Blob<B>] {
         &self.blobs
+    }
+    /// Every blob, writable. For tests and tools that set values by index; the net's wiring
+    /// does not change.
+    #[doc(hidden)]
+    pub fn blobs_mut_for_tests(&mut self) -> &mut [Blob<B>] {
+        &mut self.blobs
     }
     /// The name of blob `i`.
     pub fn blob_name(&self, i: usize) -> &str {

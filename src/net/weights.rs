@@ -54,3 +54,104 @@ pub struct WeightsReport {
     /// Layers of the files that the net does not have (ignored, as in Caffe).
     pub ignored: Vec<(String, String)>,
 }
+
+impl<B: crate::backend::Backend> super::Net<B> {
+    /// Copies trained weights into the layers of the same name, as Caffe's
+    /// `CopyTrainedLayersFrom`: layers absent from the file keep their values, layers of the
+    /// file absent from the net are ignored, and a blob count or shape that differs is an
+    /// error naming the layer, the blob index and both shapes (legacy 4-d shapes compared as
+    /// Caffe compares them). `file` names the source in messages.
+    pub fn copy_trained_layers(&mut self, weights: &crate::io::WeightsFile, file: &str) -> Result<WeightsReport> {
+        let mut report = WeightsReport::default();
+        for source in &weights.layers {
+            let Some(li) = self.layer_index(&source.name) else {
+                report.ignored.push((source.name.clone(), file.to_string()));
+                continue;
+            };
+            let entry = &self.layers[li];
+            if entry.params.len() != source.blobs.len() {
+                return Err(Error::Weights {
+                    file: file.to_string(),
+                    msg: format!(
+                        "layer `{}` has {} learnable blobs in the net but {} in the file",
+                        source.name,
+                        entry.params.len(),
+                        source.blobs.len()
+                    ),
+                });
+            }
+            for (j, (blob, &pid)) in source.blobs.iter().zip(&entry.params).enumerate() {
+                let target = self.params[pid].shape().to_vec();
+                let matches = if blob.legacy_4d { legacy_shape_equals(&blob.shape, &target) } else { blob.shape == target };
+                if !matches {
+                    return Err(Error::Weights {
+                        file: file.to_string(),
+                        msg: format!(
+                            "cannot copy blob {j} of layer `{}`: shape mismatch; the file has {}, the net expects {}",
+                            source.name,
+                            crate::blob::shape_string(&blob.shape),
+                            crate::blob::shape_string(&target)
+                        ),
+                    });
+                }
+                if blob.data.len() != self.params[pid].count() {
+                    return Err(Error::Weights {
+                        file: file.to_string(),
+                        msg: format!("blob {j} of layer `{}` holds {} values for shape {:?}", source.name, blob.data.len(), target),
+                    });
+                }
+                let be = self.be.clone();
+                self.params[pid].set_data(&be, &blob.data)?;
+            }
+            report.copied.push((source.name.clone(), file.to_string()));
+        }
+        Ok(report)
+    }
+
+    /// Loads each of `paths` in order with [`Net::copy_trained_layers`] (later files win).
+    pub fn load_weights_files(&mut self, paths: &[std::path::PathBuf]) -> Result<WeightsReport> {
+        let mut report = WeightsReport::default();
+        for path in paths {
+            let weights = crate::io::read_weights(path)?;
+            let r = self.copy_trained_layers(&weights, &path.display().to_string())?;
+            report.copied.extend(r.copied);
+            report.ignored.extend(r.ignored);
+        }
+        Ok(report)
+    }
+
+    /// The learnable blobs of every layer on the host, in layer order, as Caffe writes them
+    /// into a caffemodel (shared blobs under each layer that uses them).
+    pub fn layer_blobs_host(&self, with_diff: bool) -> Result<Vec<Vec<crate::io::BlobData>>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                l.params
+                    .iter()
+                    .map(|&p| {
+                        let b = &self.params[p];
+                        let mut d = crate::io::BlobData::new(b.shape().to_vec(), b.data_to_vec(&self.be)?);
+                        if with_diff && b.has_diff() {
+                            d.diff = b.diff_to_vec(&self.be)?;
+                        }
+                        Ok(d)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Writes the net's layers and learnable blobs as a caffemodel (atomically), as Caffe's
+    /// `Net::ToProto` + `WriteProtoToBinaryFile` do; `with_diff` adds the gradients.
+    pub fn save_caffemodel(&self, path: &std::path::Path, with_diff: bool) -> Result<()> {
+        let blobs = self.layer_blobs_host(with_diff)?;
+        let refs: Vec<Vec<crate::io::BlobRef<'_>>> =
+            blobs.iter().map(|l| l.iter().map(crate::io::BlobRef::of).collect()).collect();
+        let param = crate::proto::NetParameter {
+            name: Some(self.name.clone()),
+            layer: self.layers.iter().map(|l| l.param.clone()).collect(),
+            ..Default::default()
+        };
+        crate::io::write_caffemodel(path, &param, &refs, with_diff)
+    }
+}

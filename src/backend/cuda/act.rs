@@ -3,7 +3,7 @@
 use super::launch::{Family, Kernel, Launch};
 use super::{same_len, Cuda, CudaBuf};
 use crate::backend::{Activation, Activations, Io};
-use crate::Result;
+use crate::{Error, Result};
 
 const RELU_FORWARD: Kernel = Kernel::new(Family::Activations, "crema_relu_forward");
 const RELU_BACKWARD: Kernel = Kernel::new(Family::Activations, "crema_relu_backward");
@@ -20,6 +20,11 @@ fn io_bufs<'a>(io: &'a mut Io<'_, CudaBuf>) -> (&'a CudaBuf, &'a CudaBuf) {
     }
 }
 
+fn not_yet(what: &str) -> Error {
+    Error::Internal(format!("{what} is not implemented on the CUDA backend yet"))
+}
+
+#[allow(clippy::too_many_arguments)]
 impl Activations for Cuda {
     fn activation_forward(&self, f: Activation, mut io: Io<'_, CudaBuf>) -> Result<()> {
         let (x, y) = io_bufs(&mut io);
@@ -33,6 +38,7 @@ impl Activations for Cuda {
                 .buf("x", x)
                 .buf("y", y)
                 .run(),
+            _ => Err(not_yet(&format!("{f:?}"))),
         }
     }
 
@@ -50,6 +56,35 @@ impl Activations for Cuda {
                 .buf("dy", dy)
                 .buf("dx", dx)
                 .run(),
+            _ => Err(not_yet(&format!("{f:?}"))),
         }
+    }
+
+    fn swish_forward(&self, _beta: f32, _io: Io<'_, CudaBuf>, _sig: &mut CudaBuf) -> Result<()> {
+        Err(not_yet("swish_forward"))
+    }
+
+    fn swish_backward(&self, _beta: f32, _y: &CudaBuf, _sig: &CudaBuf, _diff: Io<'_, CudaBuf>) -> Result<()> {
+        Err(not_yet("swish_backward"))
+    }
+
+    fn prelu_forward(&self, _channels: usize, _dim: usize, _shared: bool, _slope: &CudaBuf, _io: Io<'_, CudaBuf>) -> Result<()> {
+        Err(not_yet("prelu_forward"))
+    }
+
+    fn prelu_backward_slope(&self, _channels: usize, _dim: usize, _shared: bool, _x: &CudaBuf, _dy: &CudaBuf, _dslope: &mut CudaBuf) -> Result<()> {
+        Err(not_yet("prelu_backward_slope"))
+    }
+
+    fn prelu_backward_data(&self, _channels: usize, _dim: usize, _shared: bool, _slope: &CudaBuf, _x: &CudaBuf, _diff: Io<'_, CudaBuf>) -> Result<()> {
+        Err(not_yet("prelu_backward_data"))
+    }
+
+    fn dropout_forward(&self, _key: u64, _threshold: u32, _scale: f32, _io: Io<'_, CudaBuf>, _mask: &mut CudaBuf) -> Result<()> {
+        Err(not_yet("dropout_forward"))
+    }
+
+    fn dropout_backward(&self, _scale: f32, _mask: &CudaBuf, _diff: Io<'_, CudaBuf>) -> Result<()> {
+        Err(not_yet("dropout_backward"))
     }
 }

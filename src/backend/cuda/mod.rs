@@ -29,6 +29,7 @@ mod pool;
 pub mod probe;
 mod query;
 mod solver;
+mod tensor;
 
 pub use launch::{kernel_sources, Family};
 pub use query::{device_query, DeviceInfo};

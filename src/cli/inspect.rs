@@ -1,0 +1,117 @@
+//! `crema inspect`: a net layer by layer — wiring, top shapes, learnable blobs, FLOPs and
+//! memory — and, given weights, which of their blobs match the net.
+
+use super::{parse_phase, split_list};
+use crema::backend::cpu::Cpu;
+use crema::blob::shape_string;
+use crema::net::Net;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    net: super::common::NetOpts,
+    /// Phase to build the net in.
+    #[arg(long, default_value = "TEST")]
+    phase: String,
+}
+
+pub fn run(mut a: Args) -> anyhow::Result<()> {
+    let phase = parse_phase(&a.phase)?;
+    // Weights are compared, not loaded: a mismatch is reported rather than refused.
+    let weights = a.net.weights.take();
+    let net = a.net.build_cpu(phase, |_| {})?;
+    print_layers(&net);
+    if let Some(w) = &weights {
+        for file in split_list(w) {
+            print_weights_match(&net, &PathBuf::from(file))?;
+        }
+    }
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn print_layers(net: &Net<Cpu>) {
+    println!("net `{}` ({:?}): {} layers", net.name(), net.phase(), net.layers().len());
+    println!("{:<28} {:<18} {:<44} {:<24} {:>12} {:>10}", "layer", "type", "bottoms -> tops", "top shapes", "params", "GFLOP");
+    let (mut total_params, mut total_flops) = (0usize, 0u64);
+    for (i, l) in net.layers().iter().enumerate() {
+        let wiring = format!(
+            "{} -> {}",
+            l.bottoms.iter().map(|&b| net.blob_name(b)).collect::<Vec<_>>().join(", "),
+            l.tops.iter().map(|&t| net.blob_name(t)).collect::<Vec<_>>().join(", ")
+        );
+        let tops: Vec<String> = l.tops.iter().map(|&t| format!("{:?}", net.blobs()[t].shape())).collect();
+        let params = net.layer_params(i);
+        let count: usize = params.iter().map(|p| p.count()).sum();
+        let bshapes: Vec<&[usize]> = l.bottoms.iter().map(|&b| net.blobs()[b].shape()).collect();
+        let tshapes: Vec<&[usize]> = l.tops.iter().map(|&t| net.blobs()[t].shape()).collect();
+        let flops = l.layer.flops(&bshapes, &tshapes);
+        total_params += count;
+        total_flops += flops;
+        println!(
+            "{:<28} {:<18} {:<44} {:<24} {:>12} {:>10.3}",
+            l.name(),
+            l.type_name(),
+            wiring,
+            tops.join(" "),
+            count,
+            flops as f64 / 1e9
+        );
+        for p in params {
+            println!("{:<28}   param {}", "", shape_string(p.shape()));
+        }
+    }
+    let act: usize = net.blobs().iter().map(|b| b.count() * if b.has_diff() { 2 } else { 1 }).sum();
+    let par: usize = net.params().iter().map(|b| b.count() * if b.has_diff() { 2 } else { 1 }).sum();
+    println!();
+    println!("learnable parameters: {total_params} ({} unique)", net.params().iter().map(|p| p.count()).sum::<usize>());
+    println!("forward compute:      {:.3} GFLOP", total_flops as f64 / 1e9);
+    println!("activation memory:    {} (data{})", human(act as u64 * 4), if net.blobs().iter().any(|b| b.has_diff()) { " + diff" } else { "" });
+    println!("parameter memory:     {}", human(par as u64 * 4));
+    println!("net outputs:          {}", net.outputs().iter().map(|&o| net.blob_name(o)).collect::<Vec<_>>().join(", "));
+}
+
+fn print_weights_match(net: &Net<Cpu>, file: &PathBuf) -> anyhow::Result<()> {
+    let w = crema::io::read_weights(file)?;
+    println!();
+    println!("weights {} ({} layers in the file):", file.display(), w.layers.len());
+    for layer in &w.layers {
+        if layer.blobs.is_empty() {
+            continue;
+        }
+        let Some(li) = net.layer_index(&layer.name) else {
+            println!("  {:<28} no layer of this name in the net: ignored", layer.name);
+            continue;
+        };
+        let params = net.layer_params(li);
+        if params.len() != layer.blobs.len() {
+            println!("  {:<28} MISMATCH: {} blobs in the file, {} in the net", layer.name, layer.blobs.len(), params.len());
+            continue;
+        }
+        for (j, (b, p)) in layer.blobs.iter().zip(&params).enumerate() {
+            let ok = if b.legacy_4d { crema::net::legacy_shape_equals(&b.shape, p.shape()) } else { b.shape == p.shape() };
+            if ok {
+                println!("  {:<28} blob {j}: matched {}", layer.name, shape_string(p.shape()));
+            } else {
+                println!("  {:<28} blob {j}: MISMATCH file {} vs net {}", layer.name, shape_string(&b.shape), shape_string(p.shape()));
+            }
+        }
+    }
+    for (li, l) in net.layers().iter().enumerate() {
+        if !net.layer_params(li).is_empty() && w.layer(l.name()).is_none() {
+            println!("  {:<28} not in the file: keeps its filler values", l.name());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Argument parsing and the subcommands, each a thin function over the library. Errors from
+//! the library are printed as they are (they name the file, layer or blob) and map to exit
+//! codes: 1 for a failure, 2 for a bad command line (clap's convention).
+
+mod args;
+mod common;
+mod forward;
+mod inspect;
+mod time;
+mod upgrade;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// crema: runs Caffe models (prototxt, caffemodel, solver files) on the CPU and on NVIDIA GPUs.
+#[derive(Parser)]
+#[command(name = "crema", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upgrade a net or solver file to the current format (Caffe's upgrade_net_proto_text,
+    /// upgrade_net_proto_binary and upgrade_solver_proto_text in one).
+    Upgrade(upgrade::Args),
+    /// Show a net layer by layer: shapes, parameters, FLOPs, memory, and how weights match.
+    Inspect(inspect::Args),
+    /// Run a net on .npy inputs and dump every blob (and gradient) as .npy.
+    Forward(forward::Args),
+    /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
+    Time(time::Args),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(args::normalize(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Upgrade(a) => upgrade::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Time(a) => time::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crema: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Parses a phase name as Caffe's flags give it.
+pub(crate) fn parse_phase(s: &str) -> anyhow::Result<crema::proto::Phase> {
+    match s.to_ascii_uppercase().as_str() {
+        "TRAIN" => Ok(crema::proto::Phase::Train),
+        "TEST" => Ok(crema::proto::Phase::Test),
+        _ => anyhow::bail!("unknown phase `{s}` (TRAIN or TEST)"),
+    }
+}
+
+/// Splits Caffe's comma-separated lists (`--weights a,b`, `--stage x,y`).
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
+}

@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests: where the conformance cases are, how numbers are
+//! compared, and how a case's net is built.
+#![allow(dead_code)]
+
+pub mod gradcheck;
+
+use crema::backend::cpu::Cpu;
+use crema::net::Net;
+use crema::proto::{NetParameter, NetState, Phase};
+use std::path::{Path, PathBuf};
+
+/// `../shared/conformance` beside the crate, or `$CREMA_CONFORMANCE`. Panics (failing the
+/// test) when it is missing: a missing folder must not pass as "nothing to check".
+pub fn conformance_dir() -> PathBuf {
+    let dir = std::env::var_os("CREMA_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
+    assert!(dir.is_dir(), "conformance cases not found at {} (set CREMA_CONFORMANCE)", dir.display());
+    dir
+}
+
+/// Case folders under `conformance/<group>`, sorted.
+pub fn case_names(group: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(conformance_dir().join(group))
+        .expect("read conformance group")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A case's tolerance.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub abs: f64,
+    pub rel: f64,
+}
+
+impl Tolerance {
+    pub fn from_json(v: &serde_json::Value) -> Self {
+        Tolerance { abs: v["abs"].as_f64().expect("tolerance.abs"), rel: v["rel"].as_f64().expect("tolerance.rel") }
+    }
+}
+
+/// Compares `got` with `want` element-wise (`|a - e| <= abs + rel |e|`); returns a description
+/// of the first mismatches, or None.
+pub fn compare(what: &str, got: &[f32], got_shape: &[usize], want: &crema::io::NpyArray, tol: Tolerance) -> Option<String> {
+    let want_count: usize = want.shape.iter().product();
+    let got_count: usize = got_shape.iter().product();
+    if want_count != got_count || (want.shape != got_shape && !(want.shape.is_empty() && got_count == 1)) {
+        return Some(format!("{what}: shape {:?}, expected {:?}", got_shape, want.shape));
+    }
+    let mut bad = Vec::new();
+    let mut worst = 0.0f64;
+    for (i, (&a, &e)) in got.iter().zip(&want.data).enumerate() {
+        let err = (a as f64 - e as f64).abs();
+        let allowed = tol.abs + tol.rel * (e as f64).abs();
+        if !(err <= allowed) {
+            worst = worst.max(err);
+            if bad.len() < 5 {
+                bad.push(format!("[{i}] {a} vs {e}"));
+            }
+        }
+    }
+    if bad.is_empty() {
+        None
+    } else {
+        Some(format!("{what}: {} of {} values differ (worst {worst:e}): {}", bad.len(), got.len(), bad.join(", ")))
+    }
+}
+
+/// Reads a `.npy` from a case folder.
+pub fn npy(dir: &Path, file: &str) -> crema::io::NpyArray {
+    crema::io::read_npy(dir.join(file)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parses `net.prototxt` of a case folder and builds it in `phase` on the CPU.
+pub fn build_net(path: &Path, phase: Phase) -> Net<Cpu> {
+    let mut param: NetParameter = crema::prototxt::read_file(path).unwrap_or_else(|e| panic!("{e}"));
+    param.state = Some(NetState { phase: Some(phase as i32), ..param.state.unwrap_or_default() });
+    Net::new(Cpu::new(), &param, 1).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Sets an input blob from host values, reshaping it.
+pub fn set_input(net: &mut Net<Cpu>, name: &str, arr: &crema::io::NpyArray) {
+    let be = net.backend().clone();
+    let blob = net.blob_mut(name).unwrap_or_else(|| panic!("no blob `{name}`"));
+    blob.reshape(&be, &arr.shape).unwrap();
+    blob.set_data(&be, &arr.data).unwrap();
+}
