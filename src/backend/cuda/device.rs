@@ -21,6 +21,31 @@ pub(crate) static EXCLUSIVE: RwLock<()> = RwLock::new(());
 /// Blocks of every reduction's first pass: fixed, so that sums do not depend on the GPU.
 pub const REDUCE_BLOCKS: usize = 512;
 
+/// Regions of the scratch buffer ([`Device::scratch`]), in 8-byte words from its start.
+pub(crate) mod scratch {
+    use super::REDUCE_BLOCKS;
+    /// The first pass's partial sums: `REDUCE_BLOCKS` doubles.
+    pub const PARTIAL: usize = 0;
+    /// A reduction's result: one double.
+    pub const OUT: usize = REDUCE_BLOCKS;
+    /// A flag (`all_finite`).
+    pub const FLAG: usize = REDUCE_BLOCKS + 1;
+    /// The first pass's partial counts: `REDUCE_BLOCKS` doubles (exact below 2^53).
+    pub const COUNTS: usize = REDUCE_BLOCKS + 2;
+    /// A first-bad-index word (an atomic minimum, `u64::MAX` when none) and a second flag.
+    pub const BAD: usize = 2 * REDUCE_BLOCKS + 2;
+    /// A loss result read back in one copy: loss (double), valid count, first bad position,
+    /// the label value there (f32 bits).
+    pub const RESULT: usize = 2 * REDUCE_BLOCKS + 4;
+    /// Words in all.
+    pub const WORDS: usize = 2 * REDUCE_BLOCKS + 8;
+
+    /// The device address of word `word` of the scratch buffer at `base`.
+    pub fn at(base: u64, word: usize) -> u64 {
+        base + 8 * word as u64
+    }
+}
+
 /// Device memory the backend owns outside user buffers (scratch, workspace).
 pub(crate) struct DevMem {
     /// Device address (0 when empty).
@@ -70,7 +95,7 @@ pub(crate) struct Device {
     pub dnn: Mutex<Dnn>,
     pub workspace: Mutex<Workspace>,
     pub blas: Mutex<Blas>,
-    /// Reduction partials (REDUCE_BLOCKS doubles), the result and a flag: used under its lock.
+    /// Reduction partials, results and flags laid out as [`scratch`] says: used under its lock.
     pub scratch: Mutex<DevMem>,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
@@ -126,7 +151,7 @@ impl Device {
             stream,
             ctx,
         });
-        let scratch = dev.alloc_raw((REDUCE_BLOCKS + 2) * 8)?;
+        let scratch = dev.alloc_raw(scratch::WORDS * 8)?;
         *dev.scratch.lock().unwrap_or_else(|p| p.into_inner()) = scratch;
         Ok(dev)
     }
@@ -203,6 +228,31 @@ impl Device {
             if self.ctx.has_async_alloc() { drv::free_async(mem.ptr, self.cu_stream()) } else { drv::free_sync(mem.ptr) }
         };
         self.now.fetch_sub(mem.bytes, Ordering::Relaxed);
+    }
+
+    /// Sets `bytes` bytes from device address `ptr` to `value`, in stream order.
+    pub fn memset(&self, ptr: u64, value: u8, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: callers pass a range inside memory this device allocated (a buffer, the
+        // scratch buffer under its lock, or the workspace under its lock).
+        unsafe { drv::memset_d8_async(ptr, value, bytes, self.cu_stream()) }
+            .map_err(|e| self.driver_error(&format!("setting {bytes} bytes"), e))
+    }
+
+    /// Copies `out.len()` plain values from device address `ptr` to the host and waits for
+    /// the stream: the one place where a primitive reads a result (a loss sum, an error flag).
+    pub fn read_back<T: Copy>(&self, ptr: u64, out: &mut [T], what: &str) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: callers pass a device range of at least `size_of_val(out)` bytes (held under
+        // its lock); the stream is waited for before `out` is read.
+        unsafe { drv::memcpy_dtoh_async(out, ptr, self.cu_stream()) }.map_err(|e| self.driver_error(what, e))?;
+        self.sync()
     }
 
     /// Bytes allocated now and at most so far.

@@ -2,7 +2,7 @@
 //! cuBLAS. Reductions are crema's own (double accumulation, fixed grid, two passes) rather than
 //! cuBLAS's: deterministic, and within rounding of the CPU backend's f64 sums.
 
-use super::device::{Device, REDUCE_BLOCKS};
+use super::device::{scratch, Device, REDUCE_BLOCKS};
 use super::launch::{Family, Kernel, KernelStruct, Launch};
 use super::{range_check, same_len, Cuda, CudaBuf};
 use crate::backend::{Gemm, Math, StridedCopy};
@@ -131,7 +131,7 @@ impl Cuda {
         }
         let dev = self.dev();
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let (partial, out) = (scratch.ptr, scratch.ptr + 8 * REDUCE_BLOCKS as u64);
+        let (partial, out) = (scratch::at(scratch.ptr, scratch::PARTIAL), scratch::at(scratch.ptr, scratch::OUT));
         let threads = super::launch::BLOCK;
         Launch::new(dev, REDUCE_PARTIAL)
             .dims((REDUCE_BLOCKS as u32, 1, 1), (threads, 1, 1))
@@ -256,7 +256,7 @@ impl Math for Cuda {
         }
         let dev = self.dev();
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let flag = scratch.ptr + 8 * (REDUCE_BLOCKS as u64 + 1);
+        let flag = scratch::at(scratch.ptr, scratch::FLAG);
         dev.bind()?;
         // SAFETY: `flag` is the last 8 bytes of the scratch buffer, held under its lock.
         unsafe { drv::memset_d8_async(flag, 0, 4, dev.cu_stream()) }.map_err(|e| dev.driver_error("clearing a flag", e))?;

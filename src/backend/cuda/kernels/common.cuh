@@ -1,5 +1,6 @@
 // Prepended to every family's source before NVRTC compiles it (NVRTC has no include path):
-// the index types, the grid-stride loop and a deterministic block reduction.
+// the index types, the grid-stride loop, deterministic block reductions and the C++ helpers
+// the CPU backend's formulas are written with.
 
 typedef unsigned long long u64;
 typedef long long i64;
@@ -7,14 +8,22 @@ typedef long long i64;
 // Threads per block of every reduction kernel; the launch code uses the same number.
 #define CREMA_REDUCE_THREADS 256
 
+// FLT_MAX and FLT_MIN (NVRTC has no <cfloat>).
+#define CREMA_FLT_MAX 3.40282347e+38f
+#define CREMA_FLT_MIN 1.17549435e-38f
+
+// No first bad index found (the initial value of an atomic-minimum word).
+#define CREMA_NONE 0xffffffffffffffffull
+
 // for (i = global thread index; i < n; i += total threads): every element once, whatever grid
 // the launcher chose.
 #define GRID_STRIDE(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n); i += (u64)blockDim.x * gridDim.x)
 
 // Sum of `v` over the block (blockDim.x == CREMA_REDUCE_THREADS), in a fixed tree order, so the
-// result depends only on the values, not on timing. Every thread gets the sum. Call at most
-// once per kernel, from every thread of the block.
+// result depends only on the values, not on timing. Every thread gets the sum. Call from every
+// thread of the block; it ends with a barrier, so it may be called again (in a loop, or for a
+// second quantity).
 __device__ __forceinline__ double block_sum(double v) {
     __shared__ double s[CREMA_REDUCE_THREADS];
     s[threadIdx.x] = v;
@@ -23,5 +32,33 @@ __device__ __forceinline__ double block_sum(double v) {
         if (threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
         __syncthreads();
     }
-    return s[0];
+    double r = s[0];
+    __syncthreads();
+    return r;
+}
+
+// C++'s std::min and std::max, as the CPU backend writes them (`cmin`/`cmax`): a NaN first
+// argument is kept, unlike fminf/fmaxf.
+__device__ __forceinline__ float cmin(float a, float b) { return b < a ? b : a; }
+__device__ __forceinline__ float cmax(float a, float b) { return a < b ? b : a; }
+
+// C++'s bool-to-float conversion.
+__device__ __forceinline__ float b2f(bool b) { return b ? 1.0f : 0.0f; }
+
+// Single-precision exp, log, tanh and pow evaluated in double and rounded once: within half an
+// ulp of the exact value (save double-rounding ties), so they agree with the CPU's libm (whose
+// expf/logf/powf are within 0.82 ulp) far more often than CUDA's own single-precision ones.
+__device__ __forceinline__ float exp_f(float x) { return (float)exp((double)x); }
+__device__ __forceinline__ float log_f(float x) { return (float)log((double)x); }
+__device__ __forceinline__ float tanh_f(float x) { return (float)tanh((double)x); }
+__device__ __forceinline__ float pow_f(float x, float y) { return (float)pow((double)x, (double)y); }
+
+// Caffe's sigmoid, 0.5 * tanh(0.5 * x) + 0.5 evaluated in double (the CPU's `sigmoid`).
+__device__ __forceinline__ float sigmoid_d(float x) { return (float)(0.5 * tanh(0.5 * (double)x) + 0.5); }
+
+// A mask entry as an index into a plane of `limit` elements, truncated toward zero as Caffe's
+// static_cast<int> (the CPU's `mask_index`); -1 when it is NaN or outside 0..limit.
+__device__ __forceinline__ i64 mask_index(float m, u64 limit) {
+    float t = truncf(m);
+    return (t >= 0.0f && (double)t < (double)limit) ? (i64)t : -1;
 }
