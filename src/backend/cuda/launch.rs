@@ -335,7 +335,13 @@ mod tests {
 
     #[test]
     fn every_declared_kernel_is_defined_in_its_family_source() {
-        let all = [super::super::math::KERNELS, super::super::act::KERNELS, super::super::conv::KERNELS, super::super::conv_gemm::KERNELS];
+        let all = [
+            super::super::math::KERNELS,
+            super::super::act::KERNELS,
+            super::super::conv::KERNELS,
+            super::super::conv_gemm::KERNELS,
+            super::super::pool::KERNELS,
+        ];
         for k in all.iter().flat_map(|l| l.iter()) {
             let signature = format!("extern \"C\" __global__ void {}(", k.name);
             assert!(k.family.body().contains(&signature), "{} is not defined in kernels/{}.cu", k.name, k.family.file());
