@@ -341,6 +341,7 @@ mod tests {
             super::super::conv::KERNELS,
             super::super::conv_gemm::KERNELS,
             super::super::pool::KERNELS,
+            super::super::loss::KERNELS,
         ];
         for k in all.iter().flat_map(|l| l.iter()) {
             let signature = format!("extern \"C\" __global__ void {}(", k.name);
