@@ -34,11 +34,13 @@ pub enum Family {
     Losses,
     /// `kernels/solver.cu`.
     Solver,
+    /// `kernels/tensor.cu`.
+    Tensor,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Math,
         Family::Activations,
         Family::Convolution,
@@ -46,6 +48,7 @@ impl Family {
         Family::Normalization,
         Family::Losses,
         Family::Solver,
+        Family::Tensor,
     ];
 
     /// The file name without `.cu`.
@@ -58,6 +61,7 @@ impl Family {
             Family::Normalization => "norm",
             Family::Losses => "loss",
             Family::Solver => "solver",
+            Family::Tensor => "tensor",
         }
     }
 
@@ -70,6 +74,7 @@ impl Family {
             Family::Normalization => include_str!("kernels/norm.cu"),
             Family::Losses => include_str!("kernels/loss.cu"),
             Family::Solver => include_str!("kernels/solver.cu"),
+            Family::Tensor => include_str!("kernels/tensor.cu"),
         }
     }
 
@@ -342,6 +347,7 @@ mod tests {
             super::super::conv_gemm::KERNELS,
             super::super::pool::KERNELS,
             super::super::loss::KERNELS,
+            super::super::tensor::KERNELS,
         ];
         for k in all.iter().flat_map(|l| l.iter()) {
             let signature = format!("extern \"C\" __global__ void {}(", k.name);
