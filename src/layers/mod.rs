@@ -10,6 +10,8 @@ mod registry;
 
 mod activation;
 mod conv;
+mod dense_image_data;
+mod image_data;
 mod input;
 mod inner_product;
 mod euclidean_loss;
@@ -20,6 +22,7 @@ pub use registry::{create_layer, layer_types};
 use crate::backend::Backend;
 use crate::proto::{FillerParameter, Phase};
 use crate::{Error, Result};
+use std::path::PathBuf;
 
 /// How many bottoms or tops a layer takes: `min..=max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,13 +72,24 @@ pub struct ParamDef {
 }
 
 /// What a layer knows when it is built.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerContext {
     /// The phase the net runs in.
     pub phase: Phase,
     /// Seed for layers that draw random numbers as they run (Dropout, DummyData, data
     /// shuffling), mixed with the layer's position so that each layer has its own stream.
     pub seed: u64,
+    /// The directory of the model file the net came from, when it came from a file: data
+    /// layers look there for `source`, `root_folder` and mean files that are not found
+    /// relative to the working directory.
+    pub model_dir: Option<PathBuf>,
+}
+
+impl LayerContext {
+    /// A context for `phase` and `seed`, with no model directory.
+    pub fn new(phase: Phase, seed: u64) -> Self {
+        LayerContext { phase, seed, model_dir: None }
+    }
 }
 
 /// One layer. The net checks bottom/top counts ([`Layer::bottoms`], [`Layer::tops`]), in-place
@@ -124,6 +138,17 @@ pub trait Layer<B: Backend>: Send {
     /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         0
+    }
+    /// Positions a data layer so that its next forward pass produces the batch of forward
+    /// pass number `pass` (0-based) of an uninterrupted run: a solver resuming at iteration
+    /// `iter` calls it with `iter * iter_size` on its training net. Layers without a data
+    /// order ignore it.
+    fn set_iteration(&mut self, _pass: u64) {}
+    /// Tells a data layer that its top `top` feeds a layer taking class labels in
+    /// `0..classes`, or `ignore_label`; it then refuses other values with an error naming the
+    /// file. Called by the net after building, once per such reader; others ignore it.
+    fn set_label_range(&mut self, _top: usize, _classes: usize, _ignore_label: Option<i32>) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -12,8 +12,10 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![
         ("Convolution", super::conv::create_convolution),
         ("Deconvolution", super::conv::create_deconvolution),
+        ("DenseImageData", super::dense_image_data::create),
         ("DummyData", super::input::create_dummy_data),
         ("EuclideanLoss", super::euclidean_loss::create),
+        ("ImageData", super::image_data::create),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
         ("ReLU", super::activation::create_relu),
