@@ -4,6 +4,7 @@
 
 mod args;
 mod common;
+mod dataset;
 mod forward;
 mod inspect;
 mod time;
@@ -31,6 +32,9 @@ enum Command {
     Forward(forward::Args),
     /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
     Time(time::Args),
+    /// Prepare a segmentation dataset (images + masks) for DenseImageData: resized PNGs,
+    /// 0/1 labels, train.txt/test.txt and median-frequency class weights.
+    Dataset(dataset::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -47,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Dataset(a) => dataset::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
