@@ -66,7 +66,7 @@ impl Prefetcher {
     }
 
     /// The next batch, waiting for it if need be.
-    pub fn next(&mut self) -> Result<Batch> {
+    pub fn recv(&mut self) -> Result<Batch> {
         let rx = self.rx.as_ref().ok_or_else(|| Error::Internal("prefetcher already stopped".into()))?;
         rx.recv().map_err(|_| Error::Internal("the data loading thread stopped unexpectedly".into()))?
     }
@@ -169,7 +169,7 @@ impl<L: BatchLoader> Feed<L> {
             let loader: Arc<dyn BatchLoader> = self.loader.clone();
             self.running = Some(Prefetcher::start(loader, self.next_pass, pool)?);
         }
-        let result = self.running.as_mut().map(|p| p.next()).unwrap_or_else(|| Err(Error::Internal("no prefetcher".into())));
+        let result = self.running.as_mut().map(|p| p.recv()).unwrap_or_else(|| Err(Error::Internal("no prefetcher".into())));
         if result.is_err() {
             // The thread has stopped after an error: the next request starts it again here.
             self.running = None;

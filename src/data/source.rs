@@ -66,7 +66,7 @@ pub fn read_labeled(path: &Path) -> Result<Vec<Labeled>> {
             continue;
         }
         let bad = |msg: String| Error::Decode { file: path.display().to_string(), msg: format!("line {}: {msg}", i + 1) };
-        let Some((image, label)) = line.rsplit_once(|c: char| c == ' ' || c == '\t') else {
+        let Some((image, label)) = line.rsplit_once([' ', '\t']) else {
             return Err(bad(format!("expected `image label`, found 1 field: `{line}`")));
         };
         let label = label.parse::<i32>().map_err(|_| bad(format!("the label `{label}` is not an integer")))?;

@@ -117,14 +117,12 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
     let batch = batch_size(p.batch_size(), "dense_image_data_param.batch_size")?;
     let new_size = both(p.new_height(), p.new_width(), "dense_image_data_param.new_height and new_width")?;
     let crop = both(p.crop_height(), p.crop_width(), "dense_image_data_param.crop_height and crop_width")?;
-    if let Some(t) = &lp.transform_param {
-        if t.mirror() || t.crop_size() > 0 {
-            return Err(Error::Config(
-                "DenseImageData takes no transform_param.mirror or crop_size (they would transform image and label \
-                 differently; the SegNet fork aborts on them): use dense_image_data_param's mirror, crop_height and crop_width"
-                    .into(),
-            ));
-        }
+    if lp.transform_param.as_ref().is_some_and(|t| t.mirror() || t.crop_size() > 0) {
+        return Err(Error::Config(
+            "DenseImageData takes no transform_param.mirror or crop_size (they would transform image and label \
+             differently; the SegNet fork aborts on them): use dense_image_data_param's mirror, crop_height and crop_width"
+                .into(),
+        ));
     }
     let mut transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
     if let Some(m) = &p.mean_file {

@@ -18,7 +18,7 @@ fn label_reader(lp: &LayerParameter) -> Option<(i32, Option<i32>)> {
             lp.loss_param.as_ref().and_then(|p| p.ignore_label),
         )),
         "Accuracy" => {
-            let p = lp.accuracy_param.clone().unwrap_or_default();
+            let p = lp.accuracy_param.unwrap_or_default();
             Some((p.axis(), p.ignore_label))
         }
         _ => None,
