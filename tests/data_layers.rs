@@ -175,6 +175,32 @@ fn mean_and_scale_touch_the_image_only() {
 }
 
 #[test]
+fn mean_files_subtract_per_pixel_and_resolve_from_the_model_dir() {
+    let d = tempfile::tempdir().unwrap();
+    gray_png(&d.path().join("i.png"), 2, 1, |x, _| [30, 50][x as usize]);
+    gray_png(&d.path().join("l.png"), 2, 1, |_, _| 0);
+    write(&d.path().join("list.txt"), "i.png l.png\n");
+    let mean = crema::io::BlobData::new(vec![1, 1, 1, 2], vec![5.0, 20.0]);
+    crema::io::write_binaryproto(d.path().join("mean.binaryproto"), &mean).unwrap();
+    for (params, extra) in [
+        ("batch_size: 1 is_color: false mean_file: \"mean.binaryproto\"", ""),
+        ("batch_size: 1 is_color: false", "transform_param { mean_file: \"mean.binaryproto\" scale: 2 }"),
+    ] {
+        let mut net = build(&dense(d.path(), params, extra), Phase::Train, 0, Some(d.path())).unwrap();
+        net.forward().unwrap();
+        let scale = if extra.is_empty() { 1.0 } else { 2.0 };
+        assert_eq!(blob(&net, "data").1, [25.0 * scale, 30.0 * scale]);
+    }
+    let text = dense(d.path(), "batch_size: 1 mean_file: \"mean.binaryproto\"", "transform_param { mean_value: 1 }");
+    let e = build(&text, Phase::Train, 0, Some(d.path())).err().unwrap().to_string();
+    assert!(e.contains("both dense_image_data_param.mean_file and a transform_param mean"), "{e}");
+    // A mean of another size than the image is an error naming both.
+    let text = dense(d.path(), "batch_size: 1 is_color: false new_height: 2 new_width: 2 mean_file: \"mean.binaryproto\"", "");
+    let e = build(&text, Phase::Train, 0, Some(d.path())).err().unwrap().to_string();
+    assert!(e.contains("mean.binaryproto is 1x1x2") && e.contains("i.png is 1x2x2"), "{e}");
+}
+
+#[test]
 fn colour_is_bgr_and_is_color_false_gives_one_channel() {
     let d = tempfile::tempdir().unwrap();
     image::RgbImage::from_pixel(1, 1, image::Rgb([10, 20, 30])).save(d.path().join("i.png")).unwrap();

@@ -305,6 +305,33 @@ mod tests {
     }
 
     #[test]
+    fn every_format_decodes_by_content() {
+        let rgb = image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 30) as u8, 100]));
+        let img = image::DynamicImage::ImageRgb8(rgb.clone());
+        for (format, lossy) in [
+            (image::ImageFormat::Bmp, false),
+            (image::ImageFormat::Tiff, false),
+            (image::ImageFormat::Pnm, false),
+            (image::ImageFormat::Gif, true),
+            (image::ImageFormat::Jpeg, true),
+        ] {
+            let mut bytes = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+            // The extension is wrong on purpose: formats are told by content, as OpenCV does.
+            let (bgr, info) = decode_image(&bytes, Path::new("x.png"), ColorMode::Bgr).unwrap();
+            assert_eq!((bgr.width, bgr.height, bgr.channels, info.color), (8, 8, 3, true), "{format:?}");
+            let want: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+            let worst = bgr.data.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
+            assert!(if lossy { worst <= 40 } else { worst == 0 }, "{format:?}: off by {worst}");
+            // Gray from colour by OpenCV's formula for formats other than PNG.
+            let (gray, _) = decode_image(&bytes, Path::new("x"), ColorMode::Gray).unwrap();
+            if !lossy {
+                assert_eq!(gray.data[9], gray_opencv(30, 30, 100), "{format:?}");
+            }
+        }
+    }
+
+    #[test]
     fn mirror_and_crop() {
         let img = Image8 { width: 3, height: 2, channels: 1, data: vec![1, 2, 3, 4, 5, 6] };
         assert_eq!(img.mirrored().data, [3, 2, 1, 6, 5, 4]);
