@@ -16,4 +16,4 @@ pub use loss::Losses;
 pub use math::{Gemm, Math};
 pub use norm::Normalization;
 pub use pool::Pooling;
-pub use solver::SolverOps;
+pub use solver::{ParamUpdate, Regularization, SolverOps, UpdateRule};
