@@ -13,6 +13,16 @@ mod conv;
 mod input;
 mod inner_product;
 mod euclidean_loss;
+mod pooling;
+mod upsample;
+mod loss;
+
+mod accuracy;
+mod argmax;
+mod infogain;
+mod sigmoid_xent;
+mod softmax;
+mod softmax_loss;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};

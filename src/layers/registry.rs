@@ -10,13 +10,21 @@ type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
 
 fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![
+        ("Accuracy", super::accuracy::create),
+        ("ArgMax", super::argmax::create),
         ("Convolution", super::conv::create_convolution),
         ("Deconvolution", super::conv::create_deconvolution),
         ("DummyData", super::input::create_dummy_data),
         ("EuclideanLoss", super::euclidean_loss::create),
+        ("InfogainLoss", super::infogain::create),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
+        ("Pooling", super::pooling::create),
         ("ReLU", super::activation::create_relu),
+        ("SigmoidCrossEntropyLoss", super::sigmoid_xent::create),
+        ("Softmax", super::softmax::create),
+        ("SoftmaxWithLoss", super::softmax_loss::create),
+        ("Upsample", super::upsample::create),
     ]
 }
 

@@ -4,11 +4,13 @@
 
 mod act;
 mod conv;
+mod eval;
 pub mod gemm;
 mod loss;
 mod math;
 mod norm;
 mod pool;
+mod softmax;
 mod solver;
 
 use crate::backend::Storage;

@@ -12,7 +12,7 @@ mod solver;
 
 pub use act::{Activation, Activations};
 pub use conv::Convolution;
-pub use loss::Losses;
+pub use loss::{label_class, label_kind, ArgMaxOutput, BadLabel, ClassAxis, LabelKind, Losses, LossSum};
 pub use math::{Gemm, Math};
 pub use norm::Normalization;
 pub use pool::Pooling;
