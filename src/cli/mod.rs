@@ -3,7 +3,10 @@
 //! codes: 1 for a failure, 2 for a bad command line (clap's convention).
 
 mod args;
+mod curves;
 mod inspect;
+mod test;
+mod train;
 mod upgrade;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +27,11 @@ enum Command {
     Upgrade(upgrade::Args),
     /// Show a net layer by layer: shapes, parameters, FLOPs, memory, and how weights match.
     Inspect(inspect::Args),
+    /// Train a net with a solver file, or resume training from a snapshot (Caffe's
+    /// `caffe train`).
+    Train(train::Args),
+    /// Score a trained net over some batches in the TEST phase (Caffe's `caffe test`).
+    Test(test::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -38,6 +46,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Upgrade(a) => upgrade::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
