@@ -82,7 +82,8 @@ fn run_case(name: &str) {
     assert_eq!(solver.iter(), iterations);
     for &(iter, got) in losses.0.lock().unwrap().iter() {
         let want = want_losses[iter as usize];
-        if !((got as f64 - want).abs() <= tol.abs + tol.rel * want.abs()) {
+        let err = (got as f64 - want).abs();
+        if err.is_nan() || err > tol.abs + tol.rel * want.abs() {
             failures.push(format!("loss of iteration {iter}: {got} vs Caffe's {want}"));
         }
     }
