@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use crema::backend::cpu::Cpu;
 use crema::backend::Backend;
 use crema::proto::solver_parameter::SolverMode;
+use crema::solver::monitor::fmt_g;
 use crema::solver::{Action, IterationRecord, Monitor, Outcome, SnapshotFiles, Solver, TestRecord};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -166,8 +167,11 @@ fn progress_bar(start: u64, stop: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(stop.saturating_sub(start)), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} it  {msg}  {per_sec}  ETA {eta}")
+    let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} it  {msg}  {rate}  ETA {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{} it/s", fmt_g(s.per_sec()));
+        })
         .progress_chars("=> ");
     bar.set_style(style);
     bar
@@ -200,7 +204,12 @@ impl Monitor for CliMonitor {
             c.iteration(r);
         }
         self.bar.inc(1);
-        self.bar.set_message(format!("loss {:.4} (smoothed {:.4})  lr {:.3e}", r.loss, r.smoothed_loss, r.lr));
+        self.bar.set_message(format!(
+            "loss {} (smoothed {})  lr {}",
+            fmt_g(r.loss as f64),
+            fmt_g(r.smoothed_loss as f64),
+            fmt_g(r.lr as f64)
+        ));
     }
 
     fn tested(&mut self, r: &TestRecord) {
