@@ -154,6 +154,9 @@ impl<B: Backend> Solver<B> {
     /// forward passes, logging the mean of each output. Snapshot and stop requests are
     /// honoured between batches.
     pub fn test(&mut self, id: usize) -> Result<Option<TestRecord>> {
+        if id >= self.test_nets.len() {
+            return Err(Error::Config(format!("no test net #{id} (the solver has {})", self.test_nets.len())));
+        }
         self.monitor.log(&format!("Iteration {}, Testing net (#{id})", self.iter));
         let test_iter = self.param.test_iter.get(id).copied().unwrap_or(0).max(0) as u32;
         share_trained_layers(&mut self.test_nets[id], &self.net)?;
