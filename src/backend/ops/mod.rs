@@ -17,5 +17,5 @@ pub use loss::{label_class, label_kind, ArgMaxOutput, BadLabel, ClassAxis, Label
 pub use math::{Gemm, Math};
 pub use norm::Normalization;
 pub use pool::Pooling;
-pub use solver::SolverOps;
+pub use solver::{ParamUpdate, Regularization, SolverOps, UpdateRule};
 pub use tensor::{ReduceOp, TensorOps};
