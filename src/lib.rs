@@ -17,4 +17,5 @@ pub mod filler;
 pub mod layers;
 pub mod net;
 pub mod rng;
+pub mod solver;
 pub mod upgrade;

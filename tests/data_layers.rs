@@ -3,7 +3,7 @@
 
 use crema::backend::cpu::Cpu;
 use crema::blob::Blob;
-use crema::layers::{create_layer, Ctx, Layer, LayerContext};
+use crema::layers::{create_layer, Ctx, Layer, LayerContext, Pass};
 use crema::net::{Net, NetOptions};
 use crema::proto::{LayerParameter, NetParameter, NetState, Phase};
 use std::path::{Path, PathBuf};
@@ -252,7 +252,7 @@ fn jsrt_img_files_read_as_images() {
 }
 
 #[test]
-fn set_iteration_resumes_with_the_same_batches() {
+fn set_pass_resumes_with_the_same_batches() {
     let d = tempfile::tempdir().unwrap();
     numbered(d.path(), 5);
     let text = dense(d.path(), "batch_size: 3 shuffle: true rand_skip: 4 mirror: true crop_height: 2 crop_width: 3", "");
@@ -263,12 +263,23 @@ fn set_iteration_resumes_with_the_same_batches() {
         }).collect()
     };
     let full = record(&mut build(&text, Phase::Train, 9, None).unwrap(), 7);
+    // As the solver tells a net resumed at iteration 2 with iter_size 2: pass 2 * 2 + 0.
     let mut resumed = build(&text, Phase::Train, 9, None).unwrap();
-    resumed.set_iteration(4);
+    resumed.set_pass(Pass { iter: 2, sub: 0, per_iter: 2 });
     assert_eq!(record(&mut resumed, 3), full[4..7]);
     // Seeking back inside a running net, prefetched batches and all.
-    resumed.set_iteration(1);
+    resumed.set_pass(Pass { iter: 1, sub: 0, per_iter: 1 });
     assert_eq!(record(&mut resumed, 2), full[1..3]);
+    // Told each pass in turn, as the solver does, it keeps its queue and its order.
+    let mut told = build(&text, Phase::Train, 9, None).unwrap();
+    let seq: Vec<_> = (0..7u32)
+        .map(|i| {
+            told.set_pass(Pass { iter: (i / 2) as u64, sub: i % 2, per_iter: 2 });
+            told.forward().unwrap();
+            (blob(&told, "data").1, blob(&told, "label").1)
+        })
+        .collect();
+    assert_eq!(seq, full);
 }
 
 #[test]
@@ -445,12 +456,12 @@ fn labels_the_loss_cannot_take_are_errors_naming_file_and_pixel() {
 }
 
 /// Through the net: a loss layer reading the labels (through a Split) tells the data layer
-/// its class count. Runs once SoftmaxWithLoss and Accuracy are registered.
+/// its class count. Runs once SoftmaxWithLoss, Accuracy and Split are registered.
 #[test]
 fn the_net_tells_data_layers_the_class_count_of_their_loss() {
     let types = crema::layers::layer_types();
-    if !types.contains(&"SoftmaxWithLoss") || !types.contains(&"Accuracy") {
-        eprintln!("skipped: SoftmaxWithLoss/Accuracy are not registered in this build");
+    if !["SoftmaxWithLoss", "Accuracy", "Split"].iter().all(|t| types.contains(t)) {
+        eprintln!("skipped: SoftmaxWithLoss, Accuracy or Split is not registered in this build");
         return;
     }
     let d = tempfile::tempdir().unwrap();

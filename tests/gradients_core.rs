@@ -60,3 +60,14 @@ fn relu_leaky_in_place() {
     let opts = GradCheck { kink: Some((0.0, 0.02)), params: false, ..Default::default() };
     check(net, &[Input::uniform("x", &[2, 3, 4], -1.0, 1.0)], &["x"], &opts);
 }
+
+#[test]
+fn a_loss_layer_without_a_top_still_counts() {
+    // Caffe's AutoTopBlobs: the loss gets an anonymous top.
+    let net = r#"
+        force_backward: true
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "loss" type: "EuclideanLoss" bottom: "x" bottom: "t" }"#;
+    check(net, &[Input::uniform("x", &[2, 3], -1.0, 1.0), Input::uniform("t", &[2, 3], -1.0, 1.0)], &["x"], &GradCheck::default());
+}

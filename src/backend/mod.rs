@@ -79,11 +79,11 @@ pub trait Storage: Clone + Send + Sync + 'static {
 
 /// Every primitive family: what a layer may call.
 pub trait Backend:
-    Storage + Math + Activations + Convolution + Pooling + Normalization + Losses + SolverOps
+    Storage + Math + Activations + Convolution + Pooling + Normalization + Losses + SolverOps + TensorOps
 {
 }
 
 impl<T> Backend for T where
-    T: Storage + Math + Activations + Convolution + Pooling + Normalization + Losses + SolverOps
+    T: Storage + Math + Activations + Convolution + Pooling + Normalization + Losses + SolverOps + TensorOps
 {
 }

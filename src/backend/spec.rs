@@ -76,12 +76,19 @@ impl ConvSpec {
     }
 }
 
-/// Geometry of 2-d pooling over `planes` = N*C independent planes.
+/// Geometry of 2-d pooling over `planes` = N*C independent planes, each `in_h x in_w` in,
+/// `out_h x out_w` out (row-major, planes contiguous).
+///
+/// Output cell `(ph, pw)` pools the window whose top-left corner is
+/// `(ph * stride_h - pad_h, pw * stride_w - pad_w)` in input coordinates, of extent
+/// `kernel_h x kernel_w`. The layer computes `out_h`/`out_w` with Caffe's rounding rules, so a
+/// window may reach past the input (and, with no padding and a stride larger than the kernel,
+/// lie entirely outside it); each primitive documents how it treats such windows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSpec {
     /// Number of planes (num * channels).
     pub planes: usize,
-    /// Input height and width.
+    /// Input height.
     pub in_h: usize,
     /// Input width.
     pub in_w: usize,
@@ -101,6 +108,43 @@ pub struct PoolSpec {
     pub pad_h: usize,
     /// Padding along width.
     pub pad_w: usize,
+}
+
+impl PoolSpec {
+    /// Elements of one input plane (`in_h * in_w`).
+    pub fn in_plane(&self) -> usize {
+        self.in_h * self.in_w
+    }
+    /// Elements of one output plane (`out_h * out_w`).
+    pub fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+    /// Elements of the whole input (`planes * in_plane`).
+    pub fn in_len(&self) -> usize {
+        self.planes * self.in_plane()
+    }
+    /// Elements of the whole output (`planes * out_plane`).
+    pub fn out_len(&self) -> usize {
+        self.planes * self.out_plane()
+    }
+    /// The input window of output index `o` along one axis as Caffe's max pooling clips it:
+    /// `[max(start, 0), min(start + kernel, in))`, empty (`lo >= hi`) when it lies outside.
+    pub fn max_window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> (usize, usize) {
+        let start = (o * stride) as i64 - pad as i64;
+        let end = (start + kernel as i64).min(input as i64);
+        (start.max(0) as usize, end.max(0) as usize)
+    }
+    /// The window along one axis as Caffe's average pooling clips it, and the extent it
+    /// divides by: `end = min(start + kernel, in + pad)`, `size = end - start` (taken before
+    /// clipping to the image, so padding inside the padded input counts, padding past it does
+    /// not), then `[max(start, 0), min(end, in))`. `size` is zero or negative for a window
+    /// wholly past the padded input, as in Caffe.
+    pub fn ave_window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> (usize, usize, i64) {
+        let start = (o * stride) as i64 - pad as i64;
+        let end = (start + kernel as i64).min((input + pad) as i64);
+        let size = end - start;
+        (start.max(0) as usize, end.min(input as i64).max(0) as usize, size)
+    }
 }
 
 /// An N-d strided copy: `dst[dst_offset + sum(i_k * dst_strides[k])] (+)= src[src_offset +

@@ -5,9 +5,12 @@
 mod args;
 mod common;
 mod dataset;
+mod curves;
 mod forward;
 mod inspect;
+mod test;
 mod time;
+mod train;
 mod upgrade;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +35,11 @@ enum Command {
     Forward(forward::Args),
     /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
     Time(time::Args),
+    /// Train a net with a solver file, or resume training from a snapshot (Caffe's
+    /// `caffe train`).
+    Train(train::Args),
+    /// Score a trained net over some batches in the TEST phase (Caffe's `caffe test`).
+    Test(test::Args),
     /// Prepare a segmentation dataset (images + masks) for DenseImageData: resized PNGs,
     /// 0/1 labels, train.txt/test.txt and median-frequency class weights.
     Dataset(dataset::Args),
@@ -51,6 +59,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
         Command::Dataset(a) => dataset::run(a),
     };
     match result {

@@ -20,7 +20,7 @@
 //! error); each batch takes the shape of its first sample and the others must match it.
 
 use super::image_data::{batch_size, both, color_mode, resolver, stack, upload, Sample};
-use super::{Arity, Ctx, Layer, LayerContext};
+use super::{Arity, Ctx, Layer, LayerContext, Pass};
 use crate::backend::Backend;
 use crate::data::decode::{read_image, read_label_image, ColorMode};
 use crate::data::labels::LabelRanges;
@@ -186,8 +186,8 @@ impl<B: Backend> Layer<B> for DenseImageData {
     fn backward(&mut self, _: &B, _: &mut Ctx<'_, B>, _: &[bool]) -> Result<()> {
         Ok(())
     }
-    fn set_iteration(&mut self, pass: u64) {
-        self.feed.seek(pass);
+    fn set_pass(&mut self, pass: Pass) {
+        self.feed.seek(pass.index());
     }
     fn set_label_range(&mut self, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
         if top == 1 {

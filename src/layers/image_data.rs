@@ -8,7 +8,7 @@
 //! and the others must match it. Loading runs ahead in background threads (see
 //! `crate::data::prefetch`); the order is a function of the seed (see `crate::data::order`).
 
-use super::{Arity, Ctx, Layer, LayerContext};
+use super::{Arity, Ctx, Layer, LayerContext, Pass};
 use crate::backend::Backend;
 use crate::data::decode::{read_image, ColorMode};
 use crate::data::labels::LabelRanges;
@@ -202,8 +202,8 @@ impl<B: Backend> Layer<B> for ImageData {
     fn backward(&mut self, _: &B, _: &mut Ctx<'_, B>, _: &[bool]) -> Result<()> {
         Ok(())
     }
-    fn set_iteration(&mut self, pass: u64) {
-        self.feed.seek(pass);
+    fn set_pass(&mut self, pass: Pass) {
+        self.feed.seek(pass.index());
     }
     fn set_label_range(&mut self, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
         if top != 1 {

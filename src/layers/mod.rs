@@ -12,9 +12,34 @@ mod activation;
 mod conv;
 mod dense_image_data;
 mod image_data;
+mod dropout;
+mod prelu;
+mod swish;
 mod input;
 mod inner_product;
 mod euclidean_loss;
+mod pooling;
+mod upsample;
+
+mod batch_reindex;
+mod concat;
+mod crop;
+mod eltwise;
+mod embed;
+mod parameter;
+mod reduction;
+mod reshape;
+mod split;
+mod tile;
+#[cfg(test)]
+mod tensor_testing;
+mod loss;
+mod accuracy;
+mod argmax;
+mod infogain;
+mod sigmoid_xent;
+mod softmax;
+mod softmax_loss;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
@@ -92,6 +117,28 @@ impl LayerContext {
     }
 }
 
+/// Where the next forward pass stands in training. Layers whose forward draws random numbers
+/// (Dropout) or reads a stream of data should derive their draws and their position from this,
+/// not from how many draws or reads came before: a run resumed from a snapshot then continues
+/// bit for bit as if it had never stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The solver's iteration (the number of updates made so far).
+    pub iter: u64,
+    /// Which of the iteration's passes this is: `0..iter_size` in training (gradients of
+    /// `iter_size` passes are accumulated), `0..test_iter` in a test.
+    pub sub: u32,
+    /// Passes per iteration (`iter_size` in training, `test_iter` in a test).
+    pub per_iter: u32,
+}
+
+impl Pass {
+    /// A global count of passes: `iter * per_iter + sub` (a data layer's batch index).
+    pub fn index(&self) -> u64 {
+        self.iter.saturating_mul(self.per_iter as u64).saturating_add(self.sub as u64)
+    }
+}
+
 /// One layer. The net checks bottom/top counts ([`Layer::bottoms`], [`Layer::tops`]), in-place
 /// use ([`Layer::allows_in_place`]) and calls `setup` once, then `reshape` + `forward` on every
 /// forward pass and `backward` on every backward pass.
@@ -135,15 +182,13 @@ pub trait Layer<B: Backend>: Send {
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()>;
     /// Computes bottom diffs (where `propagate_down[i]`) and accumulates parameter diffs.
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()>;
+    /// Called before each forward pass of a training run or test with where that pass stands
+    /// (see [`Pass`]); layers without randomness or streamed data ignore it.
+    fn set_pass(&mut self, _pass: Pass) {}
     /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         0
     }
-    /// Positions a data layer so that its next forward pass produces the batch of forward
-    /// pass number `pass` (0-based) of an uninterrupted run: a solver resuming at iteration
-    /// `iter` calls it with `iter * iter_size` on its training net. Layers without a data
-    /// order ignore it.
-    fn set_iteration(&mut self, _pass: u64) {}
     /// Tells a data layer that its top `top` feeds a layer taking class labels in
     /// `0..classes`, or `ignore_label`; it then refuses other values with an error naming the
     /// file. Called by the net after building, once per such reader; others ignore it.

@@ -88,7 +88,10 @@ impl<B: Backend> Net<B> {
             };
             let layer = create_layer::<B>(lp, &cx).map_err(wrap)?;
             layer.bottoms().check(lp.bottom.len(), "bottom").map_err(wrap)?;
-            layer.tops().check(lp.top.len(), "top").map_err(wrap)?;
+            // Caffe's AutoTopBlobs: a loss layer written without its top gets an anonymous one,
+            // which counts towards the loss but no other layer can read.
+            let auto_tops = if layer.is_loss() { layer.tops().min.saturating_sub(lp.top.len()) } else { 0 };
+            layer.tops().check(lp.top.len() + auto_tops, "top").map_err(wrap)?;
             if !lp.propagate_down.is_empty() && lp.propagate_down.len() != lp.bottom.len() {
                 return Err(wrap(Error::Config(format!(
                     "propagate_down is given {} times for {} bottoms",
@@ -141,6 +144,12 @@ impl<B: Backend> Net<B> {
                     tops.push(id);
                 }
                 available.push(*tops.last().expect("pushed above"));
+            }
+            for _ in 0..auto_tops {
+                tops.push(net.blobs.len());
+                net.blobs.push(Blob::new(&net.be, &[], false)?);
+                net.blob_names.push(format!("({name} automatic top)"));
+                blob_need_backward.push(false);
             }
             if kind == "Input" {
                 net.inputs.extend(&tops);

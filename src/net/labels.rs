@@ -87,15 +87,6 @@ impl<B: Backend> Net<B> {
         }
         Ok(())
     }
-
-    /// Positions every data layer at forward pass `pass` of an uninterrupted run (see
-    /// [`Layer::set_iteration`](crate::layers::Layer::set_iteration)): a solver resuming at
-    /// iteration `iter` passes `iter * iter_size`.
-    pub fn set_iteration(&mut self, pass: u64) {
-        for entry in &mut self.layers {
-            entry.layer.set_iteration(pass);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,18 @@
 //! so results are the same bits run to run.
 
 mod act;
+mod act_state;
 mod conv;
+mod eval;
 pub mod gemm;
+mod lanes;
 mod loss;
 mod math;
 mod norm;
 mod pool;
+mod softmax;
 mod solver;
+mod tensor;
 
 use crate::backend::Storage;
 use crate::{Error, Result};
@@ -85,6 +90,7 @@ pub(crate) fn map_io(io: crate::backend::Io<'_, Vec<f32>>, f: impl Fn(f32) -> f3
 
 /// `dx[i] = g(dy[i], i)` over an [`Io`](crate::backend::Io) of diffs, where `g` may read other
 /// buffers at index `i`.
+#[allow(dead_code)] // the activations no longer need it; kept for other element-wise kernels
 pub(crate) fn map_io_indexed(io: crate::backend::Io<'_, Vec<f32>>, g: impl Fn(f32, usize) -> f32 + Sync) {
     use rayon::prelude::*;
     match io {

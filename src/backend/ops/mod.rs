@@ -9,11 +9,13 @@ mod math;
 mod norm;
 mod pool;
 mod solver;
+mod tensor;
 
-pub use act::{Activation, Activations};
+pub use act::{dropout_bits, Activation, Activations};
 pub use conv::Convolution;
-pub use loss::Losses;
+pub use loss::{label_class, label_kind, ArgMaxOutput, BadLabel, ClassAxis, LabelKind, Losses, LossSum};
 pub use math::{Gemm, Math};
 pub use norm::Normalization;
 pub use pool::Pooling;
-pub use solver::SolverOps;
+pub use solver::{ParamUpdate, Regularization, SolverOps, UpdateRule};
+pub use tensor::{ReduceOp, TensorOps};

@@ -1,0 +1,334 @@
+//! Pooling (2-d, as Caffe's CPU `PoolingLayer`): MAX with an optional mask top, AVE, global
+//! pooling, Caffe's output-size rounding. STOCHASTIC pooling is rejected: Caffe's CPU build
+//! does not implement it either (its `Forward_cpu` is `NOT_IMPLEMENTED`).
+
+use super::{Arity, Ctx, Layer, LayerContext};
+use crate::backend::{Backend, PoolSpec};
+use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
+use crate::proto::{LayerParameter, PoolingParameter};
+use crate::{Error, Result};
+
+/// Largest plane whose flat indices `f32` holds exactly (2^24): the argmax mask is `f32`.
+const MAX_MASK_PLANE: usize = 1 << 24;
+
+/// Kernel, stride and padding as `(h, w)` pairs, checked as Caffe's `LayerSetUp` checks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    /// None for global pooling: the kernel is the input size, known at reshape.
+    kernel: Option<(usize, usize)>,
+    stride: (usize, usize),
+    pad: (usize, usize),
+}
+
+/// Reads `name` or `name_h` + `name_w` as Caffe does: the pair must be complete and exclusive
+/// of `name`; absent everywhere gives `default`.
+fn pair(single: Option<u32>, h: Option<u32>, w: Option<u32>, default: u32, name: &str) -> Result<(usize, usize)> {
+    match (single, h, w) {
+        (None, Some(h), Some(w)) => Ok((h as usize, w as usize)),
+        (s, None, None) => {
+            let v = s.unwrap_or(default) as usize;
+            Ok((v, v))
+        }
+        _ => Err(Error::Config(format!("give either `{name}` or both `{name}_h` and `{name}_w`"))),
+    }
+}
+
+fn geometry(p: &PoolingParameter, method: PoolMethod) -> Result<Geometry> {
+    let kernel = if p.global_pooling() {
+        if p.kernel_size.is_some() || p.kernel_h.is_some() || p.kernel_w.is_some() {
+            return Err(Error::Config("with global_pooling the kernel size cannot be given".into()));
+        }
+        None
+    } else {
+        let hw = p.kernel_h.is_some() && p.kernel_w.is_some();
+        // Caffe's checks: kernel_size XOR (kernel_h and kernel_w); a lone kernel_h or
+        // kernel_w beside kernel_size passes them and is ignored.
+        let k = match (p.kernel_size, hw) {
+            (Some(_), true) => {
+                return Err(Error::Config("give either `kernel_size` or `kernel_h` and `kernel_w`, not both".into()))
+            }
+            (Some(k), false) => (k as usize, k as usize),
+            (None, true) => (p.kernel_h() as usize, p.kernel_w() as usize),
+            (None, false) => {
+                return Err(Error::Config("`kernel_size` (or both `kernel_h` and `kernel_w`) is required".into()))
+            }
+        };
+        if k.0 == 0 || k.1 == 0 {
+            return Err(Error::Config("the kernel size must be positive".into()));
+        }
+        Some(k)
+    };
+    let pad = pair(p.pad, p.pad_h, p.pad_w, 0, "pad")?;
+    let stride = pair(p.stride, p.stride_h, p.stride_w, 1, "stride")?;
+    if stride.0 == 0 || stride.1 == 0 {
+        return Err(Error::Config("the stride must be positive".into()));
+    }
+    if kernel.is_none() && (pad != (0, 0) || stride != (1, 1)) {
+        return Err(Error::Config("with global_pooling only pad 0 and stride 1 are allowed".into()));
+    }
+    if pad != (0, 0) {
+        if method == PoolMethod::Stochastic {
+            return Err(Error::Config("padding is implemented only for MAX and AVE pooling".into()));
+        }
+        if let Some(k) = kernel
+            && (pad.0 >= k.0 || pad.1 >= k.1)
+        {
+            return Err(Error::Config(format!(
+                "the padding ({}, {}) must be smaller than the kernel ({}, {})",
+                pad.0, pad.1, k.0, k.1
+            )));
+        }
+    }
+    Ok(Geometry { kernel, stride, pad })
+}
+
+/// Caffe's pooled extent along one axis: `round((in + 2 pad - kernel) / stride) + 1` with the
+/// division in `f32` and `round` ceil or floor; then, with padding on either axis, one less
+/// when the last window would start in the padding past the input. None when no window fits.
+fn pooled_extent(input: usize, kernel: usize, stride: usize, pad: usize, any_pad: bool, floor: bool) -> Option<usize> {
+    let q = (input as i64 + 2 * pad as i64 - kernel as i64) as f32 / stride as f32;
+    let mut pooled = if floor { q.floor() } else { q.ceil() } as i64 + 1;
+    if any_pad && (pooled - 1) * stride as i64 >= (input + pad) as i64 {
+        pooled -= 1;
+    }
+    if pooled < 1 || (any_pad && (pooled - 1) * stride as i64 >= (input + pad) as i64) {
+        return None;
+    }
+    Some(pooled as usize)
+}
+
+/// A Pooling layer.
+struct Pooling<B: Backend> {
+    method: PoolMethod,
+    floor: bool,
+    geometry: Geometry,
+    /// Whether the layer has a second top (MAX pooling's mask).
+    mask_top: bool,
+    spec: Option<PoolSpec>,
+    /// The argmax of MAX pooling when there is no mask top (Caffe's `max_idx_`).
+    mask: Option<B::Buf>,
+}
+
+pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+    let p = lp.pooling_param.unwrap_or_default();
+    let method = PoolMethod::try_from(p.pool.unwrap_or(0))
+        .map_err(|_| Error::Config(format!("unknown pooling method {}", p.pool.unwrap_or(0))))?;
+    let round = RoundMode::try_from(p.round_mode.unwrap_or(0))
+        .map_err(|_| Error::Config(format!("unknown round_mode {}", p.round_mode.unwrap_or(0))))?;
+    let geometry = geometry(&p, method)?;
+    if method == PoolMethod::Stochastic {
+        return Err(Error::Config(
+            "STOCHASTIC pooling is not supported (Caffe implements it only on the GPU, with its own random numbers)".into(),
+        ));
+    }
+    Ok(Box::new(Pooling::<B> {
+        method,
+        floor: round == RoundMode::Floor,
+        geometry,
+        mask_top: lp.top.len() > 1,
+        spec: None,
+        mask: None,
+    }))
+}
+
+impl<B: Backend> Pooling<B> {
+    fn spec_for(&self, shape: &[usize]) -> Result<PoolSpec> {
+        if shape.len() != 4 {
+            return Err(Error::Shape(format!(
+                "the bottom must have 4 axes (num, channels, height, width), it has shape {shape:?}"
+            )));
+        }
+        let (in_h, in_w) = (shape[2], shape[3]);
+        let (kernel_h, kernel_w) = self.geometry.kernel.unwrap_or((in_h, in_w));
+        let (stride_h, stride_w) = self.geometry.stride;
+        let (pad_h, pad_w) = self.geometry.pad;
+        let any_pad = pad_h != 0 || pad_w != 0;
+        let out_h = pooled_extent(in_h, kernel_h, stride_h, pad_h, any_pad, self.floor);
+        let out_w = pooled_extent(in_w, kernel_w, stride_w, pad_w, any_pad, self.floor);
+        let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
+            return Err(Error::Shape(format!(
+                "an input of {in_h}x{in_w} is too small for kernel {kernel_h}x{kernel_w} (stride {stride_h}x{stride_w}, pad {pad_h}x{pad_w})"
+            )));
+        };
+        if self.method == PoolMethod::Max && in_h * in_w > MAX_MASK_PLANE {
+            return Err(Error::Shape(format!(
+                "MAX pooling of {in_h}x{in_w} planes is not supported: the argmax mask holds f32 indices, exact up to 2^24 per plane"
+            )));
+        }
+        Ok(PoolSpec {
+            planes: shape[0] * shape[1],
+            in_h,
+            in_w,
+            out_h,
+            out_w,
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+            pad_h,
+            pad_w,
+        })
+    }
+}
+
+impl<B: Backend> Layer<B> for Pooling<B> {
+    fn type_name(&self) -> &'static str {
+        "Pooling"
+    }
+    fn bottoms(&self) -> Arity {
+        Arity::exactly(1)
+    }
+    fn tops(&self) -> Arity {
+        // Only MAX pooling has the mask top.
+        if self.method == PoolMethod::Max { Arity::range(1, 2) } else { Arity::exactly(1) }
+    }
+
+    fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
+        let spec = self.spec_for(bottoms[0])?;
+        let top = vec![bottoms[0][0], bottoms[0][1], spec.out_h, spec.out_w];
+        if self.method == PoolMethod::Max && !self.mask_top {
+            let len = spec.out_len();
+            if self.mask.as_ref().map(|m| be.len(m)) != Some(len) {
+                self.mask = Some(be.alloc(len)?);
+            }
+        }
+        self.spec = Some(spec);
+        Ok(if self.mask_top { vec![top.clone(), top] } else { vec![top] })
+    }
+
+    fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
+        let spec = self.spec.as_ref().ok_or_else(|| Error::Internal("forward before reshape".into()))?;
+        let parts = ctx.parts()?;
+        let x = &parts.bottoms[0].data;
+        let mut tops = parts.tops.into_iter();
+        let y = &mut tops.next().ok_or_else(|| Error::Internal("pooling without a top".into()))?.data;
+        match self.method {
+            PoolMethod::Max => {
+                let mask = match tops.next() {
+                    Some(t) => &mut t.data,
+                    None => self.mask.as_mut().ok_or_else(|| Error::Internal("max pooling mask missing".into()))?,
+                };
+                be.max_pool_forward(spec, x, y, mask)
+            }
+            PoolMethod::Ave => be.ave_pool_forward(spec, x, y),
+            PoolMethod::Stochastic => Err(Error::Internal("stochastic pooling".into())),
+        }
+    }
+
+    fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {
+        if !propagate_down[0] {
+            return Ok(());
+        }
+        let spec = self.spec.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?;
+        let mut parts = ctx.parts_back()?;
+        let dy = &parts.tops[0].diff;
+        let dx = &mut parts.bottoms[0].diff;
+        match self.method {
+            PoolMethod::Max => {
+                // The mask top carries no gradient; its data is the argmax.
+                let mask = match parts.tops.get(1) {
+                    Some(t) => &t.data,
+                    None => self.mask.as_ref().ok_or_else(|| Error::Internal("max pooling mask missing".into()))?,
+                };
+                be.max_pool_backward(spec, dy, mask, dx)
+            }
+            PoolMethod::Ave => be.ave_pool_backward(spec, dy, dx),
+            PoolMethod::Stochastic => Err(Error::Internal("stochastic pooling".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Cpu;
+    use crate::proto::Phase;
+
+    fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
+        let text = format!("name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" {param}");
+        let lp: LayerParameter = crate::prototxt::parse(&text, "test").unwrap();
+        create::<Cpu>(&lp, &LayerContext::new(Phase::Train, 0))
+    }
+
+    fn config_err(param: &str) -> String {
+        match layer(param) {
+            Err(Error::Config(m)) => m,
+            Err(e) => panic!("{param}: not a Config error: {e}"),
+            Ok(_) => panic!("{param}: accepted"),
+        }
+    }
+
+    fn top_shape(param: &str, shape: &[usize]) -> Result<Vec<usize>> {
+        let mut l = layer(param).unwrap();
+        l.reshape(&Cpu, &[shape]).map(|t| t[0].clone())
+    }
+
+    #[test]
+    fn bad_parameters_are_config_errors() {
+        assert!(config_err("").contains("`kernel_size` (or both `kernel_h` and `kernel_w`) is required"));
+        assert!(config_err("pooling_param { kernel_h: 2 }").contains("is required"));
+        assert!(config_err("pooling_param { kernel_size: 2 kernel_h: 2 kernel_w: 3 }").contains("not both"));
+        assert!(config_err("pooling_param { kernel_size: 0 }").contains("must be positive"));
+        assert!(config_err("pooling_param { kernel_size: 2 stride: 0 }").contains("stride must be positive"));
+        assert!(config_err("pooling_param { kernel_size: 2 pad_h: 1 }").contains("`pad` or both `pad_h` and `pad_w`"));
+        assert!(config_err("pooling_param { kernel_size: 2 pad: 1 pad_h: 1 pad_w: 1 }").contains("`pad` or both"));
+        assert!(config_err("pooling_param { kernel_size: 2 stride: 1 stride_w: 1 }").contains("`stride` or both"));
+        assert!(config_err("pooling_param { kernel_size: 3 pad: 3 }").contains("must be smaller than the kernel"));
+        assert!(config_err("pooling_param { kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 }").contains("smaller than the kernel"));
+        assert!(config_err("pooling_param { global_pooling: true kernel_size: 2 }").contains("cannot be given"));
+        assert!(config_err("pooling_param { global_pooling: true stride: 2 }").contains("only pad 0 and stride 1"));
+        assert!(config_err("pooling_param { global_pooling: true pad: 1 }").contains("only pad 0 and stride 1"));
+        assert!(config_err("pooling_param { pool: STOCHASTIC kernel_size: 2 }").contains("STOCHASTIC pooling is not supported"));
+        // Caffe's checks let a lone kernel_h beside kernel_size through, and ignore it.
+        assert_eq!(top_shape("pooling_param { kernel_size: 2 stride: 2 kernel_h: 5 }", &[1, 1, 4, 4]).unwrap(), [1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn only_max_pooling_has_a_mask_top() {
+        assert_eq!(layer("pooling_param { kernel_size: 2 }").unwrap().tops(), Arity::range(1, 2));
+        assert_eq!(layer("pooling_param { pool: AVE kernel_size: 2 }").unwrap().tops(), Arity::exactly(1));
+    }
+
+    #[test]
+    fn output_size_follows_caffe() {
+        // Ceil rounding: 7 with kernel 3 stride 2 gives 3 windows; 8 gives ceil(5/2) + 1 = 4.
+        assert_eq!(top_shape("pooling_param { kernel_size: 3 stride: 2 }", &[2, 3, 7, 8]).unwrap(), [2, 3, 3, 4]);
+        // Floor rounding.
+        assert_eq!(top_shape("pooling_param { kernel_size: 3 stride: 2 round_mode: FLOOR }", &[2, 3, 7, 8]).unwrap(), [2, 3, 3, 3]);
+        // 2x2 stride 2 on odd sizes rounds up.
+        assert_eq!(top_shape("pooling_param { kernel_size: 2 stride: 2 }", &[1, 1, 9, 11]).unwrap(), [1, 1, 5, 6]);
+        // With padding, a last window that would start in the padding is dropped:
+        // ceil((6 + 2 - 2) / 3) + 1 = 3, but (3 - 1) * 3 = 6 >= 6 + 1 is false: kept; for 5:
+        // ceil((5 + 2 - 2) / 4) + 1 = 3 and (3 - 1) * 4 = 8 >= 5 + 1: dropped to 2.
+        assert_eq!(top_shape("pooling_param { kernel_size: 2 stride: 3 pad: 1 }", &[1, 1, 6, 6]).unwrap(), [1, 1, 3, 3]);
+        assert_eq!(top_shape("pooling_param { kernel_size: 2 stride: 4 pad: 1 }", &[1, 1, 5, 5]).unwrap(), [1, 1, 2, 2]);
+        // The padding rule applies to both axes when either is padded: unpadded, width 5 with
+        // kernel 1 stride 3 gives 3 windows, the last one past the input (empty).
+        assert_eq!(top_shape("pooling_param { kernel_h: 2 kernel_w: 1 stride: 3 }", &[1, 1, 5, 5]).unwrap(), [1, 1, 2, 3]);
+        assert_eq!(
+            top_shape("pooling_param { kernel_h: 2 kernel_w: 1 stride: 3 pad_h: 1 pad_w: 0 }", &[1, 1, 5, 5]).unwrap(),
+            [1, 1, 2, 2]
+        );
+        // Global pooling takes the kernel from the input, whatever its size.
+        assert_eq!(top_shape("pooling_param { global_pooling: true }", &[2, 4, 5, 6]).unwrap(), [2, 4, 1, 1]);
+        assert_eq!(top_shape("pooling_param { pool: AVE global_pooling: true }", &[2, 4, 3, 2]).unwrap(), [2, 4, 1, 1]);
+        // A kernel larger than the input by less than the stride still gives one window (ceil).
+        assert_eq!(top_shape("pooling_param { kernel_size: 3 stride: 2 }", &[1, 1, 2, 2]).unwrap(), [1, 1, 1, 1]);
+        // Mask top shaped like the output.
+        let mut l = layer("top: \"mask\" pooling_param { kernel_size: 2 }").unwrap();
+        let tops = l.reshape(&Cpu, &[&[1, 2, 3, 3]]).unwrap();
+        assert_eq!(tops, [[1, 2, 2, 2], [1, 2, 2, 2]]);
+    }
+
+    #[test]
+    fn bad_shapes_are_shape_errors() {
+        let msg = |r: Result<Vec<usize>>| match r {
+            Err(Error::Shape(m)) => m,
+            other => panic!("not a shape error: {other:?}"),
+        };
+        assert!(msg(top_shape("pooling_param { kernel_size: 2 }", &[2, 3, 4])).contains("must have 4 axes"));
+        assert!(msg(top_shape("pooling_param { kernel_size: 5 }", &[1, 1, 3, 8])).contains("3x8 is too small for kernel 5x5"));
+        assert!(msg(top_shape("pooling_param { kernel_size: 3 stride: 2 round_mode: FLOOR }", &[1, 1, 2, 2])).contains("too small"));
+        assert!(msg(top_shape("pooling_param { global_pooling: true }", &[1, 1, 4097, 4096])).contains("2^24"));
+    }
+}

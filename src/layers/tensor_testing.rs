@@ -1,0 +1,51 @@
+//! Test helpers for the tensor layers' unit tests: build a small net from prototxt text and
+//! report its error or its blob shapes.
+
+use crate::backend::cpu::Cpu;
+use crate::net::Net;
+use crate::proto::NetParameter;
+
+/// An Input layer named `name` with one top of `shape`.
+pub(crate) fn input(name: &str, shape: &[usize]) -> String {
+    let dims: String = shape.iter().map(|d| format!("dim: {d} ")).collect();
+    format!(r#"layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims}}} }} }}"#)
+}
+
+/// The net described by `body`.
+pub(crate) fn net(body: &str) -> crate::Result<Net<Cpu>> {
+    let param: NetParameter = crate::prototxt::parse(body, "test")?;
+    Net::new(Cpu::new(), &param, 1)
+}
+
+/// The error building the net gives (panics when it builds).
+pub(crate) fn build_error(body: &str) -> String {
+    match net(body) {
+        Ok(_) => panic!("the net was built:\n{body}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The error of the first forward pass after setting `inputs` (panics when there is none).
+pub(crate) fn forward_error(body: &str, inputs: &[(&str, &[f32])]) -> String {
+    let mut net = net(body).unwrap_or_else(|e| panic!("{e}"));
+    let be = net.backend().clone();
+    for (name, values) in inputs {
+        net.blob_mut(name).unwrap_or_else(|| panic!("no blob {name}")).set_data(&be, values).unwrap();
+    }
+    match net.forward() {
+        Ok(_) => panic!("the forward pass succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The shape of blob `name` in the net described by `body`.
+pub(crate) fn shape_of(body: &str, name: &str) -> Vec<usize> {
+    let net = net(body).unwrap_or_else(|e| panic!("{e}"));
+    net.blob(name).unwrap_or_else(|| panic!("no blob {name}")).shape().to_vec()
+}
+
+/// Asserts that `message` contains `part`.
+#[track_caller]
+pub(crate) fn assert_contains(message: &str, part: &str) {
+    assert!(message.contains(part), "`{message}` does not contain `{part}`");
+}
