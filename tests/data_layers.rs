@@ -477,3 +477,45 @@ fn the_net_tells_data_layers_the_class_count_of_their_loss() {
     let e = net.forward().unwrap_err().to_string();
     assert!(e.contains("mask.png: label value 255 at pixel (x 3, y 0)") && e.contains("2 classes"), "{e}");
 }
+
+/// A solver training on fixtures/cxr-lite with shuffled, mirrored and cropped batches,
+/// snapshotted and resumed, ends with the weights of the unbroken run, bit for bit.
+#[test]
+fn training_resumed_from_a_snapshot_sees_the_same_batches() {
+    use crema::solver::Solver;
+    let d = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cxr-lite");
+    write(
+        &d.path().join("net.prototxt"),
+        &format!(
+            "layer {{ name: \"data\" type: \"DenseImageData\" top: \"data\" top: \"label\"
+               dense_image_data_param {{ source: \"{0}/train.txt\" root_folder: \"{0}/\" batch_size: 2
+                 shuffle: true rand_skip: 10 mirror: true crop_height: 64 crop_width: 96 is_color: false }}
+               transform_param {{ scale: 0.00390625 mean_value: 128 }} }}
+             layer {{ name: \"conv\" type: \"Convolution\" bottom: \"data\" top: \"score\"
+               convolution_param {{ num_output: 2 kernel_size: 3 pad: 1 weight_filler {{ type: \"gaussian\" std: 0.1 }} }} }}
+             layer {{ name: \"loss\" type: \"SoftmaxWithLoss\" bottom: \"score\" bottom: \"label\" top: \"loss\" }}",
+            fixtures.display()
+        ),
+    );
+    let solver_text = format!(
+        "net: \"net.prototxt\" base_lr: 0.1 momentum: 0.9 lr_policy: \"fixed\" max_iter: 6 iter_size: 2 \
+         random_seed: 3 snapshot: 3 snapshot_prefix: \"{}/snap\"",
+        d.path().display()
+    );
+    write(&d.path().join("solver.prototxt"), &solver_text);
+    let weights = |s: &Solver<Cpu>| -> Vec<Vec<f32>> { s.net().params().iter().map(|p| p.data_to_vec(s.backend()).unwrap()).collect() };
+
+    let mut full = Solver::from_file(Cpu::new(), d.path().join("solver.prototxt")).unwrap();
+    full.solve().unwrap();
+    let mut resumed = Solver::from_file(Cpu::new(), d.path().join("solver.prototxt")).unwrap();
+    resumed.restore(d.path().join("snap_iter_3.solverstate")).unwrap();
+    resumed.solve().unwrap();
+    assert_eq!(resumed.iter(), 6);
+    assert_eq!(weights(&resumed), weights(&full));
+    // A different seed trains on other batches: the weights differ.
+    write(&d.path().join("solver.prototxt"), &solver_text.replace("random_seed: 3", "random_seed: 4"));
+    let mut other = Solver::from_file(Cpu::new(), d.path().join("solver.prototxt")).unwrap();
+    other.solve().unwrap();
+    assert_ne!(weights(&other), weights(&full));
+}
