@@ -10,13 +10,19 @@ type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
 
 fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![
+        ("BN", super::bn::create),
+        ("BatchNorm", super::batch_norm::create),
+        ("Bias", super::scale_bias::create_bias),
         ("Convolution", super::conv::create_convolution),
         ("Deconvolution", super::conv::create_deconvolution),
         ("DummyData", super::input::create_dummy_data),
         ("EuclideanLoss", super::euclidean_loss::create),
         ("InnerProduct", super::inner_product::create),
         ("Input", super::input::create_input),
+        ("LRN", super::lrn::create),
+        ("MVN", super::mvn::create),
         ("ReLU", super::activation::create_relu),
+        ("Scale", super::scale_bias::create_scale),
     ]
 }
 

@@ -6,6 +6,7 @@ mod act;
 mod conv;
 pub mod gemm;
 mod loss;
+mod lrn;
 mod math;
 mod norm;
 mod pool;

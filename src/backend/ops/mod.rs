@@ -14,6 +14,6 @@ pub use act::{Activation, Activations};
 pub use conv::Convolution;
 pub use loss::Losses;
 pub use math::{Gemm, Math};
-pub use norm::Normalization;
+pub use norm::{ChannelDims, EpsPlacement, LrnSpec, NormGrad, Normalization};
 pub use pool::Pooling;
 pub use solver::SolverOps;
