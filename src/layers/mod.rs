@@ -18,6 +18,8 @@ mod euclidean_loss;
 mod lrn;
 mod mvn;
 mod scale_bias;
+#[cfg(test)]
+mod norm_tests;
 
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};

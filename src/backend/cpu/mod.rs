@@ -9,6 +9,8 @@ mod loss;
 mod lrn;
 mod math;
 mod norm;
+#[cfg(test)]
+mod norm_tests;
 mod pool;
 mod solver;
 
