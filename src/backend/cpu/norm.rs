@@ -4,8 +4,8 @@
 //! Batch normalisation works one channel per task: its statistics and its normalised output
 //! (or its gradient sums and its input gradient) are computed while the channel's elements are
 //! in cache, so a forward reads the input from memory once and a backward reads `dy` and
-//! `x_hat` once. Sums are in f64 over eight fixed lanes, combined in a fixed order, so the bits
-//! do not depend on the thread count.
+//! `x_hat` once. Sums run in eight fixed lanes, f32 within blocks of a row and f64 across
+//! blocks, combined in a fixed order, so the bits do not depend on the thread count.
 
 use super::{Cpu, CHUNK};
 use crate::backend::{ChannelDims, EpsPlacement, Io, NormGrad, Normalization};
@@ -23,28 +23,44 @@ pub(super) fn check_len(what: &str, len: usize, want: usize) -> Result<()> {
     }
 }
 
-fn lanes_add(acc: &mut [f64; LANES], row: &[f32], f: impl Fn(f32) -> f64) {
-    let mut chunks = row.chunks_exact(LANES);
-    for ch in &mut chunks {
-        for l in 0..LANES {
-            acc[l] += f(ch[l]);
+/// Elements of a row summed in f32 lanes before they join the f64 lanes (f32 arithmetic is
+/// twice as wide; a block's partial sums stay exact to a few units in the last place).
+const BLOCK: usize = 256;
+
+fn lanes_add(acc: &mut [f64; LANES], row: &[f32], f: impl Fn(f32) -> f32) {
+    for block in row.chunks(BLOCK) {
+        let mut part = [0.0f32; LANES];
+        let mut chunks = block.chunks_exact(LANES);
+        for ch in &mut chunks {
+            for l in 0..LANES {
+                part[l] += f(ch[l]);
+            }
         }
-    }
-    for (l, &v) in chunks.remainder().iter().enumerate() {
-        acc[l] += f(v);
+        for (l, &v) in chunks.remainder().iter().enumerate() {
+            part[l] += f(v);
+        }
+        for l in 0..LANES {
+            acc[l] += part[l] as f64;
+        }
     }
 }
 
-fn lanes_add2(acc: &mut [f64; LANES], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) {
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..LANES {
-            acc[l] += f(x[l], y[l]);
+fn lanes_add2(acc: &mut [f64; LANES], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (ba, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let mut part = [0.0f32; LANES];
+        let mut ca = ba.chunks_exact(LANES);
+        let mut cb = bb.chunks_exact(LANES);
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for l in 0..LANES {
+                part[l] += f(x[l], y[l]);
+            }
         }
-    }
-    for (l, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[l] += f(x, y);
+        for (l, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+            part[l] += f(x, y);
+        }
+        for l in 0..LANES {
+            acc[l] += part[l] as f64;
+        }
     }
 }
 
@@ -66,23 +82,24 @@ fn rows_by_channel_mut(buf: &mut [f32], d: ChannelDims) -> Vec<Vec<&mut [f32]>> 
     groups
 }
 
-/// Mean and biased variance of a channel's rows: two passes in f64 (the second over data
-/// still in cache), so no cancellation however large the mean.
+/// Mean and biased variance of a channel's rows: two passes (the second over data still in
+/// cache) summing the squared deviations from the mean, so no cancellation however large
+/// the mean.
 fn moments(rows: &[&[f32]], m: usize) -> (f32, f32) {
     if m == 0 {
         return (0.0, 0.0);
     }
     let mut acc = [0.0; LANES];
-    rows.iter().for_each(|r| lanes_add(&mut acc, r, |v| v as f64));
-    let mean = lanes_total(&acc) / m as f64;
+    rows.iter().for_each(|r| lanes_add(&mut acc, r, |v| v));
+    let mean = (lanes_total(&acc) / m as f64) as f32;
     let mut acc = [0.0; LANES];
     rows.iter().for_each(|r| {
         lanes_add(&mut acc, r, |v| {
-            let e = v as f64 - mean;
+            let e = v - mean;
             e * e
         })
     });
-    (mean as f32, (lanes_total(&acc) / m as f64) as f32)
+    (mean, (lanes_total(&acc) / m as f64) as f32)
 }
 
 fn std_of(var: f32, eps: f32, placement: EpsPlacement) -> f32 {
@@ -298,11 +315,11 @@ impl Normalization for Cpu {
                         None => &*dxs[r],
                     };
                     if want_sum_dy {
-                        lanes_add(&mut a_dy, dy, |v| v as f64);
+                        lanes_add(&mut a_dy, dy, |v| v);
                     }
                     if want_sum_dyx {
                         let xn = xns.as_ref().map(|x| x[r]).unwrap_or(&[]);
-                        lanes_add2(&mut a_dyx, dy, xn, |g, x| g as f64 * x as f64);
+                        lanes_add2(&mut a_dyx, dy, xn, |g, x| g * x);
                     }
                 }
                 let (sum_dy, sum_dyx) = (lanes_total(&a_dy), lanes_total(&a_dyx));
@@ -417,10 +434,10 @@ impl Normalization for Cpu {
                         let at = (o * d.channels + c) * d.inner;
                         let g = &dy[at..at + d.inner];
                         if want_b {
-                            lanes_add(&mut a_b, g, |v| v as f64);
+                            lanes_add(&mut a_b, g, |v| v);
                         }
                         if let (true, Some(x)) = (want_s, x) {
-                            lanes_add2(&mut a_s, g, &x[at..at + d.inner], |g, x| g as f64 * x as f64);
+                            lanes_add2(&mut a_s, g, &x[at..at + d.inner], |g, x| g * x);
                         }
                     }
                     (lanes_total(&a_s), lanes_total(&a_b))
