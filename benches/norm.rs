@@ -40,17 +40,40 @@ fn main() -> crema::Result<()> {
             best_of(5, || {
                 let io = Io::Pair(&x, &mut y);
                 let affine = Some((&scale, &shift));
-                be.channel_norm_batch(d, io, 1e-9, EpsPlacement::InsideSqrt, &mut mean, &mut var, &mut std, affine, Some(&mut x_norm))
+                be.channel_norm_batch(
+                    d,
+                    io,
+                    1e-9,
+                    EpsPlacement::InsideSqrt,
+                    &mut mean,
+                    &mut var,
+                    &mut std,
+                    affine,
+                    Some(&mut x_norm),
+                )
             })?,
         ),
         (
             "channel_norm_backward (dx, dscale, dshift)",
             best_of(5, || {
                 let io = Io::Pair(&x, &mut dx);
-                be.channel_norm_backward(d, NormGrad::BatchStats, Some(&x_norm), io, &std, Some(&scale), Some(&mut dscale), Some(&mut dshift), true)
+                be.channel_norm_backward(
+                    d,
+                    NormGrad::BatchStats,
+                    Some(&x_norm),
+                    io,
+                    &std,
+                    Some(&scale),
+                    Some(&mut dscale),
+                    Some(&mut dshift),
+                    true,
+                )
             })?,
         ),
-        ("channel_affine in place", best_of(5, || be.channel_affine(d, Io::InPlace(&mut y), Some(&scale), Some(&shift)))?),
+        (
+            "channel_affine in place",
+            best_of(5, || be.channel_affine(d, Io::InPlace(&mut y), Some(&scale), Some(&shift)))?,
+        ),
     ];
     for (what, t) in rows {
         println!("{what:44} {:8.2} ms", t.as_secs_f64() * 1e3);

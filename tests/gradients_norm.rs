@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::gradcheck::{check, GradCheck, Input};
+use common::gradcheck::{GradCheck, Input, check};
 use crema::proto::Phase;
 
 /// `x` of `shape` mapped by a 1x1 convolution (to `channels` channels) to `h`.
@@ -29,7 +29,8 @@ fn input(name: &str, shape: &[usize]) -> String {
 
 // ---------------------------------------------------------------------------------- BN
 
-const BN_FILLERS: &str = r#"scale_filler { type: "gaussian" mean: 1 std: 0.5 } shift_filler { type: "gaussian" std: 0.5 }"#;
+const BN_FILLERS: &str =
+    r#"scale_filler { type: "gaussian" mean: 1 std: 0.5 } shift_filler { type: "gaussian" std: 0.5 }"#;
 
 #[test]
 fn bn_learn_not_in_place() {
@@ -165,7 +166,9 @@ fn scale_from_a_bottom_broadcast_variants() {
         let (x, s): (&'static str, &'static str) = (format!("x_{v}").leak(), format!("s_{v}").leak());
         net += &input(x, &shape);
         net += &input(s, s_shape);
-        net += &format!(r#"layer {{ name: "{v}" type: "Scale" bottom: "{x}" bottom: "{s}" top: "y_{v}" scale_param {{ {options} }} }}"#);
+        net += &format!(
+            r#"layer {{ name: "{v}" type: "Scale" bottom: "{x}" bottom: "{s}" top: "y_{v}" scale_param {{ {options} }} }}"#
+        );
         inputs.push(Input::uniform(x, &shape, -1.0, 1.0));
         inputs.push(Input::uniform(s, s_shape, -1.5, 1.5));
         names.extend([x, s]);
@@ -296,7 +299,12 @@ fn mvn_all_options() {
         // deviation, so its gradient is off by about eps / std: exact to 1e-3 for a small eps.
         "eps: 0.0001 across_channels: true",
     ] {
-        check(&mvn_net(options, false), &[Input::uniform("x", &[2, 3, 3, 4], -2.0, 2.0)], &["x"], &GradCheck::default());
+        check(
+            &mvn_net(options, false),
+            &[Input::uniform("x", &[2, 3, 3, 4], -2.0, 2.0)],
+            &["x"],
+            &GradCheck::default(),
+        );
     }
 }
 

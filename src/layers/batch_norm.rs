@@ -113,7 +113,12 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
             Some(b) if be.len(&b.x_norm) == x_norm_len => {}
             Some(b) => b.x_norm = be.alloc(x_norm_len)?,
             None => {
-                self.bufs = Some(Bufs { mean: be.alloc(c)?, var: be.alloc(c)?, std: be.alloc(c)?, x_norm: be.alloc(x_norm_len)? })
+                self.bufs = Some(Bufs {
+                    mean: be.alloc(c)?,
+                    var: be.alloc(c)?,
+                    std: be.alloc(c)?,
+                    x_norm: be.alloc(x_norm_len)?,
+                })
             }
         }
         Ok(vec![shape.to_vec()])
@@ -164,7 +169,17 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         if global {
             be.channel_norm_backward(dims, NormGrad::Fixed, None, u.diff, &bufs.std, None, None, None, true)
         } else {
-            be.channel_norm_backward(dims, NormGrad::BatchStats, Some(&bufs.x_norm), u.diff, &bufs.std, None, None, None, true)
+            be.channel_norm_backward(
+                dims,
+                NormGrad::BatchStats,
+                Some(&bufs.x_norm),
+                u.diff,
+                &bufs.std,
+                None,
+                None,
+                None,
+                true,
+            )
         }
     }
 }

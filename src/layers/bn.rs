@@ -44,7 +44,15 @@ struct Bn<B: Backend> {
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
     let param = lp.bn_param.clone().unwrap_or_default();
     let learn = param.bn_mode() == BnMode::Learn;
-    Ok(Box::new(Bn::<B> { param, learn, tops: lp.top.len(), channels: 0, dims: ChannelDims::new(0, 0, 0), bufs: None, cached_input: false }))
+    Ok(Box::new(Bn::<B> {
+        param,
+        learn,
+        tops: lp.top.len(),
+        channels: 0,
+        dims: ChannelDims::new(0, 0, 0),
+        bufs: None,
+        cached_input: false,
+    }))
 }
 
 /// `(N, C, H*W)` of a blob of at most 4 axes, as the fork's legacy accessors read it.
@@ -102,7 +110,12 @@ impl<B: Backend> Layer<B> for Bn<B> {
             Some(b) => b.cache = be.alloc(cache_len)?,
             None => {
                 let c = self.channels;
-                self.bufs = Some(Bufs { mean: be.alloc(c)?, var: be.alloc(c)?, std: be.alloc(c)?, cache: be.alloc(cache_len)? });
+                self.bufs = Some(Bufs {
+                    mean: be.alloc(c)?,
+                    var: be.alloc(c)?,
+                    std: be.alloc(c)?,
+                    cache: be.alloc(cache_len)?,
+                });
             }
         }
         let mut tops = vec![bottoms[0].to_vec()];

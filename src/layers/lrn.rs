@@ -6,8 +6,8 @@
 
 use super::{Arity, Ctx, Layer, LayerContext};
 use crate::backend::{Backend, LrnSpec};
-use crate::proto::lrn_parameter::NormRegion;
 use crate::proto::LayerParameter;
+use crate::proto::lrn_parameter::NormRegion;
 use crate::{Error, Result};
 
 struct Lrn<B: Backend> {
@@ -67,7 +67,12 @@ impl<B: Backend> Layer<B> for Lrn<B> {
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let scale = self.scale.as_mut().ok_or_else(|| Error::Internal("LRN run before reshape".into()))?;
         let parts = ctx.parts()?;
-        be.lrn_forward(&self.spec, &parts.bottoms[0].data, scale, &mut parts.tops.into_iter().next().ok_or_else(|| Error::Internal("LRN without a top".into()))?.data)
+        be.lrn_forward(
+            &self.spec,
+            &parts.bottoms[0].data,
+            scale,
+            &mut parts.tops.into_iter().next().ok_or_else(|| Error::Internal("LRN without a top".into()))?.data,
+        )
     }
 
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {

@@ -21,6 +21,7 @@ mod scale_bias;
 #[cfg(test)]
 mod norm_tests;
 
+pub use bn::BN_EPS;
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 

@@ -2,10 +2,10 @@
 //! behaviour the gradient checks do not see (running statistics, statistics tops, gradients
 //! that overwrite rather than accumulate, default ParamSpecs).
 
+use crate::Result;
 use crate::backend::cpu::Cpu;
 use crate::net::Net;
 use crate::proto::{NetParameter, NetState, Phase};
-use crate::Result;
 
 fn net(text: &str, phase: Phase) -> Result<Net<Cpu>> {
     let mut p: NetParameter = crate::prototxt::parse(text, "test")?;
@@ -41,30 +41,43 @@ fn ramp(n: usize) -> Vec<f32> {
 #[test]
 fn bad_parameters_and_shapes_are_errors_naming_the_layer() {
     let cases: Vec<(String, &str)> = vec![
-        (input("x", &[1, 2, 3, 4, 5]) + r#"layer { name: "bn" type: "BN" bottom: "x" top: "x" }"#, "layer `bn` (type BN): BN needs a blob of 1 to 4 axes"),
         (
-            input("x", &[2, 3, 4]) + r#"layer { name: "bn" type: "BN" bottom: "x" top: "y" top: "m" top: "v" bn_param { bn_mode: INFERENCE } }"#,
+            input("x", &[1, 2, 3, 4, 5]) + r#"layer { name: "bn" type: "BN" bottom: "x" top: "x" }"#,
+            "layer `bn` (type BN): BN needs a blob of 1 to 4 axes",
+        ),
+        (
+            input("x", &[2, 3, 4])
+                + r#"layer { name: "bn" type: "BN" bottom: "x" top: "y" top: "m" top: "v" bn_param { bn_mode: INFERENCE } }"#,
             "takes exactly 1 top blob(s), given 3",
         ),
         (
-            input("x", &[2, 3]) + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { lr_mult: 0 } param { lr_mult: 1 } }"#,
+            input("x", &[2, 3])
+                + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { lr_mult: 0 } param { lr_mult: 1 } }"#,
             "cannot configure batch normalization statistics as layer parameters: param 1 has lr_mult 1",
         ),
         (
-            input("x", &[2, 3]) + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { name: "shared" } }"#,
+            input("x", &[2, 3])
+                + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { name: "shared" } }"#,
             "param 0 has lr_mult 1, which must be 0",
         ),
-        (input("x", &[]) + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" }"#, "BatchNorm needs a blob of at least 1 axis"),
         (
-            input("x", &[2, 3, 4]) + r#"layer { name: "s" type: "Scale" bottom: "x" top: "y" scale_param { num_axes: -2 } }"#,
+            input("x", &[]) + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" }"#,
+            "BatchNorm needs a blob of at least 1 axis",
+        ),
+        (
+            input("x", &[2, 3, 4])
+                + r#"layer { name: "s" type: "Scale" bottom: "x" top: "y" scale_param { num_axes: -2 } }"#,
             "num_axes must be non-negative, or -1",
         ),
         (
-            input("x", &[2, 3, 4]) + r#"layer { name: "s" type: "Scale" bottom: "x" top: "y" scale_param { axis: 1 num_axes: 3 } }"#,
+            input("x", &[2, 3, 4])
+                + r#"layer { name: "s" type: "Scale" bottom: "x" top: "y" scale_param { axis: 1 num_axes: 3 } }"#,
             "the scale blob's 3 axes extend past the bottom's shape [2, 3, 4] when applied from axis 1",
         ),
         (
-            input("x", &[2, 3, 4]) + &input("s", &[4, 3]) + r#"layer { name: "s2" type: "Scale" bottom: "x" bottom: "s" top: "y" }"#,
+            input("x", &[2, 3, 4])
+                + &input("s", &[4, 3])
+                + r#"layer { name: "s2" type: "Scale" bottom: "x" bottom: "s" top: "y" }"#,
             "the scale of shape [4, 3] does not match the bottom's shape [2, 3, 4] from axis 1",
         ),
         (
@@ -72,19 +85,25 @@ fn bad_parameters_and_shapes_are_errors_naming_the_layer() {
             "axis 3 out of range for a blob of 3 axes",
         ),
         (
-            input("x", &[2, 3, 4]) + &input("b", &[2, 4]) + r#"layer { name: "b2" type: "Bias" bottom: "x" bottom: "b" top: "y" bias_param { axis: 0 } }"#,
+            input("x", &[2, 3, 4])
+                + &input("b", &[2, 4])
+                + r#"layer { name: "b2" type: "Bias" bottom: "x" bottom: "b" top: "y" bias_param { axis: 0 } }"#,
             "the bias of shape [2, 4] does not match",
         ),
         (
-            input("x", &[2, 3, 4, 4]) + r#"layer { name: "l" type: "LRN" bottom: "x" top: "y" lrn_param { local_size: 4 } }"#,
+            input("x", &[2, 3, 4, 4])
+                + r#"layer { name: "l" type: "LRN" bottom: "x" top: "y" lrn_param { local_size: 4 } }"#,
             "LRN only supports odd values for local_size, given 4",
         ),
-        (input("x", &[2, 3, 4]) + r#"layer { name: "l" type: "LRN" bottom: "x" top: "y" }"#, "LRN needs a bottom of 4 axes"),
-        (input("x", &[6]) + r#"layer { name: "m" type: "MVN" bottom: "x" top: "y" }"#, "MVN needs a bottom of at least 2 axes"),
         (
-            input("x", &[2, 3]) + r#"layer { name: "l" type: "LRN" bottom: "x" top: "x" }"#,
-            "cannot run in place",
+            input("x", &[2, 3, 4]) + r#"layer { name: "l" type: "LRN" bottom: "x" top: "y" }"#,
+            "LRN needs a bottom of 4 axes",
         ),
+        (
+            input("x", &[6]) + r#"layer { name: "m" type: "MVN" bottom: "x" top: "y" }"#,
+            "MVN needs a bottom of at least 2 axes",
+        ),
+        (input("x", &[2, 3]) + r#"layer { name: "l" type: "LRN" bottom: "x" top: "x" }"#, "cannot run in place"),
     ];
     for (text, want) in cases {
         let e = error(&text);
@@ -95,8 +114,11 @@ fn bad_parameters_and_shapes_are_errors_naming_the_layer() {
 #[test]
 fn a_bottom_whose_channels_change_is_a_shape_error() {
     for kind in ["BN", "BatchNorm"] {
-        let mut n = net(&(input("x", &[2, 3, 4]) + &format!(r#"layer {{ name: "bn" type: "{kind}" bottom: "x" top: "y" }}"#)), Phase::Train)
-            .unwrap();
+        let mut n = net(
+            &(input("x", &[2, 3, 4]) + &format!(r#"layer {{ name: "bn" type: "{kind}" bottom: "x" top: "y" }}"#)),
+            Phase::Train,
+        )
+        .unwrap();
         let be = n.backend().clone();
         n.blob_mut("x").unwrap().reshape(&be, &[2, 5, 4]).unwrap();
         let e = n.forward().unwrap_err().to_string();
@@ -106,8 +128,12 @@ fn a_bottom_whose_channels_change_is_a_shape_error() {
 
 #[test]
 fn batchnorm_statistics_are_never_learnt() {
-    let n = net(&(input("x", &[2, 3]) + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { lr_mult: 0 decay_mult: 0 } }"#), Phase::Train)
-        .unwrap();
+    let n = net(
+        &(input("x", &[2, 3])
+            + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { lr_mult: 0 decay_mult: 0 } }"#),
+        Phase::Train,
+    )
+    .unwrap();
     let info = n.param_info();
     assert_eq!(info.len(), 3);
     assert!(info.iter().all(|p| p.lr_mult == 0.0), "{info:?}");
@@ -126,7 +152,8 @@ fn bn_learn_writes_the_batch_statistics_to_its_extra_tops() {
     assert_eq!(n.blob("mean").unwrap().shape(), &[1, 3, 1, 1]);
     let (mean, var, h) = (get(&n, "mean"), get(&n, "var"), get(&n, "h"));
     for c in 0..3 {
-        let vals: Vec<f64> = (0..2).flat_map(|i| (0..4).map(move |s| (i * 3 + c) * 4 + s)).map(|j| x[j] as f64).collect();
+        let vals: Vec<f64> =
+            (0..2).flat_map(|i| (0..4).map(move |s| (i * 3 + c) * 4 + s)).map(|j| x[j] as f64).collect();
         let m = vals.iter().sum::<f64>() / 8.0;
         let v = vals.iter().map(|a| (a - m).powi(2)).sum::<f64>() / 8.0;
         assert!((mean[c] as f64 - m).abs() < 1e-6 && (var[c] as f64 - v).abs() < 1e-6, "channel {c}");
@@ -159,7 +186,8 @@ fn batchnorm_updates_its_running_statistics_as_caffe() {
     let blobs: Vec<Vec<f32>> = n.layer_params(1).iter().map(|b| b.data_to_vec(&be).unwrap()).collect();
     assert_eq!(blobs[2], vec![5.0f32 * 0.9 + 1.0]);
     for c in 0..2 {
-        let vals: Vec<f64> = (0..3).flat_map(|i| (0..2).map(move |s| (i * 2 + c) * 2 + s)).map(|j| x[j] as f64).collect();
+        let vals: Vec<f64> =
+            (0..3).flat_map(|i| (0..2).map(move |s| (i * 2 + c) * 2 + s)).map(|j| x[j] as f64).collect();
         let m = vals.iter().sum::<f64>() / 6.0;
         let v = vals.iter().map(|a| (a - m).powi(2)).sum::<f64>() / 6.0;
         let want_mean = m + 0.9 * [1.0, 2.0][c];
@@ -171,7 +199,8 @@ fn batchnorm_updates_its_running_statistics_as_caffe() {
 
 #[test]
 fn batchnorm_global_statistics_with_a_zero_factor_are_zero() {
-    let text = input("x", &[2, 2]) + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" batch_norm_param { eps: 0.25 } }"#;
+    let text = input("x", &[2, 2])
+        + r#"layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" batch_norm_param { eps: 0.25 } }"#;
     let mut n = net(&text, Phase::Test).unwrap();
     set(&mut n, "x", &[1.0, -2.0, 3.0, 0.5]);
     n.forward().unwrap();

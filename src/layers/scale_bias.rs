@@ -18,7 +18,9 @@ use crate::{Error, Result};
 fn learnt_shape(bottom: &[usize], axis: i32, num_axes: i32, what: &str) -> Result<Vec<usize>> {
     let axis = canonical_axis(axis, bottom.len())?;
     if num_axes < -1 {
-        return Err(Error::Config(format!("num_axes must be non-negative, or -1 to extend to the end of the bottom; given {num_axes}")));
+        return Err(Error::Config(format!(
+            "num_axes must be non-negative, or -1 to extend to the end of the bottom; given {num_axes}"
+        )));
     }
     let end = if num_axes == -1 { bottom.len() } else { axis + num_axes as usize };
     if end > bottom.len() {

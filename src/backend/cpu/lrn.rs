@@ -51,7 +51,16 @@ pub(super) fn forward(spec: &LrnSpec, x: &[f32], scale: &mut [f32], y: &mut [f32
 }
 
 pub(super) fn backward(spec: &LrnSpec, x: &[f32], y: &[f32], scale: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
-    check(spec, &[("input", x.len()), ("output", y.len()), ("scale", scale.len()), ("top diff", dy.len()), ("bottom diff", dx.len())])?;
+    check(
+        spec,
+        &[
+            ("input", x.len()),
+            ("output", y.len()),
+            ("scale", scale.len()),
+            ("top diff", dy.len()),
+            ("bottom diff", dx.len()),
+        ],
+    )?;
     if spec.count() == 0 {
         return Ok(());
     }
@@ -68,32 +77,36 @@ fn across_forward(spec: &LrnSpec, x: &[f32], scale: &mut [f32], y: &mut [f32]) {
     let pre = (size - 1) / 2;
     let a = spec.alpha / size as f32;
     let (k, beta) = (spec.k, spec.beta);
-    tiles_mut(scale, c_n, plane).into_par_iter().zip(tiles_mut(y, c_n, plane)).for_each(|((n, t0, mut sc), (_, _, mut ys))| {
-        let w = sc[0].len();
-        let xrow = |c: usize| &x[(n * c_n + c) * plane + t0..][..w];
-        let add_sq = |row: &mut [f32], coef: f32, xr: &[f32]| row.iter_mut().zip(xr).for_each(|(s, &v)| *s += coef * (v * v));
-        // Channel 0: k plus the head of the window (padded channels contribute nothing).
-        sc[0].fill(k);
-        for j in 0..size {
-            if j >= pre && j - pre < c_n {
-                add_sq(sc[0], a, xrow(j - pre));
+    tiles_mut(scale, c_n, plane).into_par_iter().zip(tiles_mut(y, c_n, plane)).for_each(
+        |((n, t0, mut sc), (_, _, mut ys))| {
+            let w = sc[0].len();
+            let xrow = |c: usize| &x[(n * c_n + c) * plane + t0..][..w];
+            let add_sq = |row: &mut [f32], coef: f32, xr: &[f32]| {
+                row.iter_mut().zip(xr).for_each(|(s, &v)| *s += coef * (v * v))
+            };
+            // Channel 0: k plus the head of the window (padded channels contribute nothing).
+            sc[0].fill(k);
+            for j in 0..size {
+                if j >= pre && j - pre < c_n {
+                    add_sq(sc[0], a, xrow(j - pre));
+                }
             }
-        }
-        for c in 1..c_n {
-            let (prev, cur) = sc.split_at_mut(c);
-            let cur = &mut *cur[0];
-            cur.copy_from_slice(prev[c - 1]);
-            if c + pre < c_n {
-                add_sq(cur, a, xrow(c + pre));
+            for c in 1..c_n {
+                let (prev, cur) = sc.split_at_mut(c);
+                let cur = &mut *cur[0];
+                cur.copy_from_slice(prev[c - 1]);
+                if c + pre < c_n {
+                    add_sq(cur, a, xrow(c + pre));
+                }
+                if c > pre {
+                    add_sq(cur, -a, xrow(c - 1 - pre));
+                }
             }
-            if c > pre {
-                add_sq(cur, -a, xrow(c - 1 - pre));
+            for (c, (yr, sr)) in ys.iter_mut().zip(&sc).enumerate() {
+                yr.iter_mut().zip(sr.iter().zip(xrow(c))).for_each(|(o, (&s, &v))| *o = s.powf(-beta) * v);
             }
-        }
-        for (c, (yr, sr)) in ys.iter_mut().zip(&sc).enumerate() {
-            yr.iter_mut().zip(sr.iter().zip(xrow(c))).for_each(|(o, (&s, &v))| *o = s.powf(-beta) * v);
-        }
-    });
+        },
+    );
 }
 
 fn across_backward(spec: &LrnSpec, x: &[f32], y: &[f32], scale: &[f32], dy: &[f32], dx: &mut [f32]) {

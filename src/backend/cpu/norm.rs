@@ -7,7 +7,7 @@
 //! `x_hat` once. Sums run in eight fixed lanes, f32 within blocks of a row and f64 across
 //! blocks, combined in a fixed order, so the bits do not depend on the thread count.
 
-use super::{Cpu, CHUNK};
+use super::{CHUNK, Cpu};
 use crate::backend::{ChannelDims, EpsPlacement, Io, NormGrad, Normalization};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -158,7 +158,8 @@ impl Normalization for Cpu {
             return Ok(());
         }
         let m = d.per_channel();
-        let stats: Vec<(f32, f32)> = (0..d.channels).into_par_iter().map(|c| moments(&channel_rows(x, d, c), m)).collect();
+        let stats: Vec<(f32, f32)> =
+            (0..d.channels).into_par_iter().map(|c| moments(&channel_rows(x, d, c), m)).collect();
         for (c, (mu, v)) in stats.into_iter().enumerate() {
             mean[c] = mu;
             var[c] = v;
@@ -281,7 +282,11 @@ impl Normalization for Cpu {
         check_len("channel_norm_backward dy", dyl, d.count())?;
         check_len("channel_norm_backward dx", dxl, d.count())?;
         check_len("channel_norm_backward std", std.len(), d.channels)?;
-        for (what, b) in [("scale", scale.map(|b| b.len())), ("dscale", dscale.as_ref().map(|b| b.len())), ("dshift", dshift.as_ref().map(|b| b.len()))] {
+        for (what, b) in [
+            ("scale", scale.map(|b| b.len())),
+            ("dscale", dscale.as_ref().map(|b| b.len())),
+            ("dshift", dshift.as_ref().map(|b| b.len())),
+        ] {
             if let Some(len) = b {
                 check_len(&format!("channel_norm_backward {what}"), len, d.channels)?;
             }
@@ -289,7 +294,9 @@ impl Normalization for Cpu {
         let need_xn = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats);
         match x_norm {
             Some(xn) => check_len("channel_norm_backward x_norm", xn.len(), d.count())?,
-            None if need_xn => return Err(Error::Internal("channel_norm_backward: x_norm is needed and not given".into())),
+            None if need_xn => {
+                return Err(Error::Internal("channel_norm_backward: x_norm is needed and not given".into()));
+            }
             None => {}
         }
         if d.count() == 0 {
@@ -339,7 +346,9 @@ impl Normalization for Cpu {
                                     Some(dy) => dx.iter_mut().zip(dy.iter().zip(xn)).for_each(|(o, (&g, &x))| {
                                         *o = (g * s - (x * mgx + mg)) / sd;
                                     }),
-                                    None => dx.iter_mut().zip(xn).for_each(|(o, &x)| *o = (*o * s - (x * mgx + mg)) / sd),
+                                    None => {
+                                        dx.iter_mut().zip(xn).for_each(|(o, &x)| *o = (*o * s - (x * mgx + mg)) / sd)
+                                    }
                                 }
                             }
                         }
@@ -359,7 +368,13 @@ impl Normalization for Cpu {
         Ok(())
     }
 
-    fn channel_affine(&self, d: ChannelDims, io: Io<'_, Vec<f32>>, scale: Option<&Vec<f32>>, bias: Option<&Vec<f32>>) -> Result<()> {
+    fn channel_affine(
+        &self,
+        d: ChannelDims,
+        io: Io<'_, Vec<f32>>,
+        scale: Option<&Vec<f32>>,
+        bias: Option<&Vec<f32>>,
+    ) -> Result<()> {
         let (xl, yl) = io_lens(&io);
         check_len("channel_affine input", xl, d.count())?;
         check_len("channel_affine output", yl, d.count())?;
@@ -407,7 +422,11 @@ impl Normalization for Cpu {
         let (dyl, dxl) = io_lens(&diff);
         check_len("channel_affine_backward dy", dyl, d.count())?;
         check_len("channel_affine_backward dx", dxl, d.count())?;
-        for (what, b) in [("scale", scale.map(|b| b.len())), ("dscale", dscale.as_ref().map(|b| b.len())), ("dbias", dbias.as_ref().map(|b| b.len()))] {
+        for (what, b) in [
+            ("scale", scale.map(|b| b.len())),
+            ("dscale", dscale.as_ref().map(|b| b.len())),
+            ("dbias", dbias.as_ref().map(|b| b.len())),
+        ] {
             if let Some(len) = b {
                 check_len(&format!("channel_affine_backward {what}"), len, d.channels)?;
             }
@@ -456,7 +475,9 @@ impl Normalization for Cpu {
         if write_dx {
             match (scale, diff) {
                 (None, Io::InPlace(_)) => {}
-                (None, Io::Pair(dy, dx)) => dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).for_each(|(o, i)| o.copy_from_slice(i)),
+                (None, Io::Pair(dy, dx)) => {
+                    dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).for_each(|(o, i)| o.copy_from_slice(i))
+                }
                 (Some(s), diff) => par_segments(d, diff, |c, dy, dx| {
                     let s = s[c];
                     map_row(dy, dx, |g| g * s)
@@ -466,7 +487,13 @@ impl Normalization for Cpu {
         Ok(())
     }
 
-    fn lrn_forward(&self, spec: &crate::backend::LrnSpec, x: &Vec<f32>, scale: &mut Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn lrn_forward(
+        &self,
+        spec: &crate::backend::LrnSpec,
+        x: &Vec<f32>,
+        scale: &mut Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
         super::lrn::forward(spec, x, scale, y)
     }
 

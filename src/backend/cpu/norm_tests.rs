@@ -91,7 +91,8 @@ fn norm_batch_matches_naive_in_place_and_not() {
                     }
                 }
                 let run = |in_place: bool, with_xn: bool| {
-                    let (mut mean, mut var, mut std) = (vec![0.0; d.channels], vec![0.0; d.channels], vec![0.0; d.channels]);
+                    let (mut mean, mut var, mut std) =
+                        (vec![0.0; d.channels], vec![0.0; d.channels], vec![0.0; d.channels]);
                     let mut xn = vec![0.0; d.count()];
                     let mut y = if in_place { x.clone() } else { vec![0.0; d.count()] };
                     let io = if in_place { Io::InPlace(&mut y) } else { Io::Pair(&x, &mut y) };
@@ -182,8 +183,18 @@ fn norm_backward_matches_naive_for_every_mode() {
                     let (mut ds, mut db) = (vec![0.5f32; d.channels], vec![-0.5f32; d.channels]);
                     let mut dx = if in_place { dy.clone() } else { vec![7.0; n] };
                     let io = if in_place { Io::InPlace(&mut dx) } else { Io::Pair(&dy, &mut dx) };
-                    be.channel_norm_backward(*d, grad, Some(&xn), io, &std, with_scale.then_some(&scale), Some(&mut ds), Some(&mut db), true)
-                        .unwrap();
+                    be.channel_norm_backward(
+                        *d,
+                        grad,
+                        Some(&xn),
+                        io,
+                        &std,
+                        with_scale.then_some(&scale),
+                        Some(&mut ds),
+                        Some(&mut db),
+                        true,
+                    )
+                    .unwrap();
                     // Accumulated onto the 0.5 and -0.5 already there.
                     close("dscale", &ds, &sum_dyx.iter().map(|v| v + 0.5).collect::<Vec<_>>(), 1e-5);
                     close("dshift", &db, &sum_dy.iter().map(|v| v - 0.5).collect::<Vec<_>>(), 1e-5);
@@ -197,8 +208,18 @@ fn norm_backward_matches_naive_for_every_mode() {
         // Parameter gradients only: dx untouched.
         let mut dx = vec![7.0; n];
         let mut ds = vec![0.0; d.channels];
-        be.channel_norm_backward(*d, NormGrad::BatchStats, Some(&xn), Io::Pair(&dy, &mut dx), &std, None, Some(&mut ds), None, false)
-            .unwrap();
+        be.channel_norm_backward(
+            *d,
+            NormGrad::BatchStats,
+            Some(&xn),
+            Io::Pair(&dy, &mut dx),
+            &std,
+            None,
+            Some(&mut ds),
+            None,
+            false,
+        )
+        .unwrap();
         assert!(dx.iter().all(|&v| v == 7.0));
     }
 }
@@ -230,8 +251,16 @@ fn affine_and_its_backward_match_naive() {
 
             let (mut ds, mut db) = (vec![1.0f32; d.channels], vec![2.0f32; d.channels]);
             let mut dx = vec![0.0; n];
-            be.channel_affine_backward(*d, Some(&x), Io::Pair(&dy, &mut dx), use_s.then_some(&s), Some(&mut ds), Some(&mut db), true)
-                .unwrap();
+            be.channel_affine_backward(
+                *d,
+                Some(&x),
+                Io::Pair(&dy, &mut dx),
+                use_s.then_some(&s),
+                Some(&mut ds),
+                Some(&mut db),
+                true,
+            )
+            .unwrap();
             let (mut want_s, mut want_b) = (vec![1.0f64; d.channels], vec![2.0f64; d.channels]);
             for j in 0..n {
                 want_s[ch(j)] += dy[j] as f64 * x[j] as f64;
@@ -256,11 +285,32 @@ fn reductions_give_the_same_bits_on_one_thread_and_several() {
         let (mut mean, mut var, mut std) = (vec![0.0; 5], vec![0.0; 5], vec![0.0; 5]);
         let mut y = vec![0.0; d.count()];
         let mut xn = vec![0.0; d.count()];
-        be.channel_norm_batch(d, Io::Pair(&x, &mut y), 1e-5, EpsPlacement::InsideSqrt, &mut mean, &mut var, &mut std, None, Some(&mut xn))
-            .unwrap();
+        be.channel_norm_batch(
+            d,
+            Io::Pair(&x, &mut y),
+            1e-5,
+            EpsPlacement::InsideSqrt,
+            &mut mean,
+            &mut var,
+            &mut std,
+            None,
+            Some(&mut xn),
+        )
+        .unwrap();
         let mut ds = vec![0.0; 5];
         let mut dx = vec![0.0; d.count()];
-        be.channel_norm_backward(d, NormGrad::BatchStats, Some(&xn), Io::Pair(&x, &mut dx), &std, None, Some(&mut ds), None, true).unwrap();
+        be.channel_norm_backward(
+            d,
+            NormGrad::BatchStats,
+            Some(&xn),
+            Io::Pair(&x, &mut dx),
+            &std,
+            None,
+            Some(&mut ds),
+            None,
+            true,
+        )
+        .unwrap();
         (mean, var, y, ds, dx)
     };
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
@@ -286,7 +336,17 @@ fn wrong_buffer_lengths_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("x_norm is needed"), "{e}");
-    let spec = LrnSpec { num: 1, channels: 2, height: 2, width: 2, size: 3, alpha: 1.0, beta: 0.75, k: 1.0, within_channel: false };
+    let spec = LrnSpec {
+        num: 1,
+        channels: 2,
+        height: 2,
+        width: 2,
+        size: 3,
+        alpha: 1.0,
+        beta: 0.75,
+        k: 1.0,
+        within_channel: false,
+    };
     let (mut s, mut o) = (vec![0.0; 8], vec![0.0; 7]);
     let e = be.lrn_forward(&spec, &x[..8].to_vec(), &mut s, &mut o).unwrap_err().to_string();
     assert!(e.contains("LRN output: buffer of 7 elements where 8 are expected"), "{e}");
@@ -315,7 +375,8 @@ fn naive_lrn(spec: &LrnSpec, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<
         }
         v
     };
-    let (base, norm) = if spec.within_channel { (1.0, (spec.size * spec.size) as f64) } else { (spec.k as f64, spec.size as f64) };
+    let (base, norm) =
+        if spec.within_channel { (1.0, (spec.size * spec.size) as f64) } else { (spec.k as f64, spec.size as f64) };
     let count = spec.count();
     let (mut scale, mut y, mut dx) = (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
     let mut wins = vec![Vec::new(); count];

@@ -10,8 +10,8 @@
 //! `channels` elements. Reductions are deterministic: the same inputs give the same bits
 //! whatever the number of threads.
 
-use crate::backend::{Io, Storage};
 use crate::Result;
+use crate::backend::{Io, Storage};
 
 /// The `(outer, channels, inner)` view of a buffer of `outer * channels * inner` elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +99,13 @@ pub trait Normalization: Storage {
     /// biased variance `var[c] = sum((x - mean[c])^2) / m` over the `m = outer * inner`
     /// elements of channel `c`. Overwrites `mean` and `var`. This is what SegNet's
     /// `compute_bn_statistics` averages over batches.
-    fn channel_moments(&self, dims: ChannelDims, x: &Self::Buf, mean: &mut Self::Buf, var: &mut Self::Buf) -> Result<()>;
+    fn channel_moments(
+        &self,
+        dims: ChannelDims,
+        x: &Self::Buf,
+        mean: &mut Self::Buf,
+        var: &mut Self::Buf,
+    ) -> Result<()>;
 
     /// `std[c] = sqrt(var[c] + eps)` or `sqrt(var[c]) + eps` (f32 arithmetic, as Caffe).
     fn channel_std(&self, var: &Self::Buf, eps: f32, placement: EpsPlacement, std: &mut Self::Buf) -> Result<()>;
@@ -126,7 +132,13 @@ pub trait Normalization: Storage {
     ) -> Result<()>;
 
     /// Normalisation with given statistics: `y = (x - mean[c]) / std[c]` (no affine part).
-    fn channel_normalize(&self, dims: ChannelDims, io: Io<'_, Self::Buf>, mean: &Self::Buf, std: &Self::Buf) -> Result<()>;
+    fn channel_normalize(
+        &self,
+        dims: ChannelDims,
+        io: Io<'_, Self::Buf>,
+        mean: &Self::Buf,
+        std: &Self::Buf,
+    ) -> Result<()>;
 
     /// Backward of `y = x_hat` or `y = x_hat * scale[c] + shift[c]`, `x_hat = (x - mean) / std`.
     /// `diff` is `dy -> dx` (in place or not). With `g = dy * scale[c]` (`g = dy` when `scale`
@@ -151,7 +163,13 @@ pub trait Normalization: Storage {
 
     /// A per-channel affine map `y = x * scale[c] + bias[c]`, either part optional (the
     /// product is rounded before the sum, as Caffe's Scale-then-Bias).
-    fn channel_affine(&self, dims: ChannelDims, io: Io<'_, Self::Buf>, scale: Option<&Self::Buf>, bias: Option<&Self::Buf>) -> Result<()>;
+    fn channel_affine(
+        &self,
+        dims: ChannelDims,
+        io: Io<'_, Self::Buf>,
+        scale: Option<&Self::Buf>,
+        bias: Option<&Self::Buf>,
+    ) -> Result<()>;
 
     /// Backward of [`Normalization::channel_affine`]: accumulates `dscale[c] += sum(dy * x)`
     /// (then `x`, the forward input, must be given) and `dbias[c] += sum(dy)` when given, then,
