@@ -66,13 +66,8 @@ impl<B: Backend> Layer<B> for Lrn<B> {
 
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let scale = self.scale.as_mut().ok_or_else(|| Error::Internal("LRN run before reshape".into()))?;
-        let parts = ctx.parts()?;
-        be.lrn_forward(
-            &self.spec,
-            &parts.bottoms[0].data,
-            scale,
-            &mut parts.tops.into_iter().next().ok_or_else(|| Error::Internal("LRN without a top".into()))?.data,
-        )
+        let mut parts = ctx.parts()?;
+        be.lrn_forward(&self.spec, &parts.bottoms[0].data, scale, &mut parts.tops[0].data)
     }
 
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {

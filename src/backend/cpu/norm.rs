@@ -207,11 +207,11 @@ impl Normalization for Cpu {
             Io::Pair(x, y) => (Some(x), y),
         };
         let dst_rows = rows_by_channel_mut(dst, d);
-        let mut xn_rows: Vec<Option<Vec<&mut [f32]>>> = match x_norm {
+        let xn_rows: Vec<Option<Vec<&mut [f32]>>> = match x_norm {
             Some(xn) => rows_by_channel_mut(xn, d).into_iter().map(Some).collect(),
             None => (0..d.channels).map(|_| None).collect(),
         };
-        let tasks: Vec<_> = dst_rows.into_iter().zip(xn_rows.drain(..)).collect();
+        let tasks: Vec<_> = dst_rows.into_iter().zip(xn_rows).collect();
         let stats: Vec<(f32, f32, f32)> = tasks
             .into_par_iter()
             .enumerate()
