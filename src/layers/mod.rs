@@ -9,6 +9,8 @@ mod ctx;
 mod registry;
 
 mod activation;
+mod batch_norm;
+mod bn;
 mod conv;
 mod dense_image_data;
 mod image_data;
@@ -40,12 +42,18 @@ mod infogain;
 mod sigmoid_xent;
 mod softmax;
 mod softmax_loss;
+mod lrn;
+mod mvn;
+mod scale_bias;
+#[cfg(test)]
+mod norm_tests;
 
+pub use bn::BN_EPS;
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 
 use crate::backend::Backend;
-use crate::proto::{FillerParameter, Phase};
+use crate::proto::{FillerParameter, ParamSpec, Phase};
 use crate::{Error, Result};
 use std::path::PathBuf;
 
@@ -170,6 +178,12 @@ pub trait Layer<B: Backend>: Send {
     /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
     fn has_backward(&self) -> bool {
         true
+    }
+    /// The `ParamSpec` of learnable blob `index` when the layer's `param` list has no entry
+    /// for it (None: Caffe's defaults, lr_mult 1 and decay_mult 1). BatchNorm answers lr_mult 0
+    /// for its statistics, as Caffe's BatchNormLayer adds `param { lr_mult: 0 }` entries.
+    fn default_param_spec(&self, _index: usize) -> Option<ParamSpec> {
+        None
     }
     /// Called once with the first bottom shapes: checks them and declares the learnable blobs.
     fn setup(&mut self, _be: &B, _bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
