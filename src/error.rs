@@ -44,6 +44,10 @@ pub enum Error {
     /// every place crema looked).
     #[error("CUDA: {what}: {detail}")]
     Cuda { what: String, detail: String },
+    /// Training stopped because the loss became NaN or infinite. `msg` says which layer was
+    /// the first to output a non-finite value; snapshots written before are left in place.
+    #[error("training diverged at iteration {iter}: {msg}")]
+    Diverged { iter: u64, msg: String },
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),

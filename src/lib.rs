@@ -12,8 +12,10 @@ pub mod prototxt;
 
 pub use error::{Error, Result};
 pub mod blob;
+pub mod data;
 pub mod filler;
 pub mod layers;
 pub mod net;
 pub mod rng;
+pub mod solver;
 pub mod upgrade;

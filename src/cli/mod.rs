@@ -4,9 +4,13 @@
 
 mod args;
 mod common;
+mod dataset;
+mod curves;
 mod forward;
 mod inspect;
+mod test;
 mod time;
+mod train;
 mod upgrade;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +35,14 @@ enum Command {
     Forward(forward::Args),
     /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
     Time(time::Args),
+    /// Train a net with a solver file, or resume training from a snapshot (Caffe's
+    /// `caffe train`).
+    Train(train::Args),
+    /// Score a trained net over some batches in the TEST phase (Caffe's `caffe test`).
+    Test(test::Args),
+    /// Prepare a segmentation dataset (images + masks) for DenseImageData: resized PNGs,
+    /// 0/1 labels, train.txt/test.txt and median-frequency class weights.
+    Dataset(dataset::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -47,6 +59,9 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Dataset(a) => dataset::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,11 @@ mod ctx;
 mod registry;
 
 mod activation;
+mod batch_norm;
+mod bn;
 mod conv;
+mod dense_image_data;
+mod image_data;
 mod dropout;
 mod prelu;
 mod swish;
@@ -38,13 +42,20 @@ mod infogain;
 mod sigmoid_xent;
 mod softmax;
 mod softmax_loss;
+mod lrn;
+mod mvn;
+mod scale_bias;
+#[cfg(test)]
+mod norm_tests;
 
+pub use bn::BN_EPS;
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 
 use crate::backend::Backend;
-use crate::proto::{FillerParameter, Phase};
+use crate::proto::{FillerParameter, ParamSpec, Phase};
 use crate::{Error, Result};
+use std::path::PathBuf;
 
 /// How many bottoms or tops a layer takes: `min..=max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,13 +105,46 @@ pub struct ParamDef {
 }
 
 /// What a layer knows when it is built.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerContext {
     /// The phase the net runs in.
     pub phase: Phase,
     /// Seed for layers that draw random numbers as they run (Dropout, DummyData, data
     /// shuffling), mixed with the layer's position so that each layer has its own stream.
     pub seed: u64,
+    /// The directory of the model file the net came from, when it came from a file: data
+    /// layers look there for `source`, `root_folder` and mean files that are not found
+    /// relative to the working directory.
+    pub model_dir: Option<PathBuf>,
+}
+
+impl LayerContext {
+    /// A context for `phase` and `seed`, with no model directory.
+    pub fn new(phase: Phase, seed: u64) -> Self {
+        LayerContext { phase, seed, model_dir: None }
+    }
+}
+
+/// Where the next forward pass stands in training. Layers whose forward draws random numbers
+/// (Dropout) or reads a stream of data should derive their draws and their position from this,
+/// not from how many draws or reads came before: a run resumed from a snapshot then continues
+/// bit for bit as if it had never stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The solver's iteration (the number of updates made so far).
+    pub iter: u64,
+    /// Which of the iteration's passes this is: `0..iter_size` in training (gradients of
+    /// `iter_size` passes are accumulated), `0..test_iter` in a test.
+    pub sub: u32,
+    /// Passes per iteration (`iter_size` in training, `test_iter` in a test).
+    pub per_iter: u32,
+}
+
+impl Pass {
+    /// A global count of passes: `iter * per_iter + sub` (a data layer's batch index).
+    pub fn index(&self) -> u64 {
+        self.iter.saturating_mul(self.per_iter as u64).saturating_add(self.sub as u64)
+    }
 }
 
 /// One layer. The net checks bottom/top counts ([`Layer::bottoms`], [`Layer::tops`]), in-place
@@ -135,6 +179,12 @@ pub trait Layer<B: Backend>: Send {
     fn has_backward(&self) -> bool {
         true
     }
+    /// The `ParamSpec` of learnable blob `index` when the layer's `param` list has no entry
+    /// for it (None: Caffe's defaults, lr_mult 1 and decay_mult 1). BatchNorm answers lr_mult 0
+    /// for its statistics, as Caffe's BatchNormLayer adds `param { lr_mult: 0 }` entries.
+    fn default_param_spec(&self, _index: usize) -> Option<ParamSpec> {
+        None
+    }
     /// Called once with the first bottom shapes: checks them and declares the learnable blobs.
     fn setup(&mut self, _be: &B, _bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         Ok(Vec::new())
@@ -146,9 +196,18 @@ pub trait Layer<B: Backend>: Send {
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()>;
     /// Computes bottom diffs (where `propagate_down[i]`) and accumulates parameter diffs.
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()>;
+    /// Called before each forward pass of a training run or test with where that pass stands
+    /// (see [`Pass`]); layers without randomness or streamed data ignore it.
+    fn set_pass(&mut self, _pass: Pass) {}
     /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         0
+    }
+    /// Tells a data layer that its top `top` feeds a layer taking class labels in
+    /// `0..classes`, or `ignore_label`; it then refuses other values with an error naming the
+    /// file. Called by the net after building, once per such reader; others ignore it.
+    fn set_label_range(&mut self, _top: usize, _classes: usize, _ignore_label: Option<i32>) -> Result<()> {
+        Ok(())
     }
 }
 
