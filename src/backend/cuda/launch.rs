@@ -348,6 +348,7 @@ mod tests {
             super::super::pool::KERNELS,
             super::super::loss::KERNELS,
             super::super::tensor::KERNELS,
+            super::super::solver::KERNELS,
         ];
         for k in all.iter().flat_map(|l| l.iter()) {
             let signature = format!("extern \"C\" __global__ void {}(", k.name);
