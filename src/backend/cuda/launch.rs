@@ -191,6 +191,7 @@ enum Arg {
     U64(u64),
     I32(i32),
     F32(f32),
+    F64(f64),
     Struct { words: Box<[u64]>, type_name: &'static str },
 }
 
@@ -201,6 +202,7 @@ impl Arg {
             Arg::U64(v) => v as *mut u64 as *mut c_void,
             Arg::I32(v) => v as *mut i32 as *mut c_void,
             Arg::F32(v) => v as *mut f32 as *mut c_void,
+            Arg::F64(v) => v as *mut f64 as *mut c_void,
             Arg::Struct { words, .. } => words.as_mut_ptr() as *mut c_void,
         }
     }
@@ -211,6 +213,7 @@ impl Arg {
             Arg::U64(v) => format!("{name}={v}"),
             Arg::I32(v) => format!("{name}={v}"),
             Arg::F32(v) => format!("{name}={v}"),
+            Arg::F64(v) => format!("{name}={v}"),
             Arg::Struct { type_name, .. } => format!("{name}: {type_name}"),
         }
     }
@@ -283,6 +286,12 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// A `double`.
+    pub fn f64(mut self, name: &'static str, v: f64) -> Self {
+        self.args.push((name, Arg::F64(v)));
+        self
+    }
+
     /// A struct by value.
     pub fn value<T: KernelStruct>(mut self, name: &'static str, v: &T) -> Self {
         let size = std::mem::size_of::<T>();
@@ -349,6 +358,7 @@ mod tests {
             super::super::loss::KERNELS,
             super::super::tensor::KERNELS,
             super::super::solver::KERNELS,
+            super::super::norm::KERNELS,
         ];
         for k in all.iter().flat_map(|l| l.iter()) {
             let signature = format!("extern \"C\" __global__ void {}(", k.name);

@@ -1,48 +1,528 @@
-//! CUDA normalisation primitives: not implemented yet (each returns an error).
+//! CUDA normalisation primitives: kernels from `kernels/norm.cu`.
+//!
+//! Per-channel sums (statistics, the gradients of scale and shift) run on a grid of channels
+//! times parts, the parts fixed by the shape, in double, then add their parts in order: the same
+//! bits on every run and GPU, and within rounding of the CPU's sums. The element-wise passes
+//! (normalisation, affine maps, gradients, LRN's window arithmetic) write the CPU's formulas in
+//! its order of operations; LRN's power is evaluated in double and rounded once.
 
+use super::act::io_bufs;
+use super::device::Device;
+use super::launch::{Family, Kernel, KernelStruct, Launch, BLOCK};
 use super::{Cuda, CudaBuf};
-use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, NormGrad, Normalization};
+use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, Math, NormGrad, Normalization};
 use crate::{Error, Result};
 
-fn not_yet(what: &str) -> Error {
-    Error::Internal(format!("{what} is not implemented on the CUDA backend yet"))
+const CHANNEL_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_sums");
+const CHANNEL_MEAN: Kernel = Kernel::new(Family::Normalization, "crema_channel_mean");
+const CHANNEL_VAR: Kernel = Kernel::new(Family::Normalization, "crema_channel_var");
+const CHANNEL_STD: Kernel = Kernel::new(Family::Normalization, "crema_channel_std");
+const CHANNEL_NORMALIZE: Kernel = Kernel::new(Family::Normalization, "crema_channel_normalize");
+const CHANNEL_GRAD_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_grad_sums");
+const CHANNEL_NORM_DX: Kernel = Kernel::new(Family::Normalization, "crema_channel_norm_dx");
+const CHANNEL_AFFINE: Kernel = Kernel::new(Family::Normalization, "crema_channel_affine");
+const CHANNEL_AFFINE_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_affine_sums");
+const LRN_ACROSS_FORWARD: Kernel = Kernel::new(Family::Normalization, "crema_lrn_across_forward");
+const LRN_ACROSS_BACKWARD: Kernel = Kernel::new(Family::Normalization, "crema_lrn_across_backward");
+const LRN_WITHIN_FORWARD: Kernel = Kernel::new(Family::Normalization, "crema_lrn_within_forward");
+const LRN_WITHIN_POOLED: Kernel = Kernel::new(Family::Normalization, "crema_lrn_within_pooled");
+const LRN_WITHIN_BACKWARD: Kernel = Kernel::new(Family::Normalization, "crema_lrn_within_backward");
+
+/// Every kernel this file launches (checked against the sources by a unit test).
+#[cfg(test)]
+pub(super) const KERNELS: &[Kernel] = &[
+    CHANNEL_SUMS,
+    CHANNEL_MEAN,
+    CHANNEL_VAR,
+    CHANNEL_STD,
+    CHANNEL_NORMALIZE,
+    CHANNEL_GRAD_SUMS,
+    CHANNEL_NORM_DX,
+    CHANNEL_AFFINE,
+    CHANNEL_AFFINE_SUMS,
+    LRN_ACROSS_FORWARD,
+    LRN_ACROSS_BACKWARD,
+    LRN_WITHIN_FORWARD,
+    LRN_WITHIN_POOLED,
+    LRN_WITHIN_BACKWARD,
+];
+
+/// The `SUM_*` modes of `crema_channel_sums`.
+#[derive(Clone, Copy)]
+enum Sum {
+    X = 0,
+    Dev2 = 1,
+    AndDot = 2,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Mirrors `Dims` in kernels/norm.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Dims {
+    outer: u64,
+    channels: u64,
+    inner: u64,
+}
+
+// SAFETY: repr(C), three u64, laid out as the .cu struct.
+unsafe impl KernelStruct for Dims {}
+
+impl Dims {
+    fn of(d: ChannelDims) -> Self {
+        Dims { outer: d.outer as u64, channels: d.channels as u64, inner: d.inner as u64 }
+    }
+}
+
+/// Mirrors `LrnGeom` in kernels/norm.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LrnGeom {
+    num: u64,
+    channels: u64,
+    height: u64,
+    width: u64,
+    size: u64,
+    alpha: f32,
+    beta: f32,
+    k: f32,
+    a: f32,
+    crv: f32,
+    diff_scale: f32,
+}
+
+// SAFETY: repr(C): five u64 then six f32 (64 bytes, no padding), laid out as the .cu struct.
+unsafe impl KernelStruct for LrnGeom {}
+
+impl LrnGeom {
+    /// The geometry and the constants the CPU derives on the host, derived the same way.
+    fn of(s: &LrnSpec) -> Self {
+        LrnGeom {
+            num: s.num as u64,
+            channels: s.channels as u64,
+            height: s.height as u64,
+            width: s.width as u64,
+            size: s.size as u64,
+            alpha: s.alpha,
+            beta: s.beta,
+            k: s.k,
+            a: s.alpha / s.size as f32,
+            crv: (2.0 * s.alpha as f64 * s.beta as f64 / s.size as f64) as f32,
+            diff_scale: -s.beta * s.alpha,
+        }
+    }
+}
+
+fn check_len(what: &str, len: usize, want: usize) -> Result<()> {
+    if len == want {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!("{what}: buffer of {len} elements where {want} are expected")))
+    }
+}
+
+/// The pointer and length of an optional buffer (null when absent).
+fn opt(b: Option<&CudaBuf>) -> (u64, usize) {
+    b.map_or((0, 0), |b| (b.ptr, b.len))
+}
+
+/// Parts per channel of the sums: from the shape only, so the sums do not depend on the GPU.
+fn parts_of(d: ChannelDims) -> usize {
+    d.per_channel().div_ceil(1 << 14).clamp(1, 64)
+}
+
+impl Cuda {
+    /// Runs `crema_channel_sums` (partials at `partial`: `2 * channels * parts` doubles).
+    #[allow(clippy::too_many_arguments)]
+    fn channel_sums(&self, dev: &Device, d: ChannelDims, parts: usize, mode: Sum, a: &CudaBuf, b: Option<&CudaBuf>, mean: Option<&CudaBuf>, partial: u64) -> Result<()> {
+        if d.channels > i32::MAX as usize {
+            return Err(Error::Internal(format!("{} channels exceed a grid", d.channels)));
+        }
+        let (bp, bl) = opt(b);
+        let (mp, ml) = opt(mean);
+        Launch::new(dev, CHANNEL_SUMS)
+            .dims((d.channels as u32, parts as u32, 1), (BLOCK, 1, 1))
+            .value("dims", &Dims::of(d))
+            .u64("parts", parts)
+            .i32("mode", mode as i32)
+            .buf("a", a)
+            .raw("b", bp, bl)
+            .raw("mean", mp, ml)
+            .raw("partial", partial, 2 * d.channels * parts)
+            .run()
+    }
+
+    /// Mean, variance and (when given) std of every channel of `x`, into the buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn moments_into(&self, d: ChannelDims, x: &CudaBuf, mean: &CudaBuf, var: &CudaBuf, std: Option<(&CudaBuf, f32, EpsPlacement)>) -> Result<()> {
+        let dev = &*self.dev;
+        let parts = parts_of(d);
+        let m = d.per_channel() as f64;
+        let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
+        self.channel_sums(dev, d, parts, Sum::X, x, None, None, partial)?;
+        Launch::new(dev, CHANNEL_MEAN)
+            .elems(d.channels)
+            .u64("channels", d.channels)
+            .u64("parts", parts)
+            .f64("m", m)
+            .raw("partial", partial, 2 * d.channels * parts)
+            .buf("mean", mean)
+            .run()?;
+        self.channel_sums(dev, d, parts, Sum::Dev2, x, None, Some(mean), partial)?;
+        let (sp, sl) = opt(std.map(|s| s.0));
+        let (eps, inside) = std.map_or((0.0, 1), |s| (s.1, (s.2 == EpsPlacement::InsideSqrt) as i32));
+        Launch::new(dev, CHANNEL_VAR)
+            .elems(d.channels)
+            .u64("channels", d.channels)
+            .u64("parts", parts)
+            .f64("m", m)
+            .raw("partial", partial, 2 * d.channels * parts)
+            .f32("eps", eps)
+            .i32("inside", inside)
+            .buf("var", var)
+            .raw("std", sp, sl)
+            .run()
+    }
+
+    /// `y = (x - mean) / std`, optionally `* scale + shift`, optionally keeping `x_hat`.
+    #[allow(clippy::too_many_arguments)]
+    fn normalize(&self, d: ChannelDims, x: &CudaBuf, mean: &CudaBuf, std: &CudaBuf, affine: Option<(&CudaBuf, &CudaBuf)>, x_norm: Option<&CudaBuf>, y: &CudaBuf) -> Result<()> {
+        let (sp, sl) = opt(affine.map(|a| a.0));
+        let (bp, bl) = opt(affine.map(|a| a.1));
+        let (np, nl) = opt(x_norm);
+        Launch::new(&self.dev, CHANNEL_NORMALIZE)
+            .elems(d.count())
+            .value("dims", &Dims::of(d))
+            .buf("x", x)
+            .buf("mean", mean)
+            .buf("std", std)
+            .raw("scale", sp, sl)
+            .raw("shift", bp, bl)
+            .raw("x_norm", np, nl)
+            .buf("y", y)
+            .run()
+    }
+}
+
 impl Normalization for Cuda {
-    fn channel_moments(&self, _dims: ChannelDims, _x: &CudaBuf, _mean: &mut CudaBuf, _var: &mut CudaBuf) -> Result<()> {
-        Err(not_yet("channel_moments"))
+    fn channel_moments(&self, d: ChannelDims, x: &CudaBuf, mean: &mut CudaBuf, var: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, mean, var])?;
+        check_len("channel_moments input", x.len, d.count())?;
+        check_len("channel_moments mean", mean.len, d.channels)?;
+        check_len("channel_moments var", var.len, d.channels)?;
+        if d.count() == 0 {
+            self.fill(mean, 0, d.channels, 0.0)?;
+            return self.fill(var, 0, d.channels, 0.0);
+        }
+        self.moments_into(d, x, mean, var, None)
     }
 
-    fn channel_std(&self, _var: &CudaBuf, _eps: f32, _placement: EpsPlacement, _std: &mut CudaBuf) -> Result<()> {
-        Err(not_yet("channel_std"))
+    fn channel_std(&self, var: &CudaBuf, eps: f32, placement: EpsPlacement, std: &mut CudaBuf) -> Result<()> {
+        self.own(&[var, std])?;
+        check_len("channel_std", std.len, var.len)?;
+        Launch::new(&self.dev, CHANNEL_STD)
+            .elems(std.len)
+            .u64("channels", std.len)
+            .f32("eps", eps)
+            .i32("inside", (placement == EpsPlacement::InsideSqrt) as i32)
+            .buf("var", var)
+            .buf("std", std)
+            .run()
     }
 
-    fn channel_norm_batch(&self, _dims: ChannelDims, _io: Io<'_, CudaBuf>, _eps: f32, _placement: EpsPlacement, _mean: &mut CudaBuf, _var: &mut CudaBuf, _std: &mut CudaBuf, _affine: Option<(&CudaBuf, &CudaBuf)>, _x_norm: Option<&mut CudaBuf>) -> Result<()> {
-        Err(not_yet("channel_norm_batch"))
+    fn channel_norm_batch(
+        &self,
+        d: ChannelDims,
+        mut io: Io<'_, CudaBuf>,
+        eps: f32,
+        placement: EpsPlacement,
+        mean: &mut CudaBuf,
+        var: &mut CudaBuf,
+        std: &mut CudaBuf,
+        affine: Option<(&CudaBuf, &CudaBuf)>,
+        x_norm: Option<&mut CudaBuf>,
+    ) -> Result<()> {
+        let (x, y) = io_bufs(&mut io);
+        self.own(&[x, y, mean, var, std])?;
+        check_len("channel_norm_batch input", x.len, d.count())?;
+        check_len("channel_norm_batch output", y.len, d.count())?;
+        for (what, b) in [("mean", &*mean), ("var", &*var), ("std", &*std)] {
+            check_len(&format!("channel_norm_batch {what}"), b.len, d.channels)?;
+        }
+        if let Some((s, b)) = affine {
+            self.own(&[s, b])?;
+            check_len("channel_norm_batch scale", s.len, d.channels)?;
+            check_len("channel_norm_batch shift", b.len, d.channels)?;
+        }
+        let x_norm = x_norm.map(|b| &*b);
+        if let Some(xn) = x_norm {
+            self.own(&[xn])?;
+            check_len("channel_norm_batch x_norm", xn.len, d.count())?;
+        }
+        if d.count() == 0 {
+            return Ok(());
+        }
+        // Statistics over the input before anything is written (in place, y is x).
+        self.moments_into(d, x, mean, var, Some((std, eps, placement)))?;
+        self.normalize(d, x, mean, std, affine, x_norm, y)
     }
 
-    fn channel_normalize(&self, _dims: ChannelDims, _io: Io<'_, CudaBuf>, _mean: &CudaBuf, _std: &CudaBuf) -> Result<()> {
-        Err(not_yet("channel_normalize"))
+    fn channel_normalize(&self, d: ChannelDims, mut io: Io<'_, CudaBuf>, mean: &CudaBuf, std: &CudaBuf) -> Result<()> {
+        let (x, y) = io_bufs(&mut io);
+        self.own(&[x, y, mean, std])?;
+        check_len("channel_normalize input", x.len, d.count())?;
+        check_len("channel_normalize output", y.len, d.count())?;
+        check_len("channel_normalize mean", mean.len, d.channels)?;
+        check_len("channel_normalize std", std.len, d.channels)?;
+        self.normalize(d, x, mean, std, None, None, y)
     }
 
-    fn channel_norm_backward(&self, _dims: ChannelDims, _grad: NormGrad, _x_norm: Option<&CudaBuf>, _diff: Io<'_, CudaBuf>, _std: &CudaBuf, _scale: Option<&CudaBuf>, _dscale: Option<&mut CudaBuf>, _dshift: Option<&mut CudaBuf>, _write_dx: bool) -> Result<()> {
-        Err(not_yet("channel_norm_backward"))
+    fn channel_norm_backward(
+        &self,
+        d: ChannelDims,
+        grad: NormGrad,
+        x_norm: Option<&CudaBuf>,
+        mut diff: Io<'_, CudaBuf>,
+        std: &CudaBuf,
+        scale: Option<&CudaBuf>,
+        dscale: Option<&mut CudaBuf>,
+        dshift: Option<&mut CudaBuf>,
+        write_dx: bool,
+    ) -> Result<()> {
+        let (dy, dx) = io_bufs(&mut diff);
+        self.own(&[dy, dx, std])?;
+        check_len("channel_norm_backward dy", dy.len, d.count())?;
+        check_len("channel_norm_backward dx", dx.len, d.count())?;
+        check_len("channel_norm_backward std", std.len, d.channels)?;
+        let (dscale, dshift) = (dscale.map(|b| &*b), dshift.map(|b| &*b));
+        for (what, b) in [("scale", scale), ("dscale", dscale), ("dshift", dshift)] {
+            if let Some(b) = b {
+                self.own(&[b])?;
+                check_len(&format!("channel_norm_backward {what}"), b.len, d.channels)?;
+            }
+        }
+        let need_xn = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats);
+        match x_norm {
+            Some(xn) => {
+                self.own(&[xn])?;
+                check_len("channel_norm_backward x_norm", xn.len, d.count())?;
+            }
+            None if need_xn => {
+                return Err(Error::Internal("channel_norm_backward: x_norm is needed and not given".into()));
+            }
+            None => {}
+        }
+        if d.count() == 0 {
+            return Ok(());
+        }
+        let dev = &*self.dev;
+        let parts = parts_of(d);
+        let c = d.channels;
+        let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        // Partials (2 c parts doubles), then mg and mgx (c floats each).
+        let partial = ws.get(dev, 2 * c * parts * 8 + 2 * c * 4)?;
+        let (mg, mgx) = (partial + (2 * c * parts * 8) as u64, partial + (2 * c * parts * 8 + c * 4) as u64);
+        let want_sums = dscale.is_some() || dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
+        if want_sums {
+            self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, None, partial)?;
+            let (sp, sl) = opt(scale);
+            let (dsp, dsl) = opt(dscale);
+            let (dbp, dbl) = opt(dshift);
+            let (mgp, mgxp) = if write_dx { (mg, mgx) } else { (0, 0) };
+            Launch::new(dev, CHANNEL_GRAD_SUMS)
+                .elems(c)
+                .u64("channels", c)
+                .u64("parts", parts)
+                .f64("m", d.per_channel() as f64)
+                .raw("partial", partial, 2 * c * parts)
+                .raw("scale", sp, sl)
+                .raw("dscale", dsp, dsl)
+                .raw("dshift", dbp, dbl)
+                .raw("mg", mgp, c)
+                .raw("mgx", mgxp, c)
+                .run()?;
+        }
+        if !write_dx {
+            return Ok(());
+        }
+        let code = match grad {
+            NormGrad::BatchStats => 0,
+            NormGrad::MeanOnly => 1,
+            NormGrad::Fixed => 2,
+        };
+        let (np, nl) = opt(x_norm);
+        let (sp, sl) = opt(scale);
+        Launch::new(dev, CHANNEL_NORM_DX)
+            .elems(d.count())
+            .value("dims", &Dims::of(d))
+            .i32("grad", code)
+            .raw("x_norm", np, nl)
+            .buf("dy", dy)
+            .buf("std", std)
+            .raw("scale", sp, sl)
+            .raw("mg", mg, c)
+            .raw("mgx", mgx, c)
+            .buf("dx", dx)
+            .run()
     }
 
-    fn channel_affine(&self, _dims: ChannelDims, _io: Io<'_, CudaBuf>, _scale: Option<&CudaBuf>, _bias: Option<&CudaBuf>) -> Result<()> {
-        Err(not_yet("channel_affine"))
+    fn channel_affine(&self, d: ChannelDims, mut io: Io<'_, CudaBuf>, scale: Option<&CudaBuf>, bias: Option<&CudaBuf>) -> Result<()> {
+        let in_place = matches!(io, Io::InPlace(_));
+        let (x, y) = io_bufs(&mut io);
+        self.own(&[x, y])?;
+        check_len("channel_affine input", x.len, d.count())?;
+        check_len("channel_affine output", y.len, d.count())?;
+        for (what, b) in [("scale", scale), ("bias", bias)] {
+            if let Some(b) = b {
+                self.own(&[b])?;
+                check_len(&format!("channel_affine {what}"), b.len, d.channels)?;
+            }
+        }
+        if d.count() == 0 || (in_place && scale.is_none() && bias.is_none()) {
+            return Ok(());
+        }
+        let (sp, sl) = opt(scale);
+        let (bp, bl) = opt(bias);
+        Launch::new(&self.dev, CHANNEL_AFFINE)
+            .elems(d.count())
+            .value("dims", &Dims::of(d))
+            .buf("x", x)
+            .raw("scale", sp, sl)
+            .raw("bias", bp, bl)
+            .buf("y", y)
+            .run()
     }
 
-    fn channel_affine_backward(&self, _dims: ChannelDims, _x: Option<&CudaBuf>, _diff: Io<'_, CudaBuf>, _scale: Option<&CudaBuf>, _dscale: Option<&mut CudaBuf>, _dbias: Option<&mut CudaBuf>, _write_dx: bool) -> Result<()> {
-        Err(not_yet("channel_affine_backward"))
+    fn channel_affine_backward(
+        &self,
+        d: ChannelDims,
+        x: Option<&CudaBuf>,
+        mut diff: Io<'_, CudaBuf>,
+        scale: Option<&CudaBuf>,
+        dscale: Option<&mut CudaBuf>,
+        dbias: Option<&mut CudaBuf>,
+        write_dx: bool,
+    ) -> Result<()> {
+        let in_place = matches!(diff, Io::InPlace(_));
+        let (dy, dx) = io_bufs(&mut diff);
+        self.own(&[dy, dx])?;
+        check_len("channel_affine_backward dy", dy.len, d.count())?;
+        check_len("channel_affine_backward dx", dx.len, d.count())?;
+        let (dscale, dbias) = (dscale.map(|b| &*b), dbias.map(|b| &*b));
+        for (what, b) in [("scale", scale), ("dscale", dscale), ("dbias", dbias)] {
+            if let Some(b) = b {
+                self.own(&[b])?;
+                check_len(&format!("channel_affine_backward {what}"), b.len, d.channels)?;
+            }
+        }
+        match x {
+            Some(x) => {
+                self.own(&[x])?;
+                check_len("channel_affine_backward x", x.len, d.count())?;
+            }
+            None if dscale.is_some() => return Err(Error::Internal("channel_affine_backward: dscale needs x".into())),
+            None => {}
+        }
+        if d.count() == 0 {
+            return Ok(());
+        }
+        let dev = &*self.dev;
+        if dscale.is_some() || dbias.is_some() {
+            let parts = parts_of(d);
+            let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+            let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
+            self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, partial)?;
+            let (dsp, dsl) = opt(dscale);
+            let (dbp, dbl) = opt(dbias);
+            Launch::new(dev, CHANNEL_AFFINE_SUMS)
+                .elems(d.channels)
+                .u64("channels", d.channels)
+                .u64("parts", parts)
+                .raw("partial", partial, 2 * d.channels * parts)
+                .raw("dscale", dsp, dsl)
+                .raw("dbias", dbp, dbl)
+                .run()?;
+        }
+        if !write_dx || (scale.is_none() && in_place) {
+            return Ok(());
+        }
+        let (sp, sl) = opt(scale);
+        Launch::new(dev, CHANNEL_AFFINE)
+            .elems(d.count())
+            .value("dims", &Dims::of(d))
+            .buf("x", dy)
+            .raw("scale", sp, sl)
+            .raw("bias", 0, 0)
+            .buf("y", dx)
+            .run()
     }
 
-    fn lrn_forward(&self, _spec: &LrnSpec, _x: &CudaBuf, _scale: &mut CudaBuf, _y: &mut CudaBuf) -> Result<()> {
-        Err(not_yet("lrn_forward"))
+    fn lrn_forward(&self, spec: &LrnSpec, x: &CudaBuf, scale: &mut CudaBuf, y: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, scale, y])?;
+        lrn_check(spec, &[("input", x.len), ("scale", scale.len), ("output", y.len)])?;
+        let g = LrnGeom::of(spec);
+        let launch = if spec.within_channel {
+            Launch::new(&self.dev, LRN_WITHIN_FORWARD).elems(spec.count())
+        } else {
+            Launch::new(&self.dev, LRN_ACROSS_FORWARD).elems(spec.num * spec.height * spec.width)
+        };
+        launch.value("geom", &g).buf("x", x).buf("scale", scale).buf("y", y).run()
     }
 
-    fn lrn_backward(&self, _spec: &LrnSpec, _x: &CudaBuf, _y: &CudaBuf, _scale: &CudaBuf, _dy: &CudaBuf, _dx: &mut CudaBuf) -> Result<()> {
-        Err(not_yet("lrn_backward"))
+    fn lrn_backward(&self, spec: &LrnSpec, x: &CudaBuf, y: &CudaBuf, scale: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, y, scale, dy, dx])?;
+        lrn_check(
+            spec,
+            &[("input", x.len), ("output", y.len), ("scale", scale.len), ("top diff", dy.len), ("bottom diff", dx.len)],
+        )?;
+        let g = LrnGeom::of(spec);
+        let dev = &*self.dev;
+        if !spec.within_channel {
+            return Launch::new(dev, LRN_ACROSS_BACKWARD)
+                .elems(spec.num * spec.height * spec.width)
+                .value("geom", &g)
+                .buf("x", x)
+                .buf("y", y)
+                .buf("scale", scale)
+                .buf("dy", dy)
+                .buf("dx", dx)
+                .run();
+        }
+        let n = spec.count();
+        if n == 0 {
+            return Ok(());
+        }
+        let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        let pooled = ws.get(dev, n * 4)?;
+        Launch::new(dev, LRN_WITHIN_POOLED)
+            .elems(n)
+            .u64("n", n)
+            .f32("beta", spec.beta)
+            .f32("diff_scale", g.diff_scale)
+            .buf("x", x)
+            .buf("scale", scale)
+            .buf("dy", dy)
+            .raw("pooled", pooled, n)
+            .run()?;
+        Launch::new(dev, LRN_WITHIN_BACKWARD)
+            .elems(n)
+            .value("geom", &g)
+            .buf("x", x)
+            .buf("scale", scale)
+            .buf("dy", dy)
+            .raw("pooled", pooled, n)
+            .buf("dx", dx)
+            .run()
     }
+}
+
+/// The CPU's checks of an LRN call: an odd size, every buffer `spec.count()` long.
+fn lrn_check(spec: &LrnSpec, bufs: &[(&str, usize)]) -> Result<()> {
+    if spec.size.is_multiple_of(2) {
+        return Err(Error::Internal(format!("LRN size {} is not odd", spec.size)));
+    }
+    for (what, len) in bufs {
+        check_len(&format!("LRN {what}"), *len, spec.count())?;
+    }
+    Ok(())
 }
