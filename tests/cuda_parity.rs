@@ -7,7 +7,7 @@
 //! opened; `Cuda::new` must then fail with an error, never a panic.
 //!
 //! The families added after the first round have their own files under `cuda_parity/`:
-//! activations, pooling, losses and tensor operations. Where the CPU's arithmetic is plain
+//! activations, pooling, losses, tensor operations, normalisation and the solver's update. Where the CPU's arithmetic is plain
 //! IEEE single or double precision the GPU must give its bits; where the CPU calls its libm
 //! for a single-precision transcendental function (exp, log, tanh, pow), the GPU evaluates it in
 //! double and rounds once, and the two may differ by an ulp or two (their tests say how much).
@@ -546,7 +546,11 @@ fn many_threads_share_one_backend() {
 mod act;
 #[path = "cuda_parity/loss.rs"]
 mod loss;
+#[path = "cuda_parity/norm.rs"]
+mod norm;
 #[path = "cuda_parity/pool.rs"]
 mod pool;
+#[path = "cuda_parity/solver.rs"]
+mod solver;
 #[path = "cuda_parity/tensor.rs"]
 mod tensor;
