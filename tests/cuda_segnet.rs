@@ -17,7 +17,14 @@ use std::time::Instant;
 /// GPU 0 with `options`; under the CUDA emulator (no cuDNN) convolutions take im2col.
 fn gpu(options: CudaOptions) -> Option<Cuda> {
     match Cuda::with_options(0, options) {
-        Ok(g) if g.describe().contains("emulator") => Cuda::with_options(0, CudaOptions { conv: ConvEngine::Im2col, ..options }).ok(),
+        Ok(g) if g.describe().contains("emulator") => Cuda::with_options(
+            0,
+            CudaOptions {
+                conv: ConvEngine::Im2col,
+                ..options
+            },
+        )
+        .ok(),
         Ok(g) => Some(g),
         Err(e) => {
             println!("SKIPPED: no CUDA device ({e})");
@@ -28,11 +35,23 @@ fn gpu(options: CudaOptions) -> Option<Cuda> {
 
 /// A model's bench net in the TRAIN phase, its inputs resized to `batch x 1 x side x side`.
 fn bench_net(model: &str, batch: usize, side: usize) -> NetParameter {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(model).join("bench.prototxt");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(model)
+        .join("bench.prototxt");
     let mut param: NetParameter = crema::prototxt::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    param.state = Some(NetState { phase: Some(Phase::Train as i32), ..param.state.unwrap_or_default() });
+    param.state = Some(NetState {
+        phase: Some(Phase::Train as i32),
+        ..param.state.unwrap_or_default()
+    });
     for layer in param.layer.iter_mut().filter(|l| l.r#type() == "Input") {
-        for shape in layer.input_param.as_mut().expect("Input layers have a shape").shape.iter_mut() {
+        for shape in layer
+            .input_param
+            .as_mut()
+            .expect("Input layers have a shape")
+            .shape
+            .iter_mut()
+        {
             shape.dim = vec![batch as i64, 1, side as i64, side as i64];
         }
     }
@@ -48,7 +67,11 @@ fn inputs(batch: usize, side: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
         .map(|k| {
             let (y, x) = (((k / side) % side) as f32, (k % side) as f32);
             let inside = |cx: f32| (x - cx).powi(2) + (y - side as f32 / 2.0).powi(2) < r * r;
-            if inside(side as f32 * 0.3) || inside(side as f32 * 0.7) { 1.0 } else { 0.0 }
+            if inside(side as f32 * 0.3) || inside(side as f32 * 0.7) {
+                1.0
+            } else {
+                0.0
+            }
         })
         .collect();
     (data, label)
@@ -56,12 +79,21 @@ fn inputs(batch: usize, side: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
 
 fn set<B: Backend>(net: &mut Net<B>, name: &str, values: &[f32]) {
     let be = net.backend().clone();
-    net.blob_mut(name).unwrap_or_else(|| panic!("no blob `{name}`")).set_data(&be, values).unwrap();
+    net.blob_mut(name)
+        .unwrap_or_else(|| panic!("no blob `{name}`"))
+        .set_data(&be, values)
+        .unwrap();
 }
 
 /// A lite bench net at `batch x side x side` on `be`, the weights of `weights` (when given),
 /// its inputs set; forward and backward run. Returns the net and its loss.
-fn run<B: Backend>(be: B, param: &NetParameter, weights: Option<&Net<Cpu>>, data: &[f32], label: &[f32]) -> (Net<B>, f32) {
+fn run<B: Backend>(
+    be: B,
+    param: &NetParameter,
+    weights: Option<&Net<Cpu>>,
+    data: &[f32],
+    label: &[f32],
+) -> (Net<B>, f32) {
     let mut net = Net::new(be.clone(), param, 1).unwrap_or_else(|e| panic!("{e}"));
     if let Some(w) = weights {
         for (i, p) in w.params().iter().enumerate() {
@@ -81,7 +113,11 @@ fn run<B: Backend>(be: B, param: &NetParameter, weights: Option<&Net<Cpu>>, data
 /// the larger of the reference's norm and 1e-4 of the largest norm (the conv biases before BN
 /// layers have a true gradient of 0: both nets hold rounding noise there).
 fn gradient_errors<B: Backend>(net: &Net<B>, reference: &Net<Cpu>) -> Vec<f64> {
-    let norms: Vec<Vec<f32>> = reference.params().iter().map(|p| p.diff_to_vec(reference.backend()).unwrap()).collect();
+    let norms: Vec<Vec<f32>> = reference
+        .params()
+        .iter()
+        .map(|p| p.diff_to_vec(reference.backend()).unwrap())
+        .collect();
     let l2 = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
     let floor = norms.iter().map(|v| l2(v)).fold(0f64, f64::max) * 1e-4;
     net.params()
@@ -97,14 +133,22 @@ fn gradient_errors<B: Backend>(net: &Net<B>, reference: &Net<Cpu>) -> Vec<f64> {
 
 #[test]
 fn segnet_lite_forward_and_backward_match_the_cpu() {
-    let Some(g) = gpu(CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Cudnn }) else { return };
+    let Some(g) = gpu(CudaOptions {
+        precision: Precision::Fp32,
+        conv: ConvEngine::Cudnn,
+    }) else {
+        return;
+    };
     let (batch, side) = (2, 64);
     let param = bench_net("lung_segnet_lite", batch, side);
     let (data, label) = inputs(batch, side, 7);
     let (cpu_net, cpu_loss) = run(Cpu::new(), &param, None, &data, &label);
     let (gpu_net, gpu_loss) = run(g.clone(), &param, Some(&cpu_net), &data, &label);
     println!("loss: CPU {cpu_loss}, {} {gpu_loss}", g.describe());
-    assert!((cpu_loss - gpu_loss).abs() <= 1e-4 * cpu_loss.abs(), "loss: CPU {cpu_loss}, CUDA {gpu_loss}");
+    assert!(
+        (cpu_loss - gpu_loss).abs() <= 1e-4 * cpu_loss.abs(),
+        "loss: CPU {cpu_loss}, CUDA {gpu_loss}"
+    );
     // The yardstick: the CPU against itself with one ulp added to 1% of the input pixels. The
     // net is that sensitive: ReLU inputs within the last bits of 0 fall on the other side of the
     // kink and their gradients change wholesale, and the deepest BN layers normalise over 8
@@ -119,7 +163,10 @@ fn segnet_lite_forward_and_backward_match_the_cpu() {
     let cuda = gradient_errors(&gpu_net, &cpu_net);
     let (mut worst, mut worst_control) = (0f64, 0f64);
     for (i, (&e, &c)) in cuda.iter().zip(&control).enumerate() {
-        assert!(e <= 3.0 * c.max(1e-4), "parameter blob {i}: relative L2 error {e:.2e} of the CUDA gradient, {c:.2e} for the nudged CPU");
+        assert!(
+            e <= 3.0 * c.max(1e-4),
+            "parameter blob {i}: relative L2 error {e:.2e} of the CUDA gradient, {c:.2e} for the nudged CPU"
+        );
         worst = worst.max(e);
         worst_control = worst_control.max(c);
     }
@@ -152,7 +199,10 @@ fn lung_segnet_training_step_time() {
     let t0 = Instant::now();
     let first = step(&mut net);
     g.synchronize().unwrap();
-    println!("first step (cuDNN's algorithm search included): {:.1} s, loss {first}", t0.elapsed().as_secs_f64());
+    println!(
+        "first step (cuDNN's algorithm search included): {:.1} s, loss {first}",
+        t0.elapsed().as_secs_f64()
+    );
     let iters = 10;
     let t1 = Instant::now();
     let mut loss = 0.0;
@@ -178,7 +228,12 @@ fn lung_segnet_training_step_time() {
 #[test]
 #[ignore = "a diagnostic: run with --ignored --nocapture"]
 fn diagnose_blob_by_blob() {
-    let Some(g) = gpu(CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Cudnn }) else { return };
+    let Some(g) = gpu(CudaOptions {
+        precision: Precision::Fp32,
+        conv: ConvEngine::Cudnn,
+    }) else {
+        return;
+    };
     let (batch, side) = (2, 64);
     let param = bench_net("lung_segnet_lite", batch, side);
     let mut cpu_net = Net::new(Cpu::new(), &param, 1).unwrap();
@@ -201,7 +256,11 @@ fn diagnose_blob_by_blob() {
     };
     for i in 0..cpu_net.blobs().len() {
         let (c, gb) = (&cpu_net.blobs()[i], &gpu_net.blobs()[i]);
-        println!("fwd {:<16} {:.2e}", cpu_net.blob_name(i), rel(&gb.data_to_vec(&g).unwrap(), &c.data_to_vec(&cpu_be).unwrap()));
+        println!(
+            "fwd {:<16} {:.2e}",
+            cpu_net.blob_name(i),
+            rel(&gb.data_to_vec(&g).unwrap(), &c.data_to_vec(&cpu_be).unwrap())
+        );
     }
     // Backward one layer at a time, comparing each layer's bottom diffs as they are written.
     cpu_net.clear_param_diffs().unwrap();
@@ -214,10 +273,13 @@ fn diagnose_blob_by_blob() {
         for &b in &cpu_net.layers()[li].bottoms {
             let (c, gb) = (&cpu_net.blobs()[b], &gpu_net.blobs()[b]);
             if c.has_diff() {
-                line += &format!(" {}:{:.2e}", cpu_net.blob_name(b), rel(&gb.diff_to_vec(&g).unwrap(), &c.diff_to_vec(&cpu_be).unwrap()));
+                line += &format!(
+                    " {}:{:.2e}",
+                    cpu_net.blob_name(b),
+                    rel(&gb.diff_to_vec(&g).unwrap(), &c.diff_to_vec(&cpu_be).unwrap())
+                );
             }
         }
         println!("{line}");
     }
 }
-

@@ -9,8 +9,8 @@
 mod common;
 
 use common::*;
-use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
 use crema::backend::Storage;
+use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
 use crema::solver::{IterationRecord, Monitor, Solver};
 use serde_json::Value;
 use std::path::Path;
@@ -23,7 +23,14 @@ fn gpu() -> Option<Cuda> {
     let opened = GPU.get_or_init(|| {
         let g = Cuda::with_precision(0, Precision::Fp32).map_err(|e| e.to_string())?;
         if g.describe().contains("emulator") {
-            return Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Im2col }).map_err(|e| e.to_string());
+            return Cuda::with_options(
+                0,
+                CudaOptions {
+                    precision: Precision::Fp32,
+                    conv: ConvEngine::Im2col,
+                },
+            )
+            .map_err(|e| e.to_string());
         }
         Ok(g)
     });
@@ -52,13 +59,24 @@ fn compare_weights(solver: &Solver<Cuda>, file: &Path, tol: Tolerance, what: &st
     let weights = crema::io::read_weights(file).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
     for layer in weights.layers.iter().filter(|l| !l.blobs.is_empty()) {
-        let li = net.layer_index(&layer.name).unwrap_or_else(|| panic!("{what}: no layer `{}`", layer.name));
+        let li = net
+            .layer_index(&layer.name)
+            .unwrap_or_else(|| panic!("{what}: no layer `{}`", layer.name));
         let params = net.layer_params(li);
         assert_eq!(params.len(), layer.blobs.len(), "{what}: layer `{}`", layer.name);
         for (k, (p, want)) in params.iter().zip(&layer.blobs).enumerate() {
-            let want = crema::io::NpyArray { shape: want.shape.clone(), data: want.data.clone() };
+            let want = crema::io::NpyArray {
+                shape: want.shape.clone(),
+                data: want.data.clone(),
+            };
             let got = p.data_to_vec(net.backend()).unwrap();
-            failures.extend(compare(&format!("{what}: {}[{k}]", layer.name), &got, p.shape(), &want, tol));
+            failures.extend(compare(
+                &format!("{what}: {}[{k}]", layer.name),
+                &got,
+                p.shape(),
+                &want,
+                tol,
+            ));
         }
     }
     failures
@@ -70,22 +88,40 @@ fn run_case(name: &str) {
     let case: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let tol = Tolerance::from_json(&case["tolerance"]);
     let iterations = case["iterations"].as_u64().expect("iterations");
-    let want_losses: Vec<f64> = case["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let want_losses: Vec<f64> = case["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(want_losses.len() as u64, iterations);
 
-    let mut solver = Solver::from_file(g.clone(), dir.join("solver.prototxt")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut solver =
+        Solver::from_file(g.clone(), dir.join("solver.prototxt")).unwrap_or_else(|e| panic!("{name}: {e}"));
     let init = dir.join(case["init_weights"].as_str().unwrap());
-    solver.net_mut().load_weights_files(&[init]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    solver
+        .net_mut()
+        .load_weights_files(&[init])
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let be = solver.backend().clone();
     for (blob, file) in case["inputs"].as_object().unwrap() {
         let arr = npy(&dir, file.as_str().unwrap());
-        let b = solver.net_mut().blob_mut(blob).unwrap_or_else(|| panic!("{name}: no blob `{blob}`"));
+        let b = solver
+            .net_mut()
+            .blob_mut(blob)
+            .unwrap_or_else(|| panic!("{name}: no blob `{blob}`"));
         b.reshape(&be, &arr.shape).unwrap();
         b.set_data(&be, &arr.data).unwrap();
     }
     if let Some(state) = case["resume_from"].as_str() {
-        solver.restore(dir.join(state)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(solver.iter() > 0 && solver.iter() < iterations, "{name}: restored at {}", solver.iter());
+        solver
+            .restore(dir.join(state))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            solver.iter() > 0 && solver.iter() < iterations,
+            "{name}: restored at {}",
+            solver.iter()
+        );
     }
     let losses = Losses::default();
     solver.set_monitor(Box::new(losses.clone()));
@@ -101,8 +137,15 @@ fn run_case(name: &str) {
     assert!(!checkpoints.is_empty(), "{name}: no weights to compare");
     let mut failures = Vec::new();
     for (at, file) in &checkpoints {
-        solver.step(at - solver.iter()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        failures.extend(compare_weights(&solver, &dir.join(file), tol, &format!("after {at} iterations")));
+        solver
+            .step(at - solver.iter())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        failures.extend(compare_weights(
+            &solver,
+            &dir.join(file),
+            tol,
+            &format!("after {at} iterations"),
+        ));
     }
     assert_eq!(solver.iter(), iterations);
     for &(iter, got) in losses.0.lock().unwrap().iter() {
@@ -112,7 +155,12 @@ fn run_case(name: &str) {
             failures.push(format!("loss of iteration {iter}: {got} vs Caffe's {want}"));
         }
     }
-    assert!(failures.is_empty(), "{name} on {}:\n  {}", g.describe(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{name} on {}:\n  {}",
+        g.describe(),
+        failures.join("\n  ")
+    );
     println!("{name}: matches Caffe on {}", g.describe());
 }
 
@@ -129,6 +177,20 @@ macro_rules! cases {
 }
 
 cases!(
-    adadelta, adagrad, adam, legacy_solver_type_enum, nesterov, resume_adam, resume_sgd, rmsprop, sgd_exp, sgd_inv,
-    sgd_iter_size_clip, sgd_l1, sgd_multistep, sgd_poly, sgd_sigmoid, sgd_step_momentum_wd,
+    adadelta,
+    adagrad,
+    adam,
+    legacy_solver_type_enum,
+    nesterov,
+    resume_adam,
+    resume_sgd,
+    rmsprop,
+    sgd_exp,
+    sgd_inv,
+    sgd_iter_size_clip,
+    sgd_l1,
+    sgd_multistep,
+    sgd_poly,
+    sgd_sigmoid,
+    sgd_step_momentum_wd,
 );

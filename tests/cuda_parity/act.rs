@@ -24,7 +24,21 @@ fn check(what: &str, got: &[f32], want: &[f32], tol: Tol) {
 /// `n` values uniform in `[lo, hi)`, then the special values.
 fn inputs(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     let mut v: Vec<f32> = (0..n).map(|_| rng.uniform_range(lo, hi)).collect();
-    v.extend([0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -1e-40, 1.0, -1.0, 60.0, -60.0, 1e30, -1e30]);
+    v.extend([
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-40,
+        -1e-40,
+        1.0,
+        -1.0,
+        60.0,
+        -60.0,
+        1e30,
+        -1e30,
+    ]);
     v
 }
 
@@ -37,20 +51,24 @@ fn check_activation(g: &Cuda, f: Activation, x: &[f32], fwd: Tol, bwd: Tol) {
     cpu.activation_forward(f, Io::Pair(&x.to_vec(), &mut y)).unwrap();
     let gx = up(g, x);
     let mut gy = g.alloc(n).unwrap();
-    g.activation_forward(f, Io::Pair(&gx, &mut gy)).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    g.activation_forward(f, Io::Pair(&gx, &mut gy))
+        .unwrap_or_else(|e| panic!("{f:?}: {e}"));
     check(&format!("{f:?} forward"), &down(g, &gy), &y, fwd);
     let mut gin = up(g, x);
     g.activation_forward(f, Io::InPlace(&mut gin)).unwrap();
     check(&format!("{f:?} forward in place"), &down(g, &gin), &y, fwd);
     if let Activation::Threshold { .. } = f {
         let mut gd = up(g, x);
-        let err = g.activation_backward(f, &gx, &gx, Io::InPlace(&mut gd)).expect_err("Threshold has no backward");
+        let err = g
+            .activation_backward(f, &gx, &gx, Io::InPlace(&mut gd))
+            .expect_err("Threshold has no backward");
         assert!(err.to_string().contains("Threshold has no backward"), "{err}");
         return;
     }
     let dy = random(&mut Rng::new(n as u64), n);
     let mut dx = vec![0f32; n];
-    cpu.activation_backward(f, &x.to_vec(), &y, Io::Pair(&dy, &mut dx)).unwrap();
+    cpu.activation_backward(f, &x.to_vec(), &y, Io::Pair(&dy, &mut dx))
+        .unwrap();
     let (gyc, gdy) = (up(g, &y), up(g, &dy));
     let mut gdx = g.alloc(n).unwrap();
     g.activation_backward(f, &gx, &gyc, Io::Pair(&gdy, &mut gdx)).unwrap();
@@ -75,6 +93,7 @@ fn element_wise_activations_match_the_cpu() {
     // half an ulp; measured: at most 2 apart, 3 allowed); functions the CPU computes in double
     // agree but for double-rounding ties; every gradient is plain arithmetic on the same inputs
     // (BNLL's and Log's go through exp and a reciprocal).
+    #[rustfmt::skip]
     let cases = [
         (Activation::ReLU { negative_slope: 0.0 }, -3.0, 3.0, Tol::Exact, Tol::Exact),
         (Activation::ReLU { negative_slope: 0.1 }, -3.0, 3.0, Tol::Exact, Tol::Exact),
@@ -104,7 +123,10 @@ fn element_wise_activations_match_the_cpu() {
     }
     // Lengths are checked.
     let mut short = g.alloc(3).unwrap();
-    assert!(g.activation_forward(Activation::TanH, Io::Pair(&g.alloc(4).unwrap(), &mut short)).is_err());
+    assert!(
+        g.activation_forward(Activation::TanH, Io::Pair(&g.alloc(4).unwrap(), &mut short))
+            .is_err()
+    );
 }
 
 #[test]
@@ -152,41 +174,53 @@ fn prelu_matches_the_cpu() {
             let slope = if shared { vec![0.3] } else { random(&mut rng, channels) };
             let (gx, gdy, gslope) = (up(g, &x), up(g, &dy), up(g, &slope));
             let mut y = vec![0f32; count];
-            cpu.prelu_forward(channels, dim, shared, &slope, Io::Pair(&x, &mut y)).unwrap();
+            cpu.prelu_forward(channels, dim, shared, &slope, Io::Pair(&x, &mut y))
+                .unwrap();
             let mut gy = g.alloc(count).unwrap();
-            g.prelu_forward(channels, dim, shared, &gslope, Io::Pair(&gx, &mut gy)).unwrap();
+            g.prelu_forward(channels, dim, shared, &gslope, Io::Pair(&gx, &mut gy))
+                .unwrap();
             assert_bits(&format!("{what} forward"), &down(g, &gy), &y);
             let mut gin = up(g, &x);
-            g.prelu_forward(channels, dim, shared, &gslope, Io::InPlace(&mut gin)).unwrap();
+            g.prelu_forward(channels, dim, shared, &gslope, Io::InPlace(&mut gin))
+                .unwrap();
             assert_bits(&format!("{what} forward in place"), &down(g, &gin), &y);
 
             let mut dx = vec![0f32; count];
-            cpu.prelu_backward_data(channels, dim, shared, &slope, &x, Io::Pair(&dy, &mut dx)).unwrap();
+            cpu.prelu_backward_data(channels, dim, shared, &slope, &x, Io::Pair(&dy, &mut dx))
+                .unwrap();
             let mut gdx = g.alloc(count).unwrap();
-            g.prelu_backward_data(channels, dim, shared, &gslope, &gx, Io::Pair(&gdy, &mut gdx)).unwrap();
+            g.prelu_backward_data(channels, dim, shared, &gslope, &gx, Io::Pair(&gdy, &mut gdx))
+                .unwrap();
             assert_bits(&format!("{what} backward data"), &down(g, &gdx), &dx);
             let mut gd = up(g, &dy);
-            g.prelu_backward_data(channels, dim, shared, &gslope, &gx, Io::InPlace(&mut gd)).unwrap();
+            g.prelu_backward_data(channels, dim, shared, &gslope, &gx, Io::InPlace(&mut gd))
+                .unwrap();
             assert_bits(&format!("{what} backward data in place"), &down(g, &gd), &dx);
 
             // The slope gradient accumulates a sum: close to the CPU's, and the same bits again.
             let ds0 = random(&mut rng, slope.len());
             let mut ds = ds0.clone();
-            cpu.prelu_backward_slope(channels, dim, shared, &x, &dy, &mut ds).unwrap();
+            cpu.prelu_backward_slope(channels, dim, shared, &x, &dy, &mut ds)
+                .unwrap();
             let mut scale = abs(&ds0);
             let neg: Vec<f32> = x.iter().map(|&v| if v <= 0.0 { v.abs() } else { 0.0 }).collect();
-            cpu.prelu_backward_slope(channels, dim, shared, &neg, &abs(&dy), &mut scale).unwrap();
+            cpu.prelu_backward_slope(channels, dim, shared, &neg, &abs(&dy), &mut scale)
+                .unwrap();
             let mut gds = up(g, &ds0);
-            g.prelu_backward_slope(channels, dim, shared, &gx, &gdy, &mut gds).unwrap();
+            g.prelu_backward_slope(channels, dim, shared, &gx, &gdy, &mut gds)
+                .unwrap();
             let got = down(g, &gds);
             assert_close(&format!("{what} backward slope"), &got, &ds, Some(&scale), 1e-6);
             let mut again = up(g, &ds0);
-            g.prelu_backward_slope(channels, dim, shared, &gx, &gdy, &mut again).unwrap();
+            g.prelu_backward_slope(channels, dim, shared, &gx, &gdy, &mut again)
+                .unwrap();
             assert_bits(&format!("{what} backward slope repeated"), &down(g, &again), &got);
         }
     }
     let (x, mut y) = (g.alloc(12).unwrap(), g.alloc(12).unwrap());
-    let err = g.prelu_forward(5, 2, false, &g.alloc(5).unwrap(), Io::Pair(&x, &mut y)).expect_err("12 is not a multiple of 5 x 2");
+    let err = g
+        .prelu_forward(5, 2, false, &g.alloc(5).unwrap(), Io::Pair(&x, &mut y))
+        .expect_err("12 is not a multiple of 5 x 2");
     assert!(matches!(err, crema::Error::Internal(_)), "{err}");
 }
 
@@ -201,15 +235,23 @@ fn dropout_draws_the_cpus_mask() {
         let threshold = (ratio as f64 * 4_294_967_296.0).floor() as u32;
         let scale = (1.0 / (1.0 - ratio as f64)) as f32;
         let (mut y, mut mask) = (vec![0f32; n], vec![0f32; n]);
-        cpu.dropout_forward(key, threshold, scale, Io::Pair(&x, &mut y), &mut mask).unwrap();
+        cpu.dropout_forward(key, threshold, scale, Io::Pair(&x, &mut y), &mut mask)
+            .unwrap();
         let (gx, mut gy, mut gm) = (up(g, &x), g.alloc(n).unwrap(), g.alloc(n).unwrap());
-        g.dropout_forward(key, threshold, scale, Io::Pair(&gx, &mut gy), &mut gm).unwrap();
+        g.dropout_forward(key, threshold, scale, Io::Pair(&gx, &mut gy), &mut gm)
+            .unwrap();
         let gmask = down(g, &gm);
         assert_bits(&format!("dropout mask key={key}"), &gmask, &mask);
-        assert!(gmask.iter().enumerate().all(|(i, &m)| (m == 1.0) == (dropout_bits(key, i as u64) >= threshold)));
+        assert!(
+            gmask
+                .iter()
+                .enumerate()
+                .all(|(i, &m)| (m == 1.0) == (dropout_bits(key, i as u64) >= threshold))
+        );
         assert_bits(&format!("dropout forward key={key}"), &down(g, &gy), &y);
         let (mut gin, mut gm2) = (up(g, &x), g.alloc(n).unwrap());
-        g.dropout_forward(key, threshold, scale, Io::InPlace(&mut gin), &mut gm2).unwrap();
+        g.dropout_forward(key, threshold, scale, Io::InPlace(&mut gin), &mut gm2)
+            .unwrap();
         assert_bits("dropout forward in place", &down(g, &gin), &y);
         assert_bits("dropout mask in place", &down(g, &gm2), &mask);
 

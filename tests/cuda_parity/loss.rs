@@ -4,7 +4,7 @@
 //! and not; bad labels reported as the CPU reports them; loss sums deterministic.
 
 use super::*;
-use crema::backend::{ArgMaxOutput, BadLabel, ClassAxis, Losses, LossSum};
+use crema::backend::{ArgMaxOutput, BadLabel, ClassAxis, LossSum, Losses};
 
 fn axis(outer: usize, classes: usize, inner: usize) -> ClassAxis {
     ClassAxis { outer, classes, inner }
@@ -26,7 +26,15 @@ fn layouts() -> Vec<(&'static str, ClassAxis)> {
 
 /// Scores in [-10, 10), a few large ones (the maximum must be subtracted).
 fn logits(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| if rng.below(100) == 0 { rng.uniform_range(500.0, 1000.0) } else { rng.uniform_range(-10.0, 10.0) }).collect()
+    (0..n)
+        .map(|_| {
+            if rng.below(100) == 0 {
+                rng.uniform_range(500.0, 1000.0)
+            } else {
+                rng.uniform_range(-10.0, 10.0)
+            }
+        })
+        .collect()
 }
 
 /// Labels: classes (some fractional, truncated), and the ignore label at about one position
@@ -50,11 +58,22 @@ fn softmax_cpu(a: &ClassAxis, x: &[f32]) -> Vec<f32> {
 /// Loss sums: close (the terms' logarithms may differ by an ulp), the same count and bad label.
 fn assert_loss(what: &str, got: LossSum, want: LossSum) {
     assert_eq!(got.valid, want.valid, "{what}: valid positions");
-    let (g, w) = (got.bad.map(|b| (b.position, b.value.to_bits())), want.bad.map(|b| (b.position, b.value.to_bits())));
+    let (g, w) = (
+        got.bad.map(|b| (b.position, b.value.to_bits())),
+        want.bad.map(|b| (b.position, b.value.to_bits())),
+    );
     assert_eq!(g, w, "{what}: first bad label");
     let err = (got.loss - want.loss).abs() / want.loss.abs().max(f64::MIN_POSITIVE);
-    assert!(err <= 1e-6, "{what}: loss {} against the CPU's {} (relative error {err:e})", got.loss, want.loss);
-    println!("{what}: loss {} (relative error {err:.1e}), {} valid", got.loss, got.valid);
+    assert!(
+        err <= 1e-6,
+        "{what}: loss {} against the CPU's {} (relative error {err:e})",
+        got.loss,
+        want.loss
+    );
+    println!(
+        "{what}: loss {} (relative error {err:.1e}), {} valid",
+        got.loss, got.valid
+    );
 }
 
 #[test]
@@ -68,7 +87,8 @@ fn softmax_matches_the_cpu_in_both_layouts() {
         cpu.softmax_forward(&a, Io::Pair(&x, &mut y)).unwrap();
         let gx = up(g, &x);
         let mut gy = g.alloc(a.count()).unwrap();
-        g.softmax_forward(&a, Io::Pair(&gx, &mut gy)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        g.softmax_forward(&a, Io::Pair(&gx, &mut gy))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Each exponential may differ by an ulp from libm's expf; the quotient by a few.
         let got = down(g, &gy);
         assert_ulps(&format!("softmax {name}"), &got, &y, 4, 0.0);
@@ -97,7 +117,11 @@ fn softmax_loss_matches_the_cpu_and_repeats_bit_for_bit() {
     let Some(g) = gpu() else { return };
     let cpu = Cpu::new();
     let mut rng = Rng::new(32);
-    for (name, a) in [("segmentation", axis(2, 2, 65536)), ("classifier", axis(64, 1000, 1)), ("middle", axis(3, 5, 700))] {
+    for (name, a) in [
+        ("segmentation", axis(2, 2, 65536)),
+        ("classifier", axis(64, 1000, 1)),
+        ("middle", axis(3, 5, 700)),
+    ] {
         let prob = softmax_cpu(&a, &logits(&mut rng, a.count()));
         let label = labels(&mut rng, &a, 255);
         let weights: Vec<f32> = (0..a.classes).map(|c| 0.5 + (c % 7) as f32 * 0.3).collect();
@@ -105,15 +129,19 @@ fn softmax_loss_matches_the_cpu_and_repeats_bit_for_bit() {
         for (wname, w, gwo) in [("unweighted", None, None), ("weighted", Some(&weights), Some(&gw))] {
             let what = format!("softmax loss {name} {wname}");
             let want = cpu.softmax_loss_forward(&a, Some(255), &prob, &label, w).unwrap();
-            let got = g.softmax_loss_forward(&a, Some(255), &gp, &gl, gwo).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let got = g
+                .softmax_loss_forward(&a, Some(255), &gp, &gl, gwo)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_loss(&what, got, want);
             let again = g.softmax_loss_forward(&a, Some(255), &gp, &gl, gwo).unwrap();
             assert_eq!(again.loss.to_bits(), got.loss.to_bits(), "{what}: repeated");
 
             let mut dx = vec![0f32; a.count()];
-            cpu.softmax_loss_backward(&a, Some(255), &prob, &label, w, 0.25, &mut dx).unwrap();
+            cpu.softmax_loss_backward(&a, Some(255), &prob, &label, w, 0.25, &mut dx)
+                .unwrap();
             let mut gdx = up(g, &random(&mut rng, a.count()));
-            g.softmax_loss_backward(&a, Some(255), &gp, &gl, gwo, 0.25, &mut gdx).unwrap();
+            g.softmax_loss_backward(&a, Some(255), &gp, &gl, gwo, 0.25, &mut gdx)
+                .unwrap();
             assert_bits(&format!("{what} backward"), &down(g, &gdx), &dx);
         }
         // Without an ignore label, 255 is a bad label; NaN and negative ones too. The first is
@@ -129,9 +157,11 @@ fn softmax_loss_matches_the_cpu_and_repeats_bit_for_bit() {
             let got = g.softmax_loss_forward(&a, ignore, &gp, &up(g, &bad), None).unwrap();
             assert_loss(&format!("softmax loss {name} bad labels, ignore {ignore:?}"), got, want);
             let mut dx = vec![0f32; a.count()];
-            cpu.softmax_loss_backward(&a, ignore, &prob, &bad, None, 1.0, &mut dx).unwrap();
+            cpu.softmax_loss_backward(&a, ignore, &prob, &bad, None, 1.0, &mut dx)
+                .unwrap();
             let mut gdx = g.alloc(a.count()).unwrap();
-            g.softmax_loss_backward(&a, ignore, &gp, &up(g, &bad), None, 1.0, &mut gdx).unwrap();
+            g.softmax_loss_backward(&a, ignore, &gp, &up(g, &bad), None, 1.0, &mut gdx)
+                .unwrap();
             assert_bits(&format!("softmax loss {name} bad labels backward"), &down(g, &gdx), &dx);
         }
     }
@@ -139,7 +169,9 @@ fn softmax_loss_matches_the_cpu_and_repeats_bit_for_bit() {
     let a = axis(1, 2, 3);
     let (prob, label) = (vec![0.0, 1.0, 0.5, 1.0, 0.0, 0.5], vec![0.0, 1.0, 1.0]);
     let want = cpu.softmax_loss_forward(&a, None, &prob, &label, None).unwrap();
-    let got = g.softmax_loss_forward(&a, None, &up(g, &prob), &up(g, &label), None).unwrap();
+    let got = g
+        .softmax_loss_forward(&a, None, &up(g, &prob), &up(g, &label), None)
+        .unwrap();
     assert_loss("softmax loss of zero probabilities", got, want);
 }
 
@@ -148,18 +180,26 @@ fn infogain_loss_matches_the_cpu() {
     let Some(g) = gpu() else { return };
     let cpu = Cpu::new();
     let mut rng = Rng::new(33);
-    for (name, a) in [("segmentation", axis(2, 3, 20000)), ("classifier", axis(32, 40, 1)), ("small", axis(2, 4, 6))] {
+    for (name, a) in [
+        ("segmentation", axis(2, 3, 20000)),
+        ("classifier", axis(32, 40, 1)),
+        ("small", axis(2, 4, 6)),
+    ] {
         let prob = softmax_cpu(&a, &logits(&mut rng, a.count()));
         let mut label = labels(&mut rng, &a, -1);
-        let h: Vec<f32> = (0..a.classes * a.classes).map(|_| rng.uniform_range(0.0, 2.0)).collect();
+        let h: Vec<f32> = (0..a.classes * a.classes)
+            .map(|_| rng.uniform_range(0.0, 2.0))
+            .collect();
         let (gp, gh) = (up(g, &prob), up(g, &h));
         let want = cpu.infogain_loss_forward(&a, Some(-1), &prob, &label, &h).unwrap();
         let got = g.infogain_loss_forward(&a, Some(-1), &gp, &up(g, &label), &gh).unwrap();
         assert_loss(&format!("infogain {name}"), got, want);
         let mut dx = vec![0f32; a.count()];
-        cpu.infogain_loss_backward(&a, Some(-1), &prob, &label, &h, 0.5, &mut dx).unwrap();
+        cpu.infogain_loss_backward(&a, Some(-1), &prob, &label, &h, 0.5, &mut dx)
+            .unwrap();
         let mut gdx = g.alloc(a.count()).unwrap();
-        g.infogain_loss_backward(&a, Some(-1), &gp, &up(g, &label), &gh, 0.5, &mut gdx).unwrap();
+        g.infogain_loss_backward(&a, Some(-1), &gp, &up(g, &label), &gh, 0.5, &mut gdx)
+            .unwrap();
         assert_bits(&format!("infogain {name} backward"), &down(g, &gdx), &dx);
         label[3] = a.classes as f32;
         let want = cpu.infogain_loss_forward(&a, Some(-1), &prob, &label, &h).unwrap();
@@ -176,7 +216,9 @@ fn sigmoid_cross_entropy_matches_the_cpu() {
     let mut rng = Rng::new(34);
     let n = 100_003;
     let x: Vec<f32> = (0..n).map(|_| rng.uniform_range(-12.0, 12.0)).collect();
-    let t: Vec<f32> = (0..n).map(|i| if i % 9 == 0 { -1.0 } else { rng.uniform_range(0.0, 1.0) }).collect();
+    let t: Vec<f32> = (0..n)
+        .map(|i| if i % 9 == 0 { -1.0 } else { rng.uniform_range(0.0, 1.0) })
+        .collect();
     let (gx, gt) = (up(g, &x), up(g, &t));
     for ignore in [None, Some(-1)] {
         let want = cpu.sigmoid_xent_forward(&x, &t, ignore).unwrap();
@@ -187,7 +229,13 @@ fn sigmoid_cross_entropy_matches_the_cpu() {
         let mut gdx = g.alloc(n).unwrap();
         g.sigmoid_xent_backward(&gx, &gt, ignore, 0.3, &mut gdx).unwrap();
         // sigmoid(x) - t cancels: an ulp of the sigmoid, times the scale.
-        assert_ulps(&format!("sigmoid cross-entropy backward, ignore {ignore:?}"), &down(g, &gdx), &dx, 1, 0.3 * f32::EPSILON);
+        assert_ulps(
+            &format!("sigmoid cross-entropy backward, ignore {ignore:?}"),
+            &down(g, &gdx),
+            &dx,
+            1,
+            0.3 * f32::EPSILON,
+        );
     }
 }
 
@@ -208,10 +256,14 @@ fn accuracy_matches_the_cpu() {
         let x: Vec<f32> = (0..a.count()).map(|_| rng.below(7) as f32).collect();
         let label: Vec<f32> = (0..a.positions()).map(|_| rng.below(a.classes) as f32).collect();
         let (mut acc, mut pc) = (vec![0f32; 1], vec![0f32; a.classes]);
-        let want = cpu.accuracy(&a, ignore, k, &x, &label, &mut acc, Some(&mut pc)).unwrap();
+        let want = cpu
+            .accuracy(&a, ignore, k, &x, &label, &mut acc, Some(&mut pc))
+            .unwrap();
         let (gx, gl) = (up(g, &x), up(g, &label));
         let (mut gacc, mut gpc) = (g.alloc(1).unwrap(), g.alloc(a.classes).unwrap());
-        let got = g.accuracy(&a, ignore, k, &gx, &gl, &mut gacc, Some(&mut gpc)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got = g
+            .accuracy(&a, ignore, k, &gx, &gl, &mut gacc, Some(&mut gpc))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(got, want, "{what}: bad label");
         assert_bits(&what, &down(g, &gacc), &acc);
         assert_bits(&format!("{what} per class"), &down(g, &gpc), &pc);
@@ -230,7 +282,9 @@ fn accuracy_matches_the_cpu() {
     // Every position ignored: 0.
     let a = axis(2, 3, 2);
     let mut gacc = up(g, &[1.0]);
-    let r = g.accuracy(&a, Some(2), 1, &up(g, &[0.0; 12]), &up(g, &[2.0; 4]), &mut gacc, None).unwrap();
+    let r = g
+        .accuracy(&a, Some(2), 1, &up(g, &[0.0; 12]), &up(g, &[2.0; 4]), &mut gacc, None)
+        .unwrap();
     assert_eq!((r, down(g, &gacc)), (None::<BadLabel>, vec![0.0]));
 }
 
@@ -241,7 +295,10 @@ fn argmax_matches_the_cpu() {
     let mut rng = Rng::new(36);
     for (a, outputs) in [
         (axis(2, 5, 3), vec![ArgMaxOutput::Index, ArgMaxOutput::Value]),
-        (axis(3, 15, 1), vec![ArgMaxOutput::Index, ArgMaxOutput::Value, ArgMaxOutput::IndexAndValue]),
+        (
+            axis(3, 15, 1),
+            vec![ArgMaxOutput::Index, ArgMaxOutput::Value, ArgMaxOutput::IndexAndValue],
+        ),
         (axis(4, 1000, 1), vec![ArgMaxOutput::IndexAndValue]),
         (axis(2, 2, 65536), vec![ArgMaxOutput::Index]),
     ] {
@@ -269,5 +326,14 @@ fn argmax_matches_the_cpu() {
             }
         }
     }
-    assert!(g.argmax(&axis(1, 3, 1), 4, ArgMaxOutput::Index, &g.alloc(3).unwrap(), &mut g.alloc(4).unwrap()).is_err());
+    assert!(
+        g.argmax(
+            &axis(1, 3, 1),
+            4,
+            ArgMaxOutput::Index,
+            &g.alloc(3).unwrap(),
+            &mut g.alloc(4).unwrap()
+        )
+        .is_err()
+    );
 }

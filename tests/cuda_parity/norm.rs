@@ -21,7 +21,9 @@ fn dims() -> Vec<ChannelDims> {
 /// Values with a per-channel offset (so that the mean matters) plus noise.
 fn data(rng: &mut Rng, d: ChannelDims) -> Vec<f32> {
     let offsets: Vec<f32> = (0..d.channels).map(|c| (c % 5) as f32 * 3.0 - 4.0).collect();
-    (0..d.count()).map(|k| offsets[(k / d.inner) % d.channels] + rng.uniform_range(-1.0, 1.0)).collect()
+    (0..d.count())
+        .map(|k| offsets[(k / d.inner) % d.channels] + rng.uniform_range(-1.0, 1.0))
+        .collect()
 }
 
 /// Per channel: the mean of |v| (the scale of a mean's rounding).
@@ -44,9 +46,16 @@ fn channel_statistics_are_close_and_repeat() {
         cpu.channel_moments(d, &x, &mut mean, &mut var).unwrap();
         let gx = up(g, &x);
         let (mut gm, mut gv) = (g.alloc(d.channels).unwrap(), g.alloc(d.channels).unwrap());
-        g.channel_moments(d, &gx, &mut gm, &mut gv).unwrap_or_else(|e| panic!("{d:?}: {e}"));
+        g.channel_moments(d, &gx, &mut gm, &mut gv)
+            .unwrap_or_else(|e| panic!("{d:?}: {e}"));
         let (gmean, gvar) = (down(g, &gm), down(g, &gv));
-        assert_close(&format!("moments {d:?}: mean"), &gmean, &mean, Some(&channel_abs_mean(d, &x)), 1e-6);
+        assert_close(
+            &format!("moments {d:?}: mean"),
+            &gmean,
+            &mean,
+            Some(&channel_abs_mean(d, &x)),
+            1e-6,
+        );
         assert_close(&format!("moments {d:?}: var"), &gvar, &var, None, 1e-5);
         g.channel_moments(d, &gx, &mut gm, &mut gv).unwrap();
         assert_bits(&format!("moments {d:?} repeated"), &down(g, &gm), &gmean);
@@ -83,25 +92,68 @@ fn batch_normalisation_forward_matches_the_cpu() {
                     let (mut mean, mut var, mut std) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
                     let (mut y, mut xn) = (x.clone(), vec![0f32; d.count()]);
                     let aff = affine.then_some((&scale, &shift));
-                    cpu.channel_norm_batch(d, Io::InPlace(&mut y), 1e-9, EpsPlacement::InsideSqrt, &mut mean, &mut var, &mut std, aff, keep.then_some(&mut xn))
-                        .unwrap();
+                    cpu.channel_norm_batch(
+                        d,
+                        Io::InPlace(&mut y),
+                        1e-9,
+                        EpsPlacement::InsideSqrt,
+                        &mut mean,
+                        &mut var,
+                        &mut std,
+                        aff,
+                        keep.then_some(&mut xn),
+                    )
+                    .unwrap();
                     let (mut gm, mut gv, mut gs) = (g.alloc(c).unwrap(), g.alloc(c).unwrap(), g.alloc(c).unwrap());
                     let mut gxn = g.alloc(d.count()).unwrap();
                     let gx = up(g, &x);
-                    let mut gy = if in_place { up(g, &x) } else { g.alloc(d.count()).unwrap() };
-                    let io = if in_place { Io::InPlace(&mut gy) } else { Io::Pair(&gx, &mut gy) };
+                    let mut gy = if in_place {
+                        up(g, &x)
+                    } else {
+                        g.alloc(d.count()).unwrap()
+                    };
+                    let io = if in_place {
+                        Io::InPlace(&mut gy)
+                    } else {
+                        Io::Pair(&gx, &mut gy)
+                    };
                     let gaff = affine.then_some((&gscale, &gshift));
-                    g.channel_norm_batch(d, io, 1e-9, EpsPlacement::InsideSqrt, &mut gm, &mut gv, &mut gs, gaff, keep.then_some(&mut gxn))
-                        .unwrap_or_else(|e| panic!("{what}: {e}"));
-                    assert_close(&format!("{what}: mean"), &down(g, &gm), &mean, Some(&channel_abs_mean(d, &x)), 1e-6);
+                    g.channel_norm_batch(
+                        d,
+                        io,
+                        1e-9,
+                        EpsPlacement::InsideSqrt,
+                        &mut gm,
+                        &mut gv,
+                        &mut gs,
+                        gaff,
+                        keep.then_some(&mut gxn),
+                    )
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_close(
+                        &format!("{what}: mean"),
+                        &down(g, &gm),
+                        &mean,
+                        Some(&channel_abs_mean(d, &x)),
+                        1e-6,
+                    );
                     assert_close(&format!("{what}: std"), &down(g, &gs), &std, None, 1e-5);
                     // x_hat = (x - mean) / std from statistics a few ulps apart.
-                    let xhat_scale: Vec<f32> = (0..d.count()).map(|k| 1.0 + ((x[k] - mean[(k / d.inner) % c]) / std[(k / d.inner) % c]).abs()).collect();
+                    let xhat_scale: Vec<f32> = (0..d.count())
+                        .map(|k| 1.0 + ((x[k] - mean[(k / d.inner) % c]) / std[(k / d.inner) % c]).abs())
+                        .collect();
                     if keep {
                         assert_close(&format!("{what}: x_norm"), &down(g, &gxn), &xn, Some(&xhat_scale), 2e-5);
                     }
                     let yscale: Vec<f32> = (0..d.count())
-                        .map(|k| xhat_scale[k] * if affine { scale[(k / d.inner) % c].abs() + shift[(k / d.inner) % c].abs() } else { 1.0 })
+                        .map(|k| {
+                            xhat_scale[k]
+                                * if affine {
+                                    scale[(k / d.inner) % c].abs() + shift[(k / d.inner) % c].abs()
+                                } else {
+                                    1.0
+                                }
+                        })
                         .collect();
                     assert_close(&format!("{what}: y"), &down(g, &gy), &y, Some(&yscale), 2e-5);
                 }
@@ -110,12 +162,14 @@ fn batch_normalisation_forward_matches_the_cpu() {
         // With the CPU's statistics, normalising is plain arithmetic: the CPU's bits.
         let (mut mean, mut var, mut std) = (vec![0f32; d.channels], vec![0f32; d.channels], vec![0f32; d.channels]);
         cpu.channel_moments(d, &x, &mut mean, &mut var).unwrap();
-        cpu.channel_std(&var, 1e-5, EpsPlacement::OutsideSqrt, &mut std).unwrap();
+        cpu.channel_std(&var, 1e-5, EpsPlacement::OutsideSqrt, &mut std)
+            .unwrap();
         let mut y = vec![0f32; d.count()];
         cpu.channel_normalize(d, Io::Pair(&x, &mut y), &mean, &std).unwrap();
         let (gmean, gstd) = (up(g, &mean), up(g, &std));
         let mut gy = g.alloc(d.count()).unwrap();
-        g.channel_normalize(d, Io::Pair(&up(g, &x), &mut gy), &gmean, &gstd).unwrap();
+        g.channel_normalize(d, Io::Pair(&up(g, &x), &mut gy), &gmean, &gstd)
+            .unwrap();
         assert_bits(&format!("normalize {d:?}"), &down(g, &gy), &y);
         let mut gin = up(g, &x);
         g.channel_normalize(d, Io::InPlace(&mut gin), &gmean, &gstd).unwrap();
@@ -148,17 +202,43 @@ fn batch_normalisation_backward_matches_the_cpu() {
                     let what = format!("norm backward {d:?} {grad:?} scale {with_scale} in place {in_place}");
                     let sc = with_scale.then_some(&scale);
                     let (mut dx, mut ds, mut db) = (dy.clone(), ds0.clone(), db0.clone());
-                    let diff = if in_place { Io::InPlace(&mut dx) } else { Io::Pair(&dy, &mut dx) };
-                    cpu.channel_norm_backward(d, grad, Some(&xn), diff, &std, sc, Some(&mut ds), Some(&mut db), true).unwrap();
+                    let diff = if in_place {
+                        Io::InPlace(&mut dx)
+                    } else {
+                        Io::Pair(&dy, &mut dx)
+                    };
+                    cpu.channel_norm_backward(d, grad, Some(&xn), diff, &std, sc, Some(&mut ds), Some(&mut db), true)
+                        .unwrap();
                     let (mut gdx, mut gds, mut gdb) = (up(g, &dy), up(g, &ds0), up(g, &db0));
-                    let gdiff = if in_place { Io::InPlace(&mut gdx) } else { Io::Pair(&gdy, &mut gdx) };
-                    g.channel_norm_backward(d, grad, Some(&gxn), gdiff, &gstd, with_scale.then_some(&gscale), Some(&mut gds), Some(&mut gdb), true)
-                        .unwrap_or_else(|e| panic!("{what}: {e}"));
-                    let s = |k: usize| if with_scale { scale[(k / d.inner) % c].abs() } else { 1.0 };
+                    let gdiff = if in_place {
+                        Io::InPlace(&mut gdx)
+                    } else {
+                        Io::Pair(&gdy, &mut gdx)
+                    };
+                    g.channel_norm_backward(
+                        d,
+                        grad,
+                        Some(&gxn),
+                        gdiff,
+                        &gstd,
+                        with_scale.then_some(&gscale),
+                        Some(&mut gds),
+                        Some(&mut gdb),
+                        true,
+                    )
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let s = |k: usize| {
+                        if with_scale {
+                            scale[(k / d.inner) % c].abs()
+                        } else {
+                            1.0
+                        }
+                    };
                     let dxs: Vec<f32> = (0..d.count())
                         .map(|k| {
                             let ch = (k / d.inner) % c;
-                            ((dy[k].abs() * s(k)) as f64 + s(k) as f64 * (xn[k].abs() as f64 * b[ch] + a[ch])) as f32 / std[ch]
+                            ((dy[k].abs() * s(k)) as f64 + s(k) as f64 * (xn[k].abs() as f64 * b[ch] + a[ch])) as f32
+                                / std[ch]
                         })
                         .collect();
                     let got = down(g, &gdx);
@@ -177,12 +257,33 @@ fn batch_normalisation_backward_matches_the_cpu() {
         // Only the parameter gradients: dx untouched.
         let mut gdx = up(g, &dy);
         let mut gds = up(g, &ds0);
-        g.channel_norm_backward(d, NormGrad::BatchStats, Some(&gxn), Io::InPlace(&mut gdx), &gstd, None, Some(&mut gds), None, false).unwrap();
+        g.channel_norm_backward(
+            d,
+            NormGrad::BatchStats,
+            Some(&gxn),
+            Io::InPlace(&mut gdx),
+            &gstd,
+            None,
+            Some(&mut gds),
+            None,
+            false,
+        )
+        .unwrap();
         assert_bits("norm backward without dx leaves dx", &down(g, &gdx), &dy);
     }
     let d = ChannelDims::new(2, 3, 4);
     let err = g
-        .channel_norm_backward(d, NormGrad::BatchStats, None, Io::InPlace(&mut g.alloc(24).unwrap()), &g.alloc(3).unwrap(), None, None, None, true)
+        .channel_norm_backward(
+            d,
+            NormGrad::BatchStats,
+            None,
+            Io::InPlace(&mut g.alloc(24).unwrap()),
+            &g.alloc(3).unwrap(),
+            None,
+            None,
+            None,
+            true,
+        )
         .expect_err("x_norm is needed");
     assert!(err.to_string().contains("x_norm is needed"), "{err}");
 }
@@ -200,30 +301,87 @@ fn channel_affine_maps_match_the_cpu() {
         for (s, b) in [(true, true), (true, false), (false, true), (false, false)] {
             let what = format!("affine {d:?} scale {s} bias {b}");
             let mut y = vec![0f32; d.count()];
-            cpu.channel_affine(d, Io::Pair(&x, &mut y), s.then_some(&scale), b.then_some(&bias)).unwrap();
+            cpu.channel_affine(d, Io::Pair(&x, &mut y), s.then_some(&scale), b.then_some(&bias))
+                .unwrap();
             let mut gy = g.alloc(d.count()).unwrap();
-            g.channel_affine(d, Io::Pair(&gx, &mut gy), s.then_some(&gscale), b.then_some(&gbias)).unwrap();
+            g.channel_affine(d, Io::Pair(&gx, &mut gy), s.then_some(&gscale), b.then_some(&gbias))
+                .unwrap();
             assert_bits(&what, &down(g, &gy), &y);
             let mut gin = up(g, &x);
-            g.channel_affine(d, Io::InPlace(&mut gin), s.then_some(&gscale), b.then_some(&gbias)).unwrap();
+            g.channel_affine(d, Io::InPlace(&mut gin), s.then_some(&gscale), b.then_some(&gbias))
+                .unwrap();
             assert_bits(&format!("{what} in place"), &down(g, &gin), &y);
 
             for in_place in [false, true] {
                 let (ds0, db0) = (random(&mut rng, c), random(&mut rng, c));
                 let (mut dx, mut ds, mut db) = (dy.clone(), ds0.clone(), db0.clone());
-                let diff = if in_place { Io::InPlace(&mut dx) } else { Io::Pair(&dy, &mut dx) };
-                cpu.channel_affine_backward(d, Some(&x), diff, s.then_some(&scale), Some(&mut ds), b.then_some(&mut db), true).unwrap();
-                let (mut gdx, mut gds, mut gdb) = (if in_place { up(g, &dy) } else { g.alloc(d.count()).unwrap() }, up(g, &ds0), up(g, &db0));
-                let gdiff = if in_place { Io::InPlace(&mut gdx) } else { Io::Pair(&gdy, &mut gdx) };
-                g.channel_affine_backward(d, Some(&gx), gdiff, s.then_some(&gscale), Some(&mut gds), b.then_some(&mut gdb), true).unwrap();
+                let diff = if in_place {
+                    Io::InPlace(&mut dx)
+                } else {
+                    Io::Pair(&dy, &mut dx)
+                };
+                cpu.channel_affine_backward(
+                    d,
+                    Some(&x),
+                    diff,
+                    s.then_some(&scale),
+                    Some(&mut ds),
+                    b.then_some(&mut db),
+                    true,
+                )
+                .unwrap();
+                let (mut gdx, mut gds, mut gdb) = (
+                    if in_place {
+                        up(g, &dy)
+                    } else {
+                        g.alloc(d.count()).unwrap()
+                    },
+                    up(g, &ds0),
+                    up(g, &db0),
+                );
+                let gdiff = if in_place {
+                    Io::InPlace(&mut gdx)
+                } else {
+                    Io::Pair(&gdy, &mut gdx)
+                };
+                g.channel_affine_backward(
+                    d,
+                    Some(&gx),
+                    gdiff,
+                    s.then_some(&gscale),
+                    Some(&mut gds),
+                    b.then_some(&mut gdb),
+                    true,
+                )
+                .unwrap();
                 assert_bits(&format!("{what} backward dx, in place {in_place}"), &down(g, &gdx), &dx);
                 let mut sabs = abs(&ds0);
                 let mut babs = abs(&db0);
-                cpu.channel_affine_backward(d, Some(&abs(&x)), Io::Pair(&abs(&dy), &mut vec![0f32; d.count()]), None, Some(&mut sabs), Some(&mut babs), false)
-                    .unwrap();
-                assert_close(&format!("{what} backward dscale"), &down(g, &gds), &ds, Some(&sabs), 1e-6);
+                cpu.channel_affine_backward(
+                    d,
+                    Some(&abs(&x)),
+                    Io::Pair(&abs(&dy), &mut vec![0f32; d.count()]),
+                    None,
+                    Some(&mut sabs),
+                    Some(&mut babs),
+                    false,
+                )
+                .unwrap();
+                assert_close(
+                    &format!("{what} backward dscale"),
+                    &down(g, &gds),
+                    &ds,
+                    Some(&sabs),
+                    1e-6,
+                );
                 if b {
-                    assert_close(&format!("{what} backward dbias"), &down(g, &gdb), &db, Some(&babs), 1e-6);
+                    assert_close(
+                        &format!("{what} backward dbias"),
+                        &down(g, &gdb),
+                        &db,
+                        Some(&babs),
+                        1e-6,
+                    );
                 } else {
                     assert_bits(&format!("{what} backward dbias untouched"), &down(g, &gdb), &db0);
                 }
@@ -238,11 +396,61 @@ fn lrn_matches_the_cpu() {
     let cpu = Cpu::new();
     let mut rng = Rng::new(55);
     let specs = [
-        LrnSpec { num: 2, channels: 7, height: 5, width: 6, size: 5, alpha: 1e-2, beta: 0.75, k: 2.0, within_channel: false },
-        LrnSpec { num: 3, channels: 16, height: 9, width: 9, size: 3, alpha: 0.5, beta: 0.6, k: 1.0, within_channel: false },
-        LrnSpec { num: 1, channels: 2, height: 4, width: 3, size: 7, alpha: 1.0, beta: 0.75, k: 1.0, within_channel: false },
-        LrnSpec { num: 2, channels: 3, height: 7, width: 8, size: 3, alpha: 0.1, beta: 0.75, k: 1.0, within_channel: true },
-        LrnSpec { num: 1, channels: 2, height: 5, width: 4, size: 5, alpha: 1.0, beta: 0.5, k: 1.0, within_channel: true },
+        LrnSpec {
+            num: 2,
+            channels: 7,
+            height: 5,
+            width: 6,
+            size: 5,
+            alpha: 1e-2,
+            beta: 0.75,
+            k: 2.0,
+            within_channel: false,
+        },
+        LrnSpec {
+            num: 3,
+            channels: 16,
+            height: 9,
+            width: 9,
+            size: 3,
+            alpha: 0.5,
+            beta: 0.6,
+            k: 1.0,
+            within_channel: false,
+        },
+        LrnSpec {
+            num: 1,
+            channels: 2,
+            height: 4,
+            width: 3,
+            size: 7,
+            alpha: 1.0,
+            beta: 0.75,
+            k: 1.0,
+            within_channel: false,
+        },
+        LrnSpec {
+            num: 2,
+            channels: 3,
+            height: 7,
+            width: 8,
+            size: 3,
+            alpha: 0.1,
+            beta: 0.75,
+            k: 1.0,
+            within_channel: true,
+        },
+        LrnSpec {
+            num: 1,
+            channels: 2,
+            height: 5,
+            width: 4,
+            size: 5,
+            alpha: 1.0,
+            beta: 0.5,
+            k: 1.0,
+            within_channel: true,
+        },
     ];
     for spec in specs {
         let n = spec.count();
@@ -251,7 +459,8 @@ fn lrn_matches_the_cpu() {
         cpu.lrn_forward(&spec, &x, &mut scale, &mut y).unwrap();
         let gx = up(g, &x);
         let (mut gs, mut gy) = (g.alloc(n).unwrap(), g.alloc(n).unwrap());
-        g.lrn_forward(&spec, &gx, &mut gs, &mut gy).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+        g.lrn_forward(&spec, &gx, &mut gs, &mut gy)
+            .unwrap_or_else(|e| panic!("{spec:?}: {e}"));
         assert_bits(&format!("LRN {spec:?}: scale"), &down(g, &gs), &scale);
         assert_ulps(&format!("LRN {spec:?}: y"), &down(g, &gy), &y, 3, 0.0);
 
@@ -260,11 +469,31 @@ fn lrn_matches_the_cpu() {
         let mut dx = vec![0f32; n];
         cpu.lrn_backward(&spec, &x, &y, &scale, &dy, &mut dx).unwrap();
         let mut gdx = g.alloc(n).unwrap();
-        g.lrn_backward(&spec, &gx, &up(g, &y), &up(g, &scale), &up(g, &dy), &mut gdx).unwrap();
+        g.lrn_backward(&spec, &gx, &up(g, &y), &up(g, &scale), &up(g, &dy), &mut gdx)
+            .unwrap();
         let big = dx.iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert_close(&format!("LRN {spec:?}: dx"), &down(g, &gdx), &dx, Some(&vec![big; n]), 1e-5);
+        assert_close(
+            &format!("LRN {spec:?}: dx"),
+            &down(g, &gdx),
+            &dx,
+            Some(&vec![big; n]),
+            1e-5,
+        );
     }
-    let even = LrnSpec { num: 1, channels: 2, height: 2, width: 2, size: 4, alpha: 1.0, beta: 0.75, k: 1.0, within_channel: false };
+    let even = LrnSpec {
+        num: 1,
+        channels: 2,
+        height: 2,
+        width: 2,
+        size: 4,
+        alpha: 1.0,
+        beta: 0.75,
+        k: 1.0,
+        within_channel: false,
+    };
     let b = g.alloc(8).unwrap();
-    assert!(g.lrn_forward(&even, &b, &mut g.alloc(8).unwrap(), &mut g.alloc(8).unwrap()).is_err());
+    assert!(
+        g.lrn_forward(&even, &b, &mut g.alloc(8).unwrap(), &mut g.alloc(8).unwrap())
+            .is_err()
+    );
 }

@@ -16,7 +16,15 @@ fn pooled(input: usize, kernel: usize, stride: usize, pad: usize) -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn spec(planes: usize, in_h: usize, in_w: usize, k: (usize, usize), s: (usize, usize), p: (usize, usize), extra: usize) -> PoolSpec {
+fn spec(
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+    k: (usize, usize),
+    s: (usize, usize),
+    p: (usize, usize),
+    extra: usize,
+) -> PoolSpec {
     PoolSpec {
         planes,
         in_h,
@@ -38,14 +46,23 @@ fn spec(planes: usize, in_h: usize, in_w: usize, k: (usize, usize), s: (usize, u
 fn specs() -> Vec<(&'static str, PoolSpec)> {
     vec![
         ("2x2/2 even", spec(6, 16, 16, (2, 2), (2, 2), (0, 0), 0)),
-        ("2x2/2 odd (clipped last row and column)", spec(5, 9, 11, (2, 2), (2, 2), (0, 0), 0)),
+        (
+            "2x2/2 odd (clipped last row and column)",
+            spec(5, 9, 11, (2, 2), (2, 2), (0, 0), 0),
+        ),
         ("2x2/2 SegNet-sized", spec(2 * 64, 128, 128, (2, 2), (2, 2), (0, 0), 0)),
         ("3x3/2 pad 1 (overlapping)", spec(4, 13, 10, (3, 3), (2, 2), (1, 1), 0)),
-        ("3x2/1x2 pad 1x0 (rectangular)", spec(3, 7, 9, (3, 2), (1, 2), (1, 0), 0)),
+        (
+            "3x2/1x2 pad 1x0 (rectangular)",
+            spec(3, 7, 9, (3, 2), (1, 2), (1, 0), 0),
+        ),
         ("2x2/3 (gaps)", spec(3, 10, 11, (2, 2), (3, 3), (0, 0), 0)),
         ("global", spec(7, 6, 5, (6, 5), (1, 1), (0, 0), 0)),
         ("windows past the input", spec(2, 5, 6, (2, 2), (3, 3), (0, 0), 1)),
-        ("padded, windows past the padded input", spec(2, 5, 5, (3, 3), (2, 2), (1, 1), 1)),
+        (
+            "padded, windows past the padded input",
+            spec(2, 5, 5, (3, 3), (2, 2), (1, 1), 1),
+        ),
     ]
 }
 
@@ -71,7 +88,8 @@ fn max_pooling_forward_and_backward_give_the_cpus_bits() {
         let (mut y, mut mask) = (vec![0f32; s.out_len()], vec![0f32; s.out_len()]);
         cpu.max_pool_forward(&s, &x, &mut y, &mut mask).unwrap();
         let (gx, mut gy, mut gm) = (up(g, &x), g.alloc(s.out_len()).unwrap(), g.alloc(s.out_len()).unwrap());
-        g.max_pool_forward(&s, &gx, &mut gy, &mut gm).unwrap_or_else(|e| panic!("{name}: {e}"));
+        g.max_pool_forward(&s, &gx, &mut gy, &mut gm)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_bits(&format!("max pool {name}: top"), &down(g, &gy), &y);
         assert_bits(&format!("max pool {name}: mask"), &down(g, &gm), &mask);
 
@@ -79,7 +97,8 @@ fn max_pooling_forward_and_backward_give_the_cpus_bits() {
         let mut dx = vec![0f32; s.in_len()];
         cpu.max_pool_backward(&s, &dy, &mask, &mut dx).unwrap();
         let mut gdx = up(g, &random(&mut rng, s.in_len()));
-        g.max_pool_backward(&s, &up(g, &dy), &gm, &mut gdx).unwrap_or_else(|e| panic!("{name}: {e}"));
+        g.max_pool_backward(&s, &up(g, &dy), &gm, &mut gdx)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_bits(&format!("max pool {name}: backward"), &down(g, &gdx), &dx);
     }
 }
@@ -115,8 +134,14 @@ fn max_pooling_backward_takes_any_mask_the_cpu_takes() {
         if at != 4 {
             bad[s.out_len() - 1] = -7.0e9; // later, and ignorable (< -1): not the one named
         }
-        let want = cpu.max_pool_backward(&s, &dy, &bad, &mut dx).expect_err("a bad mask").to_string();
-        let got = g.max_pool_backward(&s, &up(g, &dy), &up(g, &bad), &mut gdx).expect_err("a bad mask").to_string();
+        let want = cpu
+            .max_pool_backward(&s, &dy, &bad, &mut dx)
+            .expect_err("a bad mask")
+            .to_string();
+        let got = g
+            .max_pool_backward(&s, &up(g, &dy), &up(g, &bad), &mut gdx)
+            .expect_err("a bad mask")
+            .to_string();
         assert_eq!(got, want);
     }
 }
@@ -131,7 +156,8 @@ fn average_pooling_forward_and_backward_give_the_cpus_bits() {
         let mut y = vec![0f32; s.out_len()];
         cpu.ave_pool_forward(&s, &x, &mut y).unwrap();
         let mut gy = g.alloc(s.out_len()).unwrap();
-        g.ave_pool_forward(&s, &up(g, &x), &mut gy).unwrap_or_else(|e| panic!("{name}: {e}"));
+        g.ave_pool_forward(&s, &up(g, &x), &mut gy)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Windows wholly past the padded input divide 0 by 0: NaN on both, of other signs.
         assert_same(&format!("ave pool {name}: top"), &down(g, &gy), &y);
 
@@ -139,7 +165,8 @@ fn average_pooling_forward_and_backward_give_the_cpus_bits() {
         let mut dx = vec![0f32; s.in_len()];
         cpu.ave_pool_backward(&s, &dy, &mut dx).unwrap();
         let mut gdx = up(g, &random(&mut rng, s.in_len()));
-        g.ave_pool_backward(&s, &up(g, &dy), &mut gdx).unwrap_or_else(|e| panic!("{name}: {e}"));
+        g.ave_pool_backward(&s, &up(g, &dy), &mut gdx)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_bits(&format!("ave pool {name}: backward"), &down(g, &gdx), &dx);
     }
 }
@@ -168,21 +195,31 @@ fn upsampling_gives_the_cpus_bits_and_later_entries_win() {
             _ => rng.below(out_plane) as f32,
         })
         .collect();
-    cases.push(("random mask with duplicates".into(), planes, in_plane, out_plane, random_mask));
+    cases.push((
+        "random mask with duplicates".into(),
+        planes,
+        in_plane,
+        out_plane,
+        random_mask,
+    ));
     for (name, planes, in_plane, out_plane, mask) in cases {
         let x = random(&mut rng, planes * in_plane);
         let mut y = vec![0f32; planes * out_plane];
-        cpu.upsample_forward(planes, in_plane, out_plane, &x, &mask, &mut y).unwrap();
+        cpu.upsample_forward(planes, in_plane, out_plane, &x, &mask, &mut y)
+            .unwrap();
         let (gx, gm) = (up(g, &x), up(g, &mask));
         let mut gy = up(g, &random(&mut rng, planes * out_plane));
-        g.upsample_forward(planes, in_plane, out_plane, &gx, &gm, &mut gy).unwrap_or_else(|e| panic!("{name}: {e}"));
+        g.upsample_forward(planes, in_plane, out_plane, &gx, &gm, &mut gy)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_bits(&format!("upsample {name}: forward"), &down(g, &gy), &y);
 
         let dy = random(&mut rng, planes * out_plane);
         let mut dx = vec![0f32; planes * in_plane];
-        cpu.upsample_backward(planes, in_plane, out_plane, &dy, &mask, &mut dx).unwrap();
+        cpu.upsample_backward(planes, in_plane, out_plane, &dy, &mask, &mut dx)
+            .unwrap();
         let mut gdx = g.alloc(planes * in_plane).unwrap();
-        g.upsample_backward(planes, in_plane, out_plane, &up(g, &dy), &gm, &mut gdx).unwrap();
+        g.upsample_backward(planes, in_plane, out_plane, &up(g, &dy), &gm, &mut gdx)
+            .unwrap();
         assert_bits(&format!("upsample {name}: backward"), &down(g, &gdx), &dx);
     }
 }
@@ -199,22 +236,37 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
         mask[at] = value;
         mask[planes * in_plane - 1] = 99.0; // a later bad entry: not the one named
         let mut y = vec![0f32; planes * out_plane];
-        let want = cpu.upsample_forward(planes, in_plane, out_plane, &x, &mask, &mut y).expect_err("bad mask").to_string();
+        let want = cpu
+            .upsample_forward(planes, in_plane, out_plane, &x, &mask, &mut y)
+            .expect_err("bad mask")
+            .to_string();
         let mut gy = g.alloc(planes * out_plane).unwrap();
-        let got = g.upsample_forward(planes, in_plane, out_plane, &up(g, &x), &up(g, &mask), &mut gy).expect_err("bad mask");
+        let got = g
+            .upsample_forward(planes, in_plane, out_plane, &up(g, &x), &up(g, &mask), &mut gy)
+            .expect_err("bad mask");
         assert!(matches!(got, crema::Error::Shape(_)), "{got}");
         assert_eq!(got.to_string(), want);
 
         let mut dx = vec![0f32; planes * in_plane];
         let dy = vec![1f32; planes * out_plane];
-        let want = cpu.upsample_backward(planes, in_plane, out_plane, &dy, &mask, &mut dx).expect_err("bad mask").to_string();
+        let want = cpu
+            .upsample_backward(planes, in_plane, out_plane, &dy, &mask, &mut dx)
+            .expect_err("bad mask")
+            .to_string();
         let mut gdx = g.alloc(planes * in_plane).unwrap();
-        let got = g.upsample_backward(planes, in_plane, out_plane, &up(g, &dy), &up(g, &mask), &mut gdx).expect_err("bad mask");
+        let got = g
+            .upsample_backward(planes, in_plane, out_plane, &up(g, &dy), &up(g, &mask), &mut gdx)
+            .expect_err("bad mask");
         assert_eq!(got.to_string(), want);
     }
     // An output plane of no elements: every entry is bad, the first is named.
     let mut y: Vec<f32> = Vec::new();
-    let want = cpu.upsample_forward(planes, in_plane, 0, &x, &good, &mut y).expect_err("empty plane").to_string();
-    let got = g.upsample_forward(planes, in_plane, 0, &up(g, &x), &up(g, &good), &mut g.alloc(0).unwrap()).expect_err("empty plane");
+    let want = cpu
+        .upsample_forward(planes, in_plane, 0, &x, &good, &mut y)
+        .expect_err("empty plane")
+        .to_string();
+    let got = g
+        .upsample_forward(planes, in_plane, 0, &up(g, &x), &up(g, &good), &mut g.alloc(0).unwrap())
+        .expect_err("empty plane");
     assert_eq!(got.to_string(), want);
 }

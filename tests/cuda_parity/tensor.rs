@@ -10,7 +10,16 @@ fn row_reductions_match_and_repeat() {
     let Some(g) = gpu() else { return };
     let cpu = Cpu::new();
     let mut rng = Rng::new(41);
-    for (num, dim) in [(3usize, 40_000usize), (50, 7), (1, 1), (4, 0), (0, 5), (1000, 300), (7, 255), (70_000, 2)] {
+    for (num, dim) in [
+        (3usize, 40_000usize),
+        (50, 7),
+        (1, 1),
+        (4, 0),
+        (0, 5),
+        (1000, 300),
+        (7, 255),
+        (70_000, 2),
+    ] {
         let x = random(&mut rng, num * dim);
         let gx = up(g, &x);
         for op in [ReduceOp::Sum, ReduceOp::Asum, ReduceOp::Sumsq] {
@@ -18,10 +27,19 @@ fn row_reductions_match_and_repeat() {
             let mut y = vec![0f32; num];
             cpu.reduce_forward(op, num, dim, -0.5, &x, &mut y).unwrap();
             let mut gy = g.alloc(num).unwrap();
-            g.reduce_forward(op, num, dim, -0.5, &gx, &mut gy).unwrap_or_else(|e| panic!("{what}: {e}"));
+            g.reduce_forward(op, num, dim, -0.5, &gx, &mut gy)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             let got = down(g, &gy);
             let mut scale = vec![0f32; num];
-            cpu.reduce_forward(if op == ReduceOp::Sumsq { op } else { ReduceOp::Asum }, num, dim, 0.5, &x, &mut scale).unwrap();
+            cpu.reduce_forward(
+                if op == ReduceOp::Sumsq { op } else { ReduceOp::Asum },
+                num,
+                dim,
+                0.5,
+                &x,
+                &mut scale,
+            )
+            .unwrap();
             assert_close(&what, &got, &y, Some(&scale), 1e-6);
             let mut again = g.alloc(num).unwrap();
             g.reduce_forward(op, num, dim, -0.5, &gx, &mut again).unwrap();
@@ -35,7 +53,8 @@ fn row_reductions_match_and_repeat() {
             }
             cpu.reduce_backward(op, num, dim, 1.5, &xz, &dy, &mut dx).unwrap();
             let mut gdx = g.alloc(num * dim).unwrap();
-            g.reduce_backward(op, num, dim, 1.5, &up(g, &xz), &up(g, &dy), &mut gdx).unwrap();
+            g.reduce_backward(op, num, dim, 1.5, &up(g, &xz), &up(g, &dy), &mut gdx)
+                .unwrap();
             assert_bits(&format!("{what} backward"), &down(g, &gdx), &dx);
         }
     }
@@ -75,10 +94,16 @@ fn eltwise_chains_give_the_cpus_bits() {
             for index in [0, inputs / 2, inputs - 1] {
                 for stable in [true, false] {
                     let mut dx = vec![0f32; n];
-                    cpu.eltwise_prod_backward(&refs, index, &y, &dy, stable, &mut dx).unwrap();
+                    cpu.eltwise_prod_backward(&refs, index, &y, &dy, stable, &mut dx)
+                        .unwrap();
                     let mut gdx = g.alloc(n).unwrap();
-                    g.eltwise_prod_backward(&grefs, index, &gy, &gdy, stable, &mut gdx).unwrap();
-                    assert_same(&what(&format!("prod backward, input {index}, stable {stable}")), &down(g, &gdx), &dx);
+                    g.eltwise_prod_backward(&grefs, index, &gy, &gdy, stable, &mut gdx)
+                        .unwrap();
+                    assert_same(
+                        &what(&format!("prod backward, input {index}, stable {stable}")),
+                        &down(g, &gdx),
+                        &dx,
+                    );
                 }
             }
 
@@ -99,7 +124,10 @@ fn eltwise_chains_give_the_cpus_bits() {
     }
     let (a, b) = (g.alloc(3).unwrap(), g.alloc(4).unwrap());
     assert!(g.eltwise_sum(&[&a, &b], &[1.0, 1.0], &mut g.alloc(3).unwrap()).is_err());
-    assert!(g.eltwise_max(&[&a], &mut g.alloc(3).unwrap(), &mut g.alloc(3).unwrap()).is_err());
+    assert!(
+        g.eltwise_max(&[&a], &mut g.alloc(3).unwrap(), &mut g.alloc(3).unwrap())
+            .is_err()
+    );
 }
 
 #[test]
@@ -110,7 +138,15 @@ fn row_gathers_and_scatters_give_the_cpus_bits() {
     for (rows, row_len, n) in [(4, 3, 4), (1000, 64, 5000), (7, 1, 300), (3, 0, 5), (50, 33, 1)] {
         let table = random(&mut rng, rows * row_len);
         // Repeated rows (one row named by many positions) and fractions (truncated).
-        let index: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 1.0 } else { rng.below(rows) as f32 + if i % 5 == 0 { 0.9 } else { 0.0 } }).collect();
+        let index: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 3 == 0 {
+                    1.0
+                } else {
+                    rng.below(rows) as f32 + if i % 5 == 0 { 0.9 } else { 0.0 }
+                }
+            })
+            .collect();
         let (gi, gt) = (up(g, &index), up(g, &table));
         let mut out = vec![0f32; n * row_len];
         cpu.gather_rows(&index, rows, row_len, &table, &mut out).unwrap();
@@ -129,19 +165,29 @@ fn row_gathers_and_scatters_give_the_cpus_bits() {
     for bad in [3.0, -0.5, f32::NAN, f32::INFINITY] {
         let index = vec![1.0, bad, 7.0];
         let mut out = vec![0f32; 6];
-        let want = cpu.gather_rows(&index, 3, 2, &table, &mut out).expect_err("bad index").to_string();
+        let want = cpu
+            .gather_rows(&index, 3, 2, &table, &mut out)
+            .expect_err("bad index")
+            .to_string();
         // Nothing is written: the output keeps what it held.
         let held = random(&mut rng, 6);
         let mut gout = up(g, &held);
-        let got = g.gather_rows(&up(g, &index), 3, 2, &up(g, &table), &mut gout).expect_err("bad index");
+        let got = g
+            .gather_rows(&up(g, &index), 3, 2, &up(g, &table), &mut gout)
+            .expect_err("bad index");
         assert!(matches!(got, crema::Error::Shape(_)), "{got}");
         assert_eq!(got.to_string(), want);
         assert_bits("gather with a bad index writes nothing", &down(g, &gout), &held);
 
         let src = vec![1f32; 6];
-        let want = cpu.scatter_add_rows(&index, 3, 2, &src, &mut table.clone()).expect_err("bad index").to_string();
+        let want = cpu
+            .scatter_add_rows(&index, 3, 2, &src, &mut table.clone())
+            .expect_err("bad index")
+            .to_string();
         let mut gacc = up(g, &held);
-        let got = g.scatter_add_rows(&up(g, &index), 3, 2, &up(g, &src), &mut gacc).expect_err("bad index");
+        let got = g
+            .scatter_add_rows(&up(g, &index), 3, 2, &up(g, &src), &mut gacc)
+            .expect_err("bad index");
         assert_eq!(got.to_string(), want);
         assert_bits("scatter-add with a bad index writes nothing", &down(g, &gacc), &held);
     }

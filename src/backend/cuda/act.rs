@@ -5,7 +5,7 @@
 
 use super::device::Device;
 use super::launch::{Family, Kernel, Launch};
-use super::{same_len, Cuda, CudaBuf};
+use super::{Cuda, CudaBuf, same_len};
 use crate::backend::{Activation, Activations, Io, Math};
 use crate::{Error, Result};
 
@@ -92,7 +92,15 @@ fn forward(dev: &Device, op: Forward, p: [f32; 3], x: &CudaBuf, y: &CudaBuf) -> 
         .run()
 }
 
-fn backward(dev: &Device, op: Backward, p: [f32; 3], x: &CudaBuf, y: &CudaBuf, dy: &CudaBuf, dx: &CudaBuf) -> Result<()> {
+fn backward(
+    dev: &Device,
+    op: Backward,
+    p: [f32; 3],
+    x: &CudaBuf,
+    y: &CudaBuf,
+    dy: &CudaBuf,
+    dx: &CudaBuf,
+) -> Result<()> {
     Launch::new(dev, ACT_BACKWARD)
         .elems(dx.len)
         .u64("n", dx.len)
@@ -149,8 +157,16 @@ impl Activations for Cuda {
                     forward(dev, Forward::Power, [power, scale, shift], x, y)
                 }
             }
-            Activation::Exp { inner_scale, outer_scale } => forward(dev, Forward::Exp, [inner_scale, outer_scale, 0.0], x, y),
-            Activation::Log { scale, shift, base_scale, .. } => forward(dev, Forward::Log, [scale, shift, base_scale], x, y),
+            Activation::Exp {
+                inner_scale,
+                outer_scale,
+            } => forward(dev, Forward::Exp, [inner_scale, outer_scale, 0.0], x, y),
+            Activation::Log {
+                scale,
+                shift,
+                base_scale,
+                ..
+            } => forward(dev, Forward::Log, [scale, shift, base_scale], x, y),
             Activation::Threshold { threshold } => forward(dev, Forward::Threshold, [threshold, 0.0, 0.0], x, y),
             Activation::Clip { min, max } => forward(dev, Forward::Clip, [min, max, 0.0], x, y),
         }
@@ -195,7 +211,12 @@ impl Activations for Cuda {
                 }
             }
             Activation::Exp { inner_scale, .. } => grad(Backward::Exp, [inner_scale, 0.0, 0.0]),
-            Activation::Log { scale, shift, backward_num_scale, .. } => grad(Backward::Log, [scale, shift, backward_num_scale]),
+            Activation::Log {
+                scale,
+                shift,
+                backward_num_scale,
+                ..
+            } => grad(Backward::Log, [scale, shift, backward_num_scale]),
             Activation::Threshold { .. } => Err(Error::Internal("Threshold has no backward".into())),
             Activation::Clip { min, max } => grad(Backward::Clip, [min, max, 0.0]),
         }
@@ -233,7 +254,14 @@ impl Activations for Cuda {
             .run()
     }
 
-    fn prelu_forward(&self, channels: usize, dim: usize, shared: bool, slope: &CudaBuf, mut io: Io<'_, CudaBuf>) -> Result<()> {
+    fn prelu_forward(
+        &self,
+        channels: usize,
+        dim: usize,
+        shared: bool,
+        slope: &CudaBuf,
+        mut io: Io<'_, CudaBuf>,
+    ) -> Result<()> {
         let (x, y) = io_bufs(&mut io);
         self.own(&[slope, x, y])?;
         same_len("prelu_forward", x.len, y.len)?;
@@ -319,7 +347,14 @@ impl Activations for Cuda {
             .run()
     }
 
-    fn dropout_forward(&self, key: u64, threshold: u32, scale: f32, mut io: Io<'_, CudaBuf>, mask: &mut CudaBuf) -> Result<()> {
+    fn dropout_forward(
+        &self,
+        key: u64,
+        threshold: u32,
+        scale: f32,
+        mut io: Io<'_, CudaBuf>,
+        mask: &mut CudaBuf,
+    ) -> Result<()> {
         let (x, y) = io_bufs(&mut io);
         self.own(&[x, y, mask])?;
         same_len("dropout_forward", x.len, y.len)?;

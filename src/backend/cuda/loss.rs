@@ -6,10 +6,10 @@
 //! [`REDUCE_BLOCKS`] blocks; each forward reads back one small result (the sum, the valid count
 //! and the first bad label with its value), the only host synchronisation of a loss.
 
-use super::device::{scratch, Device, REDUCE_BLOCKS};
-use super::launch::{Family, Kernel, KernelStruct, Launch, BLOCK};
+use super::device::{Device, REDUCE_BLOCKS, scratch};
+use super::launch::{BLOCK, Family, Kernel, KernelStruct, Launch};
 use super::{Cuda, CudaBuf};
-use crate::backend::{ArgMaxOutput, BadLabel, ClassAxis, Io, Losses, LossSum};
+use crate::backend::{ArgMaxOutput, BadLabel, ClassAxis, Io, LossSum, Losses};
 use crate::{Error, Result};
 
 const SOFTMAX_FORWARD_THREAD: Kernel = Kernel::new(Family::Losses, "crema_softmax_forward_thread");
@@ -82,7 +82,9 @@ fn check_len(what: &str, axis: &ClassAxis, len: usize, want: usize) -> Result<()
     if len == want {
         Ok(())
     } else {
-        Err(Error::Internal(format!("{what}: buffer of {len} values for {axis:?} (want {want})")))
+        Err(Error::Internal(format!(
+            "{what}: buffer of {len} values for {axis:?} (want {want})"
+        )))
     }
 }
 
@@ -114,7 +116,10 @@ impl Cuda {
             scratch::at(base, scratch::RESULT),
         );
         dev.memset(bad, 0xff, 8)?;
-        let mut launch = partial.dims((REDUCE_BLOCKS as u32, 1, 1), (BLOCK, 1, 1)).raw("partial", sums, REDUCE_BLOCKS).raw("counts", counts, REDUCE_BLOCKS);
+        let mut launch = partial
+            .dims((REDUCE_BLOCKS as u32, 1, 1), (BLOCK, 1, 1))
+            .raw("partial", sums, REDUCE_BLOCKS)
+            .raw("counts", counts, REDUCE_BLOCKS);
         if label.is_some() {
             launch = launch.raw("bad", bad, 1);
         }
@@ -134,13 +139,23 @@ impl Cuda {
         Ok(LossSum {
             loss: f64::from_bits(r[0]),
             valid: r[1] as usize,
-            bad: (r[2] != u64::MAX).then(|| BadLabel { position: r[2] as usize, value: f32::from_bits(r[3] as u32) }),
+            bad: (r[2] != u64::MAX).then(|| BadLabel {
+                position: r[2] as usize,
+                value: f32::from_bits(r[3] as u32),
+            }),
         })
     }
 
     /// Checks the buffers of a label loss: scores or probabilities, labels and an optional
     /// table of `want` values.
-    fn check_label_loss(&self, what: &str, axis: &ClassAxis, prob: &CudaBuf, label: &CudaBuf, table: Option<(&CudaBuf, usize)>) -> Result<()> {
+    fn check_label_loss(
+        &self,
+        what: &str,
+        axis: &ClassAxis,
+        prob: &CudaBuf,
+        label: &CudaBuf,
+        table: Option<(&CudaBuf, usize)>,
+    ) -> Result<()> {
         self.own(&[prob, label])?;
         check_len(what, axis, prob.len, axis.count())?;
         check_len(what, axis, label.len, axis.positions())?;
@@ -173,7 +188,11 @@ impl Losses for Cuda {
         } else {
             Launch::new(dev, SOFTMAX_FORWARD_THREAD).elems(n)
         };
-        launch.value("axis", &AxisGeom::of(axis, None)).buf("x", x).buf("y", y).run()
+        launch
+            .value("axis", &AxisGeom::of(axis, None))
+            .buf("x", x)
+            .buf("y", y)
+            .run()
     }
 
     fn softmax_backward(&self, axis: &ClassAxis, y: &CudaBuf, mut diff: Io<'_, CudaBuf>) -> Result<()> {
@@ -192,7 +211,12 @@ impl Losses for Cuda {
         } else {
             Launch::new(dev, SOFTMAX_BACKWARD_THREAD).elems(n)
         };
-        launch.value("axis", &AxisGeom::of(axis, None)).buf("y", y).buf("dy", dy).buf("dx", dx).run()
+        launch
+            .value("axis", &AxisGeom::of(axis, None))
+            .buf("y", y)
+            .buf("dy", dy)
+            .buf("dx", dx)
+            .run()
     }
 
     fn softmax_loss_forward(
@@ -203,9 +227,19 @@ impl Losses for Cuda {
         label: &CudaBuf,
         class_weights: Option<&CudaBuf>,
     ) -> Result<LossSum> {
-        self.check_label_loss("softmax_loss_forward", axis, prob, label, class_weights.map(|w| (w, axis.classes)))?;
+        self.check_label_loss(
+            "softmax_loss_forward",
+            axis,
+            prob,
+            label,
+            class_weights.map(|w| (w, axis.classes)),
+        )?;
         if axis.positions() == 0 {
-            return Ok(LossSum { loss: 0.0, valid: 0, bad: None });
+            return Ok(LossSum {
+                loss: 0.0,
+                valid: 0,
+                bad: None,
+            });
         }
         let dev = &*self.dev;
         let (w, wl) = opt(class_weights);
@@ -228,7 +262,13 @@ impl Losses for Cuda {
         scale: f32,
         dx: &mut CudaBuf,
     ) -> Result<()> {
-        self.check_label_loss("softmax_loss_backward", axis, prob, label, class_weights.map(|w| (w, axis.classes)))?;
+        self.check_label_loss(
+            "softmax_loss_backward",
+            axis,
+            prob,
+            label,
+            class_weights.map(|w| (w, axis.classes)),
+        )?;
         self.own(&[dx])?;
         check_len("softmax_loss_backward", axis, dx.len, axis.count())?;
         let (w, wl) = opt(class_weights);
@@ -252,9 +292,19 @@ impl Losses for Cuda {
         label: &CudaBuf,
         h: &CudaBuf,
     ) -> Result<LossSum> {
-        self.check_label_loss("infogain_loss_forward", axis, prob, label, Some((h, axis.classes * axis.classes)))?;
+        self.check_label_loss(
+            "infogain_loss_forward",
+            axis,
+            prob,
+            label,
+            Some((h, axis.classes * axis.classes)),
+        )?;
         if axis.positions() == 0 {
-            return Ok(LossSum { loss: 0.0, valid: 0, bad: None });
+            return Ok(LossSum {
+                loss: 0.0,
+                valid: 0,
+                bad: None,
+            });
         }
         let dev = &*self.dev;
         let partial = Launch::new(dev, INFOGAIN_LOSS_PARTIAL)
@@ -276,7 +326,13 @@ impl Losses for Cuda {
         dx: &mut CudaBuf,
     ) -> Result<()> {
         let classes = axis.classes;
-        self.check_label_loss("infogain_loss_backward", axis, prob, label, Some((h, classes * classes)))?;
+        self.check_label_loss(
+            "infogain_loss_backward",
+            axis,
+            prob,
+            label,
+            Some((h, classes * classes)),
+        )?;
         self.own(&[dx])?;
         check_len("infogain_loss_backward", axis, dx.len, axis.count())?;
         if axis.count() == 0 {
@@ -285,7 +341,12 @@ impl Losses for Cuda {
         let dev = &*self.dev;
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let sums = ws.get(dev, classes * 4)?;
-        Launch::new(dev, INFOGAIN_ROW_SUMS).elems(classes).u64("classes", classes).buf("h", h).raw("sums", sums, classes).run()?;
+        Launch::new(dev, INFOGAIN_ROW_SUMS)
+            .elems(classes)
+            .u64("classes", classes)
+            .buf("h", h)
+            .raw("sums", sums, classes)
+            .run()?;
         Launch::new(dev, INFOGAIN_LOSS_BACKWARD)
             .elems(axis.count())
             .value("axis", &AxisGeom::of(axis, ignore_label))
@@ -300,10 +361,18 @@ impl Losses for Cuda {
 
     fn sigmoid_xent_forward(&self, x: &CudaBuf, target: &CudaBuf, ignore_label: Option<i32>) -> Result<LossSum> {
         self.own(&[x, target])?;
-        let axis = ClassAxis { outer: 1, classes: 1, inner: x.len };
+        let axis = ClassAxis {
+            outer: 1,
+            classes: 1,
+            inner: x.len,
+        };
         check_len("sigmoid_xent_forward", &axis, target.len, x.len)?;
         if x.len == 0 {
-            return Ok(LossSum { loss: 0.0, valid: 0, bad: None });
+            return Ok(LossSum {
+                loss: 0.0,
+                valid: 0,
+                bad: None,
+            });
         }
         let dev = &*self.dev;
         let partial = Launch::new(dev, SIGMOID_XENT_PARTIAL)
@@ -324,7 +393,11 @@ impl Losses for Cuda {
         dx: &mut CudaBuf,
     ) -> Result<()> {
         self.own(&[x, target, dx])?;
-        let axis = ClassAxis { outer: 1, classes: 1, inner: x.len };
+        let axis = ClassAxis {
+            outer: 1,
+            classes: 1,
+            inner: x.len,
+        };
         check_len("sigmoid_xent_backward", &axis, target.len, x.len)?;
         check_len("sigmoid_xent_backward", &axis, dx.len, x.len)?;
         Launch::new(&self.dev, SIGMOID_XENT_BACKWARD)
@@ -360,7 +433,10 @@ impl Losses for Cuda {
         let classes = axis.classes;
         let dev = &*self.dev;
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let (bad, result) = (scratch::at(scratch.ptr, scratch::BAD), scratch::at(scratch.ptr, scratch::RESULT));
+        let (bad, result) = (
+            scratch::at(scratch.ptr, scratch::BAD),
+            scratch::at(scratch.ptr, scratch::RESULT),
+        );
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let counts = ws.get(dev, (2 * classes).max(1) * 8)?;
         dev.memset(counts, 0, 2 * classes * 8)?;
@@ -388,8 +464,15 @@ impl Losses for Cuda {
             .run()?;
         drop(ws);
         let mut r = [0u64; 2];
-        dev.read_back(scratch::at(scratch.ptr, scratch::RESULT + 2), &mut r, "reading an accuracy check")?;
-        Ok((r[0] != u64::MAX).then(|| BadLabel { position: r[0] as usize, value: f32::from_bits(r[1] as u32) }))
+        dev.read_back(
+            scratch::at(scratch.ptr, scratch::RESULT + 2),
+            &mut r,
+            "reading an accuracy check",
+        )?;
+        Ok((r[0] != u64::MAX).then(|| BadLabel {
+            position: r[0] as usize,
+            value: f32::from_bits(r[1] as u32),
+        }))
     }
 
     fn argmax(&self, axis: &ClassAxis, top_k: usize, output: ArgMaxOutput, x: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
@@ -401,7 +484,9 @@ impl Losses for Cuda {
         }
         let (per_item, code) = match output {
             ArgMaxOutput::IndexAndValue if inner != 1 => {
-                return Err(Error::Internal("argmax: indices and values together need inner == 1".into()));
+                return Err(Error::Internal(
+                    "argmax: indices and values together need inner == 1".into(),
+                ));
             }
             ArgMaxOutput::IndexAndValue => (2 * top_k, 2),
             ArgMaxOutput::Index => (top_k * inner, 0),

@@ -8,7 +8,7 @@
 
 use super::act::io_bufs;
 use super::device::Device;
-use super::launch::{Family, Kernel, KernelStruct, Launch, BLOCK};
+use super::launch::{BLOCK, Family, Kernel, KernelStruct, Launch};
 use super::{Cuda, CudaBuf};
 use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, Math, NormGrad, Normalization};
 use crate::{Error, Result};
@@ -69,7 +69,11 @@ unsafe impl KernelStruct for Dims {}
 
 impl Dims {
     fn of(d: ChannelDims) -> Self {
-        Dims { outer: d.outer as u64, channels: d.channels as u64, inner: d.inner as u64 }
+        Dims {
+            outer: d.outer as u64,
+            channels: d.channels as u64,
+            inner: d.inner as u64,
+        }
     }
 }
 
@@ -116,7 +120,9 @@ fn check_len(what: &str, len: usize, want: usize) -> Result<()> {
     if len == want {
         Ok(())
     } else {
-        Err(Error::Internal(format!("{what}: buffer of {len} elements where {want} are expected")))
+        Err(Error::Internal(format!(
+            "{what}: buffer of {len} elements where {want} are expected"
+        )))
     }
 }
 
@@ -133,7 +139,17 @@ fn parts_of(d: ChannelDims) -> usize {
 impl Cuda {
     /// Runs `crema_channel_sums` (partials at `partial`: `2 * channels * parts` doubles).
     #[allow(clippy::too_many_arguments)]
-    fn channel_sums(&self, dev: &Device, d: ChannelDims, parts: usize, mode: Sum, a: &CudaBuf, b: Option<&CudaBuf>, mean: Option<&CudaBuf>, partial: u64) -> Result<()> {
+    fn channel_sums(
+        &self,
+        dev: &Device,
+        d: ChannelDims,
+        parts: usize,
+        mode: Sum,
+        a: &CudaBuf,
+        b: Option<&CudaBuf>,
+        mean: Option<&CudaBuf>,
+        partial: u64,
+    ) -> Result<()> {
         if d.channels > i32::MAX as usize {
             return Err(Error::Internal(format!("{} channels exceed a grid", d.channels)));
         }
@@ -153,7 +169,14 @@ impl Cuda {
 
     /// Mean, variance and (when given) std of every channel of `x`, into the buffers.
     #[allow(clippy::too_many_arguments)]
-    fn moments_into(&self, d: ChannelDims, x: &CudaBuf, mean: &CudaBuf, var: &CudaBuf, std: Option<(&CudaBuf, f32, EpsPlacement)>) -> Result<()> {
+    fn moments_into(
+        &self,
+        d: ChannelDims,
+        x: &CudaBuf,
+        mean: &CudaBuf,
+        var: &CudaBuf,
+        std: Option<(&CudaBuf, f32, EpsPlacement)>,
+    ) -> Result<()> {
         let dev = &*self.dev;
         let parts = parts_of(d);
         let m = d.per_channel() as f64;
@@ -186,7 +209,16 @@ impl Cuda {
 
     /// `y = (x - mean) / std`, optionally `* scale + shift`, optionally keeping `x_hat`.
     #[allow(clippy::too_many_arguments)]
-    fn normalize(&self, d: ChannelDims, x: &CudaBuf, mean: &CudaBuf, std: &CudaBuf, affine: Option<(&CudaBuf, &CudaBuf)>, x_norm: Option<&CudaBuf>, y: &CudaBuf) -> Result<()> {
+    fn normalize(
+        &self,
+        d: ChannelDims,
+        x: &CudaBuf,
+        mean: &CudaBuf,
+        std: &CudaBuf,
+        affine: Option<(&CudaBuf, &CudaBuf)>,
+        x_norm: Option<&CudaBuf>,
+        y: &CudaBuf,
+    ) -> Result<()> {
         let (sp, sl) = opt(affine.map(|a| a.0));
         let (bp, bl) = opt(affine.map(|a| a.1));
         let (np, nl) = opt(x_norm);
@@ -308,7 +340,9 @@ impl Normalization for Cuda {
                 check_len("channel_norm_backward x_norm", xn.len, d.count())?;
             }
             None if need_xn => {
-                return Err(Error::Internal("channel_norm_backward: x_norm is needed and not given".into()));
+                return Err(Error::Internal(
+                    "channel_norm_backward: x_norm is needed and not given".into(),
+                ));
             }
             None => {}
         }
@@ -321,7 +355,10 @@ impl Normalization for Cuda {
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         // Partials (2 c parts doubles), then mg and mgx (c floats each).
         let partial = ws.get(dev, 2 * c * parts * 8 + 2 * c * 4)?;
-        let (mg, mgx) = (partial + (2 * c * parts * 8) as u64, partial + (2 * c * parts * 8 + c * 4) as u64);
+        let (mg, mgx) = (
+            partial + (2 * c * parts * 8) as u64,
+            partial + (2 * c * parts * 8 + c * 4) as u64,
+        );
         let want_sums = dscale.is_some() || dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
         if want_sums {
             self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, None, partial)?;
@@ -366,7 +403,13 @@ impl Normalization for Cuda {
             .run()
     }
 
-    fn channel_affine(&self, d: ChannelDims, mut io: Io<'_, CudaBuf>, scale: Option<&CudaBuf>, bias: Option<&CudaBuf>) -> Result<()> {
+    fn channel_affine(
+        &self,
+        d: ChannelDims,
+        mut io: Io<'_, CudaBuf>,
+        scale: Option<&CudaBuf>,
+        bias: Option<&CudaBuf>,
+    ) -> Result<()> {
         let in_place = matches!(io, Io::InPlace(_));
         let (x, y) = io_bufs(&mut io);
         self.own(&[x, y])?;
@@ -431,7 +474,16 @@ impl Normalization for Cuda {
             let parts = parts_of(d);
             let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
             let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-            self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, partial)?;
+            self.channel_sums(
+                dev,
+                d,
+                parts,
+                Sum::AndDot,
+                dy,
+                if dscale.is_some() { x } else { None },
+                None,
+                partial,
+            )?;
             let (dsp, dsl) = opt(dscale);
             let (dbp, dbl) = opt(dbias);
             Launch::new(dev, CHANNEL_AFFINE_SUMS)
@@ -466,14 +518,33 @@ impl Normalization for Cuda {
         } else {
             Launch::new(&self.dev, LRN_ACROSS_FORWARD).elems(spec.num * spec.height * spec.width)
         };
-        launch.value("geom", &g).buf("x", x).buf("scale", scale).buf("y", y).run()
+        launch
+            .value("geom", &g)
+            .buf("x", x)
+            .buf("scale", scale)
+            .buf("y", y)
+            .run()
     }
 
-    fn lrn_backward(&self, spec: &LrnSpec, x: &CudaBuf, y: &CudaBuf, scale: &CudaBuf, dy: &CudaBuf, dx: &mut CudaBuf) -> Result<()> {
+    fn lrn_backward(
+        &self,
+        spec: &LrnSpec,
+        x: &CudaBuf,
+        y: &CudaBuf,
+        scale: &CudaBuf,
+        dy: &CudaBuf,
+        dx: &mut CudaBuf,
+    ) -> Result<()> {
         self.own(&[x, y, scale, dy, dx])?;
         lrn_check(
             spec,
-            &[("input", x.len), ("output", y.len), ("scale", scale.len), ("top diff", dy.len), ("bottom diff", dx.len)],
+            &[
+                ("input", x.len),
+                ("output", y.len),
+                ("scale", scale.len),
+                ("top diff", dy.len),
+                ("bottom diff", dx.len),
+            ],
         )?;
         let g = LrnGeom::of(spec);
         let dev = &*self.dev;

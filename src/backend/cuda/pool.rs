@@ -7,9 +7,9 @@
 //! from its winner. Mask entries are checked on the device; the first bad one (lowest flat
 //! index, an atomic minimum) is read back and reported as the CPU reports it.
 
-use super::device::{scratch, Device};
+use super::device::{Device, scratch};
 use super::launch::{Family, Kernel, KernelStruct, Launch};
-use super::{range_check, Cuda, CudaBuf};
+use super::{Cuda, CudaBuf, range_check};
 use crate::backend::{Math, PoolSpec, Pooling, Storage};
 use crate::{Error, Result};
 
@@ -57,7 +57,8 @@ unsafe impl KernelStruct for PoolGeom {}
 
 impl PoolGeom {
     fn of(spec: &PoolSpec) -> Result<Self> {
-        let i = |v: usize| i64::try_from(v).map_err(|_| Error::Internal(format!("pooling geometry {spec:?} overflows")));
+        let i =
+            |v: usize| i64::try_from(v).map_err(|_| Error::Internal(format!("pooling geometry {spec:?} overflows")));
         if spec.stride_h == 0 || spec.stride_w == 0 {
             return Err(Error::Internal(format!("pooling geometry {spec:?}: zero stride")));
         }
@@ -164,13 +165,23 @@ impl Pooling for Cuda {
     fn ave_pool_forward(&self, spec: &PoolSpec, x: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
         self.own(&[x, y])?;
         check("average pooling", spec, x.len, y.len)?;
-        Launch::new(&self.dev, AVE_FORWARD).elems(spec.out_len()).value("geom", &PoolGeom::of(spec)?).buf("x", x).buf("y", y).run()
+        Launch::new(&self.dev, AVE_FORWARD)
+            .elems(spec.out_len())
+            .value("geom", &PoolGeom::of(spec)?)
+            .buf("x", x)
+            .buf("y", y)
+            .run()
     }
 
     fn ave_pool_backward(&self, spec: &PoolSpec, dy: &CudaBuf, dx: &mut CudaBuf) -> Result<()> {
         self.own(&[dy, dx])?;
         check("average pooling backward", spec, dx.len, dy.len)?;
-        Launch::new(&self.dev, AVE_BACKWARD).elems(spec.in_len()).value("geom", &PoolGeom::of(spec)?).buf("dy", dy).buf("dx", dx).run()
+        Launch::new(&self.dev, AVE_BACKWARD)
+            .elems(spec.in_len())
+            .value("geom", &PoolGeom::of(spec)?)
+            .buf("dy", dy)
+            .buf("dx", dx)
+            .run()
     }
 
     fn upsample_forward(
@@ -184,7 +195,10 @@ impl Pooling for Cuda {
     ) -> Result<()> {
         self.own(&[x, mask, y])?;
         let overflow = || Error::Internal("upsample size overflows".into());
-        let (n_in, n_out) = (planes.checked_mul(in_plane).ok_or_else(overflow)?, planes.checked_mul(out_plane).ok_or_else(overflow)?);
+        let (n_in, n_out) = (
+            planes.checked_mul(in_plane).ok_or_else(overflow)?,
+            planes.checked_mul(out_plane).ok_or_else(overflow)?,
+        );
         range_check("upsample input", 0, n_in, x.len)?;
         range_check("upsample mask", 0, n_in, mask.len)?;
         range_check("upsample output", 0, n_out, y.len)?;
@@ -193,7 +207,9 @@ impl Pooling for Cuda {
             return self.fill(y, 0, n_out, 0.0);
         }
         if in_plane > i32::MAX as usize {
-            return Err(Error::Internal(format!("upsample: planes of {in_plane} inputs exceed the kernel's 32-bit indices")));
+            return Err(Error::Internal(format!(
+                "upsample: planes of {in_plane} inputs exceed the kernel's 32-bit indices"
+            )));
         }
         let dev = &*self.dev;
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,7 +253,10 @@ impl Pooling for Cuda {
     ) -> Result<()> {
         self.own(&[dy, mask, dx])?;
         let overflow = || Error::Internal("upsample size overflows".into());
-        let (n_in, n_out) = (planes.checked_mul(in_plane).ok_or_else(overflow)?, planes.checked_mul(out_plane).ok_or_else(overflow)?);
+        let (n_in, n_out) = (
+            planes.checked_mul(in_plane).ok_or_else(overflow)?,
+            planes.checked_mul(out_plane).ok_or_else(overflow)?,
+        );
         range_check("upsample backward top diff", 0, n_out, dy.len)?;
         range_check("upsample backward mask", 0, n_in, mask.len)?;
         range_check("upsample backward bottom diff", 0, n_in, dx.len)?;

@@ -39,7 +39,12 @@ impl UpdateArgs {
             UpdateRule::AdaGrad { delta } => (2, [delta, 0.0, 0.0, 0.0]),
             UpdateRule::RmsProp { rms_decay, delta } => (3, [rms_decay, delta, 0.0, 0.0]),
             UpdateRule::AdaDelta { momentum, delta } => (4, [momentum, delta, 0.0, 0.0]),
-            UpdateRule::Adam { beta1, beta2, eps, correction } => (5, [beta1, beta2, eps, correction]),
+            UpdateRule::Adam {
+                beta1,
+                beta2,
+                eps,
+                correction,
+            } => (5, [beta1, beta2, eps, correction]),
         };
         let (regularization, decay) = match u.regularization {
             None => (0, 0.0),
@@ -81,7 +86,10 @@ impl SolverOps for Cuda {
             )));
         }
         if history2.is_some() != (u.rule.history_len() == 2) {
-            return Err(Error::Internal(format!("update_param: {:?} given the wrong number of history buffers", u.rule)));
+            return Err(Error::Internal(format!(
+                "update_param: {:?} given the wrong number of history buffers",
+                u.rule
+            )));
         }
         let (h2, h2_len) = match history2 {
             Some(h) => {

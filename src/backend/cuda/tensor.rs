@@ -8,8 +8,8 @@
 //! by row (integer counts, a scan, per-row buckets sorted by index) and adds each row's sources
 //! in index order, with no float atomics.
 
-use super::device::{scratch, Device};
-use super::launch::{Family, Kernel, KernelStruct, Launch, BLOCK};
+use super::device::{Device, scratch};
+use super::launch::{BLOCK, Family, Kernel, KernelStruct, Launch};
 use super::{Cuda, CudaBuf};
 use crate::backend::{ReduceOp, Storage, TensorOps};
 use crate::{Error, Result};
@@ -77,7 +77,12 @@ fn chains(xs: &[&CudaBuf], coeffs: Option<&[f32]>) -> Vec<Chain> {
     xs.chunks(MAX_INPUTS)
         .enumerate()
         .map(|(g, group)| {
-            let mut c = Chain { count: group.len() as i32, first: (g == 0) as i32, base: (g * MAX_INPUTS) as i32, ..Chain::default() };
+            let mut c = Chain {
+                count: group.len() as i32,
+                first: (g == 0) as i32,
+                base: (g * MAX_INPUTS) as i32,
+                ..Chain::default()
+            };
             for (k, x) in group.iter().enumerate() {
                 c.x[k] = x.ptr;
                 c.coeff[k] = coeffs.map_or(1.0, |cs| cs[g * MAX_INPUTS + k]);
@@ -91,14 +96,19 @@ fn expect_len(what: &str, len: usize, want: usize) -> Result<()> {
     if len == want {
         Ok(())
     } else {
-        Err(Error::Internal(format!("{what}: a buffer of {len} elements where {want} are expected")))
+        Err(Error::Internal(format!(
+            "{what}: a buffer of {len} elements where {want} are expected"
+        )))
     }
 }
 
 /// Checks that every input has length `len` (and that there are at least `min` of them).
 fn same_lens(what: &str, xs: &[&CudaBuf], min: usize, len: usize) -> Result<()> {
     if xs.len() < min {
-        return Err(Error::Internal(format!("{what}: {} inputs, at least {min} needed", xs.len())));
+        return Err(Error::Internal(format!(
+            "{what}: {} inputs, at least {min} needed",
+            xs.len()
+        )));
     }
     xs.iter().try_for_each(|x| expect_len(what, x.len, len))
 }
@@ -116,7 +126,10 @@ impl Cuda {
     fn bad_row(&self, index: &CudaBuf, rows: usize, i: usize) -> Result<Error> {
         let mut v = [0f32; 1];
         self.download(index, i, &mut v)?;
-        Ok(Error::Shape(format!("index {} at position {i} is outside the valid range [0, {rows})", v[0])))
+        Ok(Error::Shape(format!(
+            "index {} at position {i} is outside the valid range [0, {rows})",
+            v[0]
+        )))
     }
 
     /// Runs `crema_check_rows` over `index` and returns the first bad position.
@@ -124,7 +137,13 @@ impl Cuda {
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
         let bad = scratch::at(scratch.ptr, scratch::BAD);
         dev.memset(bad, 0xff, 8)?;
-        Launch::new(dev, CHECK_ROWS).elems(index.len).u64("n", index.len).f32("rows", rows as f32).buf("index", index).raw("bad", bad, 1).run()?;
+        Launch::new(dev, CHECK_ROWS)
+            .elems(index.len)
+            .u64("n", index.len)
+            .f32("rows", rows as f32)
+            .buf("index", index)
+            .raw("bad", bad, 1)
+            .run()?;
         let mut w = [0u64; 1];
         dev.read_back(bad, &mut w, "reading an index check")?;
         Ok((w[0] != u64::MAX).then_some(w[0] as usize))
@@ -132,7 +151,15 @@ impl Cuda {
 }
 
 impl TensorOps for Cuda {
-    fn reduce_forward(&self, op: ReduceOp, num: usize, dim: usize, coeff: f32, x: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
+    fn reduce_forward(
+        &self,
+        op: ReduceOp,
+        num: usize,
+        dim: usize,
+        coeff: f32,
+        x: &CudaBuf,
+        y: &mut CudaBuf,
+    ) -> Result<()> {
         self.own(&[x, y])?;
         expect_len("reduce_forward x", x.len, num * dim)?;
         expect_len("reduce_forward y", y.len, num)?;
@@ -145,7 +172,14 @@ impl TensorOps for Cuda {
         if num == 0 {
             return Ok(());
         }
-        launch.u64("num", num).u64("dim", dim).i32("op", op_code(op)).f32("coeff", coeff).buf("x", x).buf("y", y).run()
+        launch
+            .u64("num", num)
+            .u64("dim", dim)
+            .i32("op", op_code(op))
+            .f32("coeff", coeff)
+            .buf("x", x)
+            .buf("y", y)
+            .run()
     }
 
     fn reduce_backward(
@@ -179,10 +213,19 @@ impl TensorOps for Cuda {
         self.own(&[y])?;
         same_lens("eltwise_sum", xs, 1, y.len)?;
         if coeffs.len() != xs.len() {
-            return Err(Error::Internal(format!("eltwise_sum: {} coefficients for {} inputs", coeffs.len(), xs.len())));
+            return Err(Error::Internal(format!(
+                "eltwise_sum: {} coefficients for {} inputs",
+                coeffs.len(),
+                xs.len()
+            )));
         }
         for c in chains(xs, Some(coeffs)) {
-            Launch::new(&self.dev, ELTWISE_SUM).elems(y.len).u64("n", y.len).value("chain", &c).buf("y", y).run()?;
+            Launch::new(&self.dev, ELTWISE_SUM)
+                .elems(y.len)
+                .u64("n", y.len)
+                .value("chain", &c)
+                .buf("y", y)
+                .run()?;
         }
         Ok(())
     }
@@ -192,7 +235,13 @@ impl TensorOps for Cuda {
         self.own(&[y])?;
         same_lens("eltwise_prod", xs, 1, y.len)?;
         for c in chains(xs, None) {
-            Launch::new(&self.dev, ELTWISE_PROD).elems(y.len).u64("n", y.len).value("chain", &c).raw("dy", 0, 0).buf("y", y).run()?;
+            Launch::new(&self.dev, ELTWISE_PROD)
+                .elems(y.len)
+                .u64("n", y.len)
+                .value("chain", &c)
+                .raw("dy", 0, 0)
+                .buf("y", y)
+                .run()?;
         }
         Ok(())
     }
@@ -213,7 +262,10 @@ impl TensorOps for Cuda {
         expect_len("eltwise_prod_backward y", y.len, len)?;
         expect_len("eltwise_prod_backward dy", dy.len, len)?;
         if index >= xs.len() {
-            return Err(Error::Internal(format!("eltwise_prod_backward: input {index} of {}", xs.len())));
+            return Err(Error::Internal(format!(
+                "eltwise_prod_backward: input {index} of {}",
+                xs.len()
+            )));
         }
         let dev = &*self.dev;
         if !stable {
@@ -226,12 +278,24 @@ impl TensorOps for Cuda {
                 .buf("dx", dx)
                 .run();
         }
-        let others: Vec<&CudaBuf> = xs.iter().enumerate().filter(|&(k, _)| k != index).map(|(_, x)| *x).collect();
+        let others: Vec<&CudaBuf> = xs
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != index)
+            .map(|(_, x)| *x)
+            .collect();
         let groups = chains(&others, None);
         let last = groups.len() - 1;
         for (g, c) in groups.iter().enumerate() {
-            let launch = Launch::new(dev, ELTWISE_PROD).elems(len).u64("n", len).value("chain", c);
-            let launch = if g == last { launch.buf("dy", dy) } else { launch.raw("dy", 0, 0) };
+            let launch = Launch::new(dev, ELTWISE_PROD)
+                .elems(len)
+                .u64("n", len)
+                .value("chain", c);
+            let launch = if g == last {
+                launch.buf("dy", dy)
+            } else {
+                launch.raw("dy", 0, 0)
+            };
             launch.buf("y", dx).run()?;
         }
         Ok(())
@@ -244,7 +308,13 @@ impl TensorOps for Cuda {
         same_lens("eltwise_max", xs, 2, len)?;
         expect_len("eltwise_max argmax", argmax.len, len)?;
         for c in chains(xs, None) {
-            Launch::new(&self.dev, ELTWISE_MAX).elems(len).u64("n", len).value("chain", &c).buf("y", y).buf("argmax", argmax).run()?;
+            Launch::new(&self.dev, ELTWISE_MAX)
+                .elems(len)
+                .u64("n", len)
+                .value("chain", &c)
+                .buf("y", y)
+                .buf("argmax", argmax)
+                .run()?;
         }
         Ok(())
     }
@@ -263,7 +333,14 @@ impl TensorOps for Cuda {
             .run()
     }
 
-    fn gather_rows(&self, index: &CudaBuf, rows: usize, row_len: usize, table: &CudaBuf, out: &mut CudaBuf) -> Result<()> {
+    fn gather_rows(
+        &self,
+        index: &CudaBuf,
+        rows: usize,
+        row_len: usize,
+        table: &CudaBuf,
+        out: &mut CudaBuf,
+    ) -> Result<()> {
         self.own(&[index, table, out])?;
         expect_len("gather_rows table", table.len, rows * row_len)?;
         expect_len("gather_rows out", out.len, index.len * row_len)?;
@@ -284,7 +361,14 @@ impl TensorOps for Cuda {
             .run()
     }
 
-    fn scatter_add_rows(&self, index: &CudaBuf, rows: usize, row_len: usize, src: &CudaBuf, table: &mut CudaBuf) -> Result<()> {
+    fn scatter_add_rows(
+        &self,
+        index: &CudaBuf,
+        rows: usize,
+        row_len: usize,
+        src: &CudaBuf,
+        table: &mut CudaBuf,
+    ) -> Result<()> {
         self.own(&[index, src, table])?;
         expect_len("scatter_add_rows table", table.len, rows * row_len)?;
         expect_len("scatter_add_rows src", src.len, index.len * row_len)?;
@@ -293,7 +377,9 @@ impl TensorOps for Cuda {
             return Ok(());
         }
         if n >= u32::MAX as usize || rows >= u32::MAX as usize {
-            return Err(Error::Internal(format!("scatter_add_rows: {n} indices into {rows} rows exceed 32-bit counters")));
+            return Err(Error::Internal(format!(
+                "scatter_add_rows: {n} indices into {rows} rows exceed 32-bit counters"
+            )));
         }
         let dev = &*self.dev;
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
@@ -325,7 +411,12 @@ impl TensorOps for Cuda {
         if row_len == 0 {
             return Ok(());
         }
-        Launch::new(dev, SCATTER_STARTS).dims((1, 1, 1), (BLOCK, 1, 1)).u64("rows", rows).raw("counts", counts, rows).raw("starts", starts, rows + 1).run()?;
+        Launch::new(dev, SCATTER_STARTS)
+            .dims((1, 1, 1), (BLOCK, 1, 1))
+            .u64("rows", rows)
+            .raw("counts", counts, rows)
+            .raw("starts", starts, rows + 1)
+            .run()?;
         Launch::new(dev, SCATTER_PLACE)
             .elems(n)
             .u64("n", n)
@@ -334,7 +425,12 @@ impl TensorOps for Cuda {
             .raw("fill", fill, rows)
             .raw("order", order, n)
             .run()?;
-        Launch::new(dev, SCATTER_SORT).elems(rows).u64("rows", rows).raw("starts", starts, rows + 1).raw("order", order, n).run()?;
+        Launch::new(dev, SCATTER_SORT)
+            .elems(rows)
+            .u64("rows", rows)
+            .raw("starts", starts, rows + 1)
+            .raw("order", order, n)
+            .run()?;
         Launch::new(dev, SCATTER_ADD)
             .elems(table.len)
             .u64("rows", rows)
