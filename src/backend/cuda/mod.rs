@@ -3,16 +3,21 @@
 //! - Libraries are found and opened by crema itself before cudarc touches them
 //!   ([`probe`], [`loader`]): a machine without CUDA gets an [`Error::Cuda`] naming what is
 //!   missing and where crema looked, never a panic.
-//! - Every primitive but GEMM and cuDNN's convolutions is a hand-written CUDA C kernel in
-//!   `kernels/*.cu` (one file per family), compiled by NVRTC for the GPU's architecture on first
-//!   use and cached on disk ([`nvrtc`]). Element-wise kernels write the CPU backend's formulas
-//!   in its order of operations (no FMA contraction), so they give its bits wherever its
-//!   arithmetic is plain IEEE (transcendental functions are evaluated in double and rounded
-//!   once, within an ulp of the CPU's libm). Gradients of pooling gather rather than scatter, in
-//!   the CPU's order. Reductions use a fixed grid and two passes, with no float atomics: the
-//!   same inputs give the same bits on every run and every GPU.
+//! - Every primitive of every family but GEMM and cuDNN's convolutions is a hand-written CUDA C
+//!   kernel in `kernels/*.cu` (one file per family), compiled by NVRTC for the GPU's
+//!   architecture on first use and cached on disk ([`nvrtc`]). Element-wise kernels write the
+//!   CPU backend's formulas in its order of operations (no FMA contraction), so they give its
+//!   bits wherever its arithmetic is plain IEEE (single-precision transcendental functions are
+//!   evaluated in double and rounded once: within an ulp or two of the CPU's libm). Gradients of
+//!   pooling gather rather than scatter, in the CPU's order. Reductions use a grid fixed by the
+//!   shape and a second pass in a fixed order, with no float atomics (integer atomics only where
+//!   the result is order-free: counts, minima, maxima): the same inputs give the same bits on
+//!   every run and every GPU, within rounding of the CPU's sums.
 //! - Bad indices in data (pooling masks, labels, row indices) are found on the device (an
 //!   atomic minimum of the first bad position) and read back, so that they fail as on the CPU.
+//!   Those checks and a loss's sum are the only reads a training step waits for.
+//! - `tools/cuda_emu` runs this backend on a machine without a GPU (its kernels on the CPU),
+//!   for testing.
 //! - GEMM is cuBLAS; convolutions are cuDNN with algorithms chosen per shape by measurement and
 //!   one workspace shared by all layers, with an im2col + cuBLAS path for more than three
 //!   spatial axes (or by request, [`ConvEngine::Im2col`]).
