@@ -12,7 +12,9 @@ pub mod prototxt;
 
 pub use error::{Error, Result};
 pub mod blob;
+pub mod eval;
 pub mod filler;
+pub mod inference;
 pub mod layers;
 pub mod net;
 pub mod rng;
