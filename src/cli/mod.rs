@@ -3,9 +3,12 @@
 //! codes: 1 for a failure, 2 for a bad command line (clap's convention).
 
 mod args;
+mod bn_stats;
 mod common;
+mod evaluate;
 mod forward;
 mod inspect;
+mod segment;
 mod time;
 mod upgrade;
 
@@ -31,6 +34,16 @@ enum Command {
     Forward(forward::Args),
     /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
     Time(time::Args),
+    /// Segment images with an inference net: per image the mask, the class probability map
+    /// and an overlay (prediction in red, the true mask's boundary in white).
+    Segment(segment::Args),
+    /// Score segmentations: Dice, IoU and pixel accuracy per image and their summary, from a
+    /// net and an `image mask` list or from folders of predicted and true masks.
+    Evaluate(evaluate::Args),
+    /// Fold BN statistics over the training data into the weights, for the inference net
+    /// (SegNet's compute_bn_statistics.py).
+    #[command(name = "bn-stats")]
+    BnStats(bn_stats::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -47,6 +60,9 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Segment(a) => segment::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::BnStats(a) => bn_stats::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,7 @@ pub use montage::{montage, Tile};
 pub use overlay::{overlay, Style};
 pub use report::{best_and_worst, summarize, ImageScore, Summary};
 
-use crate::{Error, Result};
+use crate::Error;
 use image::RgbImage;
 use std::path::Path;
 
@@ -39,7 +39,11 @@ pub fn case_label(kind: &str, row: &ImageScore) -> Vec<String> {
 /// the montage has the best [`MONTAGE_CASES`] images by Dice in its first row and the worst in
 /// its second, each drawn by `render(index into rows)` (an overlay) and labelled with
 /// [`case_label`]. Returns the summary.
-pub fn write_results(out: &Path, rows: &[ImageScore], mut render: impl FnMut(usize) -> Result<RgbImage>) -> Result<Summary> {
+pub fn write_results<E: From<Error>>(
+    out: &Path,
+    rows: &[ImageScore],
+    mut render: impl FnMut(usize) -> std::result::Result<RgbImage, E>,
+) -> std::result::Result<Summary, E> {
     let summary = summarize(rows)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     report::write_metrics_csv(&out.join("metrics.csv"), rows)?;
@@ -50,7 +54,10 @@ pub fn write_results(out: &Path, rows: &[ImageScore], mut render: impl FnMut(usi
         if ids.is_empty() {
             continue;
         }
-        let tiles = ids.iter().map(|&i| Ok(Tile { image: render(i)?, label: case_label(kind, &rows[i]) })).collect::<Result<Vec<_>>>()?;
+        let tiles = ids
+            .iter()
+            .map(|&i| Ok(Tile { image: render(i)?, label: case_label(kind, &rows[i]) }))
+            .collect::<std::result::Result<Vec<_>, E>>()?;
         grid.push(tiles);
     }
     let picture = montage(&grid, MONTAGE_TILE);
