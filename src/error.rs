@@ -38,6 +38,10 @@ pub enum Error {
     /// An error inside one layer of a net.
     #[error("layer `{layer}` (type {kind}): {inner}")]
     Layer { layer: String, kind: String, inner: Box<Error> },
+    /// Training stopped because the loss became NaN or infinite. `msg` says which layer was
+    /// the first to output a non-finite value; snapshots written before are left in place.
+    #[error("training diverged at iteration {iter}: {msg}")]
+    Diverged { iter: u64, msg: String },
     /// A broken invariant inside crema: a bug, reported rather than panicking.
     #[error("internal error (a bug in crema): {0}")]
     Internal(String),

@@ -18,4 +18,5 @@ pub mod inference;
 pub mod layers;
 pub mod net;
 pub mod rng;
+pub mod solver;
 pub mod upgrade;

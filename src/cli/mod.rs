@@ -5,11 +5,14 @@
 mod args;
 mod bn_stats;
 mod common;
+mod curves;
 mod evaluate;
 mod forward;
 mod inspect;
 mod segment;
+mod test;
 mod time;
+mod train;
 mod upgrade;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +37,11 @@ enum Command {
     Forward(forward::Args),
     /// Time forward and backward, per layer and in total (Caffe's `caffe time`).
     Time(time::Args),
+    /// Train a net with a solver file, or resume training from a snapshot (Caffe's
+    /// `caffe train`).
+    Train(train::Args),
+    /// Score a trained net over some batches in the TEST phase (Caffe's `caffe test`).
+    Test(test::Args),
     /// Segment images with an inference net: per image the mask, the class probability map
     /// and an overlay (prediction in red, the true mask's boundary in white).
     Segment(segment::Args),
@@ -60,6 +68,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
         Command::Segment(a) => segment::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::BnStats(a) => bn_stats::run(a),

@@ -210,14 +210,25 @@ impl<'a, B: Storage> Ctx<'a, B> {
         !self.bottom_ids.is_empty() && !self.top_ids.is_empty() && self.bottom_ids[0] == self.top_ids[0]
     }
 
-    /// The forward view of a layer on bottom 0 -> top 0, in place or not. Other tops are not
-    /// allowed.
-    pub fn unary(&mut self) -> Result<Unary<'_, B>> {
+    /// Checks that the blobs beside bottom 0 and top 0 are distinct from them and from each
+    /// other, as the unary views need.
+    fn check_unary(&self) -> Result<()> {
         let (b0, t0) = (self.bottom_ids[0], self.top_ids[0]);
-        let others = &self.bottom_ids[1..];
-        if others.contains(&t0) || others.contains(&b0) || self.top_ids.len() != 1 {
+        let mut extra: Vec<usize> = self.bottom_ids[1..].iter().chain(&self.top_ids[1..]).copied().collect();
+        let aliased = extra.contains(&t0) || extra.contains(&b0);
+        extra.sort_unstable();
+        if aliased || extra.windows(2).any(|w| w[0] == w[1]) {
             return Err(Error::Internal("unary view of a layer with aliased extra blobs".into()));
         }
+        Ok(())
+    }
+
+    /// The forward view of a layer on bottom 0 -> top 0, in place or not. Tops after the first
+    /// are not in the view: write them after it ends, through [`Ctx::top_mut`].
+    pub fn unary(&mut self) -> Result<Unary<'_, B>> {
+        self.check_unary()?;
+        let (b0, t0) = (self.bottom_ids[0], self.top_ids[0]);
+        let others = &self.bottom_ids[1..];
         let mut x: Option<&Blob<B>> = None;
         let mut y: Option<&mut Blob<B>> = None;
         let mut other: Vec<Option<&Blob<B>>> = vec![None; others.len()];
@@ -247,13 +258,12 @@ impl<'a, B: Storage> Ctx<'a, B> {
         })
     }
 
-    /// The backward view of a layer on bottom 0 -> top 0, in place or not.
+    /// The backward view of a layer on bottom 0 -> top 0, in place or not (the diffs of tops
+    /// after the first are not in the view).
     pub fn unary_back(&mut self) -> Result<UnaryBack<'_, B>> {
+        self.check_unary()?;
         let (b0, t0) = (self.bottom_ids[0], self.top_ids[0]);
         let others = &self.bottom_ids[1..];
-        if others.contains(&t0) || others.contains(&b0) || self.top_ids.len() != 1 {
-            return Err(Error::Internal("unary view of a layer with aliased extra blobs".into()));
-        }
         let mut x: Option<&mut Blob<B>> = None;
         let mut y: Option<&mut Blob<B>> = None;
         let mut other: Vec<Option<&mut Blob<B>>> = (0..others.len()).map(|_| None).collect();

@@ -1,6 +1,6 @@
 //! Input (tops set from outside the net) and DummyData (tops filled by fillers).
 
-use super::{Arity, Ctx, Layer, LayerContext};
+use super::{Arity, Ctx, Layer, LayerContext, Pass};
 use crate::backend::Backend;
 use crate::filler::fill;
 use crate::proto::{BlobShape, FillerParameter, LayerParameter};
@@ -64,12 +64,14 @@ impl<B: Backend> Layer<B> for Input {
 }
 
 /// DummyData: tops of fixed shapes filled by fillers (once when every filler is constant,
-/// else on every forward).
+/// else on every forward). In training, the draws of each forward pass come from a stream of
+/// (seed, pass) (see [`Layer::set_pass`]), so a resumed run draws what the unbroken run drew.
 struct DummyData {
     shapes: Vec<Vec<usize>>,
     fillers: Vec<FillerParameter>,
     refill: bool,
     filled: bool,
+    seed: u64,
     rng: Rng,
 }
 
@@ -113,7 +115,7 @@ pub(super) fn create_dummy_data<B: Backend>(lp: &LayerParameter, cx: &LayerConte
         n => return Err(Error::Config(format!("dummy_data_param gives {n} data_fillers for {tops} tops"))),
     };
     let refill = fillers.iter().any(|f| f.r#type() != "constant");
-    Ok(Box::new(DummyData { shapes, fillers, refill, filled: false, rng: Rng::new(cx.seed) }))
+    Ok(Box::new(DummyData { shapes, fillers, refill, filled: false, seed: cx.seed, rng: Rng::new(cx.seed) }))
 }
 
 impl<B: Backend> Layer<B> for DummyData {
@@ -128,6 +130,9 @@ impl<B: Backend> Layer<B> for DummyData {
     }
     fn reshape(&mut self, _: &B, _: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         Ok(self.shapes.clone())
+    }
+    fn set_pass(&mut self, pass: Pass) {
+        self.rng = Rng::stream(self.seed, pass.index());
     }
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         if self.filled && !self.refill {

@@ -9,6 +9,8 @@ mod ctx;
 mod registry;
 
 mod activation;
+mod batch_norm;
+mod bn;
 mod conv;
 mod dropout;
 mod prelu;
@@ -38,12 +40,18 @@ mod infogain;
 mod sigmoid_xent;
 mod softmax;
 mod softmax_loss;
+mod lrn;
+mod mvn;
+mod scale_bias;
+#[cfg(test)]
+mod norm_tests;
 
+pub use bn::BN_EPS;
 pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 
 use crate::backend::Backend;
-use crate::proto::{FillerParameter, Phase};
+use crate::proto::{FillerParameter, ParamSpec, Phase};
 use crate::{Error, Result};
 
 /// How many bottoms or tops a layer takes: `min..=max`.
@@ -103,6 +111,28 @@ pub struct LayerContext {
     pub seed: u64,
 }
 
+/// Where the next forward pass stands in training. Layers whose forward draws random numbers
+/// (Dropout) or reads a stream of data should derive their draws and their position from this,
+/// not from how many draws or reads came before: a run resumed from a snapshot then continues
+/// bit for bit as if it had never stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The solver's iteration (the number of updates made so far).
+    pub iter: u64,
+    /// Which of the iteration's passes this is: `0..iter_size` in training (gradients of
+    /// `iter_size` passes are accumulated), `0..test_iter` in a test.
+    pub sub: u32,
+    /// Passes per iteration (`iter_size` in training, `test_iter` in a test).
+    pub per_iter: u32,
+}
+
+impl Pass {
+    /// A global count of passes: `iter * per_iter + sub` (a data layer's batch index).
+    pub fn index(&self) -> u64 {
+        self.iter.saturating_mul(self.per_iter as u64).saturating_add(self.sub as u64)
+    }
+}
+
 /// One layer. The net checks bottom/top counts ([`Layer::bottoms`], [`Layer::tops`]), in-place
 /// use ([`Layer::allows_in_place`]) and calls `setup` once, then `reshape` + `forward` on every
 /// forward pass and `backward` on every backward pass.
@@ -135,6 +165,12 @@ pub trait Layer<B: Backend>: Send {
     fn has_backward(&self) -> bool {
         true
     }
+    /// The `ParamSpec` of learnable blob `index` when the layer's `param` list has no entry
+    /// for it (None: Caffe's defaults, lr_mult 1 and decay_mult 1). BatchNorm answers lr_mult 0
+    /// for its statistics, as Caffe's BatchNormLayer adds `param { lr_mult: 0 }` entries.
+    fn default_param_spec(&self, _index: usize) -> Option<ParamSpec> {
+        None
+    }
     /// Called once with the first bottom shapes: checks them and declares the learnable blobs.
     fn setup(&mut self, _be: &B, _bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         Ok(Vec::new())
@@ -146,6 +182,9 @@ pub trait Layer<B: Backend>: Send {
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()>;
     /// Computes bottom diffs (where `propagate_down[i]`) and accumulates parameter diffs.
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()>;
+    /// Called before each forward pass of a training run or test with where that pass stands
+    /// (see [`Pass`]); layers without randomness or streamed data ignore it.
+    fn set_pass(&mut self, _pass: Pass) {}
     /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         0

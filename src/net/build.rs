@@ -131,7 +131,7 @@ impl<B: Backend> Net<B> {
             let mut param_ids = Vec::new();
             let mut param_propagate = Vec::new();
             for (p, def) in defs.iter().enumerate() {
-                let default_spec = ParamSpec::default();
+                let default_spec = layer.default_param_spec(p).unwrap_or_default();
                 let spec = lp.param.get(p).unwrap_or(&default_spec);
                 let id = net.add_param(&mut sharing, &name, p, def, spec, lp.blobs.get(p), seed).map_err(wrap)?;
                 param_ids.push(id);

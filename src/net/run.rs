@@ -2,7 +2,7 @@
 
 use super::Net;
 use crate::backend::Backend;
-use crate::layers::Ctx;
+use crate::layers::{Ctx, Pass};
 use crate::{Error, Result};
 
 impl<B: Backend> Net<B> {
@@ -100,6 +100,13 @@ impl<B: Backend> Net<B> {
             .layer
             .backward(&self.be, &mut ctx, &entry.bottom_need_backward)
             .map_err(|e| e.in_layer(&name, &kind))
+    }
+
+    /// Tells every layer where the next forward pass stands (see [`Pass`]).
+    pub fn set_pass(&mut self, pass: Pass) {
+        for entry in &mut self.layers {
+            entry.layer.set_pass(pass);
+        }
     }
 
     /// Zeroes the diff of every learnable blob (before a new accumulation of gradients).

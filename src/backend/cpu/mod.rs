@@ -9,8 +9,11 @@ mod eval;
 pub mod gemm;
 mod lanes;
 mod loss;
+mod lrn;
 mod math;
 mod norm;
+#[cfg(test)]
+mod norm_tests;
 mod pool;
 mod softmax;
 mod solver;

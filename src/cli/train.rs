@@ -1,0 +1,242 @@
+//! `crema train`: Caffe's `caffe train` — a solver file, optional starting weights or a
+//! snapshot to resume, SIGINT/SIGHUP handling — with Caffe's log lines on stderr, a progress
+//! bar when stderr is a terminal, and the training curves (CSV and PNG) beside the snapshots.
+
+use super::curves::Curves;
+use super::split_list;
+use anyhow::{bail, Context};
+use crema::backend::cpu::Cpu;
+use crema::backend::Backend;
+use crema::proto::solver_parameter::SolverMode;
+use crema::solver::monitor::fmt_g;
+use crema::solver::{Action, IterationRecord, Monitor, Outcome, SnapshotFiles, Solver, TestRecord};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What a signal does (Caffe's `--sigint_effect` / `--sighup_effect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Effect {
+    /// Stop training (taking the end-of-training snapshot when the solver asks for one).
+    Stop,
+    /// Take a snapshot and carry on.
+    Snapshot,
+    /// Ignore the signal.
+    None,
+}
+
+impl Effect {
+    fn action(self) -> Action {
+        match self {
+            Effect::Stop => Action::Stop,
+            Effect::Snapshot => Action::Snapshot,
+            Effect::None => Action::None,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The solver definition (solver.prototxt).
+    #[arg(long)]
+    solver: PathBuf,
+    /// Weights to start from (fine-tuning), comma-separated files loaded in order.
+    #[arg(long, conflicts_with = "snapshot")]
+    weights: Option<String>,
+    /// A .solverstate to resume training from.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// GPU ids (comma-separated) or `all`; without it the solver's solver_mode decides.
+    #[arg(long)]
+    gpu: Option<String>,
+    /// NetState level of the train net.
+    #[arg(long, allow_negative_numbers = true)]
+    level: Option<i32>,
+    /// NetState stages of the train net, comma-separated.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Train at most this many iterations from where training starts (max_iter still ends
+    /// the run and shapes the learning rate).
+    #[arg(long)]
+    iterations: Option<u64>,
+    /// What SIGINT (Ctrl-C) does.
+    #[arg(long = "sigint_effect", value_enum, default_value = "stop")]
+    sigint_effect: Effect,
+    /// What SIGHUP does.
+    #[arg(long = "sighup_effect", value_enum, default_value = "snapshot")]
+    sighup_effect: Effect,
+}
+
+/// Where to train.
+enum Device {
+    Cpu,
+    Cuda(String),
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut param = crema::upgrade::read_solver(&a.solver)?;
+    let train_state = param.train_state.get_or_insert_with(Default::default);
+    if let Some(level) = a.level {
+        train_state.level = Some(level);
+    }
+    train_state.stage.extend(a.stage.as_deref().map(split_list).unwrap_or_default());
+    if a.snapshot.is_some() {
+        param.weights.clear();
+    } else if let Some(w) = &a.weights {
+        param.weights = vec![w.clone()];
+    }
+    let device = match &a.gpu {
+        Some(ids) => Device::Cuda(ids.clone()),
+        None if param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu => {
+            eprintln!("note: {} asks for solver_mode GPU; this build has no CUDA backend, so training runs on the CPU", a.solver.display());
+            Device::Cpu
+        }
+        None => Device::Cpu,
+    };
+    match device {
+        Device::Cpu => train(Cpu::new(), param, &a),
+        Device::Cuda(ids) => bail!("--gpu {ids}: the CUDA backend is not available in this build of crema"),
+    }
+}
+
+fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> anyhow::Result<()> {
+    eprintln!("Using {}", be.describe());
+    let random_seed = param.random_seed();
+    let mut solver = Solver::with_file(be, param, Some(&a.solver))
+        .with_context(|| format!("setting up the solver {}", a.solver.display()))?;
+    if random_seed < 0 {
+        eprintln!("random_seed is not set: using {} (set random_seed to repeat this run)", solver.seed());
+    }
+    if let Some(w) = &a.weights {
+        eprintln!("Finetuning from {w}");
+    }
+
+    let sigint = Arc::new(AtomicBool::new(false));
+    let sighup = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT};
+        // A second Ctrl-C while the first is still pending ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&sigint))?;
+        signal_hook::flag::register(SIGINT, Arc::clone(&sigint))?;
+        signal_hook::flag::register(SIGHUP, Arc::clone(&sighup))?;
+    }
+
+    let curves = Arc::new(Mutex::new(Curves::default()));
+    let prefix = solver.snapshot_prefix().map(str::to_string);
+    let mut monitor = CliMonitor {
+        bar: ProgressBar::hidden(),
+        curves: Arc::clone(&curves),
+        prefix: prefix.clone(),
+        sigint,
+        sighup,
+        sigint_effect: a.sigint_effect.action(),
+        sighup_effect: a.sighup_effect.action(),
+    };
+    if let Some(state) = &a.snapshot {
+        monitor.log(&format!("Resuming from {}", state.display()));
+        solver.set_monitor(Box::new(monitor.clone()));
+        solver.restore(state)?;
+    }
+    let max_iter = solver.param().max_iter().max(0) as u64;
+    let stop = a.iterations.map_or(max_iter, |n| solver.iter().saturating_add(n).min(max_iter));
+    monitor.bar = progress_bar(solver.iter(), stop);
+    solver.set_monitor(Box::new(monitor.clone()));
+
+    let result = solver.solve_for(a.iterations);
+    monitor.bar.finish_and_clear();
+    if let Some(prefix) = &prefix {
+        let (csv, png) = Curves::paths(prefix);
+        match curves.lock().map_err(|_| anyhow::anyhow!("curves lock poisoned"))?.write(prefix) {
+            Ok(()) => eprintln!("Training curves: {} and {}", csv.display(), png.display()),
+            Err(e) => eprintln!("warning: could not write the training curves: {e:#}"),
+        }
+    }
+    match result? {
+        Outcome::Finished => {}
+        Outcome::Stopped => eprintln!("Training stopped at iteration {}", solver.iter()),
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr with the loss, rate and ETA; hidden when stderr is not a terminal.
+fn progress_bar(start: u64, stop: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(stop.saturating_sub(start)), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} it  {msg}  {rate}  ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{} it/s", fmt_g(s.per_sec()));
+        })
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// The CLI's side of the solver: log lines (above the progress bar), the bar, the curves,
+/// and the signals.
+#[derive(Clone)]
+struct CliMonitor {
+    bar: ProgressBar,
+    curves: Arc<Mutex<Curves>>,
+    prefix: Option<String>,
+    sigint: Arc<AtomicBool>,
+    sighup: Arc<AtomicBool>,
+    sigint_effect: Action,
+    sighup_effect: Action,
+}
+
+impl Monitor for CliMonitor {
+    fn log(&mut self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn iteration(&mut self, r: &IterationRecord) {
+        if let Ok(mut c) = self.curves.lock() {
+            c.iteration(r);
+        }
+        self.bar.inc(1);
+        self.bar.set_message(format!(
+            "loss {} (smoothed {})  lr {}",
+            fmt_g(r.loss as f64),
+            fmt_g(r.smoothed_loss as f64),
+            fmt_g(r.lr as f64)
+        ));
+    }
+
+    fn tested(&mut self, r: &TestRecord) {
+        if let Ok(mut c) = self.curves.lock() {
+            c.tested(r);
+        }
+    }
+
+    fn snapshotted(&mut self, _files: &SnapshotFiles) {
+        let Some(prefix) = self.prefix.clone() else { return };
+        let written = match self.curves.lock() {
+            Ok(c) => c.write(&prefix),
+            Err(_) => return,
+        };
+        if let Err(e) = written {
+            self.log(&format!("warning: could not write the training curves: {e:#}"));
+        }
+    }
+
+    /// Caffe's `SignalHandler::CheckForSignals`: SIGINT first, then SIGHUP.
+    fn poll(&mut self) -> Action {
+        if self.sigint.swap(false, Ordering::SeqCst) {
+            return self.sigint_effect;
+        }
+        if self.sighup.swap(false, Ordering::SeqCst) {
+            return self.sighup_effect;
+        }
+        Action::None
+    }
+}
