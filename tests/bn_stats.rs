@@ -125,7 +125,7 @@ layer {{ name: "bn" type: "BN" bottom: "data" top: "y"
     bn_stats::write_inference_weights(&learn, &folded).unwrap();
 
     let mut inference = Net::new(Cpu::new(), &parse(dir.path(), "inf.prototxt", &bn("INFERENCE")), 99).unwrap();
-    inference.load_weights_files(&[folded.clone()]).unwrap();
+    inference.load_weights_files(std::slice::from_ref(&folded)).unwrap();
     inference.blob_mut("data").unwrap().set_data(&be, &x).unwrap();
     inference.forward().unwrap();
     let y = inference.blob("y").unwrap().data_to_vec(&be).unwrap();

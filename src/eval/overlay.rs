@@ -41,10 +41,8 @@ pub fn line_width(width: usize, height: usize) -> usize {
 pub fn overlay(xray: &GrayImage, pred: Option<&Mask>, truth: Option<&Mask>, style: &Style) -> Result<RgbImage> {
     let (w, h) = (xray.width() as usize, xray.height() as usize);
     for (what, m) in [("prediction", pred), ("truth", truth)] {
-        if let Some(m) = m {
-            if (m.width(), m.height()) != (w, h) {
-                return Err(Error::Shape(format!("the {what} is {}x{} but the image is {w}x{h}", m.width(), m.height())));
-            }
+        if let Some(m) = m.filter(|m| (m.width(), m.height()) != (w, h)) {
+            return Err(Error::Shape(format!("the {what} is {}x{} but the image is {w}x{h}", m.width(), m.height())));
         }
     }
     let a = style.alpha.clamp(0.0, 1.0);

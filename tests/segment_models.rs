@@ -1,0 +1,34 @@
+//! The lung models of models/ through the segmenter: the inference nets take an image of any
+//! size and give a mask and probability map of that size.
+
+use crema::backend::cpu::Cpu;
+use crema::inference::{Image8, Options, ResizeFilter, Segmenter, Transform, DEFAULT_SCALE};
+use crema::net::Net;
+use crema::proto::Phase;
+use std::path::Path;
+
+#[test]
+fn lung_segnet_lite_inference_segments_an_image_at_its_own_size() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lung_segnet_lite/inference.prototxt");
+    let mut param = crema::upgrade::read_net(&path).unwrap();
+    param.state = Some(crema::proto::NetState { phase: Some(Phase::Test as i32), ..Default::default() });
+    let net = Net::new(Cpu::new(), &param, 1).unwrap();
+    let options = Options {
+        input: None,
+        output: None,
+        class: 1,
+        transform: Transform { scale: DEFAULT_SCALE, mean: vec![] },
+        filter: ResizeFilter::Antialiased,
+    };
+    let mut seg = Segmenter::new(net, options).unwrap();
+    assert_eq!(seg.input_shape(), [1, 128, 128]);
+    let (w, h) = (300, 200);
+    let img = Image8 { width: w, height: h, channels: 1, data: (0..w * h).map(|i| (i % 251) as u8).collect() };
+    let out = seg.segment(&img).unwrap();
+    assert_eq!((out.mask.width(), out.mask.height()), (w, h));
+    assert_eq!(out.prob.len(), w * h);
+    assert!(out.prob.iter().all(|p| (0.0..=1.0).contains(p)));
+    // A colour image is refused by a gray net.
+    let rgb = Image8 { width: 2, height: 2, channels: 3, data: vec![0; 12] };
+    assert!(seg.segment(&rgb).unwrap_err().to_string().contains("3-channel image for an input of 1 channels"));
+}
