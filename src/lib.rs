@@ -12,6 +12,7 @@ pub mod prototxt;
 
 pub use error::{Error, Result};
 pub mod blob;
+pub mod data;
 pub mod eval;
 pub mod filler;
 pub mod inference;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use crema::backend::cpu::Cpu;
-use crema::net::Net;
+use crema::net::{Net, NetOptions};
 use crema::proto::{NetParameter, NetState, Phase};
 use std::path::PathBuf;
 
@@ -34,7 +34,8 @@ impl NetOpts {
         state.stage.extend(super::split_list(&self.stage));
         param.state = Some(state);
         edit(&mut param);
-        let mut net = Net::new(Cpu::new(), &param, 0).with_context(|| format!("building {}", self.model.display()))?;
+        let opts = NetOptions::for_file(&self.model, 0);
+        let mut net = Net::with_options(Cpu::new(), &param, &opts).with_context(|| format!("building {}", self.model.display()))?;
         if let Some(w) = &self.weights {
             let files: Vec<PathBuf> = super::split_list(w).into_iter().map(PathBuf::from).collect();
             net.load_weights_files(&files)?;

@@ -5,6 +5,7 @@
 mod args;
 mod bn_stats;
 mod common;
+mod dataset;
 mod curves;
 mod evaluate;
 mod forward;
@@ -42,6 +43,9 @@ enum Command {
     Train(train::Args),
     /// Score a trained net over some batches in the TEST phase (Caffe's `caffe test`).
     Test(test::Args),
+    /// Prepare a segmentation dataset (images + masks) for DenseImageData: resized PNGs,
+    /// 0/1 labels, train.txt/test.txt and median-frequency class weights.
+    Dataset(dataset::Args),
     /// Segment images with an inference net: per image the mask, the class probability map
     /// and an overlay (prediction in red, the true mask's boundary in white).
     Segment(segment::Args),
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Time(a) => time::run(a),
         Command::Train(a) => train::run(a),
         Command::Test(a) => test::run(a),
+        Command::Dataset(a) => dataset::run(a),
         Command::Segment(a) => segment::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::BnStats(a) => bn_stats::run(a),

@@ -6,7 +6,7 @@ use super::split_list;
 use anyhow::{bail, Context};
 use crema::backend::cpu::Cpu;
 use crema::backend::Backend;
-use crema::net::Net;
+use crema::net::{Net, NetOptions};
 use crema::proto::{NetState, Phase};
 use crema::solver::monitor::fmt_g;
 use crema::solver::scores::{describe, evaluate};
@@ -54,7 +54,7 @@ fn score<B: Backend>(be: B, a: &Args, weights: &str) -> anyhow::Result<()> {
     state.level = Some(a.level);
     state.stage.extend(split_list(&a.stage));
     param.state = Some(NetState { ..state });
-    let mut net = Net::new(be, &param, 0).with_context(|| format!("building {}", a.model.display()))?;
+    let mut net = Net::with_options(be, &param, &NetOptions::for_file(&a.model, 0)).with_context(|| format!("building {}", a.model.display()))?;
     let files: Vec<PathBuf> = split_list(weights).into_iter().map(PathBuf::from).collect();
     net.load_weights_files(&files)?;
     eprintln!("Running for {} iterations.", a.iterations);

@@ -12,6 +12,8 @@ mod activation;
 mod batch_norm;
 mod bn;
 mod conv;
+mod dense_image_data;
+mod image_data;
 mod dropout;
 mod prelu;
 mod swish;
@@ -53,6 +55,7 @@ pub use registry::{create_layer, layer_types};
 use crate::backend::Backend;
 use crate::proto::{FillerParameter, ParamSpec, Phase};
 use crate::{Error, Result};
+use std::path::PathBuf;
 
 /// How many bottoms or tops a layer takes: `min..=max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,13 +105,24 @@ pub struct ParamDef {
 }
 
 /// What a layer knows when it is built.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerContext {
     /// The phase the net runs in.
     pub phase: Phase,
     /// Seed for layers that draw random numbers as they run (Dropout, DummyData, data
     /// shuffling), mixed with the layer's position so that each layer has its own stream.
     pub seed: u64,
+    /// The directory of the model file the net came from, when it came from a file: data
+    /// layers look there for `source`, `root_folder` and mean files that are not found
+    /// relative to the working directory.
+    pub model_dir: Option<PathBuf>,
+}
+
+impl LayerContext {
+    /// A context for `phase` and `seed`, with no model directory.
+    pub fn new(phase: Phase, seed: u64) -> Self {
+        LayerContext { phase, seed, model_dir: None }
+    }
 }
 
 /// Where the next forward pass stands in training. Layers whose forward draws random numbers
@@ -188,6 +202,12 @@ pub trait Layer<B: Backend>: Send {
     /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         0
+    }
+    /// Tells a data layer that its top `top` feeds a layer taking class labels in
+    /// `0..classes`, or `ignore_label`; it then refuses other values with an error naming the
+    /// file. Called by the net after building, once per such reader; others ignore it.
+    fn set_label_range(&mut self, _top: usize, _classes: usize, _ignore_label: Option<i32>) -> Result<()> {
+        Ok(())
     }
 }
 

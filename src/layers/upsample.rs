@@ -125,7 +125,7 @@ mod tests {
     fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
         let text = format!("name: \"u\" type: \"Upsample\" bottom: \"x\" bottom: \"m\" top: \"y\" {param}");
         let lp: LayerParameter = crate::prototxt::parse(&text, "test").unwrap();
-        create::<Cpu>(&lp, &LayerContext { phase: Phase::Train, seed: 0 })
+        create::<Cpu>(&lp, &LayerContext::new(Phase::Train, 0))
     }
 
     fn config_err(param: &str) -> String {

@@ -14,6 +14,7 @@ use crate::proto::{NetParameter, ParamSpec, Phase};
 use crate::rng::Rng;
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 /// Shared-parameter bookkeeping while layers are added.
 struct Sharing {
@@ -22,11 +23,38 @@ struct Sharing {
     decay_set: Vec<bool>,
 }
 
+/// How to build a net beyond its definition.
+#[derive(Clone, Debug, Default)]
+pub struct NetOptions {
+    /// Seed of every random stream: fillers, and the layers that draw as they run (data
+    /// order, crops and mirrors, Dropout).
+    pub seed: u64,
+    /// The directory of the model file, where data layers look for files (sources, image
+    /// folders, mean files) not found relative to the working directory. `None` when the
+    /// net did not come from a file.
+    pub model_dir: Option<PathBuf>,
+}
+
+impl NetOptions {
+    /// Options for a net read from `model` (a .prototxt path), with `seed`.
+    pub fn for_file(model: &Path, seed: u64) -> Self {
+        let dir = model.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+        NetOptions { seed, model_dir: dir.map(Path::to_path_buf) }
+    }
+}
+
 impl<B: Backend> Net<B> {
     /// Builds the net `param` (already upgraded to the current format; its `state` says the
     /// phase, level and stages) on `be`, filling learnable blobs from their fillers with
-    /// random streams of `seed`.
+    /// random streams of `seed`. Data layers resolve their files relative to the working
+    /// directory only; [`Net::with_options`] also gives them the model's directory.
     pub fn new(be: B, param: &NetParameter, seed: u64) -> Result<Self> {
+        Self::with_options(be, param, &NetOptions { seed, model_dir: None })
+    }
+
+    /// Builds the net `param` on `be` with `opts` (see [`Net::new`]).
+    pub fn with_options(be: B, param: &NetParameter, opts: &NetOptions) -> Result<Self> {
+        let seed = opts.seed;
         let filtered = filter_net(param)?;
         let param = insert_splits(&filtered);
         let phase = param.state.as_ref().map(|s| s.phase()).unwrap_or(Phase::Test);
@@ -53,7 +81,11 @@ impl<B: Backend> Net<B> {
             if lp.name.is_none() {
                 return Err(Error::Config(format!("a layer of type `{kind}` has no name")));
             }
-            let cx = LayerContext { phase, seed: crate::rng::Rng::stream(seed, 1_000_000 + net.layers.len() as u64).next_u64() };
+            let cx = LayerContext {
+                phase,
+                seed: crate::rng::Rng::stream(seed, 1_000_000 + net.layers.len() as u64).next_u64(),
+                model_dir: opts.model_dir.clone(),
+            };
             let layer = create_layer::<B>(lp, &cx).map_err(wrap)?;
             layer.bottoms().check(lp.bottom.len(), "bottom").map_err(wrap)?;
             // Caffe's AutoTopBlobs: a loss layer written without its top gets an anonymous one,
@@ -184,6 +216,7 @@ impl<B: Backend> Net<B> {
             });
         }
         net.outputs = available;
+        net.tell_label_ranges()?;
         net.prune_backward(param.force_backward());
         let with_diff = net.layers.iter().any(|l| l.need_backward);
         for b in net.blobs.iter_mut().chain(net.params.iter_mut()) {

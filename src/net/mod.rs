@@ -6,10 +6,12 @@
 
 mod build;
 pub mod filter;
+mod labels;
 mod run;
 pub mod split;
 mod weights;
 
+pub use build::NetOptions;
 pub use weights::{legacy_shape_equals, WeightsReport};
 
 use crate::backend::Backend;

@@ -24,7 +24,7 @@ pub use run::Outcome;
 
 use crate::backend::{Backend, UpdateRule};
 use crate::blob::Blob;
-use crate::net::Net;
+use crate::net::{Net, NetOptions};
 use crate::proto::{NetParameter, NetState, Phase, SolverParameter};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -190,12 +190,13 @@ impl<B: Backend> Solver<B> {
         }
         let seed = if param.random_seed() >= 0 { param.random_seed() as u64 } else { entropy_seed() };
 
-        let (train_param, _) = train_net_param(&param, file)?;
-        let net = Net::new(be.clone(), &train_param, seed)?;
+        let (train_param, _, train_dir) = train_net_param(&param, file)?;
+        let net = Net::with_options(be.clone(), &train_param, &NetOptions { seed, model_dir: train_dir })?;
         let mut test_nets = Vec::new();
-        for (i, tp) in test_net_params(&param, file)?.into_iter().enumerate() {
+        for (i, (tp, dir)) in test_net_params(&param, file)?.into_iter().enumerate() {
             let test_seed = crate::rng::Rng::stream(seed, 1 + i as u64).next_u64();
-            test_nets.push(Net::new(be.clone(), &tp, test_seed).map_err(|e| in_test_net(i, e))?);
+            let opts = NetOptions { seed: test_seed, model_dir: dir };
+            test_nets.push(Net::with_options(be.clone(), &tp, &opts).map_err(|e| in_test_net(i, e))?);
         }
 
         let mut solver = Solver {
@@ -372,7 +373,8 @@ fn in_test_net(i: usize, e: Error) -> Error {
 }
 
 /// Reads a net file named in the solver (upgrading it), resolving its path.
-fn read_net_file(name: &str, field: &str, solver_file: Option<&Path>) -> Result<NetParameter> {
+/// The net file `name` and the folder that paths inside it (data sources) resolve against.
+fn read_net_file(name: &str, field: &str, solver_file: Option<&Path>) -> Result<(NetParameter, Option<PathBuf>)> {
     let path = paths::resolve(name, solver_file);
     if !path.exists() {
         let near = solver_file.and_then(Path::parent).map(|d| format!(" or in {}", d.display())).unwrap_or_default();
@@ -380,7 +382,8 @@ fn read_net_file(name: &str, field: &str, solver_file: Option<&Path>) -> Result<
             "the solver's {field} \"{name}\" was not found (looked in the working directory{near})"
         )));
     }
-    crate::upgrade::read_net(&path)
+    let dir = NetOptions::for_file(&path, 0).model_dir;
+    Ok((crate::upgrade::read_net(&path)?, dir))
 }
 
 /// A net given inline in the solver, upgraded as a file would be.
@@ -415,7 +418,9 @@ fn with_state(mut net: NetParameter, phase: Phase, solver_state: Option<&NetStat
 
 /// The train net (Caffe's `InitTrainNet`): exactly one of net, net_param, train_net,
 /// train_net_param. Returns the net and where it came from.
-fn train_net_param(p: &SolverParameter, file: Option<&Path>) -> Result<(NetParameter, String)> {
+/// The train net, a description of where it came from, and the folder that paths inside it
+/// resolve against (its file's, or the solver file's for a net given inline).
+fn train_net_param(p: &SolverParameter, file: Option<&Path>) -> Result<(NetParameter, String, Option<PathBuf>)> {
     const FIELDS: &str = "net, net_param, train_net, train_net_param";
     let count = [p.net.is_some(), p.net_param.is_some(), p.train_net.is_some(), p.train_net_param.is_some()]
         .iter()
@@ -427,22 +432,24 @@ fn train_net_param(p: &SolverParameter, file: Option<&Path>) -> Result<(NetParam
     if count > 1 {
         return Err(Error::Config(format!("the solver names more than one train net: give only one of {FIELDS}")));
     }
-    let (net, source) = if let Some(n) = &p.train_net_param {
-        (inline_net(n)?, "train_net_param".to_string())
+    let solver_dir = || file.and_then(|f| NetOptions::for_file(f, 0).model_dir);
+    let ((net, dir), source) = if let Some(n) = &p.train_net_param {
+        ((inline_net(n)?, solver_dir()), "train_net_param".to_string())
     } else if let Some(f) = &p.train_net {
         (read_net_file(f, "train_net", file)?, format!("train_net file {f}"))
     } else if let Some(n) = &p.net_param {
-        (inline_net(n)?, "net_param".to_string())
+        ((inline_net(n)?, solver_dir()), "net_param".to_string())
     } else {
         let f = p.net();
         (read_net_file(f, "net", file)?, format!("net file {f}"))
     };
-    Ok((with_state(net, Phase::Train, p.train_state.as_ref()), source))
+    Ok((with_state(net, Phase::Train, p.train_state.as_ref()), source, dir))
 }
 
 /// The test nets (Caffe's `InitTestNets`): test_net_param entries, test_net files, then as
 /// many copies of the generic net (net or net_param) as test_iter entries remain.
-fn test_net_params(p: &SolverParameter, file: Option<&Path>) -> Result<Vec<NetParameter>> {
+/// Each with the folder that paths inside it resolve against.
+fn test_net_params(p: &SolverParameter, file: Option<&Path>) -> Result<Vec<(NetParameter, Option<PathBuf>)>> {
     let generic = p.net.is_some() as usize + p.net_param.is_some() as usize;
     if generic > 1 {
         return Err(Error::Config("the solver gives both net and net_param; give one".into()));
@@ -464,23 +471,24 @@ fn test_net_params(p: &SolverParameter, file: Option<&Path>) -> Result<Vec<NetPa
     if instances > 0 && p.test_interval() <= 0 {
         return Err(Error::Config("the solver has test nets but no test_interval (give test_interval > 0)".into()));
     }
+    let solver_dir = || file.and_then(|f| NetOptions::for_file(f, 0).model_dir);
     let mut nets = Vec::with_capacity(instances);
     for n in &p.test_net_param {
-        nets.push(inline_net(n)?);
+        nets.push((inline_net(n)?, solver_dir()));
     }
     for f in &p.test_net {
         nets.push(read_net_file(f, "test_net", file)?);
     }
     while nets.len() < instances {
         nets.push(match &p.net_param {
-            Some(n) => inline_net(n)?,
+            Some(n) => (inline_net(n)?, solver_dir()),
             None => read_net_file(p.net(), "net", file)?,
         });
     }
     Ok(nets
         .into_iter()
         .enumerate()
-        .map(|(i, n)| with_state(n, Phase::Test, p.test_state.get(i)))
+        .map(|(i, (n, dir))| (with_state(n, Phase::Test, p.test_state.get(i)), dir))
         .collect())
 }
 

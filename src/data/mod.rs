@@ -1,0 +1,18 @@
+//! What data layers and the dataset tools share: reading image files as Caffe (OpenCV) gives
+//! them ([`decode`]), resizing ([`resize`]), source lists and path resolution ([`source`]),
+//! Caffe's `DataTransformer` ([`transform`]), the seeded sample order that makes runs resumable
+//! ([`order`]), label checks ([`labels`]), background loading ([`prefetch`]), and the
+//! preparation of segmentation datasets behind `crema dataset` ([`dataset`]).
+//!
+//! The layers themselves (`DenseImageData`, `ImageData`) live in `crate::layers`.
+
+pub mod dataset;
+pub mod decode;
+pub mod labels;
+pub mod order;
+pub mod prefetch;
+pub mod resize;
+pub mod source;
+pub mod transform;
+
+pub use decode::{read_image, read_label_image, ColorMode, Image8};
