@@ -2,25 +2,25 @@
 //! size and give a mask and probability map of that size.
 
 use crema::backend::cpu::Cpu;
-use crema::inference::{Image8, Options, ResizeFilter, Segmenter, Transform, DEFAULT_SCALE};
+use crema::inference::{transformer, Image8, Mean, Options, ResizeFilter, Segmenter, DEFAULT_SCALE};
 use crema::net::Net;
 use crema::proto::Phase;
 use std::path::Path;
 
-#[test]
-fn lung_segnet_lite_inference_segments_an_image_at_its_own_size() {
+fn lite_net() -> Net<Cpu> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lung_segnet_lite/inference.prototxt");
     let mut param = crema::upgrade::read_net(&path).unwrap();
     param.state = Some(crema::proto::NetState { phase: Some(Phase::Test as i32), ..Default::default() });
-    let net = Net::new(Cpu::new(), &param, 1).unwrap();
-    let options = Options {
-        input: None,
-        output: None,
-        class: 1,
-        transform: Transform { scale: DEFAULT_SCALE, mean: vec![] },
-        filter: ResizeFilter::Antialiased,
-    };
-    let mut seg = Segmenter::new(net, options).unwrap();
+    Net::new(Cpu::new(), &param, 1).unwrap()
+}
+
+fn options(size: Option<(usize, usize)>) -> Options {
+    Options { input: None, output: None, class: 1, transform: transformer(DEFAULT_SCALE, Mean::None), filter: ResizeFilter::Antialiased, size }
+}
+
+#[test]
+fn lung_segnet_lite_inference_segments_an_image_at_its_own_size() {
+    let mut seg = Segmenter::new(lite_net(), options(None)).unwrap();
     assert_eq!(seg.input_shape(), [1, 128, 128]);
     let (w, h) = (300, 200);
     let img = Image8 { width: w, height: h, channels: 1, data: (0..w * h).map(|i| (i % 251) as u8).collect() };
@@ -31,4 +31,17 @@ fn lung_segnet_lite_inference_segments_an_image_at_its_own_size() {
     // A colour image is refused by a gray net.
     let rgb = Image8 { width: 2, height: 2, channels: 3, data: vec![0; 12] };
     assert!(seg.segment(&rgb).unwrap_err().to_string().contains("3-channel image for an input of 1 channels"));
+}
+
+#[test]
+fn the_input_size_can_be_changed_to_what_the_net_was_trained_at() {
+    let mut seg = Segmenter::new(lite_net(), options(Some((64, 96)))).unwrap();
+    assert_eq!(seg.input_shape(), [1, 64, 96]);
+    let img = Image8 { width: 50, height: 40, channels: 1, data: vec![90; 2000] };
+    let out = seg.segment(&img).unwrap();
+    assert_eq!((out.mask.width(), out.mask.height()), (50, 40));
+    assert_eq!(seg.net().blob("prob").unwrap().shape(), [1, 2, 64, 96]);
+    // Five 2x2 poolings need a multiple of 32; SegNet's upsampling cannot restore 48 -> 3 -> 6.
+    let e = Segmenter::new(lite_net(), options(Some((48, 48)))).err().expect("48 is not a multiple of 32").to_string();
+    assert!(e.contains("upsample") || e.contains("Upsample"), "{e}");
 }

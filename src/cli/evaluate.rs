@@ -5,7 +5,7 @@
 use super::segment::{check_same_size, threshold, ModelOpts};
 use anyhow::{bail, Context};
 use crema::eval::{self, sources, ImageScore, Mask};
-use crema::inference::load_image;
+use crema::inference::{gray_image, load_image};
 use image::{GrayImage, RgbImage};
 use std::path::PathBuf;
 
@@ -62,7 +62,7 @@ fn with_model(a: &Args) -> anyhow::Result<eval::Summary> {
         let truth = eval::read_mask(&p.mask, t)?;
         check_same_size(&truth, (img.width, img.height), &p.mask, &p.image)?;
         let result = seg.segment(&img).with_context(|| p.image.display().to_string())?;
-        Ok((img.to_gray(), result.mask, truth))
+        Ok((gray_image(&img), result.mask, truth))
     };
     let mut rows = Vec::with_capacity(pairs.len());
     for (i, p) in pairs.iter().enumerate() {
@@ -102,7 +102,7 @@ fn with_masks(a: &Args) -> anyhow::Result<eval::Summary> {
         let (pred, truth) = load(&pairs[i])?;
         let xray = match a.images.as_ref().and_then(|d| sources::find_image(d, &pairs[i].name)) {
             Some(path) => {
-                let g = load_image(&path, 1)?.to_gray();
+                let g = gray_image(&load_image(&path, 1)?);
                 if (g.width() as usize, g.height() as usize) != (truth.width(), truth.height()) {
                     bail!(
                         "{} is {}x{} but its mask {} is {}x{}",

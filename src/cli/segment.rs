@@ -6,7 +6,7 @@ use super::common::NetOpts;
 use anyhow::{bail, Context};
 use crema::backend::cpu::Cpu;
 use crema::eval::{self, mask::write_png, sources, Mask, Threshold};
-use crema::inference::{load_image, Options, ResizeFilter, Segmenter, Transform, DEFAULT_SCALE};
+use crema::inference::{gray_image, load_image, transformer, Mean, Options, ResizeFilter, Segmenter, Transformer, DEFAULT_SCALE};
 use crema::proto::Phase;
 use image::DynamicImage;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,10 @@ pub struct ModelOpts {
     /// The output blob holding class probabilities (default: the net's only output).
     #[arg(long)]
     pub output: Option<String>,
+    /// Run the net at this input size instead of its Input layer's: N or HxW (SegNet takes
+    /// multiples of 32), e.g. 256 for a lite net trained on 256x256 images.
+    #[arg(long)]
+    pub size: Option<String>,
 }
 
 impl ModelOpts {
@@ -70,33 +74,52 @@ impl ModelOpts {
             .first()
             .and_then(|&b| net.layers().iter().find(|l| l.tops.contains(&b)))
             .and_then(|l| l.param.transform_param.clone());
-        if input_param.as_ref().is_some_and(|t| t.mean_file.is_some()) {
-            bail!("{}: the Input layer's transform_param has a mean_file, which segment does not read; give --mean", model.display());
+        let mut transform = match &input_param {
+            Some(tp) => Transformer::from_param(Some(tp), Phase::Test, model.parent()).with_context(|| model.display().to_string())?,
+            None => transformer(DEFAULT_SCALE, Mean::None),
+        };
+        let scale_from = match (self.scale, input_param.as_ref().and_then(|t| t.scale)) {
+            (Some(s), _) => {
+                transform.scale = s;
+                "--scale"
+            }
+            (None, Some(_)) => "the model's Input transform_param",
+            (None, None) => {
+                transform.scale = DEFAULT_SCALE;
+                "default"
+            }
+        };
+        if let Some(m) = &self.mean {
+            transform.mean = Mean::Values(parse_mean(m)?);
         }
-        let (scale, scale_from) = match (self.scale, input_param.as_ref().and_then(|t| t.scale)) {
-            (Some(s), _) => (s, "--scale"),
-            (None, Some(s)) => (s, "the model's Input transform_param"),
-            (None, None) => (DEFAULT_SCALE, "default"),
-        };
-        let mean = match (&self.mean, input_param.as_ref().map(|t| t.mean_value.clone()).filter(|m| !m.is_empty())) {
-            (Some(m), _) => parse_mean(m)?,
-            (None, Some(m)) => m,
-            (None, None) => Vec::new(),
-        };
         let filter = match self.resize {
             ResizeArg::Antialiased => ResizeFilter::Antialiased,
             ResizeArg::Linear => ResizeFilter::Linear,
         };
-        let options = Options { input: None, output: self.output.clone(), class: self.class, transform: Transform { scale, mean: mean.clone() }, filter };
+        let size = self.size.as_deref().map(parse_size).transpose()?;
+        let (scale, mean_text) = (transform.scale, match &transform.mean {
+            Mean::None => "none".to_string(),
+            Mean::Values(v) => format!("{v:?}"),
+            Mean::File { path, .. } => path.clone(),
+        });
+        let options = Options { input: None, output: self.output.clone(), class: self.class, transform, filter, size };
         let seg = Segmenter::new(net, options).with_context(|| model.display().to_string())?;
         let [c, h, w] = seg.input_shape();
-        let mean_text = if mean.is_empty() { "none".to_string() } else { format!("{mean:?}") };
         eprintln!(
             "input {c}x{h}x{w} ({}); images resized {:?}, pixel = (value - mean) * scale with scale {scale} ({scale_from}), mean {mean_text}",
             if c == 1 { "gray" } else { "BGR" },
             self.resize
         );
         Ok(seg)
+    }
+}
+
+/// `--size`: `N` (square) or `HxW`.
+fn parse_size(s: &str) -> anyhow::Result<(usize, usize)> {
+    let num = |v: &str| v.trim().parse::<usize>().with_context(|| format!("--size {s}: give N or HxW (e.g. 256 or 256x320)"));
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((num(h)?, num(w)?)),
+        None => num(s).map(|n| (n, n)),
     }
 }
 
@@ -191,7 +214,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             Some(dir) => truth_for(dir, &name, (img.width, img.height), file, threshold(a.threshold))?,
             None => None,
         };
-        let overlay = eval::overlay(&img.to_gray(), Some(&result.mask), truth.as_ref(), &style)?;
+        let overlay = eval::overlay(&gray_image(&img), Some(&result.mask), truth.as_ref(), &style)?;
         write_png(&a.out.join(format!("{name}_mask.png")), &DynamicImage::ImageLuma8(result.mask.to_image()))?;
         write_png(&a.out.join(format!("{name}_prob.png")), &DynamicImage::ImageLuma8(result.prob_image()))?;
         write_png(&a.out.join(format!("{name}_overlay.png")), &DynamicImage::ImageRgb8(overlay))?;

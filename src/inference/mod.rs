@@ -6,5 +6,5 @@ pub mod bn_stats;
 pub mod preprocess;
 pub mod segment;
 
-pub use preprocess::{load_image, Image8, ResizeFilter, Transform};
+pub use preprocess::{gray_image, load_image, transformer, Image8, Mean, ResizeFilter, Transformer};
 pub use segment::{Options, Segmentation, Segmenter, DEFAULT_SCALE};

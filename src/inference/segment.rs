@@ -1,7 +1,8 @@
 //! Segmenting images with an inference net: an image in, the lung mask and probability map out
 //! at the image's own size.
 
-use super::preprocess::{linear_taps, resize, Image8, ResizeFilter, Transform};
+use super::preprocess::{resize, Image8, ResizeFilter, Transformer};
+use crate::data::transform::Draw;
 use crate::backend::Backend;
 use crate::eval::mask::Mask;
 use crate::net::Net;
@@ -21,10 +22,13 @@ pub struct Options {
     pub output: Option<String>,
     /// The class whose pixels form the mask and whose probability is mapped (1: lung).
     pub class: usize,
-    /// Mean and scale applied to the resized pixels.
-    pub transform: Transform,
+    /// Mean and scale applied to the resized pixels (its crop and mirror are not used).
+    pub transform: Transformer,
     /// How images are brought to the input size.
     pub filter: ResizeFilter,
+    /// Height and width to give the input instead of the model's (a fully convolutional net
+    /// such as SegNet runs at any size its pooling allows).
+    pub size: Option<(usize, usize)>,
 }
 
 /// One image's result, at the image's size.
@@ -51,7 +55,7 @@ pub struct Segmenter<B: Backend> {
     input: String,
     output: usize,
     class: usize,
-    transform: Transform,
+    transform: Transformer,
     filter: ResizeFilter,
     /// Channels, height, width of the input.
     shape: [usize; 3],
@@ -78,19 +82,25 @@ impl<B: Backend> Segmenter<B> {
         let output = pick(&net, &outputs, opts.output.as_deref(), "output")?;
         let name = net.blob_name(input).to_string();
         let shape = net.blobs()[input].shape().to_vec();
-        let [_, c, h, w] = shape[..] else {
+        let [_, c, mut h, mut w] = shape[..] else {
             return Err(Error::Shape(format!("input `{name}` has shape {shape:?}; an image input needs N x C x H x W")));
         };
         if c != 1 && c != 3 {
             return Err(Error::Shape(format!("input `{name}` has {c} channels; an image gives 1 (gray) or 3 (BGR)")));
         }
+        if let Some((sh, sw)) = opts.size {
+            (h, w) = (sh, sw);
+        }
         if h == 0 || w == 0 {
-            return Err(Error::Shape(format!("input `{name}` has shape {shape:?}")));
+            return Err(Error::Shape(format!("input `{name}` would be {h}x{w}")));
         }
         let be = net.backend().clone();
         let blob = net.blob_mut(&name).ok_or_else(|| Error::Internal(format!("blob `{name}` vanished")))?;
         blob.reshape(&be, &[1, c, h, w])?;
-        Ok(Segmenter { net, input: name, output, class: opts.class, transform: opts.transform, filter: opts.filter, shape: [c, h, w] })
+        // Every layer takes the new size now, so a size the net cannot run at fails here.
+        net.reshape()?;
+        let transform = Transformer { crop_size: 0, mirror: false, ..opts.transform };
+        Ok(Segmenter { net, input: name, output, class: opts.class, transform, filter: opts.filter, shape: [c, h, w] })
     }
 
     /// Channels, height and width the net takes.
@@ -114,7 +124,8 @@ impl<B: Backend> Segmenter<B> {
         if img.width == 0 || img.height == 0 {
             return Err(Error::Shape("an empty image".into()));
         }
-        let values = self.transform.apply(&resize(img, w, h, self.filter))?;
+        let mut values = vec![0f32; c * h * w];
+        self.transform.apply(&resize(img, w, h, self.filter), Draw::default(), &mut values, false, std::path::Path::new("the image"))?;
         let be = self.net.backend().clone();
         let blob = self.net.blob_mut(&self.input).ok_or_else(|| Error::Internal("input blob vanished".into()))?;
         blob.reshape(&be, &[1, c, h, w])?;
@@ -150,6 +161,26 @@ impl<B: Backend> Segmenter<B> {
             prob: resize_plane(prob, ow, oh, img.width, img.height),
         })
     }
+}
+
+/// OpenCV `INTER_LINEAR` taps along one axis: for each destination index the first source
+/// index and the weights from there (`f = (d + 0.5) src / dst - 0.5`, ends clamped).
+fn linear_taps(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = 1.0 / (dst as f64 / src as f64);
+    (0..dst)
+        .map(|d| {
+            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+            let s = f.floor() as i64;
+            if s < 0 {
+                (0, vec![1.0])
+            } else if s >= src as i64 - 1 {
+                (src - 1, vec![1.0])
+            } else {
+                let a = f - s as f32;
+                (s as usize, vec![1.0 - a, a])
+            }
+        })
+        .collect()
 }
 
 /// Bilinear resize of one `f32` plane with OpenCV's `INTER_LINEAR` geometry (centres aligned,
