@@ -137,8 +137,8 @@ pub struct Args {
     /// Folder to write <name>_mask.png, <name>_prob.png and <name>_overlay.png into.
     #[arg(long)]
     out: PathBuf,
-    /// Folder of true masks (<name>.png, any nonzero pixel lung) to outline in the overlays
-    /// and score.
+    /// Folder of true masks (<name>.png; lung where nonzero in a 0/1 or 0/255 mask, see
+    /// --threshold) to outline in the overlays and score.
     #[arg(long)]
     truth: Option<PathBuf>,
     /// A true mask's pixel is lung when its value is above this; default: 0/1 masks are label
