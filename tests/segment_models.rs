@@ -45,3 +45,25 @@ fn the_input_size_can_be_changed_to_what_the_net_was_trained_at() {
     let e = Segmenter::new(lite_net(), options(Some((48, 48)))).err().expect("48 is not a multiple of 32").to_string();
     assert!(e.contains("upsample") || e.contains("Upsample"), "{e}");
 }
+
+/// `crema segment` on an original 512x512 X-ray gives the net exactly the pixels `crema dataset`
+/// wrote for training (fixtures/cxr-lite was made from ../shared/data/cxr-lungs at 128x128).
+#[test]
+fn segment_input_is_the_training_pixels_of_crema_dataset() {
+    use crema::inference::{load_image, preprocess::resize};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let originals = root.join("../shared/data/cxr-lungs/montgomery/images");
+    if !originals.is_dir() {
+        eprintln!("skipped: {} not found", originals.display());
+        return;
+    }
+    let list = std::fs::read_to_string(root.join("fixtures/cxr-lite/test.txt")).unwrap();
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let image = line.split_whitespace().next().unwrap();
+        let name = Path::new(image).file_name().unwrap();
+        let small = load_image(&root.join("fixtures/cxr-lite").join(image), 1).unwrap();
+        let big = load_image(&originals.join(name), 1).unwrap();
+        assert_eq!((big.width, big.height), (512, 512));
+        assert!(resize(&big, 128, 128, ResizeFilter::Antialiased) == small, "{image}");
+    }
+}
