@@ -5,6 +5,8 @@
 mod act;
 mod conv;
 pub mod gemm;
+mod gemm_kernel;
+pub mod isa;
 mod loss;
 mod math;
 mod norm;

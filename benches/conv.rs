@@ -1,0 +1,158 @@
+//! Convolution and GEMM throughput on the CPU backend: the 26 convolutions of the lung SegNet
+//! (batch 1, 1 x 256 x 256, VGG16 encoder-decoder, 3x3 stride 1 pad 1), forward,
+//! backward-data and backward-filter, and GEMM on three shapes.
+//!
+//! `cargo bench --bench conv [-- gemm|conv] [--runs N]`: prints the median of N runs (default
+//! 5) per layer and in total, and the peak RSS of the process.
+
+use crema::backend::cpu::gemm::sgemm;
+use crema::backend::cpu::Cpu;
+use crema::backend::{ConvSpec, Convolution};
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn rand_vec(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn peak_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// CPU time of this process so far (all threads), in seconds, from the scheduler's per-thread
+/// runtimes: a measure that other processes on the machine disturb much less than wall time.
+fn cpu_time() -> f64 {
+    let mut ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                ns += s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+    ns as f64 * 1e-9
+}
+
+fn bench_gemm(runs: usize) {
+    println!("GEMM (row-major C = A·B), {} threads, median of {runs} runs", rayon::current_num_threads());
+    for (m, k, n) in [(64, 576, 65536), (256, 2304, 4096), (2048, 2048, 2048)] {
+        let a = rand_vec(1, m * k);
+        let b = rand_vec(2, k * n);
+        let mut c = vec![0.0f32; m * n];
+        sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n);
+        let mut cpu = Vec::new();
+        let times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let (t, c0) = (Instant::now(), cpu_time());
+                sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n);
+                cpu.push(cpu_time() - c0);
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+        let t = median(times);
+        let gf = |t: f64| 2.0 * (m * n * k) as f64 / t / 1e9;
+        let per_core = gf(median(cpu)) ;
+        println!("  M={m:5} K={k:5} N={n:6}: {:8.2} ms {:7.1} GFLOP/s (best {:7.1}; per core-second of CPU time {:6.1})", t * 1e3, gf(t), gf(best), per_core);
+    }
+}
+
+/// The lung SegNet's convolutions: (spatial size, in channels, out channels).
+const SEGNET: [(usize, usize, usize); 26] = [
+    (256, 1, 64), (256, 64, 64),
+    (128, 64, 128), (128, 128, 128),
+    (64, 128, 256), (64, 256, 256), (64, 256, 256),
+    (32, 256, 512), (32, 512, 512), (32, 512, 512),
+    (16, 512, 512), (16, 512, 512), (16, 512, 512),
+    (16, 512, 512), (16, 512, 512), (16, 512, 512),
+    (32, 512, 512), (32, 512, 512), (32, 512, 256),
+    (64, 256, 256), (64, 256, 256), (64, 256, 128),
+    (128, 128, 128), (128, 128, 64),
+    (256, 64, 64), (256, 64, 2),
+];
+
+fn spec(hw: usize, c: usize, k: usize) -> ConvSpec {
+    ConvSpec {
+        num: 1,
+        channels: c,
+        out_channels: k,
+        group: 1,
+        in_shape: vec![hw, hw],
+        out_shape: vec![hw, hw],
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        pad: vec![1, 1],
+        dilation: vec![1, 1],
+    }
+}
+
+fn bench_conv(runs: usize) {
+    let cpu = Cpu::new();
+    println!("SegNet convolutions, batch 1, {} threads, median of {runs} runs (ms, GFLOP/s)", rayon::current_num_threads());
+    println!("{:>3} {:>4} {:>4} {:>4} | {:>8} {:>6} | {:>8} {:>6} | {:>8} {:>6}", "#", "HW", "C", "K", "fwd", "GF/s", "bwd-data", "GF/s", "bwd-filt", "GF/s");
+    let (mut tf, mut td, mut tw, mut flops_all) = (0.0, 0.0, 0.0, 0.0);
+    for (li, &(hw, c, k)) in SEGNET.iter().enumerate() {
+        let s = spec(hw, c, k);
+        let x = rand_vec(10 + li as u64, s.in_image_len());
+        let w: Vec<f32> = rand_vec(100 + li as u64, s.weight_len()).iter().map(|v| v * (2.0 / (9.0 * c as f32)).sqrt()).collect();
+        let dy = rand_vec(200 + li as u64, s.out_image_len());
+        let mut y = vec![0.0f32; s.out_image_len()];
+        let mut dx = vec![0.0f32; s.in_image_len()];
+        let mut dw = vec![0.0f32; s.weight_len()];
+        let flops = s.forward_flops() as f64;
+        let time = |f: &mut dyn FnMut()| {
+            f();
+            median((0..runs).map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            }).collect())
+        };
+        let f = time(&mut || cpu.conv_forward(&s, &x, &w, &mut y).unwrap());
+        // The first layer's input (the image) needs no gradient.
+        let d = if li == 0 { 0.0 } else { time(&mut || cpu.conv_backward_data(&s, &dy, &w, &mut dx).unwrap()) };
+        let g = time(&mut || cpu.conv_backward_filter(&s, &x, &dy, &mut dw).unwrap());
+        tf += f;
+        td += d;
+        tw += g;
+        flops_all += flops * if li == 0 { 2.0 } else { 3.0 };
+        let gf = |t: f64| if t > 0.0 { flops / t / 1e9 } else { 0.0 };
+        println!("{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.2} {:6.1} | {:8.2} {:6.1} | {:8.2} {:6.1}", f * 1e3, gf(f), d * 1e3, gf(d), g * 1e3, gf(g));
+    }
+    let fwd_flops: f64 = SEGNET.iter().map(|&(hw, c, k)| spec(hw, c, k).forward_flops() as f64).sum();
+    let bd_flops = fwd_flops - spec(256, 1, 64).forward_flops() as f64;
+    println!("total forward       {:8.1} ms {:6.1} GFLOP/s", tf * 1e3, fwd_flops / tf / 1e9);
+    println!("total backward-data {:8.1} ms {:6.1} GFLOP/s", td * 1e3, bd_flops / td / 1e9);
+    println!("total backward-filt {:8.1} ms {:6.1} GFLOP/s", tw * 1e3, fwd_flops / tw / 1e9);
+    let all = tf + td + tw;
+    println!("total fwd+bwd       {:8.1} ms {:6.1} GFLOP/s (direct-convolution FLOPs {:.1} G)", all * 1e3, flops_all / all / 1e9, flops_all / 1e9);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
+    let want = |w: &str| !args.iter().any(|a| a == "gemm" || a == "conv") || args.iter().any(|a| a == w);
+    if want("gemm") {
+        bench_gemm(runs);
+    }
+    if want("conv") {
+        bench_conv(runs);
+    }
+    println!("peak RSS {:.0} MB", peak_rss_mb());
+}
