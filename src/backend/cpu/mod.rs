@@ -4,8 +4,12 @@
 
 mod act;
 mod conv;
+mod conv_gemm;
+#[cfg(test)]
+mod conv_tests;
 pub mod gemm;
 mod gemm_kernel;
+mod im2col;
 pub mod isa;
 mod loss;
 mod math;
