@@ -105,9 +105,16 @@ fn spec(hw: usize, c: usize, k: usize) -> ConvSpec {
 fn bench_conv(runs: usize) {
     let cpu = Cpu::new();
     println!("SegNet convolutions, batch 1, {} threads, median of {runs} runs (ms, GFLOP/s)", rayon::current_num_threads());
-    println!("{:>3} {:>4} {:>4} {:>4} | {:>8} {:>6} | {:>8} {:>6} | {:>8} {:>6}", "#", "HW", "C", "K", "fwd", "GF/s", "bwd-data", "GF/s", "bwd-filt", "GF/s");
-    let (mut tf, mut td, mut tw, mut flops_all) = (0.0, 0.0, 0.0, 0.0);
+    println!("(GF/s: direct-convolution FLOPs per wall second; cpu: the same per CPU second per thread, which other load on the machine disturbs less)");
+    println!("{:>3} {:>4} {:>4} {:>4} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}", "#", "HW", "C", "K", "fwd ms", "GF/s", "cpu", "bwd-d ms", "GF/s", "cpu", "bwd-f ms", "GF/s", "cpu");
+    let mut tot = [(0.0f64, 0.0f64); 3];
+    let mut flops_all = 0.0;
+    let ops: String = std::env::args().skip_while(|a| a != "--ops").nth(1).unwrap_or_else(|| "fdw".into());
+    let only: Option<usize> = std::env::args().skip_while(|a| a != "--layer").nth(1).and_then(|v| v.parse().ok());
     for (li, &(hw, c, k)) in SEGNET.iter().enumerate() {
+        if only.is_some_and(|l| l != li) {
+            continue;
+        }
         let s = spec(hw, c, k);
         let x = rand_vec(10 + li as u64, s.in_image_len());
         let w: Vec<f32> = rand_vec(100 + li as u64, s.weight_len()).iter().map(|v| v * (2.0 / (9.0 * c as f32)).sqrt()).collect();
@@ -116,32 +123,44 @@ fn bench_conv(runs: usize) {
         let mut dx = vec![0.0f32; s.in_image_len()];
         let mut dw = vec![0.0f32; s.weight_len()];
         let flops = s.forward_flops() as f64;
+        // (median wall seconds, median CPU seconds per thread)
+        let threads = rayon::current_num_threads() as f64;
         let time = |f: &mut dyn FnMut()| {
             f();
-            median((0..runs).map(|_| {
-                let t = Instant::now();
+            let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let (t, c) = (Instant::now(), cpu_time());
                 f();
-                t.elapsed().as_secs_f64()
-            }).collect())
+                cpu.push((cpu_time() - c) / threads);
+                wall.push(t.elapsed().as_secs_f64());
+            }
+            (median(wall), median(cpu))
         };
-        let f = time(&mut || cpu.conv_forward(&s, &x, &w, &mut y).unwrap());
+        let none = (0.0, 0.0);
+        let f = if ops.contains('f') { time(&mut || cpu.conv_forward(&s, &x, &w, &mut y).unwrap()) } else { none };
         // The first layer's input (the image) needs no gradient.
-        let d = if li == 0 { 0.0 } else { time(&mut || cpu.conv_backward_data(&s, &dy, &w, &mut dx).unwrap()) };
-        let g = time(&mut || cpu.conv_backward_filter(&s, &x, &dy, &mut dw).unwrap());
-        tf += f;
-        td += d;
-        tw += g;
+        let d = if li == 0 || !ops.contains('d') { none } else { time(&mut || cpu.conv_backward_data(&s, &dy, &w, &mut dx).unwrap()) };
+        let g = if ops.contains('w') { time(&mut || cpu.conv_backward_filter(&s, &x, &dy, &mut dw).unwrap()) } else { none };
+        for (i, t) in [f, d, g].iter().enumerate() {
+            tot[i].0 += t.0;
+            tot[i].1 += t.1;
+        }
         flops_all += flops * if li == 0 { 2.0 } else { 3.0 };
         let gf = |t: f64| if t > 0.0 { flops / t / 1e9 } else { 0.0 };
-        println!("{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.2} {:6.1} | {:8.2} {:6.1} | {:8.2} {:6.1}", f * 1e3, gf(f), d * 1e3, gf(d), g * 1e3, gf(g));
+        println!(
+            "{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.2} {:6.1} {:6.1} | {:8.2} {:6.1} {:6.1} | {:8.2} {:6.1} {:6.1}",
+            f.0 * 1e3, gf(f.0), gf(f.1), d.0 * 1e3, gf(d.0), gf(d.1), g.0 * 1e3, gf(g.0), gf(g.1)
+        );
     }
     let fwd_flops: f64 = SEGNET.iter().map(|&(hw, c, k)| spec(hw, c, k).forward_flops() as f64).sum();
     let bd_flops = fwd_flops - spec(256, 1, 64).forward_flops() as f64;
-    println!("total forward       {:8.1} ms {:6.1} GFLOP/s", tf * 1e3, fwd_flops / tf / 1e9);
-    println!("total backward-data {:8.1} ms {:6.1} GFLOP/s", td * 1e3, bd_flops / td / 1e9);
-    println!("total backward-filt {:8.1} ms {:6.1} GFLOP/s", tw * 1e3, fwd_flops / tw / 1e9);
-    let all = tf + td + tw;
-    println!("total fwd+bwd       {:8.1} ms {:6.1} GFLOP/s (direct-convolution FLOPs {:.1} G)", all * 1e3, flops_all / all / 1e9, flops_all / 1e9);
+    let names = ["forward", "backward-data", "backward-filter"];
+    let flops = [fwd_flops, bd_flops, fwd_flops];
+    for i in 0..3 {
+        println!("total {:<16} {:8.1} ms {:6.1} GFLOP/s  (CPU time per thread {:8.1} ms)", names[i], tot[i].0 * 1e3, flops[i] / tot[i].0 / 1e9, tot[i].1 * 1e3);
+    }
+    let (all, all_cpu) = (tot.iter().map(|t| t.0).sum::<f64>(), tot.iter().map(|t| t.1).sum::<f64>());
+    println!("total fwd+bwd            {:8.1} ms {:6.1} GFLOP/s  (CPU time per thread {:8.1} ms; direct-convolution FLOPs {:.1} G)", all * 1e3, flops_all / all / 1e9, all_cpu * 1e3, flops_all / 1e9);
 }
 
 fn main() {

@@ -1,10 +1,13 @@
 //! CPU convolution: a policy picks, per call, among the paths beside this file.
 //!
 //! - [`conv_gemm`](super::conv_gemm): implicit-im2col GEMM, every geometry;
+//! - [`conv_winograd`](super::conv_winograd): Winograd F(4x4, 3x3), 2-d 3x3 stride 1
+//!   (forward and backward-data);
 //!
 //! Every path is tested against a naive float64 convolution (`conv_tests`).
 
 use super::isa::Isa;
+use super::conv_winograd::{self, Problem, Weights};
 use super::{conv_gemm, range_check, Cpu};
 use crate::backend::{ConvSpec, Convolution};
 use crate::Result;
@@ -15,6 +18,8 @@ use rayon::prelude::*;
 pub(crate) enum Path {
     /// Implicit-im2col GEMM (any geometry).
     Gemm,
+    /// Winograd F(4x4, 3x3): 2-d, 3x3, stride 1, dilation 1 (backward-data: pad <= 2).
+    Winograd,
 }
 
 /// The primitives a path may serve.
@@ -26,19 +31,69 @@ pub(crate) enum Op {
 }
 
 /// The paths that can compute `op` for `spec`, fastest first by the policy's measure.
-pub(crate) fn applicable(_spec: &ConvSpec, _op: Op) -> Vec<Path> {
-    vec![Path::Gemm]
+pub(crate) fn applicable(spec: &ConvSpec, op: Op) -> Vec<Path> {
+    let mut v = Vec::new();
+    if winograd_fits(spec, op) {
+        v.push(Path::Winograd);
+    }
+    v.push(Path::Gemm);
+    v
 }
 
-/// The path the policy picks for `op` on `spec`.
+/// Whether the Winograd path can compute `op` on `spec`.
+fn winograd_fits(s: &ConvSpec, op: Op) -> bool {
+    let geometry = s.kernel == [3, 3] && s.stride == [1, 1] && s.dilation == [1, 1];
+    match op {
+        Op::Forward => geometry,
+        Op::BackwardData => geometry && s.pad.iter().all(|&p| p <= 2),
+        Op::BackwardFilter => false,
+    }
+}
+
+/// The path the policy picks for `op` on `spec`. `CREMA_CONV_PATH=gemm` or `winograd`
+/// overrides the policy wherever that path applies (for benchmarks and comparisons).
 pub(crate) fn choose(spec: &ConvSpec, op: Op) -> Path {
-    applicable(spec, op)[0]
+    let paths = applicable(spec, op);
+    if let Some(forced) = forced_path().filter(|f| paths.contains(f)) {
+        return forced;
+    }
+    paths[0]
+}
+
+fn forced_path() -> Option<Path> {
+    static FORCED: std::sync::OnceLock<Option<Path>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("CREMA_CONV_PATH").ok()?.to_ascii_lowercase().as_str() {
+        "gemm" => Some(Path::Gemm),
+        "winograd" => Some(Path::Winograd),
+        _ => None,
+    })
 }
 
 /// `y = conv(x, w)` (overwrites `y`) by `path`.
 pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::forward(isa, s, x, w, y),
+        Path::Winograd => {
+            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            for g in 0..s.group {
+                let p = Problem {
+                    num: s.num,
+                    c: cg,
+                    k: mg,
+                    h: s.in_shape[0],
+                    w: s.in_shape[1],
+                    oh: s.out_shape[0],
+                    ow: s.out_shape[1],
+                    ph: s.pad[0],
+                    pw: s.pad[1],
+                    x_img: s.in_image_len(),
+                    y_img: s.out_image_len(),
+                };
+                let wts = Weights { w: &w[g * mg * cg * 9..(g + 1) * mg * cg * 9], ks: cg * 9, cs: 9, flip: false };
+                conv_winograd::forward(isa, &p, &x[g * cg * isp..], &wts, &mut y[g * mg * osp..]);
+            }
+        }
     }
 }
 
@@ -46,6 +101,28 @@ pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], 
 pub(crate) fn backward_data(isa: Isa, path: Path, s: &ConvSpec, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::backward_data(isa, s, dy, w, dx),
+        Path::Winograd => {
+            // The transposed convolution: dy (K channels) with the flipped kernel, pad 2 - p.
+            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            for g in 0..s.group {
+                let p = Problem {
+                    num: s.num,
+                    c: mg,
+                    k: cg,
+                    h: s.out_shape[0],
+                    w: s.out_shape[1],
+                    oh: s.in_shape[0],
+                    ow: s.in_shape[1],
+                    ph: 2 - s.pad[0],
+                    pw: 2 - s.pad[1],
+                    x_img: s.out_image_len(),
+                    y_img: s.in_image_len(),
+                };
+                let wts = Weights { w: &w[g * mg * cg * 9..(g + 1) * mg * cg * 9], ks: 9, cs: cg * 9, flip: true };
+                conv_winograd::forward(isa, &p, &dy[g * mg * osp..], &wts, &mut dx[g * cg * isp..]);
+            }
+        }
     }
 }
 
@@ -53,6 +130,7 @@ pub(crate) fn backward_data(isa: Isa, path: Path, s: &ConvSpec, dy: &[f32], w: &
 pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::backward_filter(isa, s, x, dy, dw),
+        Path::Winograd => unreachable!("no Winograd backward-filter"),
     }
 }
 

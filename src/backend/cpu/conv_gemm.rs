@@ -71,7 +71,7 @@ impl PackB for Im2colT<'_> {
         let s = &self.0;
         let mut koff = vec![0usize; s.nd];
         let panels = nc.div_ceil(nr);
-        if nc % nr != 0 {
+        if !nc.is_multiple_of(nr) {
             dst[(panels - 1) * nr * kc..panels * nr * kc].fill(0.0);
         }
         for n in 0..nc {

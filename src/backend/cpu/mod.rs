@@ -7,9 +7,11 @@ mod conv;
 mod conv_gemm;
 #[cfg(test)]
 mod conv_tests;
+mod conv_winograd;
 pub mod gemm;
 mod gemm_kernel;
 mod im2col;
+mod winograd;
 pub mod isa;
 mod loss;
 mod math;

@@ -1,0 +1,590 @@
+//! Winograd F(4x4, 3x3) convolution for 3x3 stride-1 kernels: forward, and backward-data as
+//! the forward convolution of `dy` with the flipped, transposed kernel.
+//!
+//! Tiles of 4x4 outputs are numbered image by image, row by row, in *half-groups* of up to 8
+//! consecutive tiles of one tile row; two half-groups make a group of 16 lanes, `NR / 16`
+//! groups one GEMM panel. For each of the 36 transform points ξ the products are one GEMM,
+//! `M_ξ (K x tiles) = U_ξ (K x C) · V_ξ (C x tiles)`, run by the packed-GEMM microkernel on
+//! operands the transforms write directly in packed form: `U` (`[K panel][ξ][c][MR]`),
+//! `V` (`[ξ][tile panel][c][NR]`), `M` (`[ξ][k][tile]`).
+//!
+//! Which of U and V is computed once for the whole call depends on which is smaller:
+//! - early layers (many tiles, few channels): all of U once, then work units over blocks of
+//!   tile panels, each transforming its own input;
+//! - deep layers (few tiles, many channels): all of V once, then units over blocks of
+//!   output-channel panels, each transforming its own kernels;
+//! - when neither fits [`SHARED_BUDGET`], U block by block, units over tile blocks.
+//!
+//! Units run in parallel and each writes its own outputs in a fixed order of operations, so
+//! results do not depend on the thread count.
+
+use super::gemm_kernel::{kernel, Kernel};
+use super::isa::Isa;
+use super::winograd::scalar;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Most bytes of transformed weights or input shared by all units of one call.
+const SHARED_BUDGET: usize = 16 << 20;
+/// Target bytes of a unit's own transformed input or weights.
+const UNIT_BUDGET: usize = 1 << 20;
+/// Target bytes of a unit's products before they are transformed back.
+const M_BUDGET: usize = 512 << 10;
+
+/// One channel group of a 3x3, stride-1 convolution as the Winograd path sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct Problem {
+    pub num: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub k: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub ph: usize,
+    pub pw: usize,
+    /// Elements from one image to the next in `x` and in `y`.
+    pub x_img: usize,
+    pub y_img: usize,
+}
+
+/// Where kernel `(k, c)` lives: `g[i][j] = w[k·ks + c·cs + (3i + j)]`, or `8 - (3i + j)`
+/// when `flip`.
+pub(crate) struct Weights<'a> {
+    pub w: &'a [f32],
+    pub ks: usize,
+    pub cs: usize,
+    pub flip: bool,
+}
+
+/// Up to 8 consecutive tiles of one tile row: image `n`, tile row `ti`, tile columns
+/// `tj0..tj0 + cnt` (`cnt == 0`: padding past the last tile).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Half {
+    pub n: usize,
+    pub ti: usize,
+    pub tj0: usize,
+    pub cnt: usize,
+}
+
+pub(crate) struct Tiling {
+    th: usize,
+    tw: usize,
+    /// Half-groups per tile row.
+    hpr: usize,
+    halves: usize,
+}
+
+impl Tiling {
+    fn new(p: &Problem) -> Self {
+        let (th, tw) = (p.oh.div_ceil(4), p.ow.div_ceil(4));
+        let hpr = tw.div_ceil(8);
+        Tiling { th, tw, hpr, halves: p.num * th * hpr }
+    }
+    /// The two half-groups of group `g`.
+    #[inline]
+    fn group(&self, g: usize) -> [Half; 2] {
+        [self.half(2 * g), self.half(2 * g + 1)]
+    }
+    #[inline]
+    fn half(&self, i: usize) -> Half {
+        if i >= self.halves {
+            return Half::default();
+        }
+        let (n, r) = (i / (self.th * self.hpr), i % (self.th * self.hpr));
+        let (ti, tj0) = (r / self.hpr, (r % self.hpr) * 8);
+        Half { n, ti, tj0, cnt: 8.min(self.tw - tj0) }
+    }
+}
+
+/// A buffer shared by parallel tasks that each write their own disjoint elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32, usize);
+// SAFETY: every use writes disjoint elements from different tasks (see each call site).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+thread_local! {
+    /// Shared transformed weights or input of a call (on the calling thread).
+    static SHARED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A unit's own transformed input, its own transformed weights, and its products.
+    static UNIT: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// The geometry of one call: kernel tile, panels and groups.
+struct Geo {
+    kern: Kernel,
+    mr: usize,
+    nr: usize,
+    /// Groups per tile panel.
+    gpp: usize,
+    /// Tile panels, output-channel panels.
+    panels: usize,
+    kpanels: usize,
+}
+
+/// Where a unit finds V: shared for all panels, or its own (computed for its panels).
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Shared(&'a [f32]),
+    Own,
+}
+
+/// `y = conv3x3(x, w)` for one channel group (`y` overwritten).
+pub(crate) fn forward(isa: Isa, p: &Problem, x: &[f32], wts: &Weights, y: &mut [f32]) {
+    assert!(p.num > 0 && y.len() >= (p.num - 1) * p.y_img + p.k * p.oh * p.ow, "winograd: y too short");
+    assert!(x.len() >= (p.num - 1) * p.x_img + p.c * p.h * p.w, "winograd: x too short");
+    assert!(wts.w.len() > (p.k.max(1) - 1) * wts.ks + (p.c.max(1) - 1) * wts.cs + 8, "winograd: w too short");
+    if p.k == 0 || p.oh == 0 || p.ow == 0 {
+        return;
+    }
+    let kern = kernel(isa);
+    let (mr, nr) = (kern.mr, kern.nr);
+    let tl = Tiling::new(p);
+    let groups = tl.halves.div_ceil(2);
+    let geo = Geo { kern, mr, nr, gpp: nr / 16, panels: groups.div_ceil(nr / 16), kpanels: p.k.div_ceil(mr) };
+    let c = p.c.max(1);
+    let (u_all, v_all) = (36 * c * geo.kpanels * mr * 4, 36 * c * geo.panels * nr * 4);
+    let threads = rayon::current_num_threads();
+    let yp = Shared(y.as_mut_ptr(), y.len());
+    SHARED.with(|sh| {
+        let mut sh = sh.borrow_mut();
+        if v_all <= SHARED_BUDGET && (v_all < u_all || u_all > SHARED_BUDGET) {
+            // All of V once; units over blocks of output-channel panels.
+            let v = grow(&mut sh, v_all / 4);
+            input_all(isa, p, &tl, &geo, x, v);
+            let v = &*v;
+            let per = (UNIT_BUDGET / (36 * c * mr * 4)).clamp(1, geo.kpanels.div_ceil(2 * threads));
+            let units = geo.kpanels.div_ceil(per);
+            (0..units).into_par_iter().for_each(|i| {
+                let (ka, kb) = (i * per, ((i + 1) * per).min(geo.kpanels));
+                // SAFETY: this unit writes output channels of panels ka..kb only.
+                unsafe { unit(isa, p, &tl, &geo, x, wts, Src::Shared(v), Src::Own, 0, geo.panels, ka, kb, yp) };
+            });
+        } else {
+            // U block by block (one block when it fits); units over blocks of tile panels.
+            let kblocks = u_all.div_ceil(SHARED_BUDGET);
+            let kper = geo.kpanels.div_ceil(kblocks);
+            let per = (UNIT_BUDGET / (36 * c * nr * 4)).clamp(1, geo.panels.div_ceil(2 * threads));
+            let units = geo.panels.div_ceil(per);
+            for kblk in 0..kblocks {
+                let (ka, kb) = (kblk * kper, ((kblk + 1) * kper).min(geo.kpanels));
+                let u = grow(&mut sh, 36 * c * (kb - ka) * mr);
+                u.par_chunks_mut(36 * c * mr).enumerate().for_each(|(i, blk)| weights_panel(isa, p, wts, &geo, ka + i, blk));
+                let u = &*u;
+                (0..units).into_par_iter().for_each(|i| {
+                    let (pa, pb) = (i * per, ((i + 1) * per).min(geo.panels));
+                    // SAFETY: this unit writes the tiles of panels pa..pb only.
+                    unsafe { unit(isa, p, &tl, &geo, x, wts, Src::Own, Src::Shared(u), pa, pb, ka, kb, yp) };
+                });
+            }
+        }
+    });
+}
+
+/// Transforms the input of every tile panel into `v` (`[ξ][panel][c][nr]`), in parallel over
+/// channel ranges.
+fn input_all(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], v: &mut [f32]) {
+    let vp = Shared(v.as_mut_ptr(), v.len());
+    let chunk = p.c.div_ceil(4 * rayon::current_num_threads()).max(1);
+    (0..p.c.div_ceil(chunk)).into_par_iter().for_each(|i| {
+        let (c0, c1) = (i * chunk, ((i + 1) * chunk).min(p.c));
+        // SAFETY: tasks write disjoint channel ranges of every [ξ][panel] row of v.
+        unsafe { input_stage(isa, p, tl, geo, x, c0, c1, 0, geo.panels, vp) };
+    });
+}
+
+/// Transforms the kernels of output-channel panel `kp` into `blk` (`[ξ][c][mr]`).
+fn weights_panel(isa: Isa, p: &Problem, wts: &Weights, geo: &Geo, kp: usize, blk: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 was detected (or chosen by a test among the available ISAs).
+        Isa::Avx512 => unsafe { avx::weights_panel(p, wts, geo.mr, kp, blk) },
+        _ => weights_panel_scalar(p, wts, geo.mr, kp, blk),
+    }
+}
+
+/// Input transform of channels `c0..c1` for tile panels `pa..pb` into `v`
+/// (`[ξ][panel - pa][c][nr]`, `pb - pa` panels).
+///
+/// # Safety
+/// `v` must hold `36 · (pb - pa) · c · nr` floats, with no other task writing these channels.
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_stage(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0: usize, c1: usize, pa: usize, pb: usize, v: Shared) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 available; the rest forwarded.
+        Isa::Avx512 => unsafe { avx::input_stage(p, tl, geo, x, c0, c1, pa, pb, v) },
+        // SAFETY: forwarded.
+        _ => unsafe { input_stage_scalar(p, tl, geo, x, c0, c1, pa, pb, v) },
+    }
+}
+
+/// One work unit: tile panels `pa..pb`, output-channel panels `ka..kb`. `v` is the shared
+/// transformed input of all panels or `Own` (computed here for `pa..pb`); `u` the shared
+/// weights of panels from `ka` on, or `Own`.
+///
+/// # Safety
+/// No other unit may write output channels of panels `ka..kb` in tiles of panels `pa..pb`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn unit(
+    isa: Isa,
+    p: &Problem,
+    tl: &Tiling,
+    geo: &Geo,
+    x: &[f32],
+    wts: &Weights,
+    v: Src,
+    u: Src,
+    pa: usize,
+    pb: usize,
+    ka: usize,
+    kb: usize,
+    y: Shared,
+) {
+    let (mr, nr, c) = (geo.mr, geo.nr, p.c);
+    UNIT.with(|s| {
+        let mut s = s.borrow_mut();
+        let (vown, uown, mbuf) = &mut *s;
+        // V rows start at panel `v0` of a buffer of `vnp` panels; U panels at `ka`.
+        let (v, v0, vnp): (&[f32], usize, usize) = match v {
+            Src::Shared(v) => (v, 0, geo.panels),
+            Src::Own => {
+                let buf = grow(vown, 36 * c * (pb - pa) * nr);
+                // SAFETY: the buffer is this unit's own and holds (pb - pa) panels.
+                unsafe { input_stage(isa, p, tl, geo, x, 0, c, pa, pb, Shared(buf.as_mut_ptr(), buf.len())) };
+                (&*buf, pa, pb - pa)
+            }
+        };
+        let u: &[f32] = match u {
+            Src::Shared(u) => u,
+            Src::Own => {
+                let buf = grow(uown, 36 * c * (kb - ka) * mr);
+                for (i, blk) in buf.chunks_mut(36 * c * mr).enumerate() {
+                    weights_panel(isa, p, wts, geo, ka + i, blk);
+                }
+                &*buf
+            }
+        };
+        // Products in chunks of tile panels x output-channel panels that fit M_BUDGET.
+        let per_tile_panel = 36 * nr * 4;
+        let kc = (M_BUDGET / (per_tile_panel * mr)).clamp(1, kb - ka);
+        let tc = (M_BUDGET / (per_tile_panel * kc * mr)).clamp(1, pb - pa);
+        for k0 in (ka..kb).step_by(kc) {
+            let k1 = (k0 + kc).min(kb);
+            for t0 in (pa..pb).step_by(tc) {
+                let t1 = (t0 + tc).min(pb);
+                let (kloc, tw) = ((k1 - k0) * mr, (t1 - t0) * nr);
+                let m = grow(mbuf, 36 * kloc * tw);
+                for xi in 0..36 {
+                    for tp in t0..t1 {
+                        let b = v[((xi * vnp + tp - v0) * c) * nr..].as_ptr();
+                        for kp in k0..k1 {
+                            let a = u[(((kp - ka) * 36 + xi) * c) * mr..].as_ptr();
+                            let cm = m[(xi * kloc + (kp - k0) * mr) * tw + (tp - t0) * nr..].as_mut_ptr();
+                            // SAFETY: the panels hold c x mr and c x nr floats; m has room
+                            // for the whole mr x nr tile at row stride tw.
+                            unsafe { (geo.kern.run)(c, a, b, cm, tw, 1.0, 0.0, mr, nr) };
+                        }
+                    }
+                }
+                let (ks, ke) = (k0 * mr, (k1 * mr).min(p.k));
+                // SAFETY: this unit owns channels ks..ke of the tiles of panels t0..t1.
+                unsafe { output_stage(isa, p, tl, geo, m, k0 * mr, kloc, ks, ke, t0, t1, y) };
+            }
+        }
+    });
+}
+
+/// Output transform of channels `ks..ke` for tile panels `t0..t1` from products `m`
+/// (`[ξ][k - kbase][tile]`, `kloc` rows per ξ).
+///
+/// # Safety
+/// The caller owns these outputs of `y`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_stage(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32], kbase: usize, kloc: usize, ks: usize, ke: usize, t0: usize, t1: usize, y: Shared) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 available; the rest forwarded.
+        Isa::Avx512 => unsafe { avx::output_stage(p, tl, geo, m, kbase, kloc, ks, ke, t0, t1, y) },
+        // SAFETY: forwarded.
+        _ => unsafe { output_stage_scalar(p, tl, geo, m, kbase, kloc, ks, ke, t0, t1, y) },
+    }
+}
+
+fn weights_panel_scalar(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
+    blk.fill(0.0);
+    for l in 0..mr.min(p.k - kp * mr) {
+        for c in 0..p.c {
+            let base = (kp * mr + l) * wts.ks + c * wts.cs;
+            let g: [[f32; 3]; 3] =
+                std::array::from_fn(|i| std::array::from_fn(|j| wts.w[base + if wts.flip { 8 - (3 * i + j) } else { 3 * i + j }]));
+            let mut u = [0.0; 36];
+            scalar::weight_tile(&g, &mut u);
+            for (xi, v) in u.iter().enumerate() {
+                blk[(xi * p.c + c) * mr + l] = *v;
+            }
+        }
+    }
+}
+
+/// See [`input_stage`].
+///
+/// # Safety
+/// See [`input_stage`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_stage_scalar(p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0: usize, c1: usize, pa: usize, pb: usize, v: Shared) {
+    let np = pb - pa;
+    for c in c0..c1 {
+        for gi in pa * geo.gpp..pb * geo.gpp {
+            let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
+            for (hi, h) in tl.group(gi).iter().enumerate() {
+                for j in 0..8 {
+                    let mut d = [[0.0f32; 6]; 6];
+                    if j < h.cnt {
+                        let plane = h.n * p.x_img + c * p.h * p.w;
+                        for (r, dr) in d.iter_mut().enumerate() {
+                            let ih = (4 * h.ti + r) as isize - p.ph as isize;
+                            if ih < 0 || ih >= p.h as isize {
+                                continue;
+                            }
+                            for (s, ds) in dr.iter_mut().enumerate() {
+                                let iw = (4 * (h.tj0 + j) + s) as isize - p.pw as isize;
+                                if iw >= 0 && iw < p.w as isize {
+                                    *ds = x[plane + ih as usize * p.w + iw as usize];
+                                }
+                            }
+                        }
+                    }
+                    let mut out = [0.0; 36];
+                    scalar::input_tile(&d, &mut out);
+                    for (xi, val) in out.iter().enumerate() {
+                        let o = ((xi * np + tp) * p.c + c) * geo.nr + off + hi * 8 + j;
+                        debug_assert!(o < v.1);
+                        // SAFETY: o is inside v (36·np·c·nr floats); channel c is ours.
+                        unsafe { *v.0.add(o) = *val };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// See [`output_stage`].
+///
+/// # Safety
+/// See [`output_stage`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_stage_scalar(p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32], kbase: usize, kloc: usize, ks: usize, ke: usize, t0: usize, t1: usize, y: Shared) {
+    let tw = (t1 - t0) * geo.nr;
+    for k in ks..ke {
+        for gi in t0 * geo.gpp..t1 * geo.gpp {
+            for (hi, h) in tl.group(gi).iter().enumerate() {
+                for j in 0..h.cnt {
+                    let lane = (gi - t0 * geo.gpp) * 16 + hi * 8 + j;
+                    let mm: [f32; 36] = std::array::from_fn(|xi| m[(xi * kloc + k - kbase) * tw + lane]);
+                    let mut t = [[0.0; 4]; 4];
+                    scalar::output_tile(&mm, &mut t);
+                    let plane = h.n * p.y_img + k * p.oh * p.ow;
+                    for (r, tr) in t.iter().enumerate().take(p.oh - 4 * h.ti) {
+                        for (s, ts) in tr.iter().enumerate().take(p.ow - 4 * (h.tj0 + j)) {
+                            let i = plane + (4 * h.ti + r) * p.ow + 4 * (h.tj0 + j) + s;
+                            debug_assert!(i < y.1);
+                            // SAFETY: i is inside y (forward checks its length); ours to write.
+                            unsafe { *y.0.add(i) = *ts };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    //! AVX-512 stages: a half-group's six input columns are stride-4 phases of one
+    //! contiguous input row, pulled out with two-source permutes; output rows are the
+    //! reverse interleave.
+    use super::*;
+    use crate::backend::cpu::winograd::avx512::{input_tile, output_tile, weight_tile};
+    use std::arch::x86_64::*;
+
+    /// Lanes `lo..hi` of a 16-bit mask.
+    #[inline(always)]
+    fn span(lo: isize, hi: isize) -> u16 {
+        let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
+        if hi <= lo { 0 } else { (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16 }
+    }
+
+    /// Row elements `start..start + 16`, zero outside `0..w`.
+    ///
+    /// # Safety
+    /// `row` points at a row of `w` readable floats.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn load_row(row: *const f32, start: isize, w: usize) -> __m512 {
+        let m = span(-start, w as isize - start);
+        // SAFETY: only lanes inside 0..w are read (masked-off lanes do not access memory).
+        unsafe { _mm512_maskz_loadu_ps(m, row.wrapping_offset(start)) }
+    }
+
+    /// See [`super::weights_panel`]: sixteen lanes of output channels at once.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn weights_panel(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
+        let lanes = mr.min(p.k - kp * mr);
+        let mask = span(0, mr as isize);
+        let mut g = [[0.0f32; 16]; 9];
+        for c in 0..p.c {
+            for l in 0..lanes {
+                let base = (kp * mr + l) * wts.ks + c * wts.cs;
+                for (t, gt) in g.iter_mut().enumerate() {
+                    gt[l] = wts.w[base + if wts.flip { 8 - t } else { t }];
+                }
+            }
+            // SAFETY: g rows are 16 floats.
+            let gv: [[__m512; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| unsafe { _mm512_loadu_ps(g[3 * i + j].as_ptr()) }));
+            let mut u = [_mm512_setzero_ps(); 36];
+            weight_tile(&gv, &mut u);
+            for (xi, uv) in u.iter().enumerate() {
+                let o = (xi * p.c + c) * mr;
+                assert!(o + mr <= blk.len());
+                // SAFETY: checked above: mr floats from o are inside blk.
+                unsafe { _mm512_mask_storeu_ps(blk.as_mut_ptr().add(o), mask, *uv) };
+            }
+        }
+    }
+
+    /// See [`super::input_stage`].
+    ///
+    /// # Safety
+    /// See [`super::input_stage`]; AVX-512F.
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn input_stage(p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0: usize, c1: usize, pa: usize, pb: usize, v: Shared) {
+        let np = pb - pa;
+        let idx: [__m512i; 4] =
+            std::array::from_fn(|s| _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28), _mm512_set1_epi32(s as i32)));
+        for gi in pa * geo.gpp..pb * geo.gpp {
+            let halves = tl.group(gi);
+            let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
+            for c in c0..c1 {
+                let mut d = [[_mm512_setzero_ps(); 6]; 6];
+                for (r, dr) in d.iter_mut().enumerate() {
+                    let mut ph = [[_mm512_setzero_ps(); 6]; 2];
+                    for (hi, h) in halves.iter().enumerate() {
+                        let ih = (4 * h.ti + r) as isize - p.ph as isize;
+                        if h.cnt == 0 || ih < 0 || ih >= p.h as isize {
+                            continue;
+                        }
+                        let rowoff = h.n * p.x_img + c * p.h * p.w + ih as usize * p.w;
+                        assert!(rowoff + p.w <= x.len());
+                        // SAFETY: rowoff..rowoff + w is one input row inside x (checked).
+                        unsafe {
+                            let row = x.as_ptr().add(rowoff);
+                            let w0 = (4 * h.tj0) as isize - p.pw as isize;
+                            let (l0, l1) = (load_row(row, w0, p.w), load_row(row, w0 + 16, p.w));
+                            let (s0, s1) = (load_row(row, w0 + 4, p.w), load_row(row, w0 + 20, p.w));
+                            for s in 0..4 {
+                                ph[hi][s] = _mm512_permutex2var_ps(l0, idx[s], l1);
+                            }
+                            ph[hi][4] = _mm512_permutex2var_ps(s0, idx[0], s1);
+                            ph[hi][5] = _mm512_permutex2var_ps(s0, idx[1], s1);
+                        }
+                    }
+                    for s in 0..6 {
+                        dr[s] = _mm512_mask_blend_ps(0xFF00, ph[0][s], ph[1][s]);
+                    }
+                }
+                let mut out = [_mm512_setzero_ps(); 36];
+                input_tile(&d, &mut out);
+                for (xi, ov) in out.iter().enumerate() {
+                    let o = ((xi * np + tp) * p.c + c) * geo.nr + off;
+                    debug_assert!(o + 16 <= v.1);
+                    // SAFETY: o..o + 16 is inside v; channel c is this task's.
+                    unsafe { _mm512_storeu_ps(v.0.add(o), *ov) };
+                }
+            }
+        }
+    }
+
+    /// See [`super::output_stage`].
+    ///
+    /// # Safety
+    /// See [`super::output_stage`]; AVX-512F.
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn output_stage(p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32], kbase: usize, kloc: usize, ks: usize, ke: usize, t0: usize, t1: usize, y: Shared) {
+        let tw = (t1 - t0) * geo.nr;
+        for gi in t0 * geo.gpp..t1 * geo.gpp {
+            let halves = tl.group(gi);
+            if halves[0].cnt == 0 {
+                continue;
+            }
+            let lane0 = (gi - t0 * geo.gpp) * 16;
+            for k in ks..ke {
+                let mut mv = [_mm512_setzero_ps(); 36];
+                for (xi, v) in mv.iter_mut().enumerate() {
+                    let o = (xi * kloc + k - kbase) * tw + lane0;
+                    assert!(o + 16 <= m.len());
+                    // SAFETY: checked above.
+                    *v = unsafe { _mm512_loadu_ps(m.as_ptr().add(o)) };
+                }
+                let mut t = [[_mm512_setzero_ps(); 4]; 4];
+                output_tile(&mv, &mut t);
+                // SAFETY: forwarded: the caller owns these outputs.
+                unsafe { scatter(p, k, halves, &t, y) };
+            }
+        }
+    }
+
+    /// Writes the 4x4 output tiles of two half-groups for output channel `k`.
+    ///
+    /// # Safety
+    /// `y` holds the problem's output and the caller owns these tiles of channel `k`.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn scatter(p: &Problem, k: usize, halves: [Half; 2], t: &[[__m512; 4]; 4], y: Shared) {
+        for (hi, h) in halves.iter().enumerate() {
+            if h.cnt == 0 {
+                continue;
+            }
+            // Columns of this half that exist: below ow and inside its `cnt` tiles.
+            let limit = p.ow.min(4 * (h.tj0 + h.cnt));
+            for (r, tr) in t.iter().enumerate() {
+                let oh = 4 * h.ti + r;
+                if oh >= p.oh {
+                    break;
+                }
+                let off = h.n * p.y_img + k * p.oh * p.ow + oh * p.ow;
+                assert!(off + limit <= y.1);
+                for q in 0..2 {
+                    let col0 = 4 * h.tj0 + 16 * q;
+                    if col0 >= limit {
+                        break;
+                    }
+                    let lane = (8 * hi + 4 * q) as i32;
+                    let (a, b) = (lane, lane + 16);
+                    let idx = _mm512_setr_epi32(a, b, a, b, a + 1, b + 1, a + 1, b + 1, a + 2, b + 2, a + 2, b + 2, a + 3, b + 3, a + 3, b + 3);
+                    let v01 = _mm512_permutex2var_ps(tr[0], idx, tr[1]);
+                    let v23 = _mm512_permutex2var_ps(tr[2], idx, tr[3]);
+                    let v = _mm512_mask_blend_ps(0xCCCC, v01, v23);
+                    // SAFETY: masked to columns < limit of row `oh`, inside y (checked).
+                    unsafe { _mm512_mask_storeu_ps(y.0.add(off + col0), span(0, (limit - col0) as isize), v) };
+                }
+            }
+        }
+    }
+}
