@@ -2,8 +2,9 @@
 //! (batch 1, 1 x 256 x 256, VGG16 encoder-decoder, 3x3 stride 1 pad 1), forward,
 //! backward-data and backward-filter, and GEMM on three shapes.
 //!
-//! `cargo bench --bench conv [-- gemm|conv] [--runs N]`: prints the median of N runs (default
-//! 5) per layer and in total, and the peak RSS of the process.
+//! `cargo bench --bench conv [-- gemm|conv|accuracy] [--runs N] [--layer L] [--ops fdw]`:
+//! prints the median of N runs (default 5) per layer and in total, and the peak RSS of the
+//! process; `accuracy` compares sampled outputs of every layer with float64 sums.
 
 use crema::backend::cpu::gemm::sgemm;
 use crema::backend::cpu::Cpu;
@@ -163,15 +164,97 @@ fn bench_conv(runs: usize) {
     println!("total fwd+bwd            {:8.1} ms {:6.1} GFLOP/s  (CPU time per thread {:8.1} ms; direct-convolution FLOPs {:.1} G)", all * 1e3, flops_all / all / 1e9, all_cpu * 1e3, flops_all / 1e9);
 }
 
+/// Max |got - want| / max |want| over a sample of outputs of each primitive of each SegNet
+/// layer, against float64 sums: the accuracy of whichever path the policy takes.
+fn accuracy() {
+    let cpu = Cpu::new();
+    println!("accuracy vs float64 over sampled outputs: max |error| / max |value|, and ‖error‖₂ / ‖value‖₂");
+    println!("{:>3} {:>4} {:>4} {:>4} | {:>17} | {:>17} | {:>17}", "#", "HW", "C", "K", "forward", "bwd-data", "bwd-filt");
+    let mut worst = [(0.0f64, 0.0f64); 3];
+    for (li, &(hw, c, k)) in SEGNET.iter().enumerate() {
+        let s = spec(hw, c, k);
+        let x = rand_vec(10 + li as u64, s.in_image_len());
+        let w: Vec<f32> = rand_vec(100 + li as u64, s.weight_len()).iter().map(|v| v * (2.0 / (9.0 * c as f32)).sqrt()).collect();
+        let dy = rand_vec(200 + li as u64, s.out_image_len());
+        let mut y = vec![0.0f32; s.out_image_len()];
+        let mut dx = vec![0.0f32; s.in_image_len()];
+        let mut dw = vec![0.0f32; s.weight_len()];
+        cpu.conv_forward(&s, &x, &w, &mut y).unwrap();
+        cpu.conv_backward_data(&s, &dy, &w, &mut dx).unwrap();
+        cpu.conv_backward_filter(&s, &x, &dy, &mut dw).unwrap();
+        let n = hw as isize;
+        let at = |v: &[f32], ch: usize, r: isize, q: isize| if r < 0 || q < 0 || r >= n || q >= n { 0.0 } else { v[(ch * hw + r as usize) * hw + q as usize] as f64 };
+        let mut rng = rand_vec(7 + li as u64, 3 * 1024).into_iter().map(|v| (v as f64 + 1.0) / 2.0);
+        let mut pick = |m: usize| ((rng.next().unwrap() * m as f64) as usize).min(m - 1);
+        // (max |error| / max |value|, ‖error‖₂ / ‖value‖₂)
+        let rel = |pairs: &[(f64, f64)]| {
+            if pairs.is_empty() {
+                return (0.0, 0.0);
+            }
+            let max = pairs.iter().fold(0.0f64, |m, p| m.max(p.1.abs()));
+            let l2 = pairs.iter().map(|p| p.1 * p.1).sum::<f64>().sqrt();
+            let el2 = pairs.iter().map(|p| (p.0 - p.1) * (p.0 - p.1)).sum::<f64>().sqrt();
+            (pairs.iter().fold(0.0f64, |m, p| m.max((p.0 - p.1).abs())) / max, el2 / l2)
+        };
+        let mut fw = Vec::new();
+        for _ in 0..256 {
+            let (kk, r, q) = (pick(k), pick(hw) as isize, pick(hw) as isize);
+            let mut sum = 0.0;
+            for cc in 0..c {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        sum += w[((kk * c + cc) * 3 + i as usize) * 3 + j as usize] as f64 * at(&x, cc, r + i - 1, q + j - 1);
+                    }
+                }
+            }
+            fw.push((y[(kk * hw + r as usize) * hw + q as usize] as f64, sum));
+        }
+        let mut bd = Vec::new();
+        for _ in 0..if li == 0 { 0 } else { 256 } {
+            let (cc, r, q) = (pick(c), pick(hw) as isize, pick(hw) as isize);
+            let mut sum = 0.0;
+            for kk in 0..k {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        sum += w[((kk * c + cc) * 3 + i as usize) * 3 + j as usize] as f64 * at(&dy, kk, r - i + 1, q - j + 1);
+                    }
+                }
+            }
+            bd.push((dx[(cc * hw + r as usize) * hw + q as usize] as f64, sum));
+        }
+        let mut bw = Vec::new();
+        for _ in 0..48 {
+            let (kk, cc, i, j) = (pick(k), pick(c), pick(3) as isize, pick(3) as isize);
+            let mut sum = 0.0;
+            for r in 0..n {
+                for q in 0..n {
+                    sum += dy[(kk * hw + r as usize) * hw + q as usize] as f64 * at(&x, cc, r + i - 1, q + j - 1);
+                }
+            }
+            bw.push((dw[((kk * c + cc) * 3 + i as usize) * 3 + j as usize] as f64, sum));
+        }
+        let e = [rel(&fw), rel(&bd), rel(&bw)];
+        for i in 0..3 {
+            worst[i].0 = worst[i].0.max(e[i].0);
+            worst[i].1 = worst[i].1.max(e[i].1);
+        }
+        println!("{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e}", e[0].0, e[0].1, e[1].0, e[1].1, e[2].0, e[2].1);
+    }
+    println!("worst               | {:8.1e} {:8.1e} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e}", worst[0].0, worst[0].1, worst[1].0, worst[1].1, worst[2].0, worst[2].1);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
-    let want = |w: &str| !args.iter().any(|a| a == "gemm" || a == "conv") || args.iter().any(|a| a == w);
+    let want = |w: &str| !args.iter().any(|a| a == "gemm" || a == "conv" || a == "accuracy") || args.iter().any(|a| a == w);
     if want("gemm") {
         bench_gemm(runs);
     }
     if want("conv") {
         bench_conv(runs);
+    }
+    if args.iter().any(|a| a == "accuracy") {
+        accuracy();
     }
     println!("peak RSS {:.0} MB", peak_rss_mb());
 }

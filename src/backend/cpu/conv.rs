@@ -1,14 +1,15 @@
 //! CPU convolution: a policy picks, per call, among the paths beside this file.
 //!
 //! - [`conv_gemm`](super::conv_gemm): implicit-im2col GEMM, every geometry;
-//! - [`conv_winograd`](super::conv_winograd): Winograd F(4x4, 3x3), 2-d 3x3 stride 1
-//!   (forward and backward-data);
+//! - [`conv_winograd`](super::conv_winograd) and
+//!   [`conv_winograd_filter`](super::conv_winograd_filter): Winograd F(4x4, 3x3), 2-d 3x3
+//!   stride 1;
 //!
 //! Every path is tested against a naive float64 convolution (`conv_tests`).
 
 use super::isa::Isa;
 use super::conv_winograd::{self, Problem, Weights};
-use super::{conv_gemm, range_check, Cpu};
+use super::{conv_gemm, conv_winograd_filter, range_check, Cpu};
 use crate::backend::{ConvSpec, Convolution};
 use crate::Result;
 use rayon::prelude::*;
@@ -18,7 +19,8 @@ use rayon::prelude::*;
 pub(crate) enum Path {
     /// Implicit-im2col GEMM (any geometry).
     Gemm,
-    /// Winograd F(4x4, 3x3): 2-d, 3x3, stride 1, dilation 1 (backward-data: pad <= 2).
+    /// Winograd F(4x4, 3x3): 2-d, 3x3, stride 1, dilation 1 (backward-data: pad <= 2);
+    /// every primitive.
     Winograd,
 }
 
@@ -46,7 +48,7 @@ fn winograd_fits(s: &ConvSpec, op: Op) -> bool {
     match op {
         Op::Forward => geometry,
         Op::BackwardData => geometry && s.pad.iter().all(|&p| p <= 2),
-        Op::BackwardFilter => false,
+        Op::BackwardFilter => geometry,
     }
 }
 
@@ -130,7 +132,27 @@ pub(crate) fn backward_data(isa: Isa, path: Path, s: &ConvSpec, dy: &[f32], w: &
 pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::backward_filter(isa, s, x, dy, dw),
-        Path::Winograd => unreachable!("no Winograd backward-filter"),
+        Path::Winograd => {
+            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            for g in 0..s.group {
+                let p = Problem {
+                    num: s.num,
+                    c: cg,
+                    k: mg,
+                    h: s.in_shape[0],
+                    w: s.in_shape[1],
+                    oh: s.out_shape[0],
+                    ow: s.out_shape[1],
+                    ph: s.pad[0],
+                    pw: s.pad[1],
+                    x_img: s.in_image_len(),
+                    y_img: s.out_image_len(),
+                };
+                let dwg = &mut dw[g * mg * cg * 9..(g + 1) * mg * cg * 9];
+                conv_winograd_filter::backward_filter(isa, &p, &x[g * cg * isp..], &dy[g * mg * osp..], dwg, cg * 9, 9);
+            }
+        }
     }
 }
 

@@ -198,3 +198,34 @@ fn same_bits_twice() {
     assert_eq!(bits(&a.1), bits(&b.1));
     assert_eq!(bits(&a.2), bits(&b.2));
 }
+
+/// The Winograd paths with scratch budgets so small that every blocking case runs: shared V
+/// with output-channel units, shared U in several blocks, several tile blocks and
+/// output-channel ranges in backward-filter.
+#[test]
+fn winograd_blocking_cases() {
+    use super::conv_winograd::{forward_with, Budgets, Problem, Weights};
+    use super::conv_winograd_filter::backward_filter_with;
+    let tiny = Budgets { shared: 40 << 10, unit: 8 << 10, m: 4 << 10, du: 20 << 10, zv: 16 << 10 };
+    let huge = Budgets { shared: 1 << 30, unit: 1 << 30, m: 1 << 30, du: 1 << 30, zv: 1 << 30 };
+    // (num, c, k, h, w): few tiles + many channels, many tiles + few channels, both.
+    for (i, &(num, c, k, h, w)) in [(1, 40, 45, 8, 12), (2, 5, 6, 30, 70), (2, 20, 33, 17, 35)].iter().enumerate() {
+        let s = spec(num, c, k, 1, &[h, w], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);
+        let seed = 500 + 10 * i as u64;
+        let x = rand_vec(seed, s.num * s.in_image_len());
+        let wv = rand_vec(seed + 1, s.weight_len());
+        let dy = rand_vec(seed + 2, s.num * s.out_image_len());
+        let (y_ref, _, dw_ref) = naive(&s, &x, &wv, &dy);
+        let p = Problem { num, c, k, h, w, oh: h, ow: w, ph: 1, pw: 1, x_img: s.in_image_len(), y_img: s.out_image_len() };
+        for isa in Isa::all_available() {
+            for b in [tiny, huge] {
+                let mut y = vec![f32::NAN; y_ref.len()];
+                forward_with(isa, &p, &x, &Weights { w: &wv, ks: c * 9, cs: 9, flip: false }, &mut y, &b);
+                close(&format!("winograd forward {isa:?} {b:?} {s:?}"), &y, &y_ref, Some(2e-5));
+                let mut dw = vec![0.0; wv.len()];
+                backward_filter_with(isa, &p, &x, &dy, &mut dw, c * 9, 9, &b);
+                close(&format!("winograd backward-filter {isa:?} {b:?} {s:?}"), &dw, &dw_ref, Some(2e-5));
+            }
+        }
+    }
+}

@@ -13,7 +13,8 @@
 //!   tile panels, each transforming its own input;
 //! - deep layers (few tiles, many channels): all of V once, then units over blocks of
 //!   output-channel panels, each transforming its own kernels;
-//! - when neither fits [`SHARED_BUDGET`], U block by block, units over tile blocks.
+//! - when neither fits the shared budget ([`Budgets`]), U block by block, units over tile
+//!   blocks.
 //!
 //! Units run in parallel and each writes its own outputs in a fixed order of operations, so
 //! results do not depend on the thread count.
@@ -24,12 +25,24 @@ use super::winograd::scalar;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Most bytes of transformed weights or input shared by all units of one call.
-const SHARED_BUDGET: usize = 16 << 20;
-/// Target bytes of a unit's own transformed input or weights.
-const UNIT_BUDGET: usize = 1 << 20;
-/// Target bytes of a unit's products before they are transformed back.
-const M_BUDGET: usize = 512 << 10;
+/// Scratch sizes, in bytes, that shape the blocking (tests shrink them to reach every case).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budgets {
+    /// Transformed weights or input shared by all units of one forward call.
+    pub shared: usize,
+    /// A unit's own transformed input or weights.
+    pub unit: usize,
+    /// A unit's products before they are transformed back.
+    pub m: usize,
+    /// Backward-filter: `dU` (36 x output channels x input channels) held at once.
+    pub du: usize,
+    /// Backward-filter: transformed tiles (`Z` and `V`) per block of tiles.
+    pub zv: usize,
+}
+
+impl Budgets {
+    pub const DEFAULT: Budgets = Budgets { shared: 16 << 20, unit: 1 << 20, m: 512 << 10, du: 16 << 20, zv: 8 << 20 };
+}
 
 /// One channel group of a 3x3, stride-1 convolution as the Winograd path sees it.
 #[derive(Clone, Debug)]
@@ -74,18 +87,22 @@ pub(crate) struct Tiling {
     tw: usize,
     /// Half-groups per tile row.
     hpr: usize,
-    halves: usize,
+    pub halves: usize,
 }
 
 impl Tiling {
-    fn new(p: &Problem) -> Self {
+    pub fn new(p: &Problem) -> Self {
         let (th, tw) = (p.oh.div_ceil(4), p.ow.div_ceil(4));
         let hpr = tw.div_ceil(8);
         Tiling { th, tw, hpr, halves: p.num * th * hpr }
     }
+    /// Groups of 16 tiles.
+    pub fn groups(&self) -> usize {
+        self.halves.div_ceil(2)
+    }
     /// The two half-groups of group `g`.
     #[inline]
-    fn group(&self, g: usize) -> [Half; 2] {
+    pub fn group(&self, g: usize) -> [Half; 2] {
         [self.half(2 * g), self.half(2 * g + 1)]
     }
     #[inline]
@@ -101,7 +118,7 @@ impl Tiling {
 
 /// A buffer shared by parallel tasks that each write their own disjoint elements.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32, usize);
+pub(crate) struct Shared(pub *mut f32, pub usize);
 // SAFETY: every use writes disjoint elements from different tasks (see each call site).
 unsafe impl Send for Shared {}
 // SAFETY: as above.
@@ -114,7 +131,7 @@ thread_local! {
     static UNIT: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(crate) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len {
         v.resize(len, 0.0);
     }
@@ -124,6 +141,8 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// The geometry of one call: kernel tile, panels and groups.
 struct Geo {
     kern: Kernel,
+    /// Bytes of products a unit transforms back at a time.
+    m_budget: usize,
     mr: usize,
     nr: usize,
     /// Groups per tile panel.
@@ -142,6 +161,11 @@ enum Src<'a> {
 
 /// `y = conv3x3(x, w)` for one channel group (`y` overwritten).
 pub(crate) fn forward(isa: Isa, p: &Problem, x: &[f32], wts: &Weights, y: &mut [f32]) {
+    forward_with(isa, p, x, wts, y, &Budgets::DEFAULT)
+}
+
+/// [`forward`] with explicit scratch budgets.
+pub(crate) fn forward_with(isa: Isa, p: &Problem, x: &[f32], wts: &Weights, y: &mut [f32], b: &Budgets) {
     assert!(p.num > 0 && y.len() >= (p.num - 1) * p.y_img + p.k * p.oh * p.ow, "winograd: y too short");
     assert!(x.len() >= (p.num - 1) * p.x_img + p.c * p.h * p.w, "winograd: x too short");
     assert!(wts.w.len() > (p.k.max(1) - 1) * wts.ks + (p.c.max(1) - 1) * wts.cs + 8, "winograd: w too short");
@@ -152,19 +176,19 @@ pub(crate) fn forward(isa: Isa, p: &Problem, x: &[f32], wts: &Weights, y: &mut [
     let (mr, nr) = (kern.mr, kern.nr);
     let tl = Tiling::new(p);
     let groups = tl.halves.div_ceil(2);
-    let geo = Geo { kern, mr, nr, gpp: nr / 16, panels: groups.div_ceil(nr / 16), kpanels: p.k.div_ceil(mr) };
+    let geo = Geo { kern, m_budget: b.m, mr, nr, gpp: nr / 16, panels: groups.div_ceil(nr / 16), kpanels: p.k.div_ceil(mr) };
     let c = p.c.max(1);
     let (u_all, v_all) = (36 * c * geo.kpanels * mr * 4, 36 * c * geo.panels * nr * 4);
     let threads = rayon::current_num_threads();
     let yp = Shared(y.as_mut_ptr(), y.len());
     SHARED.with(|sh| {
         let mut sh = sh.borrow_mut();
-        if v_all <= SHARED_BUDGET && (v_all < u_all || u_all > SHARED_BUDGET) {
+        if v_all <= b.shared && (v_all < u_all || u_all > b.shared) {
             // All of V once; units over blocks of output-channel panels.
             let v = grow(&mut sh, v_all / 4);
             input_all(isa, p, &tl, &geo, x, v);
             let v = &*v;
-            let per = (UNIT_BUDGET / (36 * c * mr * 4)).clamp(1, geo.kpanels.div_ceil(2 * threads));
+            let per = (b.unit / (36 * c * mr * 4)).clamp(1, geo.kpanels.div_ceil(2 * threads));
             let units = geo.kpanels.div_ceil(per);
             (0..units).into_par_iter().for_each(|i| {
                 let (ka, kb) = (i * per, ((i + 1) * per).min(geo.kpanels));
@@ -173,9 +197,9 @@ pub(crate) fn forward(isa: Isa, p: &Problem, x: &[f32], wts: &Weights, y: &mut [
             });
         } else {
             // U block by block (one block when it fits); units over blocks of tile panels.
-            let kblocks = u_all.div_ceil(SHARED_BUDGET);
-            let kper = geo.kpanels.div_ceil(kblocks);
-            let per = (UNIT_BUDGET / (36 * c * nr * 4)).clamp(1, geo.panels.div_ceil(2 * threads));
+            let kper = geo.kpanels.div_ceil(u_all.div_ceil(b.shared));
+            let kblocks = geo.kpanels.div_ceil(kper);
+            let per = (b.unit / (36 * c * nr * 4)).clamp(1, geo.panels.div_ceil(2 * threads));
             let units = geo.panels.div_ceil(per);
             for kblk in 0..kblocks {
                 let (ka, kb) = (kblk * kper, ((kblk + 1) * kper).min(geo.kpanels));
@@ -276,10 +300,10 @@ unsafe fn unit(
                 &*buf
             }
         };
-        // Products in chunks of tile panels x output-channel panels that fit M_BUDGET.
+        // Products in chunks of tile panels x output-channel panels that fit the budget.
         let per_tile_panel = 36 * nr * 4;
-        let kc = (M_BUDGET / (per_tile_panel * mr)).clamp(1, kb - ka);
-        let tc = (M_BUDGET / (per_tile_panel * kc * mr)).clamp(1, pb - pa);
+        let kc = (geo.m_budget / (per_tile_panel * mr)).clamp(1, kb - ka);
+        let tc = (geo.m_budget / (per_tile_panel * kc * mr)).clamp(1, pb - pa);
         for k0 in (ka..kb).step_by(kc) {
             let k1 = (k0 + kc).min(kb);
             for t0 in (pa..pb).step_by(tc) {
@@ -350,22 +374,7 @@ unsafe fn input_stage_scalar(p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0:
             let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
             for (hi, h) in tl.group(gi).iter().enumerate() {
                 for j in 0..8 {
-                    let mut d = [[0.0f32; 6]; 6];
-                    if j < h.cnt {
-                        let plane = h.n * p.x_img + c * p.h * p.w;
-                        for (r, dr) in d.iter_mut().enumerate() {
-                            let ih = (4 * h.ti + r) as isize - p.ph as isize;
-                            if ih < 0 || ih >= p.h as isize {
-                                continue;
-                            }
-                            for (s, ds) in dr.iter_mut().enumerate() {
-                                let iw = (4 * (h.tj0 + j) + s) as isize - p.pw as isize;
-                                if iw >= 0 && iw < p.w as isize {
-                                    *ds = x[plane + ih as usize * p.w + iw as usize];
-                                }
-                            }
-                        }
-                    }
+                    let d = gather_tile(p, c, h, j, x);
                     let mut out = [0.0; 36];
                     scalar::input_tile(&d, &mut out);
                     for (xi, val) in out.iter().enumerate() {
@@ -378,6 +387,28 @@ unsafe fn input_stage_scalar(p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0:
             }
         }
     }
+}
+
+/// The 6x6 input tile of channel `c` under tile `j` of half-group `h` (zeros past the
+/// image, and for `j >= h.cnt`).
+pub(crate) fn gather_tile(p: &Problem, c: usize, h: &Half, j: usize, x: &[f32]) -> [[f32; 6]; 6] {
+    let mut d = [[0.0f32; 6]; 6];
+    if j < h.cnt {
+        let plane = h.n * p.x_img + c * p.h * p.w;
+        for (r, dr) in d.iter_mut().enumerate() {
+            let ih = (4 * h.ti + r) as isize - p.ph as isize;
+            if ih < 0 || ih >= p.h as isize {
+                continue;
+            }
+            for (s, ds) in dr.iter_mut().enumerate() {
+                let iw = (4 * (h.tj0 + j) + s) as isize - p.pw as isize;
+                if iw >= 0 && iw < p.w as isize {
+                    *ds = x[plane + ih as usize * p.w + iw as usize];
+                }
+            }
+        }
+    }
+    d
 }
 
 /// See [`output_stage`].
@@ -411,7 +442,7 @@ unsafe fn output_stage_scalar(p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32], kb
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx {
+pub(crate) mod avx {
     //! AVX-512 stages: a half-group's six input columns are stride-4 phases of one
     //! contiguous input row, pulled out with two-source permutes; output rows are the
     //! reverse interleave.
@@ -421,7 +452,7 @@ mod avx {
 
     /// Lanes `lo..hi` of a 16-bit mask.
     #[inline(always)]
-    fn span(lo: isize, hi: isize) -> u16 {
+    pub(crate) fn span(lo: isize, hi: isize) -> u16 {
         let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
         if hi <= lo { 0 } else { (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16 }
     }
@@ -432,7 +463,7 @@ mod avx {
     /// `row` points at a row of `w` readable floats.
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn load_row(row: *const f32, start: isize, w: usize) -> __m512 {
+    pub(crate) unsafe fn load_row(row: *const f32, start: isize, w: usize) -> __m512 {
         let m = span(-start, w as isize - start);
         // SAFETY: only lanes inside 0..w are read (masked-off lanes do not access memory).
         unsafe { _mm512_maskz_loadu_ps(m, row.wrapping_offset(start)) }
@@ -467,6 +498,49 @@ mod avx {
         }
     }
 
+    /// `idx[s][l] = 4 (l mod 8) + s`: phase `s` of 32 floats, in both halves of a vector.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub(crate) fn phase_idx() -> [__m512i; 4] {
+        std::array::from_fn(|s| _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28), _mm512_set1_epi32(s as i32)))
+    }
+
+    /// The 6x6 input tiles of channel `c` under two half-groups, lanes = tiles (zeros past
+    /// the image and for missing half-groups; lanes past a half's `cnt` hold whatever the
+    /// image has there).
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub(crate) fn gather6(p: &Problem, c: usize, halves: &[Half; 2], x: &[f32], idx: &[__m512i; 4]) -> [[__m512; 6]; 6] {
+        let mut d = [[_mm512_setzero_ps(); 6]; 6];
+        for (r, dr) in d.iter_mut().enumerate() {
+            let mut ph = [[_mm512_setzero_ps(); 6]; 2];
+            for (hi, h) in halves.iter().enumerate() {
+                let ih = (4 * h.ti + r) as isize - p.ph as isize;
+                if h.cnt == 0 || ih < 0 || ih >= p.h as isize {
+                    continue;
+                }
+                let rowoff = h.n * p.x_img + c * p.h * p.w + ih as usize * p.w;
+                assert!(rowoff + p.w <= x.len());
+                // SAFETY: rowoff..rowoff + w is one input row inside x (checked).
+                unsafe {
+                    let row = x.as_ptr().add(rowoff);
+                    let w0 = (4 * h.tj0) as isize - p.pw as isize;
+                    let (l0, l1) = (load_row(row, w0, p.w), load_row(row, w0 + 16, p.w));
+                    let (s0, s1) = (load_row(row, w0 + 4, p.w), load_row(row, w0 + 20, p.w));
+                    for s in 0..4 {
+                        ph[hi][s] = _mm512_permutex2var_ps(l0, idx[s], l1);
+                    }
+                    ph[hi][4] = _mm512_permutex2var_ps(s0, idx[0], s1);
+                    ph[hi][5] = _mm512_permutex2var_ps(s0, idx[1], s1);
+                }
+            }
+            for s in 0..6 {
+                dr[s] = _mm512_mask_blend_ps(0xFF00, ph[0][s], ph[1][s]);
+            }
+        }
+        d
+    }
+
     /// See [`super::input_stage`].
     ///
     /// # Safety
@@ -475,39 +549,12 @@ mod avx {
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn input_stage(p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0: usize, c1: usize, pa: usize, pb: usize, v: Shared) {
         let np = pb - pa;
-        let idx: [__m512i; 4] =
-            std::array::from_fn(|s| _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28), _mm512_set1_epi32(s as i32)));
+        let idx = phase_idx();
         for gi in pa * geo.gpp..pb * geo.gpp {
             let halves = tl.group(gi);
             let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
             for c in c0..c1 {
-                let mut d = [[_mm512_setzero_ps(); 6]; 6];
-                for (r, dr) in d.iter_mut().enumerate() {
-                    let mut ph = [[_mm512_setzero_ps(); 6]; 2];
-                    for (hi, h) in halves.iter().enumerate() {
-                        let ih = (4 * h.ti + r) as isize - p.ph as isize;
-                        if h.cnt == 0 || ih < 0 || ih >= p.h as isize {
-                            continue;
-                        }
-                        let rowoff = h.n * p.x_img + c * p.h * p.w + ih as usize * p.w;
-                        assert!(rowoff + p.w <= x.len());
-                        // SAFETY: rowoff..rowoff + w is one input row inside x (checked).
-                        unsafe {
-                            let row = x.as_ptr().add(rowoff);
-                            let w0 = (4 * h.tj0) as isize - p.pw as isize;
-                            let (l0, l1) = (load_row(row, w0, p.w), load_row(row, w0 + 16, p.w));
-                            let (s0, s1) = (load_row(row, w0 + 4, p.w), load_row(row, w0 + 20, p.w));
-                            for s in 0..4 {
-                                ph[hi][s] = _mm512_permutex2var_ps(l0, idx[s], l1);
-                            }
-                            ph[hi][4] = _mm512_permutex2var_ps(s0, idx[0], s1);
-                            ph[hi][5] = _mm512_permutex2var_ps(s0, idx[1], s1);
-                        }
-                    }
-                    for s in 0..6 {
-                        dr[s] = _mm512_mask_blend_ps(0xFF00, ph[0][s], ph[1][s]);
-                    }
-                }
+                let d = gather6(p, c, &halves, x, &idx);
                 let mut out = [_mm512_setzero_ps(); 36];
                 input_tile(&d, &mut out);
                 for (xi, ov) in out.iter().enumerate() {

@@ -8,6 +8,7 @@ mod conv_gemm;
 #[cfg(test)]
 mod conv_tests;
 mod conv_winograd;
+mod conv_winograd_filter;
 pub mod gemm;
 mod gemm_kernel;
 mod im2col;

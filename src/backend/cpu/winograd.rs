@@ -1,5 +1,7 @@
 //! Winograd F(4x4, 3x3) transforms (Lavin & Gray's points 0, ±1, ±2, ∞): `V = Bᵀ d B`
-//! (6x6 input tile), `U = G g Gᵀ` (3x3 kernel), `Y = Aᵀ M A` (4x4 output tile).
+//! (6x6 input tile), `U = G g Gᵀ` (3x3 kernel), `Y = Aᵀ M A` (4x4 output tile), and for the
+//! kernel gradient their adjoints `Z = A dY Aᵀ` (4x4 output-gradient tile) and
+//! `dg = Gᵀ dU G` (3x3 kernel gradient).
 //!
 //! The formulas are written once ([`transforms!`]) over a lane type and four operations in
 //! scope (`add`, `sub`, `madd`, `scale`), and instantiated for scalar `f32` (the portable
@@ -45,6 +47,59 @@ macro_rules! transforms {
             let c = madd(g[0], 1.0 / 24.0, scale(g[2], 1.0 / 6.0));
             let d = scale(g[1], 1.0 / 12.0);
             [scale(g[0], 0.25), a, b, add(c, d), sub(c, d), g[2]]
+        }
+
+        /// `A d` for one column of four (the adjoint of `at6`).
+        $($q)* fn a6(d: [$L; 4]) -> [$L; 6] {
+            let e = add(d[0], d[2]);
+            let o = add(d[1], d[3]);
+            let e4 = madd(d[2], 4.0, d[0]);
+            let o4 = madd(d[3], 8.0, scale(d[1], 2.0));
+            [d[0], add(e, o), sub(e, o), add(e4, o4), sub(e4, o4), d[3]]
+        }
+
+        /// `Gᵀ u` for one column of six (the adjoint of `g6`).
+        $($q)* fn gt6(u: [$L; 6]) -> [$L; 3] {
+            let p = add(u[1], u[2]);
+            let q = sub(u[1], u[2]);
+            let r = add(u[3], u[4]);
+            let s = sub(u[3], u[4]);
+            [
+                madd(u[0], 0.25, madd(p, -1.0 / 6.0, scale(r, 1.0 / 24.0))),
+                madd(q, -1.0 / 6.0, scale(s, 1.0 / 12.0)),
+                madd(sub(r, p), 1.0 / 6.0, u[5]),
+            ]
+        }
+
+        /// `A dY Aᵀ` of a 4x4 output-gradient tile `d[row][col]`, row-major into `out`.
+        $($q)* fn grad_tile(d: &[[$L; 4]; 4], out: &mut [$L; 36]) {
+            let mut e = [[$zero; 4]; 6];
+            for s in 0..4 {
+                let col = a6([d[0][s], d[1][s], d[2][s], d[3][s]]);
+                for i in 0..6 {
+                    e[i][s] = col[i];
+                }
+            }
+            for i in 0..6 {
+                let row = a6(e[i]);
+                for j in 0..6 {
+                    out[i * 6 + j] = row[j];
+                }
+            }
+        }
+
+        /// `Gᵀ dU G` of 36 summed products (row-major 6x6) into a 3x3 kernel gradient.
+        $($q)* fn filter_tile(u: &[$L; 36], g: &mut [[$L; 3]; 3]) {
+            let mut e = [[$zero; 6]; 3];
+            for j in 0..6 {
+                let col = gt6([u[j], u[6 + j], u[12 + j], u[18 + j], u[24 + j], u[30 + j]]);
+                for i in 0..3 {
+                    e[i][j] = col[i];
+                }
+            }
+            for i in 0..3 {
+                g[i] = gt6(e[i]);
+            }
         }
 
         /// `Bᵀ d B` of a 6x6 tile `d[row][col]`, row-major into `out`.
@@ -156,6 +211,31 @@ pub(crate) mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::scalar::*;
+
+    /// The kernel gradient of one tile through the adjoint transforms equals the direct
+    /// correlation of the input tile with the output-gradient tile.
+    #[test]
+    fn adjoint_transforms_compute_a_kernel_gradient() {
+        let x: [[f32; 6]; 6] = std::array::from_fn(|r| std::array::from_fn(|s| (((r * 6 + s) * 7 % 11) as f32 - 5.0) / 4.0));
+        let dy: [[f32; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|s| (((r * 4 + s) * 5 % 9) as f32 - 4.0) / 3.0));
+        let (mut v, mut z) = ([0.0; 36], [0.0; 36]);
+        input_tile(&x, &mut v);
+        grad_tile(&dy, &mut z);
+        let du: [f32; 36] = std::array::from_fn(|i| v[i] * z[i]);
+        let mut dg = [[0.0; 3]; 3];
+        filter_tile(&du, &mut dg);
+        for i in 0..3 {
+            for j in 0..3 {
+                let mut want = 0.0f64;
+                for r in 0..4 {
+                    for s in 0..4 {
+                        want += dy[r][s] as f64 * x[r + i][s + j] as f64;
+                    }
+                }
+                assert!((dg[i][j] as f64 - want).abs() < 1e-4, "({i},{j}): {} vs {want}", dg[i][j]);
+            }
+        }
+    }
 
     /// One tile through the transforms equals the direct 3x3 correlation.
     #[test]
