@@ -32,14 +32,37 @@ pub(crate) enum Op {
     BackwardFilter,
 }
 
-/// The paths that can compute `op` for `spec`, fastest first by the policy's measure.
+/// The paths that can compute `op` for `spec`, the policy's choice first.
 pub(crate) fn applicable(spec: &ConvSpec, op: Op) -> Vec<Path> {
-    let mut v = Vec::new();
+    let mut v = vec![Path::Gemm];
     if winograd_fits(spec, op) {
-        v.push(Path::Winograd);
+        if winograd_pays(spec, op) {
+            v.insert(0, Path::Winograd);
+        } else {
+            v.push(Path::Winograd);
+        }
     }
-    v.push(Path::Gemm);
     v
+}
+
+/// Whether Winograd beats the GEMM on `spec`, by measurements on SegNet's layers (2 threads,
+/// CPU time): its transforms cost per input channel and per tile, its GEMMs save 4x.
+/// - forward / backward-data: needs 8+ channels into the transform (SegNet's 1-channel
+///   input: GEMM 2.5x faster; backward-data into 2 channels: GEMM 2.6x faster) and 16+
+///   tiles (16x16 with 512 channels, 16 tiles: Winograd still 1.2-1.5x faster);
+/// - backward-filter: 64+ tiles (at 16 tiles the GEMM is 1.6x faster; from 64 on
+///   Winograd is 1.8-2.9x faster) and 8+ input channels.
+///
+/// It keeps small layers (all of Caffe's conformance cases) on the GEMM, which rounds like
+/// Caffe; Winograd's error is about 1e-5 of the output's norm.
+fn winograd_pays(s: &ConvSpec, op: Op) -> bool {
+    let (cg, kg) = (s.channels / s.group, s.out_channels / s.group);
+    let tiles = s.num * s.out_shape[0].div_ceil(4) * s.out_shape[1].div_ceil(4);
+    match op {
+        Op::Forward => cg >= 8 && tiles >= 16,
+        Op::BackwardData => kg >= 8 && tiles >= 16,
+        Op::BackwardFilter => cg >= 8 && tiles >= 64,
+    }
 }
 
 /// Whether the Winograd path can compute `op` on `spec`.

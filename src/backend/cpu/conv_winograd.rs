@@ -447,7 +447,7 @@ pub(crate) mod avx {
     //! contiguous input row, pulled out with two-source permutes; output rows are the
     //! reverse interleave.
     use super::*;
-    use crate::backend::cpu::winograd::avx512::{input_tile, output_tile, weight_tile};
+    use crate::backend::cpu::winograd::avx512::{input_tile, output_tile, transpose16, weight_tile};
     use std::arch::x86_64::*;
 
     /// Lanes `lo..hi` of a 16-bit mask.
@@ -469,31 +469,58 @@ pub(crate) mod avx {
         unsafe { _mm512_maskz_loadu_ps(m, row.wrapping_offset(start)) }
     }
 
-    /// See [`super::weights_panel`]: sixteen lanes of output channels at once.
+    /// See [`super::weights_panel`]: sixteen input channels per vector, gathered from one
+    /// kernel row at a time (the rows are read front to back); a 16x16 transpose per ξ turns
+    /// the panel's output channels into the packed lanes.
     ///
     /// # Safety
     /// AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn weights_panel(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
-        let lanes = mr.min(p.k - kp * mr);
-        let mask = span(0, mr as isize);
-        let mut g = [[0.0f32; 16]; 9];
-        for c in 0..p.c {
-            for l in 0..lanes {
-                let base = (kp * mr + l) * wts.ks + c * wts.cs;
-                for (t, gt) in g.iter_mut().enumerate() {
-                    gt[l] = wts.w[base + if wts.flip { 8 - t } else { t }];
-                }
+        let rows = mr.min(p.k - kp * mr);
+        let kmask = span(0, mr as isize);
+        let step = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(wts.cs as i32));
+        // The panel's kernels are 14 long runs (forward: one per output channel) or many short
+        // ones (backward-data: one per input channel); the loop below walks them all at once,
+        // too many streams for the hardware prefetcher, so ask for them into L2 up front.
+        let prefetch = |from: usize, len: usize| {
+            for o in (from..from + len).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T1>(wts.w.as_ptr().wrapping_add(o) as *const i8);
             }
-            // SAFETY: g rows are 16 floats.
-            let gv: [[__m512; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| unsafe { _mm512_loadu_ps(g[3 * i + j].as_ptr()) }));
-            let mut u = [_mm512_setzero_ps(); 36];
-            weight_tile(&gv, &mut u);
-            for (xi, uv) in u.iter().enumerate() {
-                let o = (xi * p.c + c) * mr;
-                assert!(o + mr <= blk.len());
-                // SAFETY: checked above: mr floats from o are inside blk.
-                unsafe { _mm512_mask_storeu_ps(blk.as_mut_ptr().add(o), mask, *uv) };
+        };
+        let k0 = kp * mr * wts.ks;
+        if wts.cs <= wts.ks {
+            (0..rows).for_each(|kl| prefetch(k0 + kl * wts.ks, (p.c - 1) * wts.cs + 9));
+        } else {
+            (0..p.c).for_each(|c| prefetch(k0 + c * wts.cs, (rows - 1) * wts.ks + 9));
+        }
+        let mut stage = [[_mm512_setzero_ps(); 36]; 16];
+        for c0 in (0..p.c).step_by(16) {
+            let lanes = 16.min(p.c - c0);
+            let cmask = span(0, lanes as isize);
+            for (kl, st) in stage.iter_mut().enumerate().take(rows) {
+                let base = (kp * mr + kl) * wts.ks + c0 * wts.cs;
+                assert!(base + (lanes - 1) * wts.cs + 9 <= wts.w.len());
+                let mut g = [[_mm512_setzero_ps(); 3]; 3];
+                for t in 0..9 {
+                    let src = if wts.flip { 8 - t } else { t };
+                    // SAFETY: the gathered lanes (< lanes) read w[base + l·cs + src], inside
+                    // w (checked above).
+                    g[t / 3][t % 3] =
+                        unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), cmask, step, wts.w.as_ptr().add(base + src)) };
+                }
+                weight_tile(&g, st);
+            }
+            for xi in 0..36 {
+                let r: [__m512; 16] = std::array::from_fn(|kl| if kl < rows { stage[kl][xi] } else { _mm512_setzero_ps() });
+                let cols = transpose16(&r);
+                let o = (xi * p.c + c0) * mr;
+                assert!(o + lanes * mr <= blk.len());
+                for (cl, col) in cols.iter().enumerate().take(lanes) {
+                    // SAFETY: mr floats at o + cl·mr, inside blk (checked above).
+                    unsafe { _mm512_mask_storeu_ps(blk.as_mut_ptr().add(o + cl * mr), kmask, *col) };
+                }
             }
         }
     }

@@ -206,6 +206,65 @@ pub(crate) mod avx512 {
         _mm512_setzero_ps()
     }
     transforms!(__m512, zero(), [#[inline] #[target_feature(enable = "avx512f,fma")] pub(crate)]);
+
+    /// The transpose of a 16x16 block: `out[j][i] = rows[i][j]`.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub(crate) fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_ps(); 16];
+        for a in 0..4 {
+            let (t0, t1, t2, t3) = (_mm512_castps_pd(t[4 * a]), _mm512_castps_pd(t[4 * a + 1]), _mm512_castps_pd(t[4 * a + 2]), _mm512_castps_pd(t[4 * a + 3]));
+            u[4 * a] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+            u[4 * a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+            u[4 * a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+            u[4 * a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+        }
+        // u[4a + b] holds rows 4a..4a+3 at columns b, b+4, b+8, b+12 (one per 128-bit lane).
+        let mut out = [_mm512_setzero_ps(); 16];
+        for b in 0..4 {
+            let v0 = _mm512_shuffle_f32x4::<0x44>(u[b], u[4 + b]);
+            let v1 = _mm512_shuffle_f32x4::<0x44>(u[8 + b], u[12 + b]);
+            let w0 = _mm512_shuffle_f32x4::<0xEE>(u[b], u[4 + b]);
+            let w1 = _mm512_shuffle_f32x4::<0xEE>(u[8 + b], u[12 + b]);
+            out[b] = _mm512_shuffle_f32x4::<0x88>(v0, v1);
+            out[b + 4] = _mm512_shuffle_f32x4::<0xDD>(v0, v1);
+            out[b + 8] = _mm512_shuffle_f32x4::<0x88>(w0, w1);
+            out[b + 12] = _mm512_shuffle_f32x4::<0xDD>(w0, w1);
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn transpose16_transposes() {
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                return;
+            }
+            let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+            // SAFETY: AVX-512F detected; the loads and stores stay inside m and out.
+            unsafe {
+                let rows: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(m[16 * i..].as_ptr()));
+                let cols = transpose16(&rows);
+                let mut out = vec![0.0f32; 256];
+                for (j, c) in cols.iter().enumerate() {
+                    _mm512_storeu_ps(out[16 * j..].as_mut_ptr(), *c);
+                }
+                for i in 0..16 {
+                    for j in 0..16 {
+                        assert_eq!(out[16 * j + i], m[16 * i + j]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
