@@ -199,15 +199,15 @@ fn same_bits_twice() {
     assert_eq!(bits(&a.2), bits(&b.2));
 }
 
-/// The Winograd paths with scratch budgets so small that every blocking case runs: shared V
-/// with output-channel units, shared U in several blocks, several tile blocks and
-/// output-channel ranges in backward-filter.
+/// The Winograd paths with scratch budgets so small (or large) that every blocking case
+/// runs: shared V with output-channel units, shared U in several blocks; backward-filter
+/// with all tiles at once, or with several tile blocks and output-channel ranges.
 #[test]
 fn winograd_blocking_cases() {
     use super::conv_winograd::{forward_with, Budgets, Problem, Weights};
     use super::conv_winograd_filter::backward_filter_with;
-    let tiny = Budgets { shared: 40 << 10, unit: 8 << 10, m: 4 << 10, du: 20 << 10, zv: 16 << 10 };
-    let huge = Budgets { shared: 1 << 30, unit: 1 << 30, m: 1 << 30, du: 1 << 30, zv: 1 << 30 };
+    let tiny = Budgets { shared: 40 << 10, unit: 8 << 10, m: 4 << 10, du: 20 << 10, zv: 16 << 10, zv_all: 0 };
+    let huge = Budgets { shared: 1 << 30, unit: 1 << 30, m: 1 << 30, du: 1 << 30, zv: 1 << 30, zv_all: 1 << 30 };
     // (num, c, k, h, w): few tiles + many channels, many tiles + few channels, both.
     for (i, &(num, c, k, h, w)) in [(1, 40, 45, 8, 12), (2, 5, 6, 30, 70), (2, 20, 33, 17, 35)].iter().enumerate() {
         let s = spec(num, c, k, 1, &[h, w], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);

@@ -38,10 +38,12 @@ pub(crate) struct Budgets {
     pub du: usize,
     /// Backward-filter: transformed tiles (`Z` and `V`) per block of tiles.
     pub zv: usize,
+    /// Backward-filter: `Z` and `V` of all tiles, when that fits (then no `dU` is kept).
+    pub zv_all: usize,
 }
 
 impl Budgets {
-    pub const DEFAULT: Budgets = Budgets { shared: 16 << 20, unit: 1 << 20, m: 512 << 10, du: 16 << 20, zv: 8 << 20 };
+    pub const DEFAULT: Budgets = Budgets { shared: 16 << 20, unit: 1 << 20, m: 512 << 10, du: 16 << 20, zv: 8 << 20, zv_all: 24 << 20 };
 }
 
 /// One channel group of a 3x3, stride-1 convolution as the Winograd path sees it.
@@ -127,6 +129,8 @@ unsafe impl Sync for Shared {}
 thread_local! {
     /// Shared transformed weights or input of a call (on the calling thread).
     static SHARED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// One output-channel panel's kernels, copied compact before their transform.
+    static WBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A unit's own transformed input, its own transformed weights, and its products.
     static UNIT: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
@@ -476,31 +480,47 @@ pub(crate) mod avx {
     /// # Safety
     /// AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
-    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn weights_panel(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
         let rows = mr.min(p.k - kp * mr);
+        // The panel's kernels are 14 long runs (forward: one per output channel) or many short
+        // ones (backward-data: one per input channel). The gathers below walk them all at
+        // once, too many streams for the hardware prefetcher, so first copy them, run by run,
+        // into a compact local block (gathered from L2 after that).
+        let k0 = kp * mr * wts.ks;
+        let (runs, run_len, run_step, in_run) = if wts.cs <= wts.ks {
+            (rows, (p.c - 1) * wts.cs + 9, wts.ks, wts.cs)
+        } else {
+            (p.c, (rows - 1) * wts.ks + 9, wts.cs, wts.ks)
+        };
+        WBUF.with(|wb| {
+            let mut wb = wb.borrow_mut();
+            let local = grow(&mut wb, runs * run_len);
+            for r in 0..runs {
+                local[r * run_len..(r + 1) * run_len].copy_from_slice(&wts.w[k0 + r * run_step..k0 + r * run_step + run_len]);
+            }
+            // Element (kl, c, t) of the panel: local[kl·lks + c·lcs + t].
+            let (lks, lcs) = if wts.cs <= wts.ks { (run_len, in_run) } else { (in_run, run_len) };
+            let local = Weights { w: local, ks: lks, cs: lcs, flip: wts.flip };
+            // SAFETY: forwarded (AVX-512F).
+            unsafe { weights_from(p, &local, mr, rows, blk) };
+        });
+    }
+
+    /// [`weights_panel`] on the panel's kernels, `rows` output channels from 0 in `wts`.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn weights_from(p: &Problem, wts: &Weights, mr: usize, rows: usize, blk: &mut [f32]) {
         let kmask = span(0, mr as isize);
         let step = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(wts.cs as i32));
-        // The panel's kernels are 14 long runs (forward: one per output channel) or many short
-        // ones (backward-data: one per input channel); the loop below walks them all at once,
-        // too many streams for the hardware prefetcher, so ask for them into L2 up front.
-        let prefetch = |from: usize, len: usize| {
-            for o in (from..from + len).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T1>(wts.w.as_ptr().wrapping_add(o) as *const i8);
-            }
-        };
-        let k0 = kp * mr * wts.ks;
-        if wts.cs <= wts.ks {
-            (0..rows).for_each(|kl| prefetch(k0 + kl * wts.ks, (p.c - 1) * wts.cs + 9));
-        } else {
-            (0..p.c).for_each(|c| prefetch(k0 + c * wts.cs, (rows - 1) * wts.ks + 9));
-        }
         let mut stage = [[_mm512_setzero_ps(); 36]; 16];
         for c0 in (0..p.c).step_by(16) {
             let lanes = 16.min(p.c - c0);
             let cmask = span(0, lanes as isize);
             for (kl, st) in stage.iter_mut().enumerate().take(rows) {
-                let base = (kp * mr + kl) * wts.ks + c0 * wts.cs;
+                let base = kl * wts.ks + c0 * wts.cs;
                 assert!(base + (lanes - 1) * wts.cs + 9 <= wts.w.len());
                 let mut g = [[_mm512_setzero_ps(); 3]; 3];
                 for t in 0..9 {

@@ -7,11 +7,15 @@
 //! results into the packed panels the microkernel reads (`Z`: `[ξ][K panel][tile][MR]`, `V`:
 //! `[ξ][C panel][tile][NR]`).
 //!
-//! Tiles are processed in blocks whose `Z` and `V` fit a budget ([`Budgets`]): per block, the
-//! transforms run in parallel over output-channel panels and 16-channel chunks, then the
-//! GEMMs in parallel over ξ, each ξ owning its `dU_ξ`; blocks accumulate in order. `dU` is
-//! held for a range of output channels at a time (also budgeted). So every sum has one fixed
-//! order, whatever the thread count.
+//! The transforms run in parallel over output-channel panels and 16-channel chunks. Then:
+//! - when `Z` and `V` of all tiles fit a budget ([`Budgets`]; deep layers, few tiles): units
+//!   over blocks of output-channel panels, each running the 36 GEMMs of one
+//!   `MR x NR` block of `dU` over all tiles and transforming it straight into `dW`;
+//! - otherwise (many tiles, few channels): blocks of tiles, the GEMMs in parallel over ξ,
+//!   each ξ owning its `dU_ξ`, blocks accumulating in order; `dU` is held for a range of
+//!   output channels at a time (also budgeted).
+//!
+//! Either way every sum has one fixed order, whatever the thread count.
 
 use super::conv_winograd::{gather_tile, grow, Budgets, Half, Problem, Shared, Tiling};
 use super::gemm_kernel::{kernel, Kernel};
@@ -24,6 +28,8 @@ use std::cell::RefCell;
 thread_local! {
     /// dU, Z and V of a call (on the calling thread; tasks reach them through pointers).
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// One unit's `dU` tile (36 x MR x NR).
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The shape of one call's buffers.
@@ -61,6 +67,42 @@ pub(crate) fn backward_filter_with(isa: Isa, p: &Problem, x: &[f32], dy: &[f32],
     let tl = Tiling::new(p);
     let groups = tl.groups();
     let (kpan, cpan) = (p.k.div_ceil(mr), p.c.div_ceil(nr));
+    let threads = rayon::current_num_threads();
+    let dwp = Shared(dw.as_mut_ptr(), dw.len());
+    let t_all = 16 * groups;
+    if 36 * 4 * t_all * (kpan * mr + cpan * nr) <= b.zv_all {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let (_, zb, vb) = &mut *s;
+            let geo = Geo { kern, mr, nr, cpan, kp0: 0, nkp: kpan, g0: 0, tb: t_all };
+            let (z, v) = transform_block(isa, p, &tl, &geo, x, dy, zb, vb);
+            let kper = ((512 << 10) / (36 * t_all * mr * 4)).clamp(1, kpan.div_ceil(2 * threads));
+            (0..kpan.div_ceil(kper)).into_par_iter().for_each(|u| {
+                TILE.with(|t| {
+                    let mut t = t.borrow_mut();
+                    let tile = grow(&mut t, 36 * mr * nr);
+                    for cp in 0..cpan {
+                        let (c0, c1) = (cp * nr, (cp * nr + nr).min(p.c));
+                        for kp in u * kper..((u + 1) * kper).min(kpan) {
+                            for xi in 0..36 {
+                                let a = z[((xi * kpan + kp) * t_all) * mr..].as_ptr();
+                                let bp = v[((xi * cpan + cp) * t_all) * nr..].as_ptr();
+                                let c = tile[xi * mr * nr..].as_mut_ptr();
+                                // SAFETY: the panels hold t_all x mr and t_all x nr floats; the
+                                // tile holds mr x nr at row stride nr.
+                                unsafe { (geo.kern.run)(t_all, a, bp, c, nr, 1.0, 0.0, mr, nr) };
+                            }
+                            for kl in 0..mr.min(p.k - kp * mr) {
+                                // SAFETY: this unit owns output channels of panels u·kper...
+                                unsafe { filter_stage(isa, p, tile, mr * nr, nr, kl, kp * mr + kl, c0, c1, dwp, ks, cs) };
+                            }
+                        }
+                    }
+                });
+            });
+        });
+        return;
+    }
     let ldu = cpan * nr;
     let per_kpanel = 36 * mr * ldu * 4;
     let kper = kpan.div_ceil((kpan * per_kpanel).div_ceil(b.du));
@@ -78,22 +120,7 @@ pub(crate) fn backward_filter_with(isa: Isa, p: &Problem, x: &[f32], dy: &[f32],
             for g0 in (0..groups).step_by(gb) {
                 let tb = 16 * gb.min(groups - g0);
                 let geo = Geo { kern, mr, nr, cpan, kp0, nkp, g0, tb };
-                let z = grow(zb, 36 * nkp * tb * mr);
-                let v = grow(vb, 36 * cpan * tb * nr);
-                let (zp, vp) = (Shared(z.as_mut_ptr(), z.len()), Shared(v.as_mut_ptr(), v.len()));
-                let chunks = p.c.div_ceil(16);
-                (0..nkp + chunks).into_par_iter().for_each(|task| {
-                    // SAFETY: task kp writes Z panel kp only; task nkp + q writes channels
-                    // 16q.. of V only.
-                    unsafe {
-                        if task < nkp {
-                            z_stage(isa, p, &tl, &geo, dy, task, zp);
-                        } else {
-                            v_stage(isa, p, &tl, &geo, x, task - nkp, vp);
-                        }
-                    }
-                });
-                let (z, v) = (&*z, &*v);
+                let (z, v) = transform_block(isa, p, &tl, &geo, x, dy, zb, vb);
                 du.par_chunks_mut(nkp * mr * ldu).enumerate().for_each(|(xi, dux)| {
                     for kp in 0..nkp {
                         let a = z[((xi * nkp + kp) * tb) * mr..].as_ptr();
@@ -111,13 +138,42 @@ pub(crate) fn backward_filter_with(isa: Isa, p: &Problem, x: &[f32], dy: &[f32],
             // dW[k, c] += Gᵀ dU G, in parallel over output channels of the range.
             let du = &*du;
             let (k0, k1) = (kp0 * mr, (kp1 * mr).min(p.k));
-            let dwp = Shared(dw.as_mut_ptr(), dw.len());
             (k0..k1).into_par_iter().for_each(|k| {
                 // SAFETY: task k adds into dw[k·ks ..] only, for its own k.
-                unsafe { filter_stage(isa, p, du, nkp * mr, ldu, k - k0, k, dwp, ks, cs) };
+                unsafe { filter_stage(isa, p, du, nkp * mr * ldu, ldu, k - k0, k, 0, p.c, dwp, ks, cs) };
             });
         }
     });
+}
+
+/// Transforms the block's tiles into `Z` (`[ξ][K panel][tile][mr]`) and `V`
+/// (`[ξ][C panel][tile][nr]`), in parallel over output-channel panels and 16-channel chunks.
+#[allow(clippy::too_many_arguments)]
+fn transform_block<'a>(
+    isa: Isa,
+    p: &Problem,
+    tl: &Tiling,
+    geo: &Geo,
+    x: &[f32],
+    dy: &[f32],
+    zb: &'a mut Vec<f32>,
+    vb: &'a mut Vec<f32>,
+) -> (&'a [f32], &'a [f32]) {
+    let z = grow(zb, 36 * geo.nkp * geo.tb * geo.mr);
+    let v = grow(vb, 36 * geo.cpan * geo.tb * geo.nr);
+    let (zp, vp) = (Shared(z.as_mut_ptr(), z.len()), Shared(v.as_mut_ptr(), v.len()));
+    let chunks = p.c.div_ceil(16);
+    (0..geo.nkp + chunks).into_par_iter().for_each(|task| {
+        // SAFETY: task kp writes Z panel kp only; task nkp + q writes channels 16q.. of V only.
+        unsafe {
+            if task < geo.nkp {
+                z_stage(isa, p, tl, geo, dy, task, zp);
+            } else {
+                v_stage(isa, p, tl, geo, x, task - geo.nkp, vp);
+            }
+        }
+    });
+    (&*z, &*v)
 }
 
 /// `Z` for output-channel panel `kp` (of the range) and the block's tiles.
@@ -201,25 +257,27 @@ fn gather_grad(p: &Problem, k: usize, h: &Half, j: usize, dy: &[f32]) -> [[f32; 
     d
 }
 
-/// `dw[k] += Gᵀ dU[·][kl] G` for all input channels.
+/// `dw[k, c] += Gᵀ dU[·][kl][c - c0] G` for input channels `c0..c1`, where `dU` element
+/// `(ξ, row, column)` is `du[ξ·plane + row·ldu + column]`.
 ///
 /// # Safety
-/// No other task writes `dw[k·ks ..]`.
+/// No other task writes `dw[k·ks ..]` for these channels.
 #[allow(clippy::too_many_arguments)]
-unsafe fn filter_stage(isa: Isa, p: &Problem, du: &[f32], rows: usize, ldu: usize, kl: usize, k: usize, dw: Shared, ks: usize, cs: usize) {
+unsafe fn filter_stage(isa: Isa, p: &Problem, du: &[f32], plane: usize, ldu: usize, kl: usize, k: usize, c0: usize, c1: usize, dw: Shared, ks: usize, cs: usize) {
+    debug_assert!(c1 <= p.c);
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 available; the rest forwarded.
-        Isa::Avx512 => unsafe { avx::filter_stage(p, du, rows, ldu, kl, k, dw, ks, cs) },
+        Isa::Avx512 => unsafe { avx::filter_stage(du, plane, ldu, kl, k, c0, c1, dw, ks, cs) },
         _ => {
-            for c in 0..p.c {
-                let u: [f32; 36] = std::array::from_fn(|xi| du[(xi * rows + kl) * ldu + c]);
+            for c in c0..c1 {
+                let u: [f32; 36] = std::array::from_fn(|xi| du[xi * plane + kl * ldu + c - c0]);
                 let mut g = [[0.0; 3]; 3];
                 scalar::filter_tile(&u, &mut g);
                 for t in 0..9 {
                     let o = k * ks + c * cs + t;
                     debug_assert!(o < dw.1);
-                    // SAFETY: o is inside dw (checked by backward_filter), in row k.
+                    // SAFETY: o is inside dw (checked by backward_filter); the caller owns it.
                     unsafe { *dw.0.add(o) += g[t / 3][t % 3] };
                 }
             }
@@ -328,35 +386,35 @@ mod avx {
         }
     }
 
-    /// See [`super::filter_stage`].
+    /// See [`super::filter_stage`]: sixteen input channels per vector; a 16x16 transpose
+    /// turns the nine taps of each into one masked add of nine contiguous floats.
     ///
     /// # Safety
     /// See [`super::filter_stage`]; AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn filter_stage(p: &Problem, du: &[f32], rows: usize, ldu: usize, kl: usize, k: usize, dw: Shared, ks: usize, cs: usize) {
-        let mut g9 = [[0.0f32; 16]; 9];
-        for c0 in (0..p.c).step_by(16) {
+    pub(super) unsafe fn filter_stage(du: &[f32], plane: usize, ldu: usize, kl: usize, k: usize, c0: usize, c1: usize, dw: Shared, ks: usize, cs: usize) {
+        for cb in (c0..c1).step_by(16) {
+            let lanes = 16.min(c1 - cb);
+            let m = span(0, lanes as isize);
             let mut u = [_mm512_setzero_ps(); 36];
             for (xi, uv) in u.iter_mut().enumerate() {
-                let o = (xi * rows + kl) * ldu + c0;
-                assert!(o + 16 <= du.len());
-                // SAFETY: checked above (rows of dU are ldu >= c0 + 16 long: ldu is a
-                // multiple of 16).
-                *uv = unsafe { _mm512_loadu_ps(du.as_ptr().add(o)) };
+                let o = xi * plane + kl * ldu + cb - c0;
+                assert!(o + lanes <= du.len());
+                // SAFETY: checked above; only `lanes` floats are read.
+                *uv = unsafe { _mm512_maskz_loadu_ps(m, du.as_ptr().add(o)) };
             }
             let mut g = [[_mm512_setzero_ps(); 3]; 3];
             filter_tile(&u, &mut g);
-            for t in 0..9 {
-                // SAFETY: g9 rows hold 16 floats.
-                unsafe { _mm512_storeu_ps(g9[t].as_mut_ptr(), g[t / 3][t % 3]) };
-            }
-            for l in 0..16.min(p.c - c0) {
-                for (t, gt) in g9.iter().enumerate() {
-                    let o = k * ks + (c0 + l) * cs + t;
-                    debug_assert!(o < dw.1);
-                    // SAFETY: o is inside dw (checked by backward_filter), in row k.
-                    unsafe { *dw.0.add(o) += gt[l] };
+            let rows: [__m512; 16] = std::array::from_fn(|t| if t < 9 { g[t / 3][t % 3] } else { _mm512_setzero_ps() });
+            let cols = transpose16(&rows);
+            for (l, col) in cols.iter().enumerate().take(lanes) {
+                let o = k * ks + (cb + l) * cs;
+                assert!(o + 9 <= dw.1);
+                // SAFETY: nine floats at o are inside dw (checked); the caller owns them.
+                unsafe {
+                    let d = dw.0.add(o);
+                    _mm512_mask_storeu_ps(d, 0x1FF, _mm512_add_ps(_mm512_maskz_loadu_ps(0x1FF, d), *col));
                 }
             }
         }
