@@ -1,6 +1,7 @@
 //! CPU convolution: a policy picks, per call, among the paths beside this file.
 //!
 //! - [`conv_gemm`](super::conv_gemm): implicit-im2col GEMM, every geometry;
+//! - [`conv_direct`](super::conv_direct): direct loops, 2-d stride 1, for very few channels;
 //! - [`conv_winograd`](super::conv_winograd) and
 //!   [`conv_winograd_filter`](super::conv_winograd_filter): Winograd F(4x4, 3x3), 2-d 3x3
 //!   stride 1;
@@ -9,7 +10,7 @@
 
 use super::isa::Isa;
 use super::conv_winograd::{self, Problem, Weights};
-use super::{conv_gemm, conv_winograd_filter, range_check, Cpu};
+use super::{conv_direct, conv_gemm, conv_winograd_filter, range_check, Cpu};
 use crate::backend::{ConvSpec, Convolution};
 use crate::Result;
 use rayon::prelude::*;
@@ -22,6 +23,8 @@ pub(crate) enum Path {
     /// Winograd F(4x4, 3x3): 2-d, 3x3, stride 1, dilation 1 (backward-data: pad <= 2);
     /// every primitive.
     Winograd,
+    /// Direct loops over rows: 2-d, stride 1, dilation 1; forward and backward-filter.
+    Direct,
 }
 
 /// The primitives a path may serve.
@@ -42,7 +45,25 @@ pub(crate) fn applicable(spec: &ConvSpec, op: Op) -> Vec<Path> {
             v.push(Path::Winograd);
         }
     }
+    if conv_direct::fits(spec) && op != Op::BackwardData {
+        if direct_pays(spec, op) {
+            v.insert(0, Path::Direct);
+        } else {
+            v.push(Path::Direct);
+        }
+    }
     v
+}
+
+/// Whether the direct loops beat the alternatives: when one side has so few channels that
+/// a GEMM tile or a Winograd transform would be mostly waste (SegNet's first and last layers).
+fn direct_pays(s: &ConvSpec, op: Op) -> bool {
+    let (cg, kg) = (s.channels / s.group, s.out_channels / s.group);
+    match op {
+        Op::Forward => kg <= 4,
+        Op::BackwardFilter => cg.min(kg) <= 4,
+        Op::BackwardData => false,
+    }
 }
 
 /// Whether Winograd beats the GEMM on `spec`, by measurements on SegNet's layers (2 threads,
@@ -90,6 +111,7 @@ fn forced_path() -> Option<Path> {
     *FORCED.get_or_init(|| match std::env::var("CREMA_CONV_PATH").ok()?.to_ascii_lowercase().as_str() {
         "gemm" => Some(Path::Gemm),
         "winograd" => Some(Path::Winograd),
+        "direct" => Some(Path::Direct),
         _ => None,
     })
 }
@@ -98,6 +120,7 @@ fn forced_path() -> Option<Path> {
 pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::forward(isa, s, x, w, y),
+        Path::Direct => conv_direct::forward(isa, s, x, w, y),
         Path::Winograd => {
             let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
             let (isp, osp) = (s.in_spatial(), s.out_spatial());
@@ -126,6 +149,7 @@ pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], 
 pub(crate) fn backward_data(isa: Isa, path: Path, s: &ConvSpec, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::backward_data(isa, s, dy, w, dx),
+        Path::Direct => unreachable!("no direct backward-data"),
         Path::Winograd => {
             // The transposed convolution: dy (K channels) with the flipped kernel, pad 2 - p.
             let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
@@ -155,6 +179,7 @@ pub(crate) fn backward_data(isa: Isa, path: Path, s: &ConvSpec, dy: &[f32], w: &
 pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     match path {
         Path::Gemm => conv_gemm::backward_filter(isa, s, x, dy, dw),
+        Path::Direct => conv_direct::backward_filter(isa, s, x, dy, dw),
         Path::Winograd => {
             let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
             let (isp, osp) = (s.in_spatial(), s.out_spatial());

@@ -125,7 +125,7 @@ pub(crate) fn check_spec(s: &ConvSpec, seed: u64) {
 /// than a direct sum; the SegNet-shape errors are measured in the benchmark).
 fn tolerance(path: Path) -> Option<f64> {
     match path {
-        Path::Gemm => None,
+        Path::Gemm | Path::Direct => None,
         Path::Winograd => Some(2e-5),
     }
 }

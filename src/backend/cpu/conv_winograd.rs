@@ -156,6 +156,14 @@ struct Geo {
     kpanels: usize,
 }
 
+impl Geo {
+    /// Lanes of tile panel `tp` up to the last group that has tiles.
+    fn lanes(&self, tl: &Tiling, tp: usize) -> usize {
+        let groups = tl.groups();
+        16 * groups.saturating_sub(tp * self.gpp).min(self.gpp)
+    }
+}
+
 /// Where a unit finds V: shared for all panels, or its own (computed for its panels).
 #[derive(Clone, Copy)]
 enum Src<'a> {
@@ -317,12 +325,14 @@ unsafe fn unit(
                 for xi in 0..36 {
                     for tp in t0..t1 {
                         let b = v[((xi * vnp + tp - v0) * c) * nr..].as_ptr();
+                        // A panel whose tiles fill only its first 16 lanes needs half the work.
+                        let run = geo.kern.for_cols(geo.lanes(tl, tp));
                         for kp in k0..k1 {
                             let a = u[(((kp - ka) * 36 + xi) * c) * mr..].as_ptr();
                             let cm = m[(xi * kloc + (kp - k0) * mr) * tw + (tp - t0) * nr..].as_mut_ptr();
                             // SAFETY: the panels hold c x mr and c x nr floats; m has room
                             // for the whole mr x nr tile at row stride tw.
-                            unsafe { (geo.kern.run)(c, a, b, cm, tw, 1.0, 0.0, mr, nr) };
+                            unsafe { run(c, a, b, cm, tw, 1.0, 0.0, mr, nr) };
                         }
                     }
                 }
@@ -597,11 +607,13 @@ pub(crate) mod avx {
     pub(super) unsafe fn input_stage(p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], c0: usize, c1: usize, pa: usize, pb: usize, v: Shared) {
         let np = pb - pa;
         let idx = phase_idx();
-        for gi in pa * geo.gpp..pb * geo.gpp {
-            let halves = tl.group(gi);
-            let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
-            for c in c0..c1 {
-                let d = gather6(p, c, &halves, x, &idx);
+        // Channel by channel, so that each plane's rows are read front to back.
+        let hs: Vec<[Half; 2]> = (pa * geo.gpp..pb * geo.gpp).map(|gi| tl.group(gi)).collect();
+        for c in c0..c1 {
+            for (gl, halves) in hs.iter().enumerate() {
+                let gi = pa * geo.gpp + gl;
+                let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
+                let d = gather6(p, c, halves, x, &idx);
                 let mut out = [_mm512_setzero_ps(); 36];
                 input_tile(&d, &mut out);
                 for (xi, ov) in out.iter().enumerate() {
@@ -622,13 +634,14 @@ pub(crate) mod avx {
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn output_stage(p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32], kbase: usize, kloc: usize, ks: usize, ke: usize, t0: usize, t1: usize, y: Shared) {
         let tw = (t1 - t0) * geo.nr;
-        for gi in t0 * geo.gpp..t1 * geo.gpp {
-            let halves = tl.group(gi);
-            if halves[0].cnt == 0 {
-                continue;
-            }
-            let lane0 = (gi - t0 * geo.gpp) * 16;
-            for k in ks..ke {
+        // Channel by channel, so that each output plane's rows are written front to back.
+        let hs: Vec<[Half; 2]> = (t0 * geo.gpp..t1 * geo.gpp).map(|gi| tl.group(gi)).collect();
+        for k in ks..ke {
+            for (gl, &halves) in hs.iter().enumerate() {
+                if halves[0].cnt == 0 {
+                    continue;
+                }
+                let lane0 = gl * 16;
                 let mut mv = [_mm512_setzero_ps(); 36];
                 for (xi, v) in mv.iter_mut().enumerate() {
                     let o = (xi * kloc + k - kbase) * tw + lane0;

@@ -19,6 +19,20 @@ pub(crate) struct Kernel {
     /// `kc * NR`, and `c` rows `0..mr` of `ldc`-strided columns `0..nr` are valid for reads
     /// (when `beta != 0`) and writes; the CPU supports the kernel's [`Isa`].
     pub run: KernelFn,
+    /// The same on the first 16 columns of the panel only (`nr <= 16`), half the work for a
+    /// half-empty panel; `None` where `NR` is 16 already.
+    pub half: Option<KernelFn>,
+}
+
+impl Kernel {
+    /// The kernel for a panel with `nr` valid columns.
+    #[inline]
+    pub fn for_cols(&self, nr: usize) -> KernelFn {
+        match self.half {
+            Some(h) if nr <= 16 => h,
+            _ => self.run,
+        }
+    }
 }
 
 /// The calling convention of a microkernel (see [`Kernel::run`]).
@@ -27,9 +41,9 @@ pub(crate) type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, us
 /// The microkernel for an instruction-set level.
 pub(crate) fn kernel(isa: Isa) -> Kernel {
     match isa {
-        Isa::Portable => Kernel { mr: 4, nr: 16, run: portable::<4, 16> },
+        Isa::Portable => Kernel { mr: 4, nr: 16, run: portable::<4, 16>, half: None },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Kernel { mr: 14, nr: 32, run: avx512::kernel::<14, 2> },
+        Isa::Avx512 => Kernel { mr: 14, nr: 32, run: avx512::kernel::<14, 2, 32>, half: Some(avx512::kernel::<14, 1, 32>) },
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 => kernel(Isa::Portable),
     }
@@ -71,13 +85,14 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     /// `MR x 16·NV` tile: per `k`, `NV` vector loads of B̃ and `MR` broadcasts of Ã feed
-    /// `MR·NV` FMAs into accumulators that stay in registers (`MR·NV + NV + 1 <= 32`).
+    /// `MR·NV` FMAs into accumulators that stay in registers (`MR·NV + NV + 1 <= 32`). B̃
+    /// rows are `BS` floats apart (`16·NV`, or more to use part of a wider panel).
     ///
     /// # Safety
     /// See [`Kernel::run`](super::Kernel::run); the CPU must support AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn kernel<const MR: usize, const NV: usize>(
+    pub(crate) unsafe fn kernel<const MR: usize, const NV: usize, const BS: usize>(
         kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32, mr: usize, nr: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
@@ -96,7 +111,7 @@ pub(crate) mod avx512 {
                     }
                 }
                 ap = ap.add(MR);
-                bp = bp.add(16 * NV);
+                bp = bp.add(BS);
             }
         }
         let va = _mm512_set1_ps(alpha);
@@ -148,12 +163,11 @@ mod tests {
     #[ignore]
     fn kernel_peak() {
         use avx512::kernel as k;
-        peak("14x32", 14, 32, k::<14, 2>);
-        peak("12x32", 12, 32, k::<12, 2>);
-        peak("8x32", 8, 32, k::<8, 2>);
-        peak("6x64", 6, 64, k::<6, 4>);
-        peak("8x48", 8, 48, k::<8, 3>);
-        peak("4x96", 4, 96, k::<4, 6>);
-        peak("14x32", 14, 32, k::<14, 2>);
+        peak("14x32", 14, 32, k::<14, 2, 32>);
+        peak("14x16", 14, 16, k::<14, 1, 16>);
+        peak("12x32", 12, 32, k::<12, 2, 32>);
+        peak("8x32", 8, 32, k::<8, 2, 32>);
+        peak("6x64", 6, 64, k::<6, 4, 64>);
+        peak("8x48", 8, 48, k::<8, 3, 48>);
     }
 }

@@ -4,6 +4,7 @@
 
 mod act;
 mod conv;
+mod conv_direct;
 mod conv_gemm;
 #[cfg(test)]
 mod conv_tests;
