@@ -63,7 +63,6 @@ pub(crate) fn forward(isa: Isa, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32
     let yp = Shared(y.as_mut_ptr(), y.len());
     assert!(y.len() >= s.num * olen && x.len() >= s.num * ilen && w.len() >= s.weight_len());
     (0..rows).into_par_iter().for_each(|r| {
-        let yp = yp; // the whole pointer, not its field (closures capture disjoint fields)
         let (n, gr, o) = (r / (s.group * g.oh), (r / g.oh) % s.group, r % g.oh);
         let xg = &x[n * ilen + gr * g.cg * g.h * g.w..n * ilen + (gr + 1) * g.cg * g.h * g.w];
         let wg = &w[gr * g.kg * g.cg * g.kh * g.kw..(gr + 1) * g.kg * g.cg * g.kh * g.kw];
@@ -89,10 +88,8 @@ pub(crate) fn forward(isa: Isa, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32
                                     }
                                 }
                             }
-                            let o_ = y0 + k * g.oh * g.ow + ox;
-                            debug_assert!(o_ < yp.1);
                             // SAFETY: inside y (asserted above); this task's row.
-                            unsafe { *yp.0.add(o_) = acc };
+                            unsafe { *yp.at(y0 + k * g.oh * g.ow + ox) = acc };
                         }
                     }
                 }
@@ -110,7 +107,6 @@ pub(crate) fn backward_filter(isa: Isa, s: &ConvSpec, x: &[f32], dy: &[f32], dw:
     let dwp = Shared(dw.as_mut_ptr(), dw.len());
     assert!(dw.len() >= s.weight_len() && x.len() >= s.num * s.in_image_len() && dy.len() >= s.num * s.out_image_len());
     (0..units).into_par_iter().for_each(|u| {
-        let dwp = dwp; // the whole pointer, not its field (closures capture disjoint fields)
         let (gr, kp, c) = (u / (kpairs * g.cg), (u / g.cg) % kpairs, u % g.cg);
         let (k0, kb) = (2 * kp, 2.min(g.kg - 2 * kp));
         let taps = g.kh * g.kw;
@@ -127,18 +123,17 @@ pub(crate) fn backward_filter(isa: Isa, s: &ConvSpec, x: &[f32], dy: &[f32], dw:
                     Isa::Avx512 if g.kw <= 16 => unsafe { avx::filter_sums(&g, xc, dyk, kb, t0, tn) },
                     _ => filter_sums(&g, xc, dyk, kb, t0, tn),
                 };
-                for kk in 0..kb {
-                    for t in 0..tn {
-                        sums[kk][t] += part[kk][t] as f64;
+                for (sk, pk) in sums.iter_mut().zip(&part).take(kb) {
+                    for (st, pt) in sk.iter_mut().zip(pk).take(tn) {
+                        *st += *pt as f64;
                     }
                 }
             }
-            for kk in 0..kb {
-                for t in 0..tn {
+            for (kk, sk) in sums.iter().enumerate().take(kb) {
+                for (t, st) in sk.iter().enumerate().take(tn) {
                     let o = (((gr * g.kg + k0 + kk) * g.cg + c) * taps) + t0 + t;
-                    debug_assert!(o < dwp.1);
                     // SAFETY: inside dw (asserted above); (k, c) belongs to this unit only.
-                    unsafe { *dwp.0.add(o) += sums[kk][t] as f32 };
+                    unsafe { *dwp.at(o) += *st as f32 };
                 }
             }
         }
@@ -229,11 +224,11 @@ mod avx {
                             // SAFETY: the mask keeps the load inside this input row.
                             *xvv = unsafe { _mm512_maskz_loadu_ps(ch.mask[j][v], row.wrapping_offset(ch.start[j][v])) };
                         }
-                        for kk in 0..kb {
+                        for (kk, ak) in acc.iter_mut().enumerate().take(kb) {
                             // SAFETY: inside wg (asserted above).
                             let wv = _mm512_set1_ps(unsafe { *wg.get_unchecked((k0 + kk) * kstride + wrow + j) });
-                            for v in 0..4 {
-                                acc[kk][v] = _mm512_fmadd_ps(wv, xv[v], acc[kk][v]);
+                            for (av, xvv) in ak.iter_mut().zip(&xv) {
+                                *av = _mm512_fmadd_ps(wv, *xvv, *av);
                             }
                         }
                     }
@@ -277,8 +272,8 @@ mod avx {
                     let Some(ir) = g.in_row(o, i) else { continue };
                     // SAFETY: the mask keeps the load inside input row ir.
                     let xv = unsafe { _mm512_maskz_loadu_ps(ch.mask[j][0], xc.as_ptr().wrapping_add(ir * g.w).wrapping_offset(ch.start[j][0])) };
-                    for kk in 0..2 {
-                        acc[kk][t] = _mm512_fmadd_ps(d[kk], xv, acc[kk][t]);
+                    for (ak, dk) in acc.iter_mut().zip(&d) {
+                        ak[t] = _mm512_fmadd_ps(*dk, xv, ak[t]);
                     }
                 }
             }

@@ -121,6 +121,15 @@ impl Tiling {
 /// A buffer shared by parallel tasks that each write their own disjoint elements.
 #[derive(Clone, Copy)]
 pub(crate) struct Shared(pub *mut f32, pub usize);
+impl Shared {
+    /// The address of element `i` (a method, so that closures capture the whole `Shared`).
+    #[inline]
+    pub fn at(&self, i: usize) -> *mut f32 {
+        debug_assert!(i < self.1);
+        self.0.wrapping_add(i)
+    }
+}
+
 // SAFETY: every use writes disjoint elements from different tasks (see each call site).
 unsafe impl Send for Shared {}
 // SAFETY: as above.
