@@ -11,6 +11,7 @@
 use super::gemm::{gemm, PackA, PackB, Strided};
 use super::im2col::{Im2col, Run};
 use super::isa::Isa;
+use super::pack::transpose_panels;
 use crate::backend::ConvSpec;
 
 /// Bytes of im2col tile that backward-data may hold at once (strided case only).
@@ -46,7 +47,7 @@ pub(crate) struct Im2colB<'a> {
 }
 
 impl PackB for Im2colB<'_> {
-    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    fn pack_b(&self, _isa: Isa, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         let mut koff = vec![0usize; self.nd];
         let tail = nc % nr;
         let last = nc / nr;
@@ -67,28 +68,42 @@ impl PackB for Im2colB<'_> {
 pub(crate) struct Im2colT<'a>(pub Im2colB<'a>);
 
 impl PackB for Im2colT<'_> {
-    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    fn pack_b(&self, isa: Isa, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         let s = &self.0;
         let mut koff = vec![0usize; s.nd];
-        let panels = nc.div_ceil(nr);
-        if !nc.is_multiple_of(nr) {
-            dst[(panels - 1) * nr * kc..panels * nr * kc].fill(0.0);
-        }
-        for n in 0..nc {
-            let (c, kk) = ((j0 + n) / s.kl, (j0 + n) % s.kl);
-            s.geo.kernel_offset(kk, &mut koff);
-            let plane = &s.x[c * s.in_spatial..(c + 1) * s.in_spatial];
-            let (q, l) = (n / nr, n % nr);
-            let out = &mut dst[q * nr * kc..(q + 1) * nr * kc];
-            s.geo.runs(&koff, p0, p0 + kc, |r| {
-                let base = (r.start - p0) * nr + l;
-                match r.src {
-                    None => (0..r.len).for_each(|t| out[base + t * nr] = 0.0),
-                    Some(src) => (0..r.len).for_each(|t| out[base + t * nr] = plane[src + t * r.step]),
+        // Each panel's lanes are im2col rows over positions p0..p0 + kc: write them out as
+        // rows, then transpose them into the panel.
+        PACK_TMP.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.len() < nr * kc {
+                t.resize(nr * kc, 0.0);
+            }
+            for q in 0..nc.div_ceil(nr) {
+                let lanes = nr.min(nc - q * nr);
+                for l in 0..lanes {
+                    let (c, kk) = ((j0 + q * nr + l) / s.kl, (j0 + q * nr + l) % s.kl);
+                    s.geo.kernel_offset(kk, &mut koff);
+                    let plane = &s.x[c * s.in_spatial..(c + 1) * s.in_spatial];
+                    let row = &mut t[l * kc..(l + 1) * kc];
+                    s.geo.runs(&koff, p0, p0 + kc, |r| {
+                        let out = &mut row[r.start - p0..r.start - p0 + r.len];
+                        match r.src {
+                            None => out.fill(0.0),
+                            Some(src) if r.step == 1 => out.copy_from_slice(&plane[src..src + r.len]),
+                            Some(src) => out.iter_mut().enumerate().for_each(|(i, v)| *v = plane[src + i * r.step]),
+                        }
+                    });
                 }
-            });
-        }
+                let t = &*t;
+                transpose_panels(isa, lanes, kc, nr, |l| &t[l * kc..(l + 1) * kc], &mut dst[q * nr * kc..(q + 1) * nr * kc]);
+            }
+        });
     }
+}
+
+thread_local! {
+    /// Rows of one panel of the transposed im2col matrix before they are transposed.
+    static PACK_TMP: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The kernel of the transposed convolution as the A operand: row `c`, column `(k, kk)` is
@@ -100,7 +115,7 @@ pub(crate) struct FlippedWeights<'a> {
 }
 
 impl PackA for FlippedWeights<'_> {
-    fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]) {
+    fn pack_a(&self, _isa: Isa, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]) {
         for q in 0..mc.div_ceil(mr) {
             let out = &mut dst[q * mr * kc..(q + 1) * mr * kc];
             for d in 0..kc {

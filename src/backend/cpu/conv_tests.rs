@@ -229,3 +229,57 @@ fn winograd_blocking_cases() {
         }
     }
 }
+
+/// The same bits whatever the thread count, for every path (each sum has one fixed order).
+#[test]
+fn same_bits_for_any_thread_count() {
+    let s = spec(2, 20, 24, 1, &[18, 40], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);
+    let x = rand_vec(11, s.num * s.in_image_len());
+    let w = rand_vec(12, s.weight_len());
+    let dy = rand_vec(13, s.num * s.out_image_len());
+    let isa = Isa::detect();
+    let run = || {
+        let mut out = Vec::new();
+        for p in applicable(&s, Op::Forward) {
+            let mut y = vec![0.0; dy.len()];
+            forward(isa, p, &s, &x, &w, &mut y);
+            out.push(y);
+        }
+        for p in applicable(&s, Op::BackwardData) {
+            let mut dx = vec![0.0; x.len()];
+            backward_data(isa, p, &s, &dy, &w, &mut dx);
+            out.push(dx);
+        }
+        for p in applicable(&s, Op::BackwardFilter) {
+            let mut dw = vec![0.25; w.len()];
+            backward_filter(isa, p, &s, &x, &dy, &mut dw);
+            out.push(dw);
+        }
+        out.into_iter().flatten().map(f32::to_bits).collect::<Vec<_>>()
+    };
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let one = pool(1).install(run);
+    assert_eq!(one, pool(2).install(run));
+    assert_eq!(one, pool(3).install(run));
+}
+
+#[test]
+fn bias_forward_adds_and_bias_backward_accumulates() {
+    use crate::backend::cpu::Cpu;
+    use crate::backend::Convolution;
+    let (num, ch, sp) = (3, 5, 7);
+    let bias = rand_vec(1, ch);
+    let y0 = rand_vec(2, num * ch * sp);
+    let mut y = y0.clone();
+    Cpu::new().bias_forward(num, ch, sp, &bias, &mut y).unwrap();
+    for (i, (a, b)) in y.iter().zip(&y0).enumerate() {
+        assert_eq!(*a, b + bias[(i / sp) % ch]);
+    }
+    let dy = rand_vec(3, num * ch * sp);
+    let mut db = vec![1.0f32; ch];
+    Cpu::new().bias_backward(num, ch, sp, &dy, &mut db).unwrap();
+    for c in 0..ch {
+        let want: f64 = 1.0 + (0..num).flat_map(|n| (0..sp).map(move |s| (n, s))).map(|(n, s)| dy[(n * ch + c) * sp + s] as f64).sum::<f64>();
+        assert!((db[c] as f64 - want).abs() < 1e-5, "{c}: {} vs {want}", db[c]);
+    }
+}

@@ -73,14 +73,16 @@ pub fn sgemm_isa(
 pub(crate) trait PackA: Sync {
     /// Rows `i0..i0 + mc`, columns `p0..p0 + kc` into `ceil(mc / mr)` panels of `kc x mr`
     /// floats each (k-major: the `mr` values of one column are adjacent), rows past `mc` zero.
-    fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]);
+    #[allow(clippy::too_many_arguments)]
+    fn pack_a(&self, isa: Isa, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]);
 }
 
 /// Packs blocks of a logical `k x n` right operand into `NR`-column panels.
 pub(crate) trait PackB: Sync {
     /// Rows `p0..p0 + kc`, columns `j0..j0 + nc` into `ceil(nc / nr)` panels of `kc x nr`
     /// floats each (the `nr` values of one row are adjacent), columns past `nc` zero.
-    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+    #[allow(clippy::too_many_arguments)]
+    fn pack_b(&self, isa: Isa, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]);
 }
 
 /// A matrix in memory: element `(r, c)` at `data[r * rs + c * cs]`.
@@ -95,7 +97,13 @@ impl Strided<'_> {
     /// (`lane_stride`, `depth_stride`): panel `q`, depth `d`, lane `l` <- element at
     /// `base + (q·w + l)·lane_stride + d·depth_stride`.
     #[allow(clippy::too_many_arguments)]
-    fn pack_panels(&self, base: usize, lanes: usize, lane_stride: usize, depth: usize, depth_stride: usize, w: usize, dst: &mut [f32]) {
+    fn pack_panels(&self, isa: Isa, base: usize, lanes: usize, lane_stride: usize, depth: usize, depth_stride: usize, w: usize, dst: &mut [f32]) {
+        if lane_stride != 1 && depth_stride == 1 {
+            // Lanes are rows contiguous along the depth: a transposing pack.
+            let row = |l: usize| &self.data[base + l * lane_stride..base + l * lane_stride + depth];
+            super::pack::transpose_panels(isa, lanes, depth, w, row, dst);
+            return;
+        }
         let panels = lanes.div_ceil(w);
         if lane_stride == 1 {
             // Depth outer, panels inner: each source row is read once, front to back.
@@ -163,14 +171,14 @@ fn copy_rows<const W: usize>(data: &[f32], base: usize, lanes: usize, depth: usi
 }
 
 impl PackA for Strided<'_> {
-    fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]) {
-        self.pack_panels(i0 * self.rs + p0 * self.cs, mc, self.rs, kc, self.cs, mr, dst);
+    fn pack_a(&self, isa: Isa, i0: usize, mc: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]) {
+        self.pack_panels(isa, i0 * self.rs + p0 * self.cs, mc, self.rs, kc, self.cs, mr, dst);
     }
 }
 
 impl PackB for Strided<'_> {
-    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
-        self.pack_panels(p0 * self.rs + j0 * self.cs, nc, self.cs, kc, self.rs, nr, dst);
+    fn pack_b(&self, isa: Isa, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        self.pack_panels(isa, p0 * self.rs + j0 * self.cs, nc, self.cs, kc, self.rs, nr, dst);
     }
 }
 
@@ -312,11 +320,11 @@ unsafe fn gemm_block<A: PackA, B: PackB>(
             for kb in 0..kblocks {
                 let p0 = kb * kc_max;
                 let kc = kc_max.min(k - p0);
-                b.pack_b(p0, kc, jc, nc, nr, bpk);
+                b.pack_b(kern.isa, p0, kc, jc, nc, nr, bpk);
                 let beta_eff = if kb == 0 { beta } else { 1.0 };
                 for ic in (i0..i1).step_by(mc_max) {
                     let mc = mc_max.min(i1 - ic);
-                    a.pack_a(ic, mc, p0, kc, mr, apk);
+                    a.pack_a(kern.isa, ic, mc, p0, kc, mr, apk);
                     for jr in (0..nc).step_by(nr) {
                         let bp = bpk[jr * kc..].as_ptr();
                         for ir in (0..mc).step_by(mr) {

@@ -11,6 +11,8 @@ use super::isa::Isa;
 /// A microkernel and its register-tile shape.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
+    /// The instruction set the kernel (and the packers feeding it) run on.
+    pub isa: Isa,
     /// Rows of the register tile (the broadcast operand, A).
     pub mr: usize,
     /// Columns of the register tile (the vector operand, B).
@@ -41,9 +43,9 @@ pub(crate) type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, us
 /// The microkernel for an instruction-set level.
 pub(crate) fn kernel(isa: Isa) -> Kernel {
     match isa {
-        Isa::Portable => Kernel { mr: 4, nr: 16, run: portable::<4, 16>, half: None },
+        Isa::Portable => Kernel { isa, mr: 4, nr: 16, run: portable::<4, 16>, half: None },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Kernel { mr: 14, nr: 32, run: avx512::kernel::<14, 2, 32>, half: Some(avx512::kernel::<14, 1, 32>) },
+        Isa::Avx512 => Kernel { isa, mr: 14, nr: 32, run: avx512::kernel::<14, 2, 32>, half: Some(avx512::kernel::<14, 1, 32>) },
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 => kernel(Isa::Portable),
     }

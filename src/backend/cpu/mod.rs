@@ -17,6 +17,7 @@ mod winograd;
 pub mod isa;
 mod loss;
 mod math;
+mod pack;
 mod norm;
 mod pool;
 mod solver;
