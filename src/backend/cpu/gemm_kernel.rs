@@ -97,6 +97,13 @@ pub(crate) mod avx512 {
     pub(crate) unsafe fn kernel<const MR: usize, const NV: usize, const BS: usize>(
         kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32, mr: usize, nr: usize,
     ) {
+        // Ask for the C tile now: its loads (or its stores' ownership) come after the k loop,
+        // and a large C (a kernel gradient accumulated in place) is not in cache.
+        for i in 0..mr.min(MR) {
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + 16 * v) as *const i8);
+            }
+        }
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         let (mut ap, mut bp) = (a, b);
         for _ in 0..kc {
