@@ -84,6 +84,11 @@ pub(crate) fn backward_filter_with(isa: Isa, p: &Problem, x: &[f32], dy: &[f32],
                     for cp in 0..cpan {
                         let (c0, c1) = (cp * nr, (cp * nr + nr).min(p.c));
                         for kp in u * kper..((u + 1) * kper).min(kpan) {
+                            // dW is read-modify-written once per element: ask for this
+                            // block's rows while the 36 GEMMs run.
+                            for k in kp * mr..(kp * mr + mr).min(p.k) {
+                                prefetch_range(dwp, k * ks + c0 * cs, (c1 - c0 - 1) * cs + 9);
+                            }
                             for xi in 0..36 {
                                 let a = z[((xi * kpan + kp) * t_all) * mr..].as_ptr();
                                 let bp = v[((xi * cpan + cp) * t_all) * nr..].as_ptr();
@@ -144,6 +149,18 @@ pub(crate) fn backward_filter_with(isa: Isa, p: &Problem, x: &[f32], dy: &[f32],
             });
         }
     });
+}
+
+/// Prefetches `len` floats of `dw` from `from` (a hint only: nothing is accessed).
+fn prefetch_range(dw: Shared, from: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for o in (from..from + len).step_by(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and accesses nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(dw.0.wrapping_add(o) as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dw, from, len);
 }
 
 /// Transforms the block's tiles into `Z` (`[ξ][K panel][tile][mr]`) and `V`
