@@ -43,7 +43,7 @@ pub(crate) struct Budgets {
 }
 
 impl Budgets {
-    pub const DEFAULT: Budgets = Budgets { shared: 16 << 20, unit: 1 << 20, m: 512 << 10, du: 16 << 20, zv: 8 << 20, zv_all: 24 << 20 };
+    pub const DEFAULT: Budgets = Budgets { shared: 16 << 20, unit: 256 << 10, m: 256 << 10, du: 16 << 20, zv: 8 << 20, zv_all: 24 << 20 };
 }
 
 /// One channel group of a 3x3, stride-1 convolution as the Winograd path sees it.
