@@ -43,7 +43,9 @@ pub(crate) struct Budgets {
 }
 
 impl Budgets {
-    pub const DEFAULT: Budgets = Budgets { shared: 16 << 20, unit: 256 << 10, m: 256 << 10, du: 16 << 20, zv: 8 << 20, zv_all: 24 << 20 };
+    /// Sized by sweeps on SegNet's layers (the shared forward budget holds U or V of every
+    /// SegNet layer whole; all-tiles backward-filter takes the 32x32 and 16x16 layers).
+    pub const DEFAULT: Budgets = Budgets { shared: 10 << 20, unit: 256 << 10, m: 256 << 10, du: 10 << 20, zv: 4 << 20, zv_all: 12 << 20 };
 }
 
 /// One channel group of a 3x3, stride-1 convolution as the Winograd path sees it.
