@@ -573,6 +573,29 @@ pub(crate) mod avx {
         std::array::from_fn(|s| _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28), _mm512_set1_epi32(s as i32)))
     }
 
+    /// Prefetches the rows a half-group pair reads or writes: `rows` rows from image row
+    /// `4 ti - pad` of plane `plane` (an element offset), 36 floats from column `4 tj0 - padw`.
+    /// The transforms visit short stretches of many planes, too many streams for the
+    /// hardware prefetcher, so each asks for the next plane's stretch while on this one.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn prefetch_rows(buf: *const f32, plane: usize, img: usize, h: usize, w: usize, pad: (usize, usize), rows: usize, halves: &[Half; 2]) {
+        for hf in halves.iter().filter(|hf| hf.cnt > 0) {
+            for r in 0..rows {
+                let ih = (4 * hf.ti + r) as isize - pad.0 as isize;
+                if ih < 0 || ih >= h as isize {
+                    continue;
+                }
+                let base = hf.n * img + plane + ih as usize * w;
+                let w0 = (4 * hf.tj0) as isize - pad.1 as isize;
+                for off in [0isize, 16, 32] {
+                    _mm_prefetch::<_MM_HINT_T0>(buf.wrapping_offset(base as isize + w0 + off) as *const i8);
+                }
+            }
+        }
+    }
+
     /// The 6x6 input tiles of channel `c` under two half-groups, lanes = tiles (zeros past
     /// the image and for missing half-groups; lanes past a half's `cnt` hold whatever the
     /// image has there).
@@ -621,6 +644,11 @@ pub(crate) mod avx {
         // Channel by channel, so that each plane's rows are read front to back.
         let hs: Vec<[Half; 2]> = (pa * geo.gpp..pb * geo.gpp).map(|gi| tl.group(gi)).collect();
         for c in c0..c1 {
+            if c + 1 < c1 {
+                for halves in &hs {
+                    prefetch_rows(x.as_ptr(), (c + 1) * p.h * p.w, p.x_img, p.h, p.w, (p.ph, p.pw), 6, halves);
+                }
+            }
             for (gl, halves) in hs.iter().enumerate() {
                 let gi = pa * geo.gpp + gl;
                 let (tp, off) = (gi / geo.gpp - pa, (gi % geo.gpp) * 16);
@@ -648,6 +676,11 @@ pub(crate) mod avx {
         // Channel by channel, so that each output plane's rows are written front to back.
         let hs: Vec<[Half; 2]> = (t0 * geo.gpp..t1 * geo.gpp).map(|gi| tl.group(gi)).collect();
         for k in ks..ke {
+            if k + 1 < ke {
+                for halves in &hs {
+                    prefetch_rows(y.0, (k + 1) * p.oh * p.ow, p.y_img, p.oh, p.ow, (0, 0), 4, halves);
+                }
+            }
             for (gl, &halves) in hs.iter().enumerate() {
                 if halves[0].cnt == 0 {
                     continue;

@@ -305,7 +305,7 @@ unsafe fn filter_stage(isa: Isa, p: &Problem, du: &[f32], plane: usize, ldu: usi
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use super::*;
-    use crate::backend::cpu::conv_winograd::avx::{gather6, load_row, phase_idx, span};
+    use crate::backend::cpu::conv_winograd::avx::{gather6, load_row, phase_idx, prefetch_rows, span};
     use crate::backend::cpu::winograd::avx512::{filter_tile, grad_tile, input_tile, transpose16};
     use std::arch::x86_64::*;
 
@@ -356,6 +356,9 @@ mod avx {
         for gl in 0..geo.tb / 16 {
             let halves = tl.group(geo.g0 + gl);
             for (kl, st) in stage.iter_mut().enumerate().take(rows) {
+                if kl + 1 < rows {
+                    prefetch_rows(dy.as_ptr(), (k0 + kl + 1) * p.oh * p.ow, p.y_img, p.oh, p.ow, (0, 0), 4, &halves);
+                }
                 let d = gather4(p, k0 + kl, &halves, dy, &idx);
                 grad_tile(&d, st);
             }
@@ -387,6 +390,9 @@ mod avx {
         for gl in 0..geo.tb / 16 {
             let halves = tl.group(geo.g0 + gl);
             for (cl, st) in stage.iter_mut().enumerate().take(chans) {
+                if cl + 1 < chans {
+                    prefetch_rows(x.as_ptr(), (c0 + cl + 1) * p.h * p.w, p.x_img, p.h, p.w, (p.ph, p.pw), 6, &halves);
+                }
                 let d = gather6(p, c0 + cl, &halves, x, &idx);
                 input_tile(&d, st);
             }
