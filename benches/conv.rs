@@ -7,7 +7,7 @@
 //! process; `accuracy` compares sampled outputs of every layer with float64 sums.
 
 use crema::backend::cpu::gemm::sgemm;
-use crema::backend::cpu::Cpu;
+use crema::backend::cpu::{conv_paths, Cpu};
 use crema::backend::{ConvSpec, Convolution};
 use std::time::Instant;
 
@@ -149,8 +149,8 @@ fn bench_conv(runs: usize) {
         flops_all += flops * if li == 0 { 2.0 } else { 3.0 };
         let gf = |t: f64| if t > 0.0 { flops / t / 1e9 } else { 0.0 };
         println!(
-            "{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.2} {:6.1} {:6.1} | {:8.2} {:6.1} {:6.1} | {:8.2} {:6.1} {:6.1}",
-            f.0 * 1e3, gf(f.0), gf(f.1), d.0 * 1e3, gf(d.0), gf(d.1), g.0 * 1e3, gf(g.0), gf(g.1)
+            "{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.2} {:6.1} {:6.1} | {:8.2} {:6.1} {:6.1} | {:8.2} {:6.1} {:6.1} | {}",
+            f.0 * 1e3, gf(f.0), gf(f.1), d.0 * 1e3, gf(d.0), gf(d.1), g.0 * 1e3, gf(g.0), gf(g.1), conv_paths(&s)
         );
     }
     let fwd_flops: f64 = SEGNET.iter().map(|&(hw, c, k)| spec(hw, c, k).forward_flops() as f64).sum();
@@ -169,7 +169,7 @@ fn bench_conv(runs: usize) {
 fn accuracy() {
     let cpu = Cpu::new();
     println!("accuracy vs float64 over sampled outputs: max |error| / max |value|, and ‖error‖₂ / ‖value‖₂");
-    println!("{:>3} {:>4} {:>4} {:>4} | {:>17} | {:>17} | {:>17}", "#", "HW", "C", "K", "forward", "bwd-data", "bwd-filt");
+    println!("{:>3} {:>4} {:>4} {:>4} | {:>17} | {:>17} | {:>17} | paths (fwd/bwd-data/bwd-filter)", "#", "HW", "C", "K", "forward", "bwd-data", "bwd-filt");
     let mut worst = [(0.0f64, 0.0f64); 3];
     for (li, &(hw, c, k)) in SEGNET.iter().enumerate() {
         let s = spec(hw, c, k);
@@ -238,7 +238,7 @@ fn accuracy() {
             worst[i].0 = worst[i].0.max(e[i].0);
             worst[i].1 = worst[i].1.max(e[i].1);
         }
-        println!("{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e}", e[0].0, e[0].1, e[1].0, e[1].1, e[2].0, e[2].1);
+        println!("{li:>3} {hw:>4} {c:>4} {k:>4} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e} | {}", e[0].0, e[0].1, e[1].0, e[1].1, e[2].0, e[2].1, conv_paths(&s));
     }
     println!("worst               | {:8.1e} {:8.1e} | {:8.1e} {:8.1e} | {:8.1e} {:8.1e}", worst[0].0, worst[0].1, worst[1].0, worst[1].1, worst[2].0, worst[2].1);
 }

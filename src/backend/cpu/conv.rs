@@ -204,6 +204,17 @@ pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy:
     }
 }
 
+/// The algorithms the CPU backend picks for `spec` (forward, backward-data, backward-filter),
+/// e.g. for timing reports: `"winograd/winograd/gemm"`.
+pub fn conv_paths(spec: &ConvSpec) -> String {
+    let name = |p: Path| match p {
+        Path::Gemm => "gemm",
+        Path::Winograd => "winograd",
+        Path::Direct => "direct",
+    };
+    [Op::Forward, Op::BackwardData, Op::BackwardFilter].map(|op| name(choose(spec, op))).join("/")
+}
+
 fn check(spec: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
     range_check("convolution input", 0, spec.num * spec.in_image_len(), x)?;
     range_check("convolution weights", 0, spec.weight_len(), w)?;

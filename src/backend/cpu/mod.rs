@@ -22,6 +22,8 @@ mod norm;
 mod pool;
 mod solver;
 
+pub use conv::conv_paths;
+
 use crate::backend::Storage;
 use crate::{Error, Result};
 
