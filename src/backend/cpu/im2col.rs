@@ -86,31 +86,8 @@ impl<'a> Im2col<'a> {
         }
     }
 
-    /// Writes the im2col matrix of `channels` channels of one image `x` for output positions
-    /// `j0..j1` into `col` (`(channels * kernel_len) x (j1 - j0)`, row-major).
-    #[allow(dead_code)]
-    pub fn fill(&self, channels: usize, x: &[f32], j0: usize, j1: usize, col: &mut [f32]) {
-        let (kl, isp, w) = (self.spec.kernel_len(), self.spec.in_spatial(), j1 - j0);
-        let mut koff = vec![0usize; self.spec.kernel.len()];
-        for c in 0..channels {
-            let plane = &x[c * isp..(c + 1) * isp];
-            for kk in 0..kl {
-                self.kernel_offset(kk, &mut koff);
-                let row = &mut col[(c * kl + kk) * w..(c * kl + kk + 1) * w];
-                self.runs(&koff, j0, j1, |r| {
-                    let out = &mut row[r.start - j0..r.start - j0 + r.len];
-                    match r.src {
-                        None => out.fill(0.0),
-                        Some(s) if r.step == 1 => out.copy_from_slice(&plane[s..s + r.len]),
-                        Some(s) => out.iter_mut().enumerate().for_each(|(i, v)| *v = plane[s + i * r.step]),
-                    }
-                });
-            }
-        }
-    }
-
     /// Adds the columns `j0..j1` of an im2col matrix `col` (`(channels * kernel_len) x
-    /// (j1 - j0)`) back into image `dx` (the adjoint of [`fill`](Self::fill)).
+    /// (j1 - j0)`) back into image `dx` (col2im: the adjoint of im2col).
     pub fn add_back(&self, channels: usize, col: &[f32], j0: usize, j1: usize, dx: &mut [f32]) {
         let (kl, isp, w) = (self.spec.kernel_len(), self.spec.in_spatial(), j1 - j0);
         let mut koff = vec![0usize; self.spec.kernel.len()];
