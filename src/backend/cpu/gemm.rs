@@ -220,7 +220,7 @@ thread_local! {
 }
 
 /// A 64-byte-aligned window of `len` floats inside `v`, growing `v` when needed.
-fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(crate) fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len + 16 {
         v.resize(len + 16, 0.0);
     }
