@@ -108,7 +108,7 @@ fn bench_conv(runs: usize) {
     println!("SegNet convolutions, batch 1, {} threads, median of {runs} runs (ms, GFLOP/s)", rayon::current_num_threads());
     println!("(GF/s: direct-convolution FLOPs per wall second; cpu: the same per CPU second per thread, which other load on the machine disturbs less)");
     println!("{:>3} {:>4} {:>4} {:>4} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}", "#", "HW", "C", "K", "fwd ms", "GF/s", "cpu", "bwd-d ms", "GF/s", "cpu", "bwd-f ms", "GF/s", "cpu");
-    let mut tot = [(0.0f64, 0.0f64); 3];
+    let mut tot = [(0.0f64, 0.0f64, 0.0f64); 3];
     let mut flops_all = 0.0;
     let ops: String = std::env::args().skip_while(|a| a != "--ops").nth(1).unwrap_or_else(|| "fdw".into());
     let only: Option<usize> = std::env::args().skip_while(|a| a != "--layer").nth(1).and_then(|v| v.parse().ok());
@@ -124,7 +124,7 @@ fn bench_conv(runs: usize) {
         let mut dx = vec![0.0f32; s.in_image_len()];
         let mut dw = vec![0.0f32; s.weight_len()];
         let flops = s.forward_flops() as f64;
-        // (median wall seconds, median CPU seconds per thread)
+        // (median wall seconds, median CPU seconds per thread, best wall seconds)
         let threads = rayon::current_num_threads() as f64;
         let time = |f: &mut dyn FnMut()| {
             f();
@@ -135,9 +135,10 @@ fn bench_conv(runs: usize) {
                 cpu.push((cpu_time() - c) / threads);
                 wall.push(t.elapsed().as_secs_f64());
             }
-            (median(wall), median(cpu))
+            let best = wall.iter().cloned().fold(f64::INFINITY, f64::min);
+            (median(wall), median(cpu), best)
         };
-        let none = (0.0, 0.0);
+        let none = (0.0, 0.0, 0.0);
         let f = if ops.contains('f') { time(&mut || cpu.conv_forward(&s, &x, &w, &mut y).unwrap()) } else { none };
         // The first layer's input (the image) needs no gradient.
         let d = if li == 0 || !ops.contains('d') { none } else { time(&mut || cpu.conv_backward_data(&s, &dy, &w, &mut dx).unwrap()) };
@@ -145,6 +146,7 @@ fn bench_conv(runs: usize) {
         for (i, t) in [f, d, g].iter().enumerate() {
             tot[i].0 += t.0;
             tot[i].1 += t.1;
+            tot[i].2 += t.2;
         }
         flops_all += flops * if li == 0 { 2.0 } else { 3.0 };
         let gf = |t: f64| if t > 0.0 { flops / t / 1e9 } else { 0.0 };
@@ -158,10 +160,17 @@ fn bench_conv(runs: usize) {
     let names = ["forward", "backward-data", "backward-filter"];
     let flops = [fwd_flops, bd_flops, fwd_flops];
     for i in 0..3 {
-        println!("total {:<16} {:8.1} ms {:6.1} GFLOP/s  (CPU time per thread {:8.1} ms)", names[i], tot[i].0 * 1e3, flops[i] / tot[i].0 / 1e9, tot[i].1 * 1e3);
+        println!(
+            "total {:<16} {:8.1} ms {:6.1} GFLOP/s  (best runs {:8.1} ms; CPU time per thread {:8.1} ms)",
+            names[i], tot[i].0 * 1e3, flops[i] / tot[i].0 / 1e9, tot[i].2 * 1e3, tot[i].1 * 1e3
+        );
     }
-    let (all, all_cpu) = (tot.iter().map(|t| t.0).sum::<f64>(), tot.iter().map(|t| t.1).sum::<f64>());
-    println!("total fwd+bwd            {:8.1} ms {:6.1} GFLOP/s  (CPU time per thread {:8.1} ms; direct-convolution FLOPs {:.1} G)", all * 1e3, flops_all / all / 1e9, all_cpu * 1e3, flops_all / 1e9);
+    let sum = |f: fn(&(f64, f64, f64)) -> f64| tot.iter().map(f).sum::<f64>();
+    let (all, all_cpu, all_best) = (sum(|t| t.0), sum(|t| t.1), sum(|t| t.2));
+    println!(
+        "total fwd+bwd            {:8.1} ms {:6.1} GFLOP/s  (best runs {:8.1} ms; CPU time per thread {:8.1} ms; direct-convolution FLOPs {:.1} G)",
+        all * 1e3, flops_all / all / 1e9, all_best * 1e3, all_cpu * 1e3, flops_all / 1e9
+    );
 }
 
 /// Max |got - want| / max |want| over a sample of outputs of each primitive of each SegNet
