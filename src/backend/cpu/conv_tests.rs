@@ -150,6 +150,9 @@ fn two_d_geometries() {
         (1, 17, 30, 1, [35, 70], [3, 3], [1, 1], [1, 1], [1, 1]),
         (5, 3, 3, 1, [3, 3], [3, 3], [1, 1], [1, 1], [1, 1]),
         (1, 2, 3, 1, [6, 130], [3, 3], [1, 1], [2, 1], [1, 1]),
+        // Stride 1, other kernels: the direct path (more than 9 taps: two tap chunks).
+        (2, 3, 5, 1, [9, 13], [2, 5], [1, 1], [1, 2], [1, 1]),
+        (1, 2, 3, 1, [7, 40], [3, 4], [1, 1], [0, 1], [1, 1]),
     ];
     for (i, &(n, c, k, g, is, ks, st, pd, dl)) in cases.iter().enumerate() {
         check_spec(&spec(n, c, k, g, &is, &ks, &st, &pd, &dl), 100 + 10 * i as u64);
