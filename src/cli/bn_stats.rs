@@ -52,7 +52,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             format!("{}: cannot tell how many batches make one pass over the data; give --iterations", a.model.display())
         })?,
     };
-    let mut net = Net::new(Cpu::new(), &net_param, 0).with_context(|| format!("building {}", a.model.display()))?;
+    let opts = crema::net::NetOptions::for_file(&a.model, 0);
+    let mut net = Net::with_options(Cpu::new(), &net_param, &opts).with_context(|| format!("building {}", a.model.display()))?;
     if let Some(&i) = net.inputs().first() {
         bail!(
             "{}: `{}` is an Input blob; bn-stats runs the training net over its own data (a data layer such as DenseImageData)",
