@@ -102,12 +102,15 @@ def body(width_div, mode, classes=2):
     return "".join(out), bottom
 
 
-def input_layer(name, shape):
+def input_layer(name, shape, scale=None):
     dims = " ".join(f"dim: {d}" for d in shape)
+    # An Input layer applies no transform; the transform_param tells `crema segment` how
+    # the training data was scaled, so images are prepared the same way.
+    transform = f"\n  transform_param {{ scale: {scale} }}" if scale else ""
     return f"""layer {{
   name: "{name}"
   type: "Input"
-  top: "{name}"
+  top: "{name}"{transform}
   input_param {{ shape {{ {dims} }} }}
 }}
 """
@@ -206,7 +209,7 @@ def models(folder, title, width_div, size):
     inf, last = body(width_div, "INFERENCE")
     inference = (header + f'name: "{os.path.basename(folder)}_inference"\n'
                  + "# BN layers in INFERENCE mode: run `crema bn-stats` on trained weights first.\n"
-                 + input_layer("data", [1, 1, size, size]) + inf
+                 + input_layer("data", [1, 1, size, size], 0.00390625) + inf
                  + f"""layer {{
   name: "prob"
   type: "Softmax"

@@ -103,3 +103,35 @@ fn unknown_layer_type_lists_known_ones() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown layer type `Wobble`") && err.contains("Convolution"), "{err}");
 }
+
+/// A v1.0 .npy holding int32 values.
+fn int_npy(path: &Path, shape: &[usize], values: &[i32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<i4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn forward_rejects_a_top_diff_of_the_wrong_dtype() {
+    let case = conformance_dir().join("layers/conv_basic");
+    let p = |f: &str| case.join(f).display().to_string();
+    let dir = tmpdir("dtype");
+    let bad = dir.join("ints.npy");
+    int_npy(&bad, &[2, 4, 7, 9], &vec![1; 2 * 4 * 7 * 9]);
+    let (code, _, err) = crema(&[
+        "forward", "--model", &p("net.prototxt"), "--input", &format!("data={}", p("in_data.npy")),
+        "--top-diff", &format!("out={}", bad.display()), "--backward", "--dump", &dir.display().to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ints.npy") && err.contains("<i4"), "{err}");
+}

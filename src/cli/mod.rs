@@ -3,11 +3,14 @@
 //! codes: 1 for a failure, 2 for a bad command line (clap's convention).
 
 mod args;
+mod bn_stats;
 mod common;
 mod dataset;
 mod curves;
+mod evaluate;
 mod forward;
 mod inspect;
+mod segment;
 mod test;
 mod time;
 mod train;
@@ -43,6 +46,16 @@ enum Command {
     /// Prepare a segmentation dataset (images + masks) for DenseImageData: resized PNGs,
     /// 0/1 labels, train.txt/test.txt and median-frequency class weights.
     Dataset(dataset::Args),
+    /// Segment images with an inference net: per image the mask, the class probability map
+    /// and an overlay (prediction in red, the true mask's boundary in white).
+    Segment(segment::Args),
+    /// Score segmentations: Dice, IoU and pixel accuracy per image and their summary, from a
+    /// net and an `image mask` list or from folders of predicted and true masks.
+    Evaluate(evaluate::Args),
+    /// Fold BN statistics over the training data into the weights, for the inference net
+    /// (SegNet's compute_bn_statistics.py).
+    #[command(name = "bn-stats")]
+    BnStats(bn_stats::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -62,6 +75,9 @@ pub fn main() -> ExitCode {
         Command::Train(a) => train::run(a),
         Command::Test(a) => test::run(a),
         Command::Dataset(a) => dataset::run(a),
+        Command::Segment(a) => segment::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::BnStats(a) => bn_stats::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,9 @@
 //! The mask is drawn on the backend by [`Activations::dropout_forward`] from a 64-bit key; the
 //! layer draws a fresh key for every forward from its own seeded [`Rng`] stream
 //! ([`LayerContext::seed`]), so a net built with the same seed drops the same units on every
-//! backend, and nothing crosses between host and device.
+//! backend, and nothing crosses between host and device. When the solver names the pass
+//! ([`Layer::set_pass`]), the stream restarts from (seed, pass), so a run resumed from a
+//! snapshot draws the masks the uninterrupted run would have drawn.
 //!
 //! [`Activations::dropout_forward`]: crate::backend::Activations::dropout_forward
 
@@ -23,6 +25,7 @@ struct Dropout<B: Backend> {
     threshold: u32,
     /// `1 / (1 - ratio)`, computed in double and rounded as Caffe's `scale_`.
     scale: f32,
+    seed: u64,
     rng: Rng,
     /// The mask of the last forward (1.0 kept, 0.0 dropped).
     mask: Option<B::Buf>,
@@ -41,6 +44,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         sample,
         threshold: (ratio as f64 * 4_294_967_296.0).floor() as u32,
         scale: (1.0 / (1.0 - ratio as f64)) as f32,
+        seed: cx.seed,
         rng: Rng::new(cx.seed),
         mask: None,
     }))
@@ -55,6 +59,9 @@ impl<B: Backend> Layer<B> for Dropout<B> {
     }
     fn tops(&self) -> Arity {
         Arity::exactly(1)
+    }
+    fn set_pass(&mut self, pass: super::Pass) {
+        self.rng = Rng::stream(self.seed, pass.index());
     }
     fn allows_in_place(&self) -> bool {
         true

@@ -33,6 +33,20 @@ layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
 layer { name: "loss" type: "EuclideanLoss" bottom: "ip2" bottom: "target" top: "loss" }
 "#;
 
+/// RANDOM_NET with a Dropout layer: its masks must also follow the pass, not the draw count.
+const DROPOUT_NET: &str = r#"
+name: "dropout"
+layer { name: "data" type: "DummyData" top: "data" top: "target"
+  dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "uniform" min: -1 max: 1 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
+  inner_product_param { num_output: 16 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "drop" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param { dropout_ratio: 0.5 } }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "ip2" bottom: "target" top: "loss" }
+"#;
+
 /// A folder with `net.prototxt` and `solver.prototxt` (the given body plus `net:`).
 struct Case {
     dir: tempfile::TempDir,
@@ -204,6 +218,11 @@ fn resume_is_bit_exact_for_every_type_and_iter_size() {
     resume_is_exact(r#"type: "AdaGrad" base_lr: 0.05 lr_policy: "fixed" regularization_type: "L1" weight_decay: 0.01"#);
     resume_is_exact(r#"type: "RMSProp" base_lr: 0.01 lr_policy: "poly" power: 2 rms_decay: 0.9 clip_gradients: 0.5"#);
     resume_is_exact(r#"type: "AdaDelta" base_lr: 1 lr_policy: "fixed" momentum: 0.95 delta: 1e-6"#);
+}
+
+#[test]
+fn resume_is_bit_exact_with_dropout() {
+    resume_is_exact_on(DROPOUT_NET, r#"base_lr: 0.05 lr_policy: "fixed" momentum: 0.9 iter_size: 2"#);
 }
 
 #[test]

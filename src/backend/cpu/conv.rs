@@ -1,77 +1,218 @@
-//! CPU convolution: im2col + GEMM per image and group, images in parallel.
+//! CPU convolution: a policy picks, per call, among the paths beside this file.
+//!
+//! - [`conv_gemm`](super::conv_gemm): implicit-im2col GEMM, every geometry;
+//! - [`conv_direct`](super::conv_direct): direct loops, 2-d stride 1, for very few channels;
+//! - [`conv_winograd`](super::conv_winograd) and
+//!   [`conv_winograd_filter`](super::conv_winograd_filter): Winograd F(4x4, 3x3), 2-d 3x3
+//!   stride 1;
+//!
+//! Every path is tested against a naive float64 convolution (`conv_tests`).
 
-use super::gemm::sgemm;
-use super::{range_check, Cpu};
+use super::isa::Isa;
+use super::conv_winograd::{self, Problem, Weights};
+use super::{conv_direct, conv_gemm, conv_winograd_filter, range_check, Cpu};
 use crate::backend::{ConvSpec, Convolution};
 use crate::Result;
 use rayon::prelude::*;
 
-/// Fills `col` (`(channels * kernel_len) x out_spatial`, row-major) with the patches of one
-/// image `x` (`channels x in_spatial`), zero where a patch reaches into the padding.
-pub(crate) fn im2col(spec: &ConvSpec, channels: usize, x: &[f32], col: &mut [f32]) {
-    let nd = spec.kernel.len();
-    let kernel_len = spec.kernel_len();
-    let out_spatial = spec.out_spatial();
-    let in_spatial = spec.in_spatial();
-    let mut koff = vec![0usize; nd];
-    let mut oidx = vec![0usize; nd];
-    for c in 0..channels {
-        let plane = &x[c * in_spatial..(c + 1) * in_spatial];
-        for kk in 0..kernel_len {
-            unravel(kk, &spec.kernel, &mut koff);
-            let row = &mut col[(c * kernel_len + kk) * out_spatial..(c * kernel_len + kk + 1) * out_spatial];
-            for (o, out) in row.iter_mut().enumerate() {
-                unravel(o, &spec.out_shape, &mut oidx);
-                *out = match input_index(spec, &koff, &oidx) {
-                    Some(i) => plane[i],
-                    None => 0.0,
+/// An algorithm for one convolution primitive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Implicit-im2col GEMM (any geometry).
+    Gemm,
+    /// Winograd F(4x4, 3x3): 2-d, 3x3, stride 1, dilation 1 (backward-data: pad <= 2);
+    /// every primitive.
+    Winograd,
+    /// Direct loops over rows: 2-d, stride 1, dilation 1; forward and backward-filter.
+    Direct,
+}
+
+/// The primitives a path may serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Forward,
+    BackwardData,
+    BackwardFilter,
+}
+
+/// The paths that can compute `op` for `spec`, the policy's choice first.
+pub(crate) fn applicable(spec: &ConvSpec, op: Op) -> Vec<Path> {
+    let mut v = vec![Path::Gemm];
+    if winograd_fits(spec, op) {
+        if winograd_pays(spec, op) {
+            v.insert(0, Path::Winograd);
+        } else {
+            v.push(Path::Winograd);
+        }
+    }
+    if conv_direct::fits(spec) && op != Op::BackwardData {
+        if direct_pays(spec, op) {
+            v.insert(0, Path::Direct);
+        } else {
+            v.push(Path::Direct);
+        }
+    }
+    v
+}
+
+/// Whether the direct loops beat the alternatives: when one side has so few channels that
+/// a GEMM tile or a Winograd transform would be mostly waste (SegNet's first and last layers).
+fn direct_pays(s: &ConvSpec, op: Op) -> bool {
+    let (cg, kg) = (s.channels / s.group, s.out_channels / s.group);
+    match op {
+        Op::Forward => kg <= 4,
+        Op::BackwardFilter => cg.min(kg) <= 4,
+        Op::BackwardData => false,
+    }
+}
+
+/// Whether Winograd beats the GEMM on `spec`, by measurements on SegNet's layers (2 threads,
+/// CPU time): its transforms cost per input channel and per tile, its GEMMs save 4x.
+/// - forward / backward-data: needs 8+ channels into the transform (SegNet's 1-channel
+///   input: GEMM 2.5x faster; backward-data into 2 channels: GEMM 2.6x faster) and 16+
+///   tiles (16x16 with 512 channels, 16 tiles: Winograd still 1.2-1.5x faster);
+/// - backward-filter: 16+ tiles (16x16 with 512 channels: Winograd 350 vs GEMM 337 CPU-time
+///   GFLOP/s; from 64 tiles on Winograd is 1.8-2.9x faster) and 8+ input channels.
+///
+/// It keeps small layers (all of Caffe's conformance cases) on the GEMM, which rounds like
+/// Caffe; Winograd's error is about 1e-5 of the output's norm.
+fn winograd_pays(s: &ConvSpec, op: Op) -> bool {
+    let (cg, kg) = (s.channels / s.group, s.out_channels / s.group);
+    let tiles = s.num * s.out_shape[0].div_ceil(4) * s.out_shape[1].div_ceil(4);
+    match op {
+        Op::Forward => cg >= 8 && tiles >= 16,
+        Op::BackwardData => kg >= 8 && tiles >= 16,
+        Op::BackwardFilter => cg >= 8 && tiles >= 16,
+    }
+}
+
+/// Whether the Winograd path can compute `op` on `spec`.
+fn winograd_fits(s: &ConvSpec, op: Op) -> bool {
+    let geometry = s.kernel == [3, 3] && s.stride == [1, 1] && s.dilation == [1, 1];
+    match op {
+        Op::Forward => geometry,
+        Op::BackwardData => geometry && s.pad.iter().all(|&p| p <= 2),
+        Op::BackwardFilter => geometry,
+    }
+}
+
+/// The path the policy picks for `op` on `spec`. `CREMA_CONV_PATH=gemm` or `winograd`
+/// overrides the policy wherever that path applies (for benchmarks and comparisons).
+pub(crate) fn choose(spec: &ConvSpec, op: Op) -> Path {
+    let paths = applicable(spec, op);
+    if let Some(forced) = forced_path().filter(|f| paths.contains(f)) {
+        return forced;
+    }
+    paths[0]
+}
+
+fn forced_path() -> Option<Path> {
+    static FORCED: std::sync::OnceLock<Option<Path>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("CREMA_CONV_PATH").ok()?.to_ascii_lowercase().as_str() {
+        "gemm" => Some(Path::Gemm),
+        "winograd" => Some(Path::Winograd),
+        "direct" => Some(Path::Direct),
+        _ => None,
+    })
+}
+
+/// `y = conv(x, w)` (overwrites `y`) by `path`.
+pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32]) {
+    match path {
+        Path::Gemm => conv_gemm::forward(isa, s, x, w, y),
+        Path::Direct => conv_direct::forward(isa, s, x, w, y),
+        Path::Winograd => {
+            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            for g in 0..s.group {
+                let p = Problem {
+                    num: s.num,
+                    c: cg,
+                    k: mg,
+                    h: s.in_shape[0],
+                    w: s.in_shape[1],
+                    oh: s.out_shape[0],
+                    ow: s.out_shape[1],
+                    ph: s.pad[0],
+                    pw: s.pad[1],
+                    x_img: s.in_image_len(),
+                    y_img: s.out_image_len(),
                 };
+                let wts = Weights { w: &w[g * mg * cg * 9..(g + 1) * mg * cg * 9], ks: cg * 9, cs: 9, flip: false };
+                conv_winograd::forward(isa, &p, &x[g * cg * isp..], &wts, &mut y[g * mg * osp..]);
             }
         }
     }
 }
 
-/// Adds the columns of `col` back into image `dx` (the transpose of [`im2col`]).
-pub(crate) fn col2im(spec: &ConvSpec, channels: usize, col: &[f32], dx: &mut [f32]) {
-    let nd = spec.kernel.len();
-    let kernel_len = spec.kernel_len();
-    let out_spatial = spec.out_spatial();
-    let in_spatial = spec.in_spatial();
-    let mut koff = vec![0usize; nd];
-    let mut oidx = vec![0usize; nd];
-    dx[..channels * in_spatial].fill(0.0);
-    for c in 0..channels {
-        let plane = &mut dx[c * in_spatial..(c + 1) * in_spatial];
-        for kk in 0..kernel_len {
-            unravel(kk, &spec.kernel, &mut koff);
-            let row = &col[(c * kernel_len + kk) * out_spatial..(c * kernel_len + kk + 1) * out_spatial];
-            for (o, &v) in row.iter().enumerate() {
-                unravel(o, &spec.out_shape, &mut oidx);
-                if let Some(i) = input_index(spec, &koff, &oidx) {
-                    plane[i] += v;
-                }
+/// `dx = conv_transpose(dy, w)` (overwrites `dx`) by `path`.
+pub(crate) fn backward_data(isa: Isa, path: Path, s: &ConvSpec, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    match path {
+        Path::Gemm => conv_gemm::backward_data(isa, s, dy, w, dx),
+        Path::Direct => unreachable!("no direct backward-data"),
+        Path::Winograd => {
+            // The transposed convolution: dy (K channels) with the flipped kernel, pad 2 - p.
+            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            for g in 0..s.group {
+                let p = Problem {
+                    num: s.num,
+                    c: mg,
+                    k: cg,
+                    h: s.out_shape[0],
+                    w: s.out_shape[1],
+                    oh: s.in_shape[0],
+                    ow: s.in_shape[1],
+                    ph: 2 - s.pad[0],
+                    pw: 2 - s.pad[1],
+                    x_img: s.out_image_len(),
+                    y_img: s.in_image_len(),
+                };
+                let wts = Weights { w: &w[g * mg * cg * 9..(g + 1) * mg * cg * 9], ks: 9, cs: cg * 9, flip: true };
+                conv_winograd::forward(isa, &p, &dy[g * mg * osp..], &wts, &mut dx[g * cg * isp..]);
             }
         }
     }
 }
 
-fn unravel(mut i: usize, shape: &[usize], out: &mut [usize]) {
-    for a in (0..shape.len()).rev() {
-        out[a] = i % shape[a];
-        i /= shape[a];
+/// `dw += correlation(x, dy)` by `path`.
+pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    match path {
+        Path::Gemm => conv_gemm::backward_filter(isa, s, x, dy, dw),
+        Path::Direct => conv_direct::backward_filter(isa, s, x, dy, dw),
+        Path::Winograd => {
+            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            for g in 0..s.group {
+                let p = Problem {
+                    num: s.num,
+                    c: cg,
+                    k: mg,
+                    h: s.in_shape[0],
+                    w: s.in_shape[1],
+                    oh: s.out_shape[0],
+                    ow: s.out_shape[1],
+                    ph: s.pad[0],
+                    pw: s.pad[1],
+                    x_img: s.in_image_len(),
+                    y_img: s.out_image_len(),
+                };
+                let dwg = &mut dw[g * mg * cg * 9..(g + 1) * mg * cg * 9];
+                conv_winograd_filter::backward_filter(isa, &p, &x[g * cg * isp..], &dy[g * mg * osp..], dwg, cg * 9, 9);
+            }
+        }
     }
 }
 
-fn input_index(spec: &ConvSpec, koff: &[usize], oidx: &[usize]) -> Option<usize> {
-    let mut idx = 0usize;
-    for a in 0..koff.len() {
-        let pos = (oidx[a] * spec.stride[a] + koff[a] * spec.dilation[a]) as isize - spec.pad[a] as isize;
-        if pos < 0 || pos as usize >= spec.in_shape[a] {
-            return None;
-        }
-        idx = idx * spec.in_shape[a] + pos as usize;
-    }
-    Some(idx)
+/// The algorithms the CPU backend picks for `spec` (forward, backward-data, backward-filter),
+/// e.g. for timing reports: `"winograd/winograd/gemm"`.
+pub fn conv_paths(spec: &ConvSpec) -> String {
+    let name = |p: Path| match p {
+        Path::Gemm => "gemm",
+        Path::Winograd => "winograd",
+        Path::Direct => "direct",
+    };
+    [Op::Forward, Op::BackwardData, Op::BackwardFilter].map(|op| name(choose(spec, op))).join("/")
 }
 
 fn check(spec: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
@@ -83,48 +224,19 @@ fn check(spec: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
 impl Convolution for Cpu {
     fn conv_forward(&self, spec: &ConvSpec, x: &Vec<f32>, w: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
         check(spec, x.len(), w.len(), y.len())?;
-        let (g, cg, mg) = (spec.group, spec.channels / spec.group, spec.out_channels / spec.group);
-        let (kdim, osp) = (cg * spec.kernel_len(), spec.out_spatial());
-        let (ilen, olen) = (spec.in_image_len(), spec.out_image_len());
-        y[..spec.num * olen].par_chunks_mut(olen).enumerate().for_each(|(n, yn)| {
-            let mut col = vec![0.0f32; kdim * osp];
-            for gi in 0..g {
-                let xg = &x[n * ilen + gi * cg * spec.in_spatial()..];
-                im2col(spec, cg, xg, &mut col);
-                sgemm(false, false, mg, osp, kdim, 1.0, &w[gi * mg * kdim..], kdim, &col, osp, 0.0, &mut yn[gi * mg * osp..], osp);
-            }
-        });
+        forward(Isa::detect(), choose(spec, Op::Forward), spec, x, w, y);
         Ok(())
     }
 
     fn conv_backward_data(&self, spec: &ConvSpec, dy: &Vec<f32>, w: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
         check(spec, dx.len(), w.len(), dy.len())?;
-        let (g, cg, mg) = (spec.group, spec.channels / spec.group, spec.out_channels / spec.group);
-        let (kdim, osp) = (cg * spec.kernel_len(), spec.out_spatial());
-        let (ilen, olen) = (spec.in_image_len(), spec.out_image_len());
-        dx[..spec.num * ilen].par_chunks_mut(ilen).enumerate().for_each(|(n, dxn)| {
-            let mut col = vec![0.0f32; kdim * osp];
-            for gi in 0..g {
-                sgemm(true, false, kdim, osp, mg, 1.0, &w[gi * mg * kdim..], kdim, &dy[n * olen + gi * mg * osp..], osp, 0.0, &mut col, osp);
-                col2im(spec, cg, &col, &mut dxn[gi * cg * spec.in_spatial()..]);
-            }
-        });
+        backward_data(Isa::detect(), choose(spec, Op::BackwardData), spec, dy, w, dx);
         Ok(())
     }
 
     fn conv_backward_filter(&self, spec: &ConvSpec, x: &Vec<f32>, dy: &Vec<f32>, dw: &mut Vec<f32>) -> Result<()> {
         check(spec, x.len(), dw.len(), dy.len())?;
-        let (g, cg, mg) = (spec.group, spec.channels / spec.group, spec.out_channels / spec.group);
-        let (kdim, osp) = (cg * spec.kernel_len(), spec.out_spatial());
-        let (ilen, olen) = (spec.in_image_len(), spec.out_image_len());
-        // Images accumulate in order, so the sum does not depend on the thread count.
-        let mut col = vec![0.0f32; kdim * osp];
-        for n in 0..spec.num {
-            for gi in 0..g {
-                im2col(spec, cg, &x[n * ilen + gi * cg * spec.in_spatial()..], &mut col);
-                sgemm(false, true, mg, kdim, osp, 1.0, &dy[n * olen + gi * mg * osp..], osp, &col, osp, 1.0, &mut dw[gi * mg * kdim..], kdim);
-            }
-        }
+        backward_filter(Isa::detect(), choose(spec, Op::BackwardFilter), spec, x, dy, dw);
         Ok(())
     }
 

@@ -5,12 +5,23 @@
 mod act;
 mod act_state;
 mod conv;
+mod conv_direct;
+mod conv_gemm;
+#[cfg(test)]
+mod conv_tests;
+mod conv_winograd;
+mod conv_winograd_filter;
 mod eval;
-pub mod gemm;
+mod gemm_kernel;
+mod im2col;
 mod lanes;
+mod winograd;
+pub mod gemm;
+pub mod isa;
 mod loss;
 mod lrn;
 mod math;
+mod pack;
 mod norm;
 #[cfg(test)]
 mod norm_tests;
@@ -18,6 +29,8 @@ mod pool;
 mod softmax;
 mod solver;
 mod tensor;
+
+pub use conv::conv_paths;
 
 use crate::backend::Storage;
 use crate::{Error, Result};
