@@ -49,7 +49,7 @@ pub struct Args {
     /// A .solverstate to resume training from.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// Without --gpu, the solver's solver_mode (and device_id) decide (Caffe's rule).
+    // Without --gpu, the solver's solver_mode (and device_id) decide (Caffe's rule).
     #[command(flatten)]
     device: DeviceOpts,
     /// NetState level of the train net.
