@@ -4,8 +4,9 @@
 //! As the script does, the training net's layers (those of the TRAIN phase, so the training data
 //! layer) run in the TEST phase (dropout off, centre crops), forward only.
 
+use super::device::{DeviceOpts, Opened};
 use anyhow::{bail, Context};
-use crema::backend::cpu::Cpu;
+use crema::backend::Backend;
 use crema::inference::bn_stats;
 use crema::net::Net;
 use crema::proto::Phase;
@@ -25,15 +26,18 @@ pub struct Args {
     /// Batches to average over. Default: one pass over the data layer's source list.
     #[arg(long)]
     iterations: Option<usize>,
-    /// GPU id to run on.
-    #[arg(long)]
-    gpu: Option<String>,
+    #[command(flatten)]
+    device: DeviceOpts,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if let Some(ids) = &a.gpu {
-        bail!("--gpu {ids}: the CUDA backend is not available in this build of crema");
+    match a.device.open()? {
+        Opened::Cpu(be) => go(be, &a),
+        Opened::Cuda(be) => go(be, &a),
     }
+}
+
+fn go<B: Backend>(be: B, a: &Args) -> anyhow::Result<()> {
     let mut param = crema::upgrade::read_net(&a.model)?;
     let mut state = param.state.clone().unwrap_or_default();
     state.phase = Some(Phase::Train as i32);
@@ -53,7 +57,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         })?,
     };
     let opts = crema::net::NetOptions::for_file(&a.model, 0);
-    let mut net = Net::with_options(Cpu::new(), &net_param, &opts).with_context(|| format!("building {}", a.model.display()))?;
+    let mut net = Net::with_options(be, &net_param, &opts).with_context(|| format!("building {}", a.model.display()))?;
     if let Some(&i) = net.inputs().first() {
         bail!(
             "{}: `{}` is an Input blob; bn-stats runs the training net over its own data (a data layer such as DenseImageData)",

@@ -1,7 +1,7 @@
 //! Options shared by the commands that build a net from a model file and weights.
 
 use anyhow::Context;
-use crema::backend::cpu::Cpu;
+use crema::backend::Backend;
 use crema::net::{Net, NetOptions};
 use crema::proto::{NetParameter, NetState, Phase};
 use std::path::PathBuf;
@@ -24,9 +24,8 @@ pub struct NetOpts {
 }
 
 impl NetOpts {
-    /// Reads and upgrades the model, sets the state, lets `edit` adjust it, builds it on the
-    /// CPU and loads the weights.
-    pub fn build_cpu(&self, phase: Phase, edit: impl FnOnce(&mut NetParameter)) -> anyhow::Result<Net<Cpu>> {
+    /// Reads and upgrades the model, sets the state and lets `edit` adjust it.
+    pub fn param(&self, phase: Phase, edit: impl FnOnce(&mut NetParameter)) -> anyhow::Result<NetParameter> {
         let mut param = crema::upgrade::read_net(&self.model)?;
         let mut state: NetState = param.state.clone().unwrap_or_default();
         state.phase = Some(phase as i32);
@@ -34,12 +33,24 @@ impl NetOpts {
         state.stage.extend(super::split_list(&self.stage));
         param.state = Some(state);
         edit(&mut param);
+        Ok(param)
+    }
+
+    /// [`NetOpts::param`], built on `be`, with the weights loaded.
+    pub fn build<B: Backend>(&self, be: B, phase: Phase, edit: impl FnOnce(&mut NetParameter)) -> anyhow::Result<Net<B>> {
+        let param = self.param(phase, edit)?;
         let opts = NetOptions::for_file(&self.model, 0);
-        let mut net = Net::with_options(Cpu::new(), &param, &opts).with_context(|| format!("building {}", self.model.display()))?;
+        let mut net = Net::with_options(be, &param, &opts).with_context(|| format!("building {}", self.model.display()))?;
+        self.load_weights(&mut net)?;
+        Ok(net)
+    }
+
+    /// Loads `--weights` (when given) into `net`.
+    pub fn load_weights<B: Backend>(&self, net: &mut Net<B>) -> anyhow::Result<()> {
         if let Some(w) = &self.weights {
             let files: Vec<PathBuf> = super::split_list(w).into_iter().map(PathBuf::from).collect();
             net.load_weights_files(&files)?;
         }
-        Ok(net)
+        Ok(())
     }
 }

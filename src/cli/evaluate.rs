@@ -2,8 +2,10 @@
 //! metrics.csv, summary.json and a montage of the best and worst cases — from an inference net
 //! and a list of `image mask` pairs, or from folders of predicted and true masks.
 
+use super::device::Opened;
 use super::segment::{check_same_size, threshold, ModelOpts};
 use anyhow::{bail, Context};
+use crema::backend::Backend;
 use crema::eval::{self, sources, ImageScore, Mask};
 use crema::inference::{gray_image, load_image};
 use image::{GrayImage, RgbImage};
@@ -21,7 +23,7 @@ pub struct Args {
     root: Option<PathBuf>,
     /// Folder of predicted masks (as `crema segment` writes them, or <name>.png) to score
     /// against --truth without a net.
-    #[arg(long, conflicts_with_all = ["source", "model", "weights"])]
+    #[arg(long, conflicts_with_all = ["source", "model", "weights", "gpu", "precision"])]
     pred: Option<PathBuf>,
     /// Folder of true masks of the same names as the predictions.
     #[arg(long, requires = "pred")]
@@ -41,7 +43,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let summary = match (&a.source, &a.pred) {
-        (Some(_), _) => with_model(&a)?,
+        (Some(source), _) => {
+            let pairs = sources::read_list(source, a.root.as_deref())?;
+            match a.model.open()? {
+                Opened::Cpu(be) => with_model(be, &a, &pairs)?,
+                Opened::Cuda(be) => with_model(be, &a, &pairs)?,
+            }
+        }
         (None, Some(_)) => with_masks(&a)?,
         (None, None) => bail!("give --model, --weights and --source, or --pred and --truth"),
     };
@@ -51,10 +59,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 }
 
 /// Segments each image of the list and scores it against its mask at the mask's resolution.
-fn with_model(a: &Args) -> anyhow::Result<eval::Summary> {
-    let source = a.source.as_ref().expect("checked by run");
-    let pairs = sources::read_list(source, a.root.as_deref())?;
-    let mut seg = a.model.segmenter()?;
+fn with_model<B: Backend>(be: B, a: &Args, pairs: &[sources::Pair]) -> anyhow::Result<eval::Summary> {
+    let mut seg = a.model.segmenter(be)?;
     let channels = seg.input_shape()[0];
     let t = threshold(a.threshold);
     let mut case = |p: &sources::Pair| -> anyhow::Result<(GrayImage, Mask, Mask)> {

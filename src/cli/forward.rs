@@ -2,8 +2,11 @@
 //! `--backward`, every gradient) as .npy — the way to check crema against numpy, pycaffe or
 //! anything else.
 
+use super::device::{DeviceOpts, Opened};
 use super::{common::NetOpts, parse_phase};
 use anyhow::{bail, Context};
+use crema::backend::Backend;
+use crema::net::Net;
 use crema::io::{read_npy_with, write_npy, NpyOptions};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     #[command(flatten)]
     net: NetOpts,
+    #[command(flatten)]
+    device: DeviceOpts,
     /// Phase to build the net in.
     #[arg(long, default_value = "TEST")]
     phase: String,
@@ -42,7 +47,14 @@ fn file_name(name: &str) -> String {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let phase = parse_phase(&a.phase)?;
-    let mut net = a.net.build_cpu(phase, |p| {
+    match a.device.open()? {
+        Opened::Cpu(be) => go(be, &a, phase),
+        Opened::Cuda(be) => go(be, &a, phase),
+    }
+}
+
+fn go<B: Backend>(be: B, a: &Args, phase: crema::proto::Phase) -> anyhow::Result<()> {
+    let mut net = a.net.build(be, phase, |p| {
         if a.backward {
             p.force_backward = Some(true);
         }
@@ -103,7 +115,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn names(net: &crema::net::Net<crema::backend::cpu::Cpu>, ids: &[usize]) -> String {
+fn names<B: Backend>(net: &Net<B>, ids: &[usize]) -> String {
     ids.iter().map(|&i| net.blob_name(i)).collect::<Vec<_>>().join(", ")
 }
 

@@ -1,8 +1,9 @@
 //! `crema inspect`: a net layer by layer — wiring, top shapes, learnable blobs, FLOPs and
 //! memory — and, given weights, which of their blobs match the net.
 
+use super::device::{mib, DeviceOpts, Opened};
 use super::{parse_phase, split_list};
-use crema::backend::cpu::Cpu;
+use crema::backend::Backend;
 use crema::blob::shape_string;
 use crema::net::Net;
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     net: super::common::NetOpts,
+    #[command(flatten)]
+    device: DeviceOpts,
     /// Phase to build the net in.
     #[arg(long, default_value = "TEST")]
     phase: String,
@@ -20,14 +23,45 @@ pub fn run(mut a: Args) -> anyhow::Result<()> {
     let phase = parse_phase(&a.phase)?;
     // Weights are compared, not loaded: a mismatch is reported rather than refused.
     let weights = a.net.weights.take();
-    let net = a.net.build_cpu(phase, |_| {})?;
+    match a.device.open()? {
+        Opened::Cpu(be) => go(be, &a, phase, weights.as_deref()),
+        Opened::Cuda(be) => go(be, &a, phase, weights.as_deref()),
+    }
+}
+
+fn go<B: Backend>(be: B, a: &Args, phase: crema::proto::Phase, weights: Option<&str>) -> anyhow::Result<()> {
+    let mut net = a.net.build(be, phase, |_| {})?;
     print_layers(&net);
-    if let Some(w) = &weights {
+    if let Some(w) = weights {
         for file in split_list(w) {
             print_weights_match(&net, &PathBuf::from(file))?;
         }
     }
+    print_device_memory(&mut net);
     Ok(())
+}
+
+/// On a backend that counts its memory (the GPU's): what the built net holds, and what one
+/// forward/backward pass adds (gradients, caches, the convolution workspace).
+fn print_device_memory<B: Backend>(net: &mut Net<B>) {
+    let be = net.backend().clone();
+    let Some((built, _)) = be.memory_usage() else { return };
+    println!("device:               {}", be.describe());
+    let mut pass = || -> anyhow::Result<()> {
+        super::time::fill_inputs(net)?;
+        net.forward()?;
+        net.backward()?;
+        be.synchronize()?;
+        Ok(())
+    };
+    let after = match pass() {
+        Ok(()) => {
+            let (now, peak) = be.memory_usage().unwrap_or((0, 0));
+            format!("{:.1} MiB after one forward/backward (peak {:.1} MiB)", mib(now), mib(peak))
+        }
+        Err(e) => format!("not measured after forward/backward (the pass failed: {e:#})"),
+    };
+    println!("device memory:        {:.1} MiB once built; {after}", mib(built));
 }
 
 fn human(bytes: u64) -> String {
@@ -41,7 +75,7 @@ fn human(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-fn print_layers(net: &Net<Cpu>) {
+fn print_layers<B: Backend>(net: &Net<B>) {
     println!("net `{}` ({:?}): {} layers", net.name(), net.phase(), net.layers().len());
     println!("{:<28} {:<18} {:<44} {:<24} {:>12} {:>10}", "layer", "type", "bottoms -> tops", "top shapes", "params", "GFLOP");
     let (mut total_params, mut total_flops) = (0usize, 0u64);
@@ -82,7 +116,7 @@ fn print_layers(net: &Net<Cpu>) {
     println!("net outputs:          {}", net.outputs().iter().map(|&o| net.blob_name(o)).collect::<Vec<_>>().join(", "));
 }
 
-fn print_weights_match(net: &Net<Cpu>, file: &PathBuf) -> anyhow::Result<()> {
+fn print_weights_match<B: Backend>(net: &Net<B>, file: &PathBuf) -> anyhow::Result<()> {
     let w = crema::io::read_weights(file)?;
     println!();
     println!("weights {} ({} layers in the file):", file.display(), w.layers.len());

@@ -5,8 +5,9 @@
 mod args;
 mod bn_stats;
 mod common;
-mod dataset;
 mod curves;
+mod dataset;
+mod device;
 mod evaluate;
 mod forward;
 mod inspect;
@@ -56,6 +57,9 @@ enum Command {
     /// (SegNet's compute_bn_statistics.py).
     #[command(name = "bn-stats")]
     BnStats(bn_stats::Args),
+    /// Describe a GPU and the CUDA libraries crema loads (Caffe's `caffe device_query`).
+    #[command(name = "device_query", alias = "device-query")]
+    DeviceQuery(device::QueryArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Segment(a) => segment::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::BnStats(a) => bn_stats::run(a),
+        Command::DeviceQuery(a) => device::query(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,9 @@
 //! where a true mask is given).
 
 use super::common::NetOpts;
+use super::device::{DeviceOpts, Opened};
 use anyhow::{bail, Context};
-use crema::backend::cpu::Cpu;
+use crema::backend::Backend;
 use crema::eval::{self, mask::write_png, sources, Mask, Threshold};
 use crema::inference::{gray_image, load_image, transformer, Mean, Options, ResizeFilter, Segmenter, Transformer, DEFAULT_SCALE};
 use crema::proto::Phase;
@@ -30,9 +31,8 @@ pub struct ModelOpts {
     /// Weights for the inference net (.caffemodel; for SegNet, the output of `crema bn-stats`).
     #[arg(long)]
     pub weights: Option<String>,
-    /// GPU id to run on.
-    #[arg(long)]
-    pub gpu: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceOpts,
     /// Multiplier applied to each pixel after the mean is subtracted (transform_param.scale of
     /// the training data layer). Default: the scale of the model's Input layer transform_param
     /// when it has one, else 0.00390625 (1/256, what the lung models train with).
@@ -58,15 +58,23 @@ pub struct ModelOpts {
 }
 
 impl ModelOpts {
-    /// Builds the net on the CPU and wraps it in a segmenter; logs the preprocessing.
-    pub fn segmenter(&self) -> anyhow::Result<Segmenter<Cpu>> {
+    /// Checks that --model and --weights are given, then opens the backend --gpu names.
+    pub fn open(&self) -> anyhow::Result<Opened> {
+        if self.model.is_none() {
+            bail!("--model is required");
+        }
+        if self.weights.is_none() {
+            bail!("--weights is required (an untrained net segments nothing)");
+        }
+        self.device.open()
+    }
+
+    /// Builds the net on `be` and wraps it in a segmenter; logs the preprocessing.
+    pub fn segmenter<B: Backend>(&self, be: B) -> anyhow::Result<Segmenter<B>> {
         let Some(model) = &self.model else { bail!("--model is required") };
         let Some(weights) = &self.weights else { bail!("--weights is required (an untrained net segments nothing)") };
-        if let Some(ids) = &self.gpu {
-            bail!("--gpu {ids}: the CUDA backend is not available in this build of crema");
-        }
         let opts = NetOpts { model: model.clone(), weights: Some(weights.clone()), level: 0, stage: String::new() };
-        let net = opts.build_cpu(Phase::Test, |_| {})?;
+        let net = opts.build(be, Phase::Test, |_| {})?;
         // The Input layer's transform_param, where the model carries one (Caffe ignores it on
         // Input layers; crema reads it as the preprocessing the net expects).
         let input_param = net
@@ -202,7 +210,14 @@ pub fn check_same_size(mask: &Mask, size: (usize, usize), mask_path: &Path, othe
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let files = expand(&a.images)?;
-    let mut seg = a.model.segmenter()?;
+    match a.model.open()? {
+        Opened::Cpu(be) => go(be, &a, &files),
+        Opened::Cuda(be) => go(be, &a, &files),
+    }
+}
+
+fn go<B: Backend>(be: B, a: &Args, files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut seg = a.model.segmenter(be)?;
     let channels = seg.input_shape()[0];
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let style = eval::Style::default();

@@ -2,9 +2,9 @@
 //! some batches and reports the mean of each output (loss-weighted for losses). Per-batch
 //! lines go to stderr, as Caffe logs them; the summary goes to stdout.
 
+use super::device::{DeviceOpts, Opened};
 use super::split_list;
 use anyhow::{bail, Context};
-use crema::backend::cpu::Cpu;
 use crema::backend::Backend;
 use crema::net::{Net, NetOptions};
 use crema::proto::{NetState, Phase};
@@ -23,9 +23,8 @@ pub struct Args {
     /// Number of batches (forward passes) to average over.
     #[arg(long, default_value_t = 50)]
     iterations: u32,
-    /// GPU ids (comma-separated) or `all`.
-    #[arg(long)]
-    gpu: Option<String>,
+    #[command(flatten)]
+    device: DeviceOpts,
     /// NetState level.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     level: i32,
@@ -41,10 +40,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
-    if let Some(ids) = &a.gpu {
-        bail!("--gpu {ids}: the CUDA backend is not available in this build of crema");
+    match a.device.open()? {
+        Opened::Cpu(be) => score(be, &a, weights),
+        Opened::Cuda(be) => score(be, &a, weights),
     }
-    score(Cpu::new(), &a, weights)
 }
 
 fn score<B: Backend>(be: B, a: &Args, weights: &str) -> anyhow::Result<()> {

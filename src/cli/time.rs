@@ -1,34 +1,59 @@
 //! `crema time`: Caffe's `caffe time` — forward and backward time per layer and in total,
-//! averaged over iterations — with achieved GFLOP/s and peak memory.
+//! averaged over iterations — with achieved GFLOP/s and peak memory; with `--train`, whole
+//! training steps (forward, backward and the solver's SGD update).
 
+use super::device::{peak_rss_bytes, print_peak_device_memory, DeviceOpts, Opened};
 use super::{common::NetOpts, parse_phase};
-use crema::backend::cpu::Cpu;
+use anyhow::{bail, Context};
+use crema::backend::Backend;
 use crema::net::Net;
+use crema::proto::{NetState, Phase, SolverParameter};
 use crema::rng::Rng;
+use crema::solver::Solver;
 use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     net: NetOpts,
+    #[command(flatten)]
+    device: DeviceOpts,
     /// Iterations to time (after one untimed warm-up).
     #[arg(long, default_value_t = 50)]
     iterations: usize,
     /// Phase to build the net in.
     #[arg(long, default_value = "TRAIN")]
     phase: String,
+    /// Time whole training steps: forward, backward and the SGD update of the solver (lr 0.001,
+    /// momentum 0.9, weight decay 0.0005).
+    #[arg(long)]
+    train: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let phase = parse_phase(&a.phase)?;
-    let mut net = a.net.build_cpu(phase, |_| {})?;
+    if a.train && phase != Phase::Train {
+        bail!("--train times training steps, which run in the TRAIN phase; drop --phase {}", a.phase);
+    }
+    match a.device.open()? {
+        Opened::Cpu(be) => go(be, &a, phase),
+        Opened::Cuda(be) => go(be, &a, phase),
+    }
+}
+
+fn go<B: Backend>(be: B, a: &Args, phase: Phase) -> anyhow::Result<()> {
+    let iterations = a.iterations.max(1);
+    if a.train {
+        return time_training(be, a, iterations);
+    }
+    let mut net = a.net.build(be, phase, |_| {})?;
     fill_inputs(&mut net)?;
-    time_net(&mut net, a.iterations.max(1))
+    time_net(&mut net, iterations)
 }
 
 /// Gives the net's inputs values: random in [0, 1) for data, 0 for inputs that only feed label
 /// positions (a label of 0 is valid for every loss).
-fn fill_inputs(net: &mut Net<Cpu>) -> anyhow::Result<()> {
+pub fn fill_inputs<B: Backend>(net: &mut Net<B>) -> anyhow::Result<()> {
     let be = net.backend().clone();
     let mut rng = Rng::new(1);
     for &i in &net.inputs().to_vec() {
@@ -43,20 +68,66 @@ fn fill_inputs(net: &mut Net<Cpu>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The solver `crema time --train` steps with: plain SGD at a fixed rate, Caffe's usual
+/// momentum and weight decay, no display, tests or snapshots.
+fn timing_solver(net: crema::proto::NetParameter) -> SolverParameter {
+    SolverParameter {
+        net_param: Some(net),
+        r#type: Some("SGD".into()),
+        base_lr: Some(0.001),
+        lr_policy: Some("fixed".into()),
+        momentum: Some(0.9),
+        weight_decay: Some(0.0005),
+        max_iter: Some(i32::MAX),
+        display: Some(0),
+        snapshot: Some(0),
+        snapshot_after_train: Some(false),
+        random_seed: Some(0),
+        ..Default::default()
+    }
+}
+
+/// Times whole training steps with the solver's own step (forward, backward, update).
+fn time_training<B: Backend>(be: B, a: &Args, iterations: usize) -> anyhow::Result<()> {
+    let mut net_param = a.net.param(Phase::Train, |_| {})?;
+    let state = net_param.state.take().unwrap_or_default();
+    let mut param = timing_solver(net_param);
+    param.train_state = Some(NetState { phase: Some(Phase::Train as i32), ..state });
+    let mut solver = Solver::with_file(be.clone(), param, Some(&a.net.model))
+        .with_context(|| format!("setting up training of {}", a.net.model.display()))?;
+    a.net.load_weights(solver.net_mut())?;
+    fill_inputs(solver.net_mut())?;
+    // Warm-up: first-touch allocations, kernel compilation and algorithm choices stay out.
+    solver.step(1)?;
+    be.synchronize()?;
+    let mut steps = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        solver.step(1)?;
+        be.synchronize()?;
+        steps.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let avg = steps.iter().sum::<f64>() / steps.len() as f64;
+    println!("Training steps ({iterations} iterations, {}): SGD lr 0.001, momentum 0.9, weight decay 0.0005", be.describe());
+    println!("Average training step: {avg:.2} ms (median {:.2} ms)", median(&mut steps));
+    print_memory(&be);
+    Ok(())
+}
+
+/// `Peak resident memory` and, on a GPU, `Peak device memory`.
+fn print_memory<B: Backend>(be: &B) {
+    if let Some(rss) = peak_rss_bytes() {
+        println!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
+    }
+    print_peak_device_memory(be, false);
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-/// Peak resident memory of this process, from /proc (Linux).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-fn time_net<B: crema::backend::Backend>(net: &mut Net<B>, iterations: usize) -> anyhow::Result<()> {
+fn time_net<B: Backend>(net: &mut Net<B>, iterations: usize) -> anyhow::Result<()> {
     let n = net.layers().len();
     let be = net.backend().clone();
     let backward = net.layers().iter().any(|l| l.need_backward);
@@ -120,11 +191,6 @@ fn time_net<B: crema::backend::Backend>(net: &mut Net<B>, iterations: usize) -> 
             3.0 * total_flops / (median(&mut both.clone()) / 1e3)
         );
     }
-    if let Some(rss) = peak_rss_bytes() {
-        println!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
-    }
-    if let Some((_, peak)) = be.memory_usage() {
-        println!("Peak device memory: {:.1} MB", peak as f64 / 1e6);
-    }
+    print_memory(&be);
     Ok(())
 }

@@ -3,9 +3,9 @@
 //! bar when stderr is a terminal, and the training curves (CSV and PNG) beside the snapshots.
 
 use super::curves::Curves;
+use super::device::{mib, peak_rss_bytes, DeviceOpts, Opened};
 use super::split_list;
 use anyhow::{bail, Context};
-use crema::backend::cpu::Cpu;
 use crema::backend::Backend;
 use crema::proto::solver_parameter::SolverMode;
 use crema::solver::monitor::fmt_g;
@@ -15,6 +15,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// What a signal does (Caffe's `--sigint_effect` / `--sighup_effect`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -48,9 +49,9 @@ pub struct Args {
     /// A .solverstate to resume training from.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// GPU ids (comma-separated) or `all`; without it the solver's solver_mode decides.
-    #[arg(long)]
-    gpu: Option<String>,
+    // Without --gpu, the solver's solver_mode (and device_id) decide (Caffe's rule).
+    #[command(flatten)]
+    device: DeviceOpts,
     /// NetState level of the train net.
     #[arg(long, allow_negative_numbers = true)]
     level: Option<i32>,
@@ -69,12 +70,6 @@ pub struct Args {
     sighup_effect: Effect,
 }
 
-/// Where to train.
-enum Device {
-    Cpu,
-    Cuda(String),
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     let mut param = crema::upgrade::read_solver(&a.solver)?;
     let train_state = param.train_state.get_or_insert_with(Default::default);
@@ -87,17 +82,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     } else if let Some(w) = &a.weights {
         param.weights = vec![w.clone()];
     }
-    let device = match &a.gpu {
-        Some(ids) => Device::Cuda(ids.clone()),
+    // Caffe's rule: --gpu wins; without it, solver_mode: GPU trains on device_id (default 0).
+    let opened = match &a.device.gpu {
+        Some(_) => a.device.open()?,
         None if param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu => {
-            eprintln!("note: {} asks for solver_mode GPU; this build has no CUDA backend, so training runs on the CPU", a.solver.display());
-            Device::Cpu
+            let id = param.device_id();
+            if id < 0 {
+                bail!("{}: device_id must not be negative (given {id})", a.solver.display());
+            }
+            let device = DeviceOpts { gpu: Some(id.to_string()), precision: a.device.precision };
+            device.open().with_context(|| {
+                format!(
+                    "{} asks for solver_mode: GPU (device_id {id}); set solver_mode: CPU in it to train on the CPU",
+                    a.solver.display()
+                )
+            })?
         }
-        None => Device::Cpu,
+        None => a.device.open()?,
     };
-    match device {
-        Device::Cpu => train(Cpu::new(), param, &a),
-        Device::Cuda(ids) => bail!("--gpu {ids}: the CUDA backend is not available in this build of crema"),
+    match opened {
+        Opened::Cpu(be) => train(be, param, &a),
+        Opened::Cuda(be) => train(be, param, &a),
     }
 }
 
@@ -145,7 +150,10 @@ fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> a
     monitor.bar = progress_bar(solver.iter(), stop);
     solver.set_monitor(Box::new(monitor.clone()));
 
+    let (start_iter, started) = (solver.iter(), Instant::now());
     let result = solver.solve_for(a.iterations);
+    let synced = solver.backend().synchronize();
+    let seconds = started.elapsed().as_secs_f64();
     monitor.bar.finish_and_clear();
     if let Some(prefix) = &prefix {
         let (csv, png) = Curves::paths(prefix);
@@ -154,9 +162,22 @@ fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> a
             Err(e) => eprintln!("warning: could not write the training curves: {e:#}"),
         }
     }
-    match result? {
+    let outcome = result?;
+    synced?;
+    match outcome {
         Outcome::Finished => {}
         Outcome::Stopped => eprintln!("Training stopped at iteration {}", solver.iter()),
+    }
+    let trained = solver.iter().saturating_sub(start_iter);
+    let per_iter = if trained > 0 { format!("{:.2}", seconds * 1e3 / trained as f64) } else { "-".into() };
+    eprintln!("Trained {trained} iterations in {seconds:.2} s ({per_iter} ms/iter)");
+    match solver.backend().memory_usage() {
+        Some((_, peak)) => eprintln!("Peak device memory: {:.1} MiB", mib(peak)),
+        None => {
+            if let Some(rss) = peak_rss_bytes() {
+                eprintln!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
+            }
+        }
     }
     Ok(())
 }

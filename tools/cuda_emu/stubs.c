@@ -43,5 +43,6 @@ int cudnnCreate(void** h) { *h = &handle_token; return 0; }
 int cudnnDestroy(void* h) { (void)h; return 0; }
 int cudnnSetStream(void* h, void* s) { (void)h; (void)s; return 0; }
 size_t cudnnGetVersion(void) { return 91400; }
+size_t cudnnGetCudartVersion(void) { return 13000; }
 const char* cudnnGetErrorString(int status) { return status ? "not supported by the CUDA emulator" : "CUDNN_STATUS_SUCCESS"; }
 #endif

@@ -260,6 +260,11 @@ impl Device {
         (self.now.load(Ordering::Relaxed), self.peak.load(Ordering::Relaxed))
     }
 
+    /// Sets the high-water mark to what is allocated now.
+    pub fn reset_peak(&self) {
+        self.peak.store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// "NVIDIA H100 80GB HBM3 (GPU 0, sm_90, 79.1 GiB, TF32 allowed)".
     pub fn describe(&self) -> String {
         format!(

@@ -43,7 +43,7 @@ mod solver;
 mod tensor;
 
 pub use launch::{kernel_sources, Family};
-pub use query::{device_query, DeviceInfo};
+pub use query::{device_count, device_query, DeviceInfo};
 
 use crate::backend::Storage;
 use crate::{Error, Result};
@@ -119,6 +119,23 @@ impl Cuda {
     /// The options the backend was opened with.
     pub fn options(&self) -> CudaOptions {
         self.dev.options
+    }
+
+    /// Bytes of device memory crema holds now: every buffer, the shared workspace and the
+    /// scratch buffer (not cuBLAS's, cuDNN's or the driver's own).
+    pub fn allocated(&self) -> usize {
+        self.dev.memory_usage().0
+    }
+
+    /// The most bytes [`Cuda::allocated`] has reached since the GPU was opened (or since
+    /// [`Cuda::reset_peak`]): crema's high-water mark, the cuDNN workspace included.
+    pub fn peak_allocated(&self) -> usize {
+        self.dev.memory_usage().1
+    }
+
+    /// Starts a new high-water mark at what is allocated now.
+    pub fn reset_peak(&self) {
+        self.dev.reset_peak();
     }
 
     /// The cuDNN algorithms chosen so far, one line per convolution shape and pass.

@@ -40,6 +40,18 @@ pub struct DeviceInfo {
     pub libraries: Vec<(String, PathBuf)>,
 }
 
+/// How many GPUs the driver sees (loads only the driver). Fails with [`Error::Cuda`] naming
+/// the library and where crema looked when there is no CUDA driver.
+pub fn device_count() -> Result<usize> {
+    loader::ensure(&[Lib::Driver])?;
+    let _exclusive = super::device::EXCLUSIVE.read().unwrap_or_else(|p| p.into_inner());
+    guard("counting GPUs", || {
+        let err = |e: drv::DriverError| Error::Cuda { what: "counting GPUs".into(), detail: super::device::driver_message(e) };
+        drv::init().map_err(err)?;
+        Ok(drv::device::get_count().map_err(err)?.max(0) as usize)
+    })
+}
+
 /// Loads the CUDA libraries and describes GPU `ordinal`, without compiling anything.
 pub fn device_query(ordinal: usize) -> Result<DeviceInfo> {
     let loaded = loader::ensure(&Lib::ALL)?;

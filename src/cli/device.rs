@@ -1,0 +1,170 @@
+//! Where a command runs: `--gpu` and `--precision` (shared by every command that builds a net),
+//! `CREMA_CONV_ENGINE`, and `crema device_query`.
+//!
+//! A command opens its backend with [`DeviceOpts::open`] and hands it to one generic body:
+//!
+//! ```ignore
+//! match a.device.open()? {
+//!     Opened::Cpu(be) => go(be, &a),
+//!     Opened::Cuda(be) => go(be, &a),
+//! }
+//! ```
+
+use anyhow::{bail, Context};
+use crema::backend::cpu::Cpu;
+use crema::backend::cuda::{self, ConvEngine, Cuda, CudaOptions, Precision};
+use crema::backend::Storage;
+
+/// `--precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// TF32 tensor cores allowed in cuBLAS and cuDNN (fast; 10-bit mantissa products).
+    Tf32,
+    /// Strict FP32 arithmetic, for comparisons with the CPU.
+    Fp32,
+}
+
+/// `--gpu` and `--precision`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DeviceOpts {
+    /// Run on the CUDA backend, on GPU N (numbered from 0). One GPU only: Caffe's `0,1` and
+    /// `all` are taken when they name a single device.
+    #[arg(long, value_name = "N")]
+    pub gpu: Option<String>,
+    /// GEMM and convolution arithmetic on the GPU: tf32 (default) or fp32 (no TF32, to compare
+    /// with the CPU).
+    #[arg(long, value_enum, value_name = "tf32|fp32")]
+    pub precision: Option<PrecisionArg>,
+}
+
+/// A backend, opened.
+pub enum Opened {
+    Cpu(Cpu),
+    Cuda(Cuda),
+}
+
+impl DeviceOpts {
+    /// The precision asked for (TF32 when not given).
+    pub fn precision(&self) -> Precision {
+        match self.precision {
+            Some(PrecisionArg::Fp32) => Precision::Fp32,
+            Some(PrecisionArg::Tf32) | None => Precision::Tf32,
+        }
+    }
+
+    /// The CPU without `--gpu`; with it, the CUDA backend on that GPU.
+    pub fn open(&self) -> anyhow::Result<Opened> {
+        match &self.gpu {
+            None => {
+                if self.precision.is_some() {
+                    eprintln!("note: --precision applies to GPUs only; running on the CPU (give --gpu N to use one)");
+                }
+                Ok(Opened::Cpu(Cpu::new()))
+            }
+            Some(spec) => {
+                let id = single_gpu(spec)?;
+                Ok(Opened::Cuda(open_cuda(id, self.precision())?))
+            }
+        }
+    }
+}
+
+/// The GPU ids of a `--gpu` value: `N`, `N,M,...` or `all` (every GPU the driver sees).
+pub fn gpu_ids(spec: &str) -> anyhow::Result<Vec<usize>> {
+    let spec = spec.trim();
+    if spec.eq_ignore_ascii_case("all") {
+        let count = cuda::device_count().context("--gpu all")?;
+        if count == 0 {
+            bail!("--gpu all: the CUDA driver sees no GPU");
+        }
+        return Ok((0..count).collect());
+    }
+    let mut ids = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        let id = part.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!("--gpu {spec}: `{part}` is not a GPU id (give a number such as 0, a comma-separated list, or all)")
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// The one GPU a `--gpu` value names, or an error: crema trains and runs on one GPU.
+pub fn single_gpu(spec: &str) -> anyhow::Result<usize> {
+    let ids = gpu_ids(spec)?;
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        _ => bail!(
+            "--gpu {spec} names {} GPUs ({}): crema runs on one GPU (multi-GPU training is not supported); name one id, e.g. --gpu {}",
+            ids.len(),
+            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+            ids.first().copied().unwrap_or(0)
+        ),
+    }
+}
+
+/// The convolution engine `CREMA_CONV_ENGINE` asks for (`cudnn`, the default, or `im2col`).
+pub fn conv_engine() -> anyhow::Result<ConvEngine> {
+    match std::env::var("CREMA_CONV_ENGINE") {
+        Err(std::env::VarError::NotPresent) => Ok(ConvEngine::Cudnn),
+        Ok(v) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("cudnn") => Ok(ConvEngine::Cudnn),
+        Ok(v) if v.trim().eq_ignore_ascii_case("im2col") => Ok(ConvEngine::Im2col),
+        Ok(v) => bail!("CREMA_CONV_ENGINE={v}: expected cudnn (the default) or im2col"),
+        Err(std::env::VarError::NotUnicode(v)) => bail!("CREMA_CONV_ENGINE={v:?}: expected cudnn (the default) or im2col"),
+    }
+}
+
+/// The CUDA backend on GPU `id`.
+pub fn open_cuda(id: usize, precision: Precision) -> anyhow::Result<Cuda> {
+    let conv = conv_engine()?;
+    let be = Cuda::with_options(id, CudaOptions { precision, conv }).with_context(|| format!("GPU {id}"))?;
+    Ok(be)
+}
+
+/// Bytes as MiB.
+pub fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// `Peak device memory: X MiB`, for backends that count their memory (the GPU's).
+pub fn print_peak_device_memory<S: Storage>(be: &S, to_stderr: bool) {
+    if let Some((_, peak)) = be.memory_usage() {
+        let line = format!("Peak device memory: {:.1} MiB", mib(peak));
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+/// Peak resident memory of this process, from /proc (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `crema device_query`.
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// GPU(s) to describe: N, a comma-separated list, or all.
+    #[arg(long, default_value = "0", value_name = "N")]
+    gpu: String,
+}
+
+/// Caffe's `caffe device_query`: the GPU, the driver, and the CUDA libraries crema loaded.
+pub fn query(a: QueryArgs) -> anyhow::Result<()> {
+    let ids = gpu_ids(&a.gpu)?;
+    for (k, &id) in ids.iter().enumerate() {
+        if k > 0 {
+            println!();
+        }
+        let info = cuda::device_query(id).with_context(|| format!("querying GPU {id}"))?;
+        print!("{info}");
+    }
+    Ok(())
+}
