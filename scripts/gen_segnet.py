@@ -53,8 +53,15 @@ layer {{
 """
 
 
-def body(width_div, mode, classes=2):
+def body(width_div, mode, classes=2, hw=None):
+    """hw=(H, W): the input size, for sizes that 2x2 pooling does not halve exactly (360x480:
+    45 -> 23 -> 12); each Upsample then names its output size (upsample_h/upsample_w), as
+    SegNet's CamVid models do, instead of scale 2."""
     out = []
+    dims = [hw]
+    for _ in ENCODER:
+        if hw:
+            dims.append(tuple(-(-d // 2) for d in dims[-1]))
     bottom = "data"
     sizes = []
     for stage, (convs, ch) in enumerate(ENCODER, start=1):
@@ -77,13 +84,18 @@ def body(width_div, mode, classes=2):
         bottom = f"pool{stage}"
     for stage in range(5, 0, -1):
         convs, ch = ENCODER[stage - 1]
+        if hw:
+            h, w = dims[stage - 1]
+            upsample = f"upsample_h: {h} upsample_w: {w}"
+        else:
+            upsample = "scale: 2"
         out.append(f"""layer {{
   name: "upsample{stage}"
   type: "Upsample"
   bottom: "{bottom}"
   bottom: "pool{stage}_mask"
   top: "pool{stage}_D"
-  upsample_param {{ scale: 2 }}
+  upsample_param {{ {upsample} }}
 }}
 """)
         bottom = f"pool{stage}_D"
@@ -206,6 +218,21 @@ def models(folder, title, width_div, size):
 }}
 """)
     write(os.path.join(folder, "bench.prototxt"), bench)
+    if width_div == 1:
+        # The input size that filled the TITAN X's 11 GB in the original experiment.
+        net, last = body(width_div, "LEARN", hw=(360, 480))
+        bench = (header + f'name: "{os.path.basename(folder)}_bench_360x480"\n'
+                 + "# Batch 6 at 360x480, for `crema time` and the GPU benchmark (scripts/gpu-check).\n"
+                 + input_layer("data", [6, 1, 360, 480]) + input_layer("label", [6, 1, 360, 480]) + net
+                 + f"""layer {{
+  name: "loss"
+  type: "SoftmaxWithLoss"
+  bottom: "{last}"
+  bottom: "label"
+  top: "loss"
+}}
+""")
+        write(os.path.join(folder, "bench_360x480.prototxt"), bench)
     inf, last = body(width_div, "INFERENCE")
     inference = (header + f'name: "{os.path.basename(folder)}_inference"\n'
                  + "# BN layers in INFERENCE mode: run `crema bn-stats` on trained weights first.\n"
