@@ -207,6 +207,10 @@ fn a_resumed_run_matches_an_unbroken_one() {
             assert_eq!(bits(&x.data), bits(&y.data), "layer {}", la.name);
         }
     }
+    // The resumed run's curves continue the first half's: one CSV, as the unbroken run's.
+    let csv = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert_eq!(csv("snaps/a_train.csv"), csv("snaps/b_train.csv"));
+    assert_eq!(csv("snaps/b_train.csv").lines().count(), 41);
     // `crema test` scores the trained weights.
     let out = Command::new(CREMA)
         .args(["test", "--model", "net.prototxt", "--weights", "snaps/a_iter_40.caffemodel", "--iterations", "3"])

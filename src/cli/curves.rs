@@ -1,7 +1,8 @@
 //! The training curves `crema train` keeps beside the snapshots: `<prefix>_train.csv` (one
 //! row per iteration: loss, smoothed loss, learning rate, and the test outputs where a test
 //! ran) and `<prefix>_train.png` (the loss curves), both rewritten atomically at every
-//! snapshot and at the end.
+//! snapshot and at the end. A resumed run starts from the rows the file already holds before
+//! the iteration it resumes at, so the curves cover the whole training.
 
 use crema::solver::{IterationRecord, TestRecord};
 use plotters::prelude::*;
@@ -41,7 +42,11 @@ impl Curves {
             let name = if repeated { format!("test{}/{}[{k}]", r.net, s.name) } else { format!("test{}/{}", r.net, s.name) };
             *k += 1;
             let col = match self.columns.iter().position(|(c, _)| *c == name) {
-                Some(c) => c,
+                Some(c) => {
+                    // A column read back from a CSV did not know whether it was a loss.
+                    self.columns[c].1 = s.loss_weight != 0.0;
+                    c
+                }
                 None => {
                     self.columns.push((name, s.loss_weight != 0.0));
                     self.columns.len() - 1
@@ -49,6 +54,42 @@ impl Curves {
             };
             self.rows.entry(r.iter).or_default().tests.insert(col, s.value);
         }
+    }
+
+    /// The curves of an earlier run from its CSV (as [`Curves::csv`] writes it), keeping the
+    /// rows before iteration `before`: a run resumed there continues them. Test columns read
+    /// back count as losses when their name ends in `loss`, until a test of this run says.
+    pub fn resume_from(text: &str, before: u64) -> Result<Curves, String> {
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().ok_or("the file is empty")?.split(',').collect();
+        if header.len() < 4 || header[..4] != ["iteration", "loss", "smoothed_loss", "lr"] {
+            return Err("its header is not `iteration,loss,smoothed_loss,lr,...`".into());
+        }
+        let columns: Vec<(String, bool)> = header[4..].iter().map(|c| (c.to_string(), c.ends_with("loss"))).collect();
+        let mut rows = BTreeMap::new();
+        for (n, line) in lines.enumerate() {
+            let bad = |what: &str| format!("line {}: {what}", n + 2);
+            let cells: Vec<&str> = line.split(',').collect();
+            if cells.len() != header.len() {
+                return Err(bad(&format!("{} cells for {} columns", cells.len(), header.len())));
+            }
+            let iter: u64 = cells[0].parse().map_err(|_| bad("the iteration is not a number"))?;
+            if iter >= before {
+                continue;
+            }
+            let num = |c: &str| c.parse::<f32>().map_err(|_| bad(&format!("`{c}` is not a number")));
+            let mut row = Row::default();
+            if !cells[1].is_empty() {
+                row.train = Some(IterationRecord { iter, loss: num(cells[1])?, smoothed_loss: num(cells[2])?, lr: num(cells[3])? });
+            }
+            for (c, cell) in cells[4..].iter().enumerate() {
+                if !cell.is_empty() {
+                    row.tests.insert(c, num(cell)?);
+                }
+            }
+            rows.insert(iter, row);
+        }
+        Ok(Curves { rows, columns })
     }
 
     /// The CSV text.
@@ -233,5 +274,22 @@ mod tests {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         // Text was drawn: the picture has more dark pixels than the curves alone would give.
         assert!(png.len() > 5000, "{}", png.len());
+
+        // Resumed at iteration 1: the rows before it come back, the run's own follow.
+        let mut r = Curves::resume_from(&c.csv(), 1).unwrap();
+        assert_eq!(r.csv(), "iteration,loss,smoothed_loss,lr,test0/acc,test0/loss\n0,2.5,2.5,0.01,0.5,2\n");
+        r.iteration(&IterationRecord { iter: 1, loss: 1.25, smoothed_loss: 1.875, lr: 0.01 });
+        assert!(r.csv().ends_with("0,2.5,2.5,0.01,0.5,2\n1,1.25,1.875,0.01,,\n"), "{}", r.csv());
+        assert_eq!(r.columns, vec![("test0/acc".to_string(), false), ("test0/loss".to_string(), true)]);
+    }
+
+    #[test]
+    fn a_damaged_csv_is_refused_with_the_line() {
+        assert!(Curves::resume_from("", 5).err().unwrap().contains("empty"));
+        assert!(Curves::resume_from("a,b\n", 5).err().unwrap().contains("header"));
+        let e = Curves::resume_from("iteration,loss,smoothed_loss,lr\n0,1,1,0.1\n1,x,1,0.1\n", 5).err().unwrap();
+        assert_eq!(e, "line 3: `x` is not a number");
+        let e = Curves::resume_from("iteration,loss,smoothed_loss,lr\n0,1,1\n", 5).err().unwrap();
+        assert_eq!(e, "line 2: 3 cells for 4 columns");
     }
 }

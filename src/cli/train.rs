@@ -144,6 +144,26 @@ fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> a
         monitor.log(&format!("Resuming from {}", state.display()));
         solver.set_monitor(Box::new(monitor.clone()));
         solver.restore(state)?;
+        // Continue the curves of the run that wrote the snapshot rather than replace them.
+        if let Some(prefix) = &prefix {
+            let (csv, _) = Curves::paths(prefix);
+            if let Ok(text) = std::fs::read_to_string(&csv) {
+                match Curves::resume_from(&text, solver.iter()) {
+                    Ok(earlier) => *curves.lock().map_err(|_| anyhow::anyhow!("curves lock poisoned"))? = earlier,
+                    Err(e) => {
+                        // Kept aside, not overwritten: the curves restart at the resumed iteration.
+                        let aside = PathBuf::from(format!("{}.unreadable", csv.display()));
+                        let kept = std::fs::rename(&csv, &aside).map(|()| format!("moved to {}", aside.display()));
+                        monitor.log(&format!(
+                            "warning: {}: {e} ({}); the curves start again at iteration {}",
+                            csv.display(),
+                            kept.unwrap_or_else(|e| format!("could not move it aside: {e}")),
+                            solver.iter()
+                        ));
+                    }
+                }
+            }
+        }
     }
     let max_iter = solver.param().max_iter().max(0) as u64;
     let stop = a.iterations.map_or(max_iter, |n| solver.iter().saturating_add(n).min(max_iter));
