@@ -11,7 +11,7 @@ use crema::backend::{Backend, Storage};
 use crema::net::Net;
 use crema::proto::{NetParameter, NetState, Phase};
 use crema::rng::Rng;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// GPU 0 with `options`; under the CUDA emulator (no cuDNN) convolutions take im2col.
@@ -33,12 +33,24 @@ fn gpu(options: CudaOptions) -> Option<Cuda> {
     }
 }
 
+/// The crate's folder, where `models/` is: `$CREMA_ROOT` when set; else the folder this test
+/// was built in, while it exists; else the current directory. scripts/gpu-check runs this
+/// test's binary on another machine, from a copy of the repository at another path.
+fn crate_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("CREMA_ROOT").filter(|v| !v.is_empty()) {
+        return PathBuf::from(root);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if built.join("models").is_dir() {
+        built.to_path_buf()
+    } else {
+        PathBuf::from(".")
+    }
+}
+
 /// A model's bench net in the TRAIN phase, its inputs resized to `batch x 1 x side x side`.
 fn bench_net(model: &str, batch: usize, side: usize) -> NetParameter {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(model)
-        .join("bench.prototxt");
+    let path = crate_root().join("models").join(model).join("bench.prototxt");
     let mut param: NetParameter = crema::prototxt::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
     param.state = Some(NetState {
         phase: Some(Phase::Train as i32),

@@ -8,6 +8,8 @@ cross-entropy loss. BatchNorm in training mode (batch statistics), as SegNet's B
 CPU:  python3 segnet_torch.py --device cpu --threads 2 --batch 1 --size 256 [--channels-last]
 GPU:  python3 segnet_torch.py --device cuda --batch 6 --size 256 --train   (SGD steps, cuDNN
       benchmark mode, TF32 allowed, timed with CUDA events after a warm-up)
+      --height 360 --width 480 for non-square inputs (--size sets both when they are not given).
+Pooling rounds up (ceil_mode), as Caffe's: 45 rows pool to 23 and unpool back to 45.
 Prints one JSON line with ms per forward/backward/iteration (medians), images/s, GFLOP/s and
 peak memory.
 """
@@ -57,7 +59,7 @@ class SegNet(nn.Module):
         for stage in self.enc:
             x = stage(x)
             sizes.append(x.shape)
-            x, i = F.max_pool2d(x, 2, 2, return_indices=True)
+            x, i = F.max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)
             idx.append(i)
         for stage in self.dec:
             i = idx.pop()
@@ -93,7 +95,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--height", type=int, default=0)
+    ap.add_argument("--height", type=int, default=0, help="input height (default: --size)")
+    ap.add_argument("--width", type=int, default=0, help="input width (default: --size)")
     ap.add_argument("--width-div", type=int, default=1)
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
@@ -101,7 +104,7 @@ def main():
     ap.add_argument("--train", action="store_true", help="time whole SGD steps")
     a = ap.parse_args()
     h = a.height or a.size
-    w = a.size
+    w = a.width or a.size
     dev = torch.device(a.device)
     if a.device == "cpu":
         torch.set_num_threads(a.threads)
@@ -119,27 +122,38 @@ def main():
     y = torch.randint(0, 2, (a.batch, h, w), device=dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
-    def sync():
-        if a.device != "cpu":
-            torch.cuda.synchronize()
-
     fwd, bwd, it = [], [], []
-    for i in range(a.warmup + a.iterations):
-        opt.zero_grad(set_to_none=True)
-        sync()
-        t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
-        sync()
-        t1 = time.perf_counter()
-        loss.backward()
-        if a.train:
-            opt.step()
-        sync()
-        t2 = time.perf_counter()
-        if i >= a.warmup:
-            fwd.append((t1 - t0) * 1e3)
-            bwd.append((t2 - t1) * 1e3)
-            it.append((t2 - t0) * 1e3)
+    if a.device != "cpu":
+        # CUDA events around each step, no synchronisation inside it (as a training loop runs).
+        ev = [[torch.cuda.Event(enable_timing=True) for _ in range(3)] for _ in range(a.warmup + a.iterations)]
+        for i in range(a.warmup + a.iterations):
+            ev[i][0].record()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            ev[i][1].record()
+            loss.backward()
+            if a.train:
+                opt.step()
+            ev[i][2].record()
+            ev[i][2].synchronize()
+            if i >= a.warmup:
+                fwd.append(ev[i][0].elapsed_time(ev[i][1]))
+                bwd.append(ev[i][1].elapsed_time(ev[i][2]))
+                it.append(ev[i][0].elapsed_time(ev[i][2]))
+    else:
+        for i in range(a.warmup + a.iterations):
+            opt.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(model(x), y)
+            t1 = time.perf_counter()
+            loss.backward()
+            if a.train:
+                opt.step()
+            t2 = time.perf_counter()
+            if i >= a.warmup:
+                fwd.append((t1 - t0) * 1e3)
+                bwd.append((t2 - t1) * 1e3)
+                it.append((t2 - t0) * 1e3)
     med = lambda v: sorted(v)[len(v) // 2]
     out = {
         "peer": f"PyTorch {torch.__version__}",
@@ -155,6 +169,8 @@ def main():
     }
     if a.device != "cpu":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6
+        out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
+        out["loss"] = float(loss)
     print(json.dumps(out))
 
 
