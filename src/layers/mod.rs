@@ -183,6 +183,11 @@ pub trait Layer<B: Backend>: Send {
     fn writes_bottom_diff(&self, bottom: usize) -> bool {
         self.allow_force_backward(bottom)
     }
+    /// Whether backward reads top `top`'s diff (true but for tops that carry no gradient,
+    /// such as the pooling mask; the net's diff sharing then gives that diff no memory).
+    fn reads_top_diff(&self, _top: usize) -> bool {
+        true
+    }
     /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
     fn has_backward(&self) -> bool {
         true

@@ -18,7 +18,9 @@
 //!   in-place layer whose consumer does not propagate to the blob, a top no layer reads), an
 //!   owned diff would hold zeros (never written); the lent buffer is zeroed for it.
 //! - Bottoms a layer leaves untouched (labels, pooling masks, Crop's reference:
-//!   [`crate::layers::Layer::writes_bottom_diff`] false) are not counted as written.
+//!   [`crate::layers::Layer::writes_bottom_diff`] false) are not counted as written, tops
+//!   whose diff it never reads (the pooling mask: [`crate::layers::Layer::reads_top_diff`])
+//!   as read; a diff neither written nor read gets no memory.
 //! - Diffs read outside backward keep their own memory: loss tops (the net sets them to the
 //!   loss weight in forward), the tops of Input layers, and blobs the caller names.
 
@@ -59,7 +61,9 @@ pub(super) fn analyse<B: Backend>(layers: &[LayerEntry<B>], blobs: &[Blob<B>], o
         let written = l.bottoms.iter().enumerate().filter(|&(k, _)| {
             l.bottom_need_backward.get(k).copied().unwrap_or(false) && l.layer.writes_bottom_diff(k)
         });
-        let touches = written.map(|(_, &b)| (b, Touch::Write)).chain(l.tops.iter().map(|&t| (t, Touch::Read)));
+        // An in-place top is bottom 0, whose diff the layer reads whatever it declares.
+        let read = l.tops.iter().enumerate().filter(|&(j, &t)| l.layer.reads_top_diff(j) || l.bottoms.first() == Some(&t));
+        let touches = written.map(|(_, &b)| (b, Touch::Write)).chain(read.map(|(_, &t)| (t, Touch::Read)));
         for (b, touch) in touches {
             span[b] = Some(match span[b] {
                 None => (i, i, touch),
@@ -90,26 +94,45 @@ pub(super) struct Plan {
     pub sizes: Vec<usize>,
 }
 
-/// Greedy interval colouring: blobs by decreasing size, each into the first buffer whose
-/// blobs' intervals are all disjoint from its own (closed intervals: at one layer's backward a
-/// top's diff is read while a bottom's is written), else into a new buffer of its size.
+/// Interval colouring: each blob goes into the first buffer whose blobs' intervals are all
+/// disjoint from its own (closed intervals: at one layer's backward a top's diff is read while
+/// a bottom's is written), else into a new buffer; a buffer is as large as its largest blob.
+/// Two greedy orders are tried and the smaller total kept: by decreasing size (large blobs
+/// share first), and by interval (optimal in the number of buffers, which suits a chain whose
+/// neighbours alternate between two buffers).
 pub(super) fn colour(uses: &[DiffUse], counts: &[usize]) -> Plan {
-    let mut order: Vec<usize> = (0..uses.len()).filter(|&b| matches!(uses[b], DiffUse::Lent { .. })).collect();
-    order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+    let lent: Vec<(usize, usize, usize)> = (0..uses.len())
+        .filter_map(|b| match uses[b] {
+            DiffUse::Lent { first, last, .. } => Some((b, first, last)),
+            _ => None,
+        })
+        .collect();
+    let mut by_size = lent.clone();
+    by_size.sort_by(|a, b| counts[b.0].cmp(&counts[a.0]).then(a.0.cmp(&b.0)));
+    let mut by_interval = lent;
+    // Backward meets intervals by their last layer, from the end.
+    by_interval.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
+    let a = first_fit(&by_size, uses.len(), counts);
+    let b = first_fit(&by_interval, uses.len(), counts);
+    if b.sizes.iter().sum::<usize>() < a.sizes.iter().sum::<usize>() { b } else { a }
+}
+
+/// Places `(blob, first, last)` in order, each into the first buffer it fits in.
+fn first_fit(order: &[(usize, usize, usize)], blobs: usize, counts: &[usize]) -> Plan {
     let mut spans: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut plan = Plan { slot_of: vec![None; uses.len()], sizes: Vec::new() };
-    for b in order {
-        let DiffUse::Lent { first, last, .. } = uses[b] else { continue };
+    let mut plan = Plan { slot_of: vec![None; blobs], sizes: Vec::new() };
+    for &(b, first, last) in order {
         let fits = |s: &Vec<(usize, usize)>| s.iter().all(|&(f, l)| last < f || l < first);
         let slot = match spans.iter().position(fits) {
             Some(s) => s,
             None => {
                 spans.push(Vec::new());
-                plan.sizes.push(counts[b]);
+                plan.sizes.push(0);
                 spans.len() - 1
             }
         };
         spans[slot].push((first, last));
+        plan.sizes[slot] = plan.sizes[slot].max(counts[b]);
         plan.slot_of[b] = Some(slot);
     }
     plan
@@ -270,6 +293,18 @@ mod tests {
         assert_eq!(plan.slot_of, vec![Some(1), Some(0), Some(1), None, Some(0), None]);
         assert_eq!(plan.sizes, vec![30, 20]);
         assert_eq!(shared_floats(&uses, &[true; 6], &counts), 30 + 20 + 99);
+    }
+
+    #[test]
+    fn a_chain_alternates_between_two_buffers() {
+        // SegNet's encoder: conv, conv, pool, conv, conv. By size, the two large blobs take two
+        // buffers, the next two join them, and the pooled blob between fits in neither (a
+        // third buffer); by interval, the five alternate between two.
+        let uses = [lent(2, 5), lent(5, 8), lent(8, 9), lent(9, 12), lent(12, 15)];
+        let counts = [64, 64, 16, 32, 32];
+        let plan = colour(&uses, &counts);
+        assert_eq!(plan.sizes, vec![64, 64]);
+        assert_eq!(plan.slot_of, vec![Some(0), Some(1), Some(0), Some(1), Some(0)]);
     }
 
     #[test]
