@@ -78,9 +78,17 @@ impl<B: Storage> Blob<B> {
 
     /// Makes the diff lent (`shared`: the own diff is freed) or owned again (zeroed).
     pub(crate) fn set_diff_shared(&mut self, be: &B, shared: bool) -> Result<()> {
-        if shared != self.shared_diff && self.with_diff {
-            self.diff = be.alloc(if shared { 0 } else { self.count() })?;
+        self.set_diff_mode(be, self.with_diff, shared)
+    }
+
+    /// Gives the blob a diff, its own (zeroed) or lent by the net during backward (`shared`:
+    /// nothing is allocated), or takes it away.
+    pub(crate) fn set_diff_mode(&mut self, be: &B, with_diff: bool, shared: bool) -> Result<()> {
+        let shared = with_diff && shared;
+        if with_diff != self.with_diff || shared != self.shared_diff {
+            self.with_diff = with_diff;
             self.shared_diff = shared;
+            self.diff = be.alloc(if with_diff && !shared { self.count() } else { 0 })?;
         }
         Ok(())
     }
@@ -101,12 +109,7 @@ impl<B: Storage> Blob<B> {
 
     /// Gives the blob a diff (zeroed) or takes it away.
     pub fn set_with_diff(&mut self, be: &B, with_diff: bool) -> Result<()> {
-        if with_diff != self.with_diff {
-            self.with_diff = with_diff;
-            self.shared_diff = false;
-            self.diff = be.alloc(if with_diff { self.count() } else { 0 })?;
-        }
-        Ok(())
+        self.set_diff_mode(be, with_diff, false)
     }
 
     /// The data on the host.

@@ -226,8 +226,12 @@ impl<B: Backend> Net<B> {
         net.tell_label_ranges()?;
         net.prune_backward(param.force_backward());
         let with_diff = net.layers.iter().any(|l| l.need_backward);
-        for b in net.blobs.iter_mut().chain(net.params.iter_mut()) {
-            b.set_with_diff(&net.be, with_diff)?;
+        for p in &mut net.params {
+            p.set_with_diff(&net.be, with_diff)?;
+        }
+        for b in &mut net.blobs {
+            // Diffs about to be shared are not allocated first (they would set the peak).
+            b.set_diff_mode(&net.be, with_diff, opts.share_diffs)?;
         }
         if opts.share_diffs {
             net.set_diff_sharing(true, &[])?;

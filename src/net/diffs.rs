@@ -40,8 +40,13 @@ impl<B: Backend> Net<B> {
             return Ok(());
         }
         let uses = analyse(&self.layers, &self.blobs, &self.kept_diffs(own));
-        for (b, u) in self.blobs.iter_mut().zip(&uses) {
-            b.set_diff_shared(&self.be, *u != DiffUse::Own)?;
+        // Free the diffs that become shared before allocating those that become owned.
+        for pass_frees in [true, false] {
+            for (b, u) in self.blobs.iter_mut().zip(&uses) {
+                if (*u != DiffUse::Own) == pass_frees {
+                    b.set_diff_shared(&self.be, pass_frees)?;
+                }
+            }
         }
         self.share = Some(DiffPool::new(uses, self.layers.len()));
         Ok(())
