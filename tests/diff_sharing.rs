@@ -6,6 +6,8 @@ mod common;
 
 use common::*;
 use crema::backend::cpu::Cpu;
+use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
+use crema::backend::{Backend, Storage};
 use crema::net::Net;
 use crema::proto::{NetParameter, NetState, Phase, SolverParameter};
 use crema::solver::Solver;
@@ -98,6 +100,10 @@ enum Mode {
 }
 
 fn solver(net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<Cpu> {
+    solver_on(Cpu::new(), net, mode, iter_size, base_lr)
+}
+
+fn solver_on<B: Backend>(be: B, net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<B> {
     let param = SolverParameter {
         net_param: Some(net_param(net)),
         r#type: Some("SGD".into()),
@@ -113,14 +119,13 @@ fn solver(net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<Cpu> {
         train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
         ..Default::default()
     };
-    let mut s = Solver::new(Cpu::new(), param).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Solver::new(be.clone(), param).unwrap_or_else(|e| panic!("{e}"));
     assert!(s.net().shares_diffs(), "the solver's train net shares diffs");
     match mode {
         Mode::Owned => s.net_mut().set_diff_sharing(false, &[]).unwrap(),
         Mode::Shared => {}
         Mode::Poisoned => s.net_mut().poison_shared_diffs(true),
     }
-    let be = Cpu::new();
     let net = s.net_mut();
     for i in net.inputs().to_vec() {
         let name = net.blob_name(i).to_string();
@@ -135,15 +140,19 @@ fn solver(net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<Cpu> {
     s
 }
 
-fn weight_bits(s: &Solver<Cpu>) -> Vec<Vec<u32>> {
+fn weight_bits<B: Backend>(s: &Solver<B>) -> Vec<Vec<u32>> {
     s.net().params().iter().map(|p| p.data_to_vec(s.backend()).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 /// Trains `iters` iterations in each mode and checks the weights and losses agree to the bit.
 fn train_alike(net: &str, iters: u64, iter_size: i32, base_lr: f32) {
+    train_alike_on(Cpu::new(), net, iters, iter_size, base_lr);
+}
+
+fn train_alike_on<B: Backend>(be: B, net: &str, iters: u64, iter_size: i32, base_lr: f32) {
     let mut runs = Vec::new();
     for mode in [Mode::Owned, Mode::Shared, Mode::Poisoned] {
-        let mut s = solver(net, mode, iter_size, base_lr);
+        let mut s = solver_on(be.clone(), net, mode, iter_size, base_lr);
         let mut losses = Vec::new();
         for _ in 0..iters {
             s.step(1).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
@@ -161,7 +170,7 @@ fn train_alike(net: &str, iters: u64, iter_size: i32, base_lr: f32) {
         }
     }
     // Training moved the weights (a net whose gradients vanished would pass vacuously).
-    let fresh = weight_bits(&solver(net, Mode::Owned, iter_size, base_lr));
+    let fresh = weight_bits(&solver_on(be, net, Mode::Owned, iter_size, base_lr));
     assert_ne!(fresh, *w0, "training did not change the weights");
 }
 
@@ -173,6 +182,32 @@ fn branchy_net_trains_identically_with_shared_diffs() {
 #[test]
 fn branchy_net_with_force_backward_and_iter_size_trains_identically() {
     train_alike(&format!("force_backward: true\n{BRANCHY}"), 3, 2, 0.05);
+}
+
+/// The CUDA backend in strict FP32 (im2col convolutions under the emulator, which has no
+/// cuDNN); None, after saying so, where no GPU can be opened.
+fn gpu() -> Option<Cuda> {
+    let opened = Cuda::with_precision(0, Precision::Fp32).and_then(|g| {
+        if g.describe().contains("emulator") {
+            Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Im2col })
+        } else {
+            Ok(g)
+        }
+    });
+    match opened {
+        Ok(g) => Some(g),
+        Err(e) => {
+            println!("SKIPPED: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn branchy_net_trains_identically_with_shared_diffs_on_cuda() {
+    let Some(g) = gpu() else { return };
+    train_alike_on(g.clone(), BRANCHY, 3, 1, 0.05);
+    train_alike_on(g, &format!("force_backward: true\n{BRANCHY}"), 2, 2, 0.05);
 }
 
 #[test]
