@@ -1,5 +1,9 @@
 //! A blob is Caffe's: an N-d shape with data and (when the net runs backward) a diff of the
 //! same size, both stored by the backend.
+//!
+//! A blob's diff is either its own, or (when the net shares diff memory, see
+//! [`crate::net::NetOptions::share_diffs`]) lent to it by the net only while its gradient is live
+//! in a backward pass: the rest of the time such a blob holds an empty diff.
 
 use crate::backend::Storage;
 use crate::{Error, Result};
@@ -15,6 +19,8 @@ pub struct Blob<B: Storage> {
     /// The gradient of the loss with respect to the values (empty when the blob has no diff).
     pub diff: B::Buf,
     with_diff: bool,
+    /// The diff is lent by the net during backward, not owned (empty between lendings).
+    shared_diff: bool,
 }
 
 impl<B: Storage> Blob<B> {
@@ -26,6 +32,7 @@ impl<B: Storage> Blob<B> {
             data: be.alloc(count)?,
             diff: be.alloc(if with_diff { count } else { 0 })?,
             with_diff,
+            shared_diff: false,
         })
     }
 
@@ -35,7 +42,7 @@ impl<B: Storage> Blob<B> {
         if count != values.len() {
             return Err(Error::Internal(format!("blob of shape {shape:?} given {} values", values.len())));
         }
-        Ok(Blob { shape: shape.to_vec(), data: be.from_slice(values)?, diff: be.alloc(0)?, with_diff: false })
+        Ok(Blob { shape: shape.to_vec(), data: be.from_slice(values)?, diff: be.alloc(0)?, with_diff: false, shared_diff: false })
     }
 
     /// The shape.
@@ -63,12 +70,35 @@ impl<B: Storage> Blob<B> {
         self.with_diff
     }
 
+    /// Whether the diff is lent by the net during backward rather than owned: outside a
+    /// backward pass it is then empty, and its values are not kept after one.
+    pub fn diff_is_shared(&self) -> bool {
+        self.shared_diff
+    }
+
+    /// Makes the diff lent (`shared`: the own diff is freed) or owned again (zeroed).
+    pub(crate) fn set_diff_shared(&mut self, be: &B, shared: bool) -> Result<()> {
+        self.set_diff_mode(be, self.with_diff, shared)
+    }
+
+    /// Gives the blob a diff, its own (zeroed) or lent by the net during backward (`shared`:
+    /// nothing is allocated), or takes it away.
+    pub(crate) fn set_diff_mode(&mut self, be: &B, with_diff: bool, shared: bool) -> Result<()> {
+        let shared = with_diff && shared;
+        if with_diff != self.with_diff || shared != self.shared_diff {
+            self.with_diff = with_diff;
+            self.shared_diff = shared;
+            self.diff = be.alloc(if with_diff && !shared { self.count() } else { 0 })?;
+        }
+        Ok(())
+    }
+
     /// Changes the shape, reallocating (zeroed) storage when the element count changes.
     pub fn reshape(&mut self, be: &B, shape: &[usize]) -> Result<()> {
         let count = checked_count(shape)?;
         if count != be.len(&self.data) {
             self.data = be.alloc(count)?;
-            if self.with_diff {
+            if self.with_diff && !self.shared_diff {
                 self.diff = be.alloc(count)?;
             }
         }
@@ -79,11 +109,7 @@ impl<B: Storage> Blob<B> {
 
     /// Gives the blob a diff (zeroed) or takes it away.
     pub fn set_with_diff(&mut self, be: &B, with_diff: bool) -> Result<()> {
-        if with_diff != self.with_diff {
-            self.with_diff = with_diff;
-            self.diff = be.alloc(if with_diff { self.count() } else { 0 })?;
-        }
-        Ok(())
+        self.set_diff_mode(be, with_diff, false)
     }
 
     /// The data on the host.
@@ -91,9 +117,23 @@ impl<B: Storage> Blob<B> {
         be.to_vec(&self.data)
     }
 
-    /// The diff on the host.
+    /// The diff on the host. Fails for a blob whose shared diff is not lent to it now (its
+    /// values were not kept).
     pub fn diff_to_vec(&self, be: &B) -> Result<Vec<f32>> {
+        self.check_diff_held(be)?;
         be.to_vec(&self.diff)
+    }
+
+    /// An error when the diff is shared and not lent to this blob now.
+    fn check_diff_held(&self, be: &B) -> Result<()> {
+        if self.shared_diff && be.len(&self.diff) != self.count() {
+            return Err(Error::Internal(format!(
+                "the diff of a blob of shape {:?} is shared with other blobs and held only during backward \
+                 (build the net without diff sharing, or keep this blob's diff, to read or set it)",
+                self.shape
+            )));
+        }
+        Ok(())
     }
 
     /// Replaces the data with host `values` of the same count.
@@ -106,6 +146,7 @@ impl<B: Storage> Blob<B> {
 
     /// Replaces the diff with host `values` of the same count.
     pub fn set_diff(&mut self, be: &B, values: &[f32]) -> Result<()> {
+        self.check_diff_held(be)?;
         if !self.with_diff || values.len() != self.count() {
             return Err(Error::Internal(format!("cannot set {} diff values on a blob of shape {:?}", values.len(), self.shape)));
         }

@@ -53,6 +53,16 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     /// Number of elements in `buf`.
     fn len(&self, buf: &Self::Buf) -> usize;
+    /// Makes `buf` hold `len` elements. Where the backend can, memory the buffer already holds
+    /// is reused when `len` fits in it (the contents are then unspecified: whatever was there,
+    /// or zeros); otherwise a new zero-filled buffer replaces it. For pooled buffers that are
+    /// lent to blobs of different sizes (see the net's diff sharing).
+    fn set_len(&self, buf: &mut Self::Buf, len: usize) -> Result<()> {
+        if self.len(buf) != len {
+            *buf = self.alloc(len)?;
+        }
+        Ok(())
+    }
     /// Copies host `src` into `dst[offset..offset + src.len()]`.
     fn upload(&self, src: &[f32], dst: &mut Self::Buf, offset: usize) -> Result<()>;
     /// Copies `src[offset..offset + dst.len()]` to the host.

@@ -106,12 +106,23 @@ fn print_layers<B: Backend>(net: &Net<B>) {
             println!("{:<28}   param {}", "", shape_string(p.shape()));
         }
     }
-    let act: usize = net.blobs().iter().map(|b| b.count() * if b.has_diff() { 2 } else { 1 }).sum();
+    let data: usize = net.blobs().iter().map(|b| b.count()).sum();
+    let diffs = net.diff_memory();
     let par: usize = net.params().iter().map(|b| b.count() * if b.has_diff() { 2 } else { 1 }).sum();
     println!();
     println!("learnable parameters: {total_params} ({} unique)", net.params().iter().map(|p| p.count()).sum::<usize>());
     println!("forward compute:      {:.3} GFLOP", total_flops as f64 / 1e9);
-    println!("activation memory:    {} (data{})", human(act as u64 * 4), if net.blobs().iter().any(|b| b.has_diff()) { " + diff" } else { "" });
+    if diffs.owned == 0 {
+        println!("activation memory:    {} (data)", human(data as u64 * 4));
+    } else {
+        // Training shares diff memory between blobs whose gradients are not live together.
+        println!(
+            "activation memory:    {} data + {} diff ({} with shared diffs in training)",
+            human(data as u64 * 4),
+            human(diffs.owned as u64),
+            human(diffs.shared as u64)
+        );
+    }
     println!("parameter memory:     {}", human(par as u64 * 4));
     println!("net outputs:          {}", net.outputs().iter().map(|&o| net.blob_name(o)).collect::<Vec<_>>().join(", "));
 }

@@ -29,6 +29,10 @@ impl<B: Backend> Layer<B> for Crop {
     fn tops(&self) -> Arity {
         Arity::exactly(1)
     }
+    /// Caffe's Crop leaves the reference bottom's diff untouched (zero), even when forced.
+    fn writes_bottom_diff(&self, bottom: usize) -> bool {
+        bottom == 0
+    }
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (data, like) = (bottoms[0], bottoms[1]);
         let n = data.len();

@@ -175,6 +175,19 @@ pub trait Layer<B: Backend>: Send {
     fn allow_force_backward(&self, _bottom: usize) -> bool {
         true
     }
+    /// Whether backward, asked to propagate to bottom `bottom`, writes that bottom's whole diff
+    /// without reading what it held (the net's diff sharing relies on it: a diff no layer
+    /// writes is zeroed for the layers that read it, as Caffe's never-written diffs are zero).
+    /// True for every bottom that takes a gradient; false where Caffe's layer leaves the diff
+    /// untouched (Crop's reference bottom, Upsample's mask) or refuses to propagate (labels).
+    fn writes_bottom_diff(&self, bottom: usize) -> bool {
+        self.allow_force_backward(bottom)
+    }
+    /// Whether backward reads top `top`'s diff (true but for tops that carry no gradient,
+    /// such as the pooling mask; the net's diff sharing then gives that diff no memory).
+    fn reads_top_diff(&self, _top: usize) -> bool {
+        true
+    }
     /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
     fn has_backward(&self) -> bool {
         true

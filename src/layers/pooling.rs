@@ -182,6 +182,10 @@ impl<B: Backend> Layer<B> for Pooling<B> {
         // Only MAX pooling has the mask top.
         if self.method == PoolMethod::Max { Arity::range(1, 2) } else { Arity::exactly(1) }
     }
+    /// The mask top carries no gradient: backward reads its data only.
+    fn reads_top_diff(&self, top: usize) -> bool {
+        top == 0
+    }
 
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let spec = self.spec_for(bottoms[0])?;

@@ -33,13 +33,19 @@ pub struct NetOptions {
     /// folders, mean files) not found relative to the working directory. `None` when the
     /// net did not come from a file.
     pub model_dir: Option<PathBuf>,
+    /// Share diff memory between blobs whose gradients are never live at the same time in a
+    /// backward pass (see [`Net::set_diff_sharing`]): a training net then holds a few diffs'
+    /// worth of gradient memory instead of one diff per blob, and computes the same numbers,
+    /// but blob diffs (other than loss tops and Input tops) cannot be read after backward.
+    /// The solver turns it on for its training net.
+    pub share_diffs: bool,
 }
 
 impl NetOptions {
     /// Options for a net read from `model` (a .prototxt path), with `seed`.
     pub fn for_file(model: &Path, seed: u64) -> Self {
         let dir = model.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
-        NetOptions { seed, model_dir: dir.map(Path::to_path_buf) }
+        NetOptions { seed, model_dir: dir.map(Path::to_path_buf), share_diffs: false }
     }
 }
 
@@ -49,7 +55,7 @@ impl<B: Backend> Net<B> {
     /// random streams of `seed`. Data layers resolve their files relative to the working
     /// directory only; [`Net::with_options`] also gives them the model's directory.
     pub fn new(be: B, param: &NetParameter, seed: u64) -> Result<Self> {
-        Self::with_options(be, param, &NetOptions { seed, model_dir: None })
+        Self::with_options(be, param, &NetOptions { seed, model_dir: None, share_diffs: false })
     }
 
     /// Builds the net `param` on `be` with `opts` (see [`Net::new`]).
@@ -69,6 +75,7 @@ impl<B: Backend> Net<B> {
             param_info: Vec::new(),
             outputs: Vec::new(),
             inputs: Vec::new(),
+            share: None,
         };
         let mut available: Vec<usize> = Vec::new();
         let mut index_of: HashMap<String, usize> = HashMap::new();
@@ -219,8 +226,15 @@ impl<B: Backend> Net<B> {
         net.tell_label_ranges()?;
         net.prune_backward(param.force_backward());
         let with_diff = net.layers.iter().any(|l| l.need_backward);
-        for b in net.blobs.iter_mut().chain(net.params.iter_mut()) {
-            b.set_with_diff(&net.be, with_diff)?;
+        for p in &mut net.params {
+            p.set_with_diff(&net.be, with_diff)?;
+        }
+        for b in &mut net.blobs {
+            // Diffs about to be shared are not allocated first (they would set the peak).
+            b.set_diff_mode(&net.be, with_diff, opts.share_diffs)?;
+        }
+        if opts.share_diffs {
+            net.set_diff_sharing(true, &[])?;
         }
         Ok(net)
     }

@@ -8,10 +8,13 @@ mod build;
 pub mod filter;
 mod labels;
 mod run;
+mod share;
+mod diffs;
 pub mod split;
 mod weights;
 
 pub use build::NetOptions;
+pub use diffs::DiffMemory;
 pub use weights::{legacy_shape_equals, WeightsReport};
 
 use crate::backend::Backend;
@@ -80,6 +83,8 @@ pub struct Net<B: Backend> {
     param_info: Vec<ParamInfo>,
     outputs: Vec<usize>,
     inputs: Vec<usize>,
+    /// The pooled diff buffers, when diffs are shared (see [`NetOptions::share_diffs`]).
+    share: Option<share::DiffPool<B>>,
 }
 
 impl<B: Backend> Net<B> {

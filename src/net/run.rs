@@ -74,14 +74,30 @@ impl<B: Backend> Net<B> {
 
     /// Runs every layer that needs it backward, from the last to the first.
     pub fn backward(&mut self) -> Result<()> {
+        if let Some(pool) = &mut self.share {
+            pool.reclaim_all(&mut self.blobs);
+        }
         for i in (0..self.layers.len()).rev() {
             self.backward_layer(i)?;
         }
         Ok(())
     }
 
-    /// Runs layer `i` backward if it needs backward.
+    /// Runs layer `i` backward if it needs backward. With diff sharing, call it for the layers
+    /// in reverse order, as [`Net::backward`] does: it lends the pooled diff buffers to the
+    /// blobs whose gradients become live at this layer and takes back those that die here.
     pub fn backward_layer(&mut self, i: usize) -> Result<()> {
+        if let Some(pool) = &mut self.share {
+            pool.lend(i, &self.be, &mut self.blobs)?;
+        }
+        let result = self.run_backward(i);
+        if let Some(pool) = &mut self.share {
+            pool.reclaim(i, &mut self.blobs);
+        }
+        result
+    }
+
+    fn run_backward(&mut self, i: usize) -> Result<()> {
         let entry = &mut self.layers[i];
         if !entry.need_backward {
             return Ok(());

@@ -191,11 +191,13 @@ impl<B: Backend> Solver<B> {
         let seed = if param.random_seed() >= 0 { param.random_seed() as u64 } else { entropy_seed() };
 
         let (train_param, _, train_dir) = train_net_param(&param, file)?;
-        let net = Net::with_options(be.clone(), &train_param, &NetOptions { seed, model_dir: train_dir })?;
+        // Nothing reads a blob's diff after a training step (the update reads parameter
+        // diffs only; a test net never runs backward), so every net shares diff memory.
+        let net = Net::with_options(be.clone(), &train_param, &NetOptions { seed, model_dir: train_dir, share_diffs: true })?;
         let mut test_nets = Vec::new();
         for (i, (tp, dir)) in test_net_params(&param, file)?.into_iter().enumerate() {
             let test_seed = crate::rng::Rng::stream(seed, 1 + i as u64).next_u64();
-            let opts = NetOptions { seed: test_seed, model_dir: dir };
+            let opts = NetOptions { seed: test_seed, model_dir: dir, share_diffs: true };
             test_nets.push(Net::with_options(be.clone(), &tp, &opts).map_err(|e| in_test_net(i, e))?);
         }
 

@@ -74,6 +74,15 @@ impl Storage for Cpu {
     fn len(&self, buf: &Vec<f32>) -> usize {
         buf.len()
     }
+    fn set_len(&self, buf: &mut Vec<f32>, len: usize) -> Result<()> {
+        // Within its capacity a Vec shrinks for free and grows by zero-filling the new part.
+        if len <= buf.capacity() {
+            buf.resize(len, 0.0);
+        } else {
+            *buf = self.alloc(len)?;
+        }
+        Ok(())
+    }
     fn upload(&self, src: &[f32], dst: &mut Vec<f32>, offset: usize) -> Result<()> {
         range_check("upload", offset, src.len(), dst.len())?;
         dst[offset..offset + src.len()].copy_from_slice(src);

@@ -156,6 +156,8 @@ impl Cuda {
 pub struct CudaBuf {
     ptr: u64,
     len: usize,
+    /// Elements allocated (at least `len`; more after [`Storage::set_len`] shrank it).
+    cap: usize,
     dev: Arc<Device>,
 }
 
@@ -174,7 +176,7 @@ impl CudaBuf {
 
 impl Drop for CudaBuf {
     fn drop(&mut self) {
-        self.dev.free(device::DevMem { ptr: self.ptr, bytes: self.len * 4 });
+        self.dev.free(device::DevMem { ptr: self.ptr, bytes: self.cap * 4 });
     }
 }
 
@@ -201,11 +203,21 @@ impl Storage for Cuda {
     fn alloc(&self, len: usize) -> Result<CudaBuf> {
         let bytes = len.checked_mul(4).ok_or(Error::OutOfMemory { bytes: usize::MAX, device: self.describe() })?;
         let mem = self.dev.alloc_raw(bytes)?;
-        Ok(CudaBuf { ptr: mem.ptr, len, dev: self.dev.clone() })
+        Ok(CudaBuf { ptr: mem.ptr, len, cap: len, dev: self.dev.clone() })
     }
 
     fn len(&self, buf: &CudaBuf) -> usize {
         buf.len
+    }
+
+    fn set_len(&self, buf: &mut CudaBuf, len: usize) -> Result<()> {
+        self.own(&[buf])?;
+        if len <= buf.cap {
+            buf.len = len;
+        } else {
+            *buf = self.alloc(len)?;
+        }
+        Ok(())
     }
 
     fn upload(&self, src: &[f32], dst: &mut CudaBuf, offset: usize) -> Result<()> {
