@@ -255,11 +255,10 @@ impl<B: Backend> DiffPool<B> {
     /// Takes the buffers back from the blobs whose gradient is dead after layer `i`'s backward.
     pub fn reclaim(&mut self, i: usize, blobs: &mut [Blob<B>]) {
         for &b in &self.reclaim[i] {
-            if let Some(slot) = self.plan.slot_of.get(b).copied().flatten().and_then(|s| self.slots.get_mut(s)) {
-                if slot.holder == Some(b) {
-                    std::mem::swap(&mut blobs[b].diff, &mut slot.buf);
-                    slot.holder = None;
-                }
+            let slot = self.plan.slot_of.get(b).copied().flatten().and_then(|s| self.slots.get_mut(s));
+            if let Some(slot) = slot.filter(|s| s.holder == Some(b)) {
+                std::mem::swap(&mut blobs[b].diff, &mut slot.buf);
+                slot.holder = None;
             }
         }
     }
