@@ -42,7 +42,7 @@ impl<B: Storage> Blob<B> {
         if count != values.len() {
             return Err(Error::Internal(format!("blob of shape {shape:?} given {} values", values.len())));
         }
-        Ok(Blob { shape: shape.to_vec(), data: be.from_slice(values)?, diff: be.alloc(0)?, with_diff: false, shared_diff: false })
+        Ok(Blob { shape: shape.to_vec(), data: be.alloc_from(values)?, diff: be.alloc(0)?, with_diff: false, shared_diff: false })
     }
 
     /// The shape.

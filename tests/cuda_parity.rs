@@ -54,7 +54,7 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
 }
 
 fn up(g: &Cuda, v: &[f32]) -> <Cuda as Storage>::Buf {
-    g.from_slice(v).unwrap_or_else(|e| panic!("upload: {e}"))
+    g.alloc_from(v).unwrap_or_else(|e| panic!("upload: {e}"))
 }
 
 fn down(g: &Cuda, b: &<Cuda as Storage>::Buf) -> Vec<f32> {

@@ -81,7 +81,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
         Ok(v)
     }
     /// A new buffer holding host `src`.
-    fn from_slice(&self, src: &[f32]) -> Result<Self::Buf> {
+    fn alloc_from(&self, src: &[f32]) -> Result<Self::Buf> {
         let mut b = self.alloc(src.len())?;
         self.upload(src, &mut b, 0)?;
         Ok(b)

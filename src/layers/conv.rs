@@ -106,19 +106,19 @@ impl Conv {
         }
         let input = &shape[self.channel_axis + 1..];
         let mut output = Vec::with_capacity(input.len());
-        for a in 0..input.len() {
+        for (a, &size) in input.iter().enumerate() {
             let o = if self.deconv {
                 let extent = self.dilation[a] * (self.kernel[a] - 1) + 1;
-                (self.stride[a] * input[a].saturating_sub(1) + extent).checked_sub(2 * self.pad[a])
+                (self.stride[a] * size.saturating_sub(1) + extent).checked_sub(2 * self.pad[a])
             } else {
-                ConvSpec::output_extent(input[a], self.kernel[a], self.stride[a], self.pad[a], self.dilation[a])
+                ConvSpec::output_extent(size, self.kernel[a], self.stride[a], self.pad[a], self.dilation[a])
             };
             match o {
                 Some(o) if o > 0 => output.push(o),
                 _ => {
                     return Err(Error::Shape(format!(
                         "spatial axis {a} of size {} is too small for kernel {} (pad {}, stride {}, dilation {})",
-                        input[a], self.kernel[a], self.pad[a], self.stride[a], self.dilation[a]
+                        size, self.kernel[a], self.pad[a], self.stride[a], self.dilation[a]
                     )))
                 }
             }
@@ -183,10 +183,10 @@ impl<B: Backend> Layer<B> for Conv {
             return Err(Error::Config("kernel, stride and dilation must be positive".into()));
         }
         self.channels = shape[self.channel_axis];
-        if self.channels % self.group != 0 {
+        if !self.channels.is_multiple_of(self.group) {
             return Err(Error::Config(format!("{} input channels are not divisible by group {}", self.channels, self.group)));
         }
-        if self.num_output % self.group != 0 {
+        if !self.num_output.is_multiple_of(self.group) {
             return Err(Error::Config(format!("num_output {} is not divisible by group {}", self.num_output, self.group)));
         }
         let (out_c, in_c) = if self.deconv { (self.channels, self.num_output) } else { (self.num_output, self.channels) };

@@ -164,13 +164,13 @@ impl<'a, B: Storage> Ctx<'a, B> {
         let mut tops: Vec<Option<&mut Blob<B>>> = (0..self.top_ids.len()).map(|_| None).collect();
         let mut next = roles.iter().peekable();
         for (idx, blob) in self.blobs.iter_mut().enumerate() {
-            if let Some(&&(id, role)) = next.peek() {
-                if id == idx {
-                    next.next();
-                    match role {
-                        Role::Bottom(i) => bottoms[i] = Some(&*blob),
-                        Role::Top(i) => tops[i] = Some(blob),
-                    }
+            if let Some(&&(id, role)) = next.peek()
+                && id == idx
+            {
+                next.next();
+                match role {
+                    Role::Bottom(i) => bottoms[i] = Some(&*blob),
+                    Role::Top(i) => tops[i] = Some(blob),
                 }
             }
         }
@@ -188,13 +188,13 @@ impl<'a, B: Storage> Ctx<'a, B> {
         let mut tops: Vec<Option<&Blob<B>>> = vec![None; self.top_ids.len()];
         let mut next = roles.iter().peekable();
         for (idx, blob) in self.blobs.iter_mut().enumerate() {
-            if let Some(&&(id, role)) = next.peek() {
-                if id == idx {
-                    next.next();
-                    match role {
-                        Role::Bottom(i) => bottoms[i] = Some(blob),
-                        Role::Top(i) => tops[i] = Some(&*blob),
-                    }
+            if let Some(&&(id, role)) = next.peek()
+                && id == idx
+            {
+                next.next();
+                match role {
+                    Role::Bottom(i) => bottoms[i] = Some(blob),
+                    Role::Top(i) => tops[i] = Some(&*blob),
                 }
             }
         }

@@ -106,7 +106,7 @@ impl<B: Backend> Layer<B> for InfogainLoss<B> {
                     )));
                 }
                 if self.h.is_none() {
-                    self.h = Some(be.from_slice(values)?);
+                    self.h = Some(be.alloc_from(values)?);
                 }
             }
             (None, None) => return Err(Error::Internal("InfogainLoss without a matrix".into())),

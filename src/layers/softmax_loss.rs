@@ -99,7 +99,7 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
                 )));
             }
             if self.class_weights_buf.is_none() {
-                self.class_weights_buf = Some(be.from_slice(w)?);
+                self.class_weights_buf = Some(be.alloc_from(w)?);
             }
         }
         self.axis = axis;

@@ -253,39 +253,39 @@ impl<B: Backend> Net<B> {
         seed: u64,
     ) -> Result<usize> {
         let name = spec.name().to_string();
-        if !name.is_empty() {
-            if let Some(&owner) = sharing.by_name.get(&name) {
-                let have = self.params[owner].shape().to_vec();
-                let ok = match spec.share_mode() {
-                    DimCheckMode::Strict => have == def.shape,
-                    DimCheckMode::Permissive => have.iter().product::<usize>() == def.shape.iter().product::<usize>(),
-                };
-                if !ok {
-                    return Err(Error::Shape(format!(
-                        "shared parameter `{name}` has shape {:?} in layer `{}` but {:?} here ({} share mode)",
-                        have,
-                        self.param_info[owner].layer,
-                        def.shape,
-                        if spec.share_mode() == DimCheckMode::Strict { "STRICT" } else { "PERMISSIVE" }
-                    )));
-                }
-                let info = &mut self.param_info[owner];
-                if spec.lr_mult.is_some() {
-                    if sharing.lr_set[owner] && info.lr_mult != spec.lr_mult() {
-                        return Err(Error::Config(format!("shared parameter `{name}` has mismatched lr_mult")));
-                    }
-                    info.lr_mult = spec.lr_mult();
-                    sharing.lr_set[owner] = true;
-                }
-                if spec.decay_mult.is_some() {
-                    if sharing.decay_set[owner] && info.decay_mult != spec.decay_mult() {
-                        return Err(Error::Config(format!("shared parameter `{name}` has mismatched decay_mult")));
-                    }
-                    info.decay_mult = spec.decay_mult();
-                    sharing.decay_set[owner] = true;
-                }
-                return Ok(owner);
+        if !name.is_empty()
+            && let Some(&owner) = sharing.by_name.get(&name)
+        {
+            let have = self.params[owner].shape().to_vec();
+            let ok = match spec.share_mode() {
+                DimCheckMode::Strict => have == def.shape,
+                DimCheckMode::Permissive => have.iter().product::<usize>() == def.shape.iter().product::<usize>(),
+            };
+            if !ok {
+                return Err(Error::Shape(format!(
+                    "shared parameter `{name}` has shape {:?} in layer `{}` but {:?} here ({} share mode)",
+                    have,
+                    self.param_info[owner].layer,
+                    def.shape,
+                    if spec.share_mode() == DimCheckMode::Strict { "STRICT" } else { "PERMISSIVE" }
+                )));
             }
+            let info = &mut self.param_info[owner];
+            if spec.lr_mult.is_some() {
+                if sharing.lr_set[owner] && info.lr_mult != spec.lr_mult() {
+                    return Err(Error::Config(format!("shared parameter `{name}` has mismatched lr_mult")));
+                }
+                info.lr_mult = spec.lr_mult();
+                sharing.lr_set[owner] = true;
+            }
+            if spec.decay_mult.is_some() {
+                if sharing.decay_set[owner] && info.decay_mult != spec.decay_mult() {
+                    return Err(Error::Config(format!("shared parameter `{name}` has mismatched decay_mult")));
+                }
+                info.decay_mult = spec.decay_mult();
+                sharing.decay_set[owner] = true;
+            }
+            return Ok(owner);
         }
         let id = self.params.len();
         checked_count(&def.shape)?;

@@ -133,12 +133,12 @@ pub fn check(prototxt: &str, inputs: &[Input], check_inputs: &[&str], opts: &Gra
             };
             let original = get(&net);
             let x = original[e];
-            if let Some((k, r)) = opts.kink {
-                if (x - k).abs() < r {
-                    continue;
-                }
+            if let Some((k, r)) = opts.kink
+                && (x - k).abs() < r
+            {
+                continue;
             }
-            let mut set = |net: &mut Net<Cpu>, v: f32| {
+            let set = |net: &mut Net<Cpu>, v: f32| {
                 let mut vals = original.clone();
                 vals[e] = v;
                 let b = if *is_param { &mut net.params_mut()[*idx] } else { &mut net.blobs_mut_for_tests()[*idx] };

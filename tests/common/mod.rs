@@ -57,7 +57,7 @@ pub fn compare(what: &str, got: &[f32], got_shape: &[usize], want: &crema::io::N
     for (i, (&a, &e)) in got.iter().zip(&want.data).enumerate() {
         let err = (a as f64 - e as f64).abs();
         let allowed = tol.abs + tol.rel * (e as f64).abs();
-        if !(err <= allowed) {
+        if err.is_nan() || allowed.is_nan() || err > allowed {
             worst = worst.max(err);
             if bad.len() < 5 {
                 bad.push(format!("[{i}] {a} vs {e}"));
