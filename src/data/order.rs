@@ -87,6 +87,19 @@ impl Order {
         cache.as_ref().map(|(_, p)| p[k]).unwrap_or(k)
     }
 
+    /// Forward pass `pass` as (stream position, sample index) pairs, in batch order.
+    pub fn draws(&self, pass: u64) -> Vec<(u64, usize)> {
+        let mut cache = None;
+        self.positions(pass).map(|p| (p, self.sample(p, &mut cache))).collect()
+    }
+
+    /// The first sample of the run (position and index): what a data layer decodes at set-up
+    /// to learn its tops' shapes.
+    pub fn first(&self) -> (u64, usize) {
+        let pos = self.positions(0).start;
+        (pos, self.sample(pos, &mut None))
+    }
+
     /// The random stream for the crop and mirror of stream position `pos`.
     pub fn augment_rng(&self, pos: u64) -> Rng {
         Rng::stream(self.augment_seed, pos)

@@ -133,8 +133,7 @@ impl ImageLoader {
 
 impl BatchLoader for ImageLoader {
     fn load(&self, pass: u64, pool: &rayon::ThreadPool) -> Result<Batch> {
-        let mut cache = None;
-        let jobs: Vec<(u64, usize)> = self.order.positions(pass).map(|p| (p, self.order.sample(p, &mut cache))).collect();
+        let jobs = self.order.draws(pass);
         let samples: Vec<Result<Sample>> = pool.install(|| jobs.par_iter().map(|&(p, i)| self.sample(p, i)).collect());
         let samples = samples.into_iter().collect::<Result<Vec<_>>>()?;
         stack(samples, |n, _, _| vec![n], "set new_height and new_width to batch images of different sizes")
@@ -171,9 +170,8 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         color: color_mode(p.is_color(), &transformer),
         transformer,
     };
-    let mut cache = None;
-    let pos = loader.order.positions(0).start;
-    let first = loader.sample(pos, loader.order.sample(pos, &mut cache))?;
+    let (pos, idx) = loader.order.first();
+    let first = loader.sample(pos, idx)?;
     let [c, h, w] = first.shape;
     let probe = vec![vec![batch, c, h, w], vec![batch]];
     Ok(Box::new(ImageData { feed: Feed::new(loader, probe) }))
