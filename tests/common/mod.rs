@@ -2,11 +2,13 @@
 //! compared, and how a case's net is built.
 #![allow(dead_code)]
 
+pub mod conformance;
 pub mod gradcheck;
 
+use crema::backend::Backend;
 use crema::backend::cpu::Cpu;
 use crema::net::Net;
-use crema::proto::{NetParameter, NetState, Phase};
+use crema::proto::Phase;
 use std::path::{Path, PathBuf};
 
 /// `../shared/conformance` beside the crate, or `$CREMA_CONFORMANCE`. Panics (failing the
@@ -78,13 +80,12 @@ pub fn npy(dir: &Path, file: &str) -> crema::io::NpyArray {
 
 /// Parses `net.prototxt` of a case folder and builds it in `phase` on the CPU.
 pub fn build_net(path: &Path, phase: Phase) -> Net<Cpu> {
-    let mut param: NetParameter = crema::prototxt::read_file(path).unwrap_or_else(|e| panic!("{e}"));
-    param.state = Some(NetState { phase: Some(phase as i32), ..param.state.unwrap_or_default() });
+    let param = conformance::read_net_param(path, phase);
     Net::new(Cpu::new(), &param, 1).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Sets an input blob from host values, reshaping it.
-pub fn set_input(net: &mut Net<Cpu>, name: &str, arr: &crema::io::NpyArray) {
+pub fn set_input<B: Backend>(net: &mut Net<B>, name: &str, arr: &crema::io::NpyArray) {
     let be = net.backend().clone();
     let blob = net.blob_mut(name).unwrap_or_else(|| panic!("no blob `{name}`"));
     blob.reshape(&be, &arr.shape).unwrap();
