@@ -5,27 +5,19 @@
 //! `infogain_loss_param.source`, or taken from a third bottom. An optional second top receives
 //! the probabilities. No gradient flows to the labels or to `H`.
 
-use super::loss::{bad_label, check_first_dims, check_label_count, loss_weight, no_label_gradient, normalizer};
+use super::loss::{SoftmaxProbs, no_label_gradient};
 use super::{Arity, Ctx, Layer, LayerContext};
-use crate::backend::{Backend, ClassAxis, Io};
-use crate::blob::canonical_axis;
+use crate::backend::Backend;
 use crate::proto::loss_parameter::NormalizationMode;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
 
 struct InfogainLoss<B: Backend> {
-    axis_param: i32,
-    ignore_label: Option<i32>,
-    normalization: NormalizationMode,
+    probs: SoftmaxProbs<B>,
     /// `H` read from `source` (values, and the file's shape for messages), when there is no
     /// third bottom.
     source: Option<(String, Vec<usize>, Vec<f32>)>,
     h: Option<B::Buf>,
-    prob_top: bool,
-    prob: Option<B::Buf>,
-    axis: ClassAxis,
-    label_shape: Vec<usize>,
-    valid: usize,
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -47,18 +39,8 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
     } else {
         None
     };
-    Ok(Box::new(InfogainLoss::<B> {
-        axis_param: ip.axis(),
-        ignore_label: p.and_then(|p| p.ignore_label),
-        normalization: p.map(|p| p.normalization()).unwrap_or(NormalizationMode::Valid),
-        source,
-        h: None,
-        prob_top: lp.top.len() > 1,
-        prob: None,
-        axis: ClassAxis { outer: 0, classes: 0, inner: 0 },
-        label_shape: Vec::new(),
-        valid: 0,
-    }))
+    let normalization = p.map(|p| p.normalization()).unwrap_or(NormalizationMode::Valid);
+    Ok(Box::new(InfogainLoss::<B> { probs: SoftmaxProbs::new(lp, ip.axis(), normalization), source, h: None }))
 }
 
 impl<B: Backend> Layer<B> for InfogainLoss<B> {
@@ -82,10 +64,7 @@ impl<B: Backend> Layer<B> for InfogainLoss<B> {
 
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (data, label) = (bottoms[0], bottoms[1]);
-        check_first_dims(data, label)?;
-        let axis_index = canonical_axis(self.axis_param, data.len())?;
-        let axis = ClassAxis::of(data, axis_index);
-        check_label_count(&axis, axis_index, data, label)?;
+        let axis = self.probs.class_axis(data, label)?;
         let want = axis.classes * axis.classes;
         match (&self.source, bottoms.get(2)) {
             (_, Some(h)) => {
@@ -111,37 +90,18 @@ impl<B: Backend> Layer<B> for InfogainLoss<B> {
             }
             (None, None) => return Err(Error::Internal("InfogainLoss without a matrix".into())),
         }
-        self.axis = axis;
-        self.label_shape = label.to_vec();
-        if self.prob_top {
-            return Ok(vec![vec![], data.to_vec()]);
-        }
-        if self.prob.as_ref().map(|p| be.len(p)) != Some(axis.count()) {
-            self.prob = Some(be.alloc(axis.count())?);
-        }
-        Ok(vec![vec![]])
+        self.probs.reshape(be, axis, data, label)
     }
 
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
-        let mut parts = ctx.parts()?;
-        let (loss_top, prob_top) = parts.tops.split_at_mut(1);
-        let prob = match prob_top.first_mut() {
-            Some(t) => &mut t.data,
-            None => self.prob.as_mut().ok_or_else(|| Error::Internal("forward before reshape".into()))?,
-        };
-        let h = match parts.bottoms.get(2) {
-            Some(b) => &b.data,
-            None => self.h.as_ref().ok_or_else(|| Error::Internal("forward before reshape".into()))?,
-        };
-        let (x, label) = (&parts.bottoms[0].data, &parts.bottoms[1].data);
-        be.softmax_forward(&self.axis, Io::Pair(x, prob))?;
-        let sum = be.infogain_loss_forward(&self.axis, self.ignore_label, prob, label, h)?;
-        if let Some(bad) = sum.bad {
-            return Err(bad_label(bad, &self.label_shape, self.axis.classes, self.ignore_label));
-        }
-        self.valid = sum.valid;
-        let loss = sum.loss as f32 / normalizer(self.normalization, self.axis.outer, self.axis.inner, sum.valid);
-        be.upload(&[loss], &mut loss_top[0].data, 0)
+        let own_h = self.h.as_ref();
+        self.probs.forward(be, ctx, |axis, ignore_label, prob, bottoms| {
+            let h = match bottoms.get(2) {
+                Some(b) => &b.data,
+                None => own_h.ok_or_else(|| Error::Internal("forward before reshape".into()))?,
+            };
+            be.infogain_loss_forward(axis, ignore_label, prob, &bottoms[1].data, h)
+        })
     }
 
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {
@@ -154,19 +114,14 @@ impl<B: Backend> Layer<B> for InfogainLoss<B> {
         if !propagate_down[0] {
             return Ok(());
         }
-        let mut parts = ctx.parts_back()?;
-        let scale =
-            loss_weight(be, &parts.tops[0].diff)? / normalizer(self.normalization, self.axis.outer, self.axis.inner, self.valid);
-        let prob = match parts.tops.get(1) {
-            Some(t) => &t.data,
-            None => self.prob.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?,
-        };
-        let (data, rest) = parts.bottoms.split_at_mut(1);
-        let h = match rest.get(1) {
-            Some(b) => &b.data,
-            None => self.h.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?,
-        };
-        be.infogain_loss_backward(&self.axis, self.ignore_label, prob, &rest[0].data, h, scale, &mut data[0].diff)
+        let own_h = self.h.as_ref();
+        self.probs.backward(be, ctx, |axis, ignore_label, prob, scale, diff, rest| {
+            let h = match rest.get(1) {
+                Some(b) => &b.data,
+                None => own_h.ok_or_else(|| Error::Internal("backward before reshape".into()))?,
+            };
+            be.infogain_loss_backward(axis, ignore_label, prob, &rest[0].data, h, scale, diff)
+        })
     }
 }
 

@@ -1,11 +1,13 @@
 //! What Caffe's loss layers share: `loss_param` normalisation, the label-count checks of
-//! `LossLayer::Reshape`, the loss weight read from the top's diff, and the error for a label
-//! that is not a class.
+//! `LossLayer::Reshape`, the loss weight read from the top's diff, the error for a label
+//! that is not a class, and the softmax probabilities of SoftmaxWithLoss and InfogainLoss.
 
-use crate::backend::{Backend, BadLabel, ClassAxis};
+use super::Ctx;
+use crate::backend::{Backend, BadLabel, ClassAxis, Io, LossSum};
 use crate::backend::strides_of;
+use crate::blob::{Blob, canonical_axis};
 use crate::proto::loss_parameter::NormalizationMode;
-use crate::proto::LossParameter;
+use crate::proto::{LayerParameter, LossParameter};
 use crate::{Error, Result};
 
 /// The normalisation a loss layer uses: `normalization` when set; else the legacy `normalize`
@@ -87,6 +89,106 @@ pub(super) fn bad_label(bad: BadLabel, label_shape: &[usize], classes: usize, ig
 /// The error for a backward request to the label bottom.
 pub(super) fn no_label_gradient(kind: &str) -> Error {
     Error::Config(format!("{kind} cannot backpropagate to its label input (bottom 1)"))
+}
+
+/// What the losses on a softmax (SoftmaxWithLoss, InfogainLoss) share: the class axis and the
+/// label checks, the probabilities (in the optional second top, else in a buffer of the
+/// layer's own), and the normaliser that forward counts and backward reuses.
+pub(super) struct SoftmaxProbs<B: Backend> {
+    axis_param: i32,
+    ignore_label: Option<i32>,
+    normalization: NormalizationMode,
+    /// Whether the probabilities go to a second top.
+    prob_top: bool,
+    /// The probabilities when there is no second top to hold them.
+    prob: Option<B::Buf>,
+    axis: ClassAxis,
+    label_shape: Vec<usize>,
+    /// Valid positions counted by the last forward, for backward's normaliser.
+    valid: usize,
+}
+
+impl<B: Backend> SoftmaxProbs<B> {
+    /// The softmax over `axis_param`, with `loss_param.ignore_label` and `normalization`.
+    pub fn new(lp: &LayerParameter, axis_param: i32, normalization: NormalizationMode) -> Self {
+        SoftmaxProbs {
+            axis_param,
+            ignore_label: lp.loss_param.as_ref().and_then(|p| p.ignore_label),
+            normalization,
+            prob_top: lp.top.len() > 1,
+            prob: None,
+            axis: ClassAxis { outer: 0, classes: 0, inner: 0 },
+            label_shape: Vec::new(),
+            valid: 0,
+        }
+    }
+
+    /// Checks the data and label shapes (`LossLayer::Reshape`, one label per position) and
+    /// gives the class axis of `data`; `reshape` keeps it once the layer's own checks pass.
+    pub fn class_axis(&self, data: &[usize], label: &[usize]) -> Result<ClassAxis> {
+        check_first_dims(data, label)?;
+        let axis_index = canonical_axis(self.axis_param, data.len())?;
+        let axis = ClassAxis::of(data, axis_index);
+        check_label_count(&axis, axis_index, data, label)?;
+        Ok(axis)
+    }
+
+    /// Keeps `axis` and the label shape, makes room for the probabilities where there is no
+    /// second top, and gives the tops' shapes (a scalar loss, then the probabilities).
+    pub fn reshape(&mut self, be: &B, axis: ClassAxis, data: &[usize], label: &[usize]) -> Result<Vec<Vec<usize>>> {
+        self.axis = axis;
+        self.label_shape = label.to_vec();
+        if self.prob_top {
+            return Ok(vec![vec![], data.to_vec()]);
+        }
+        if self.prob.as_ref().map(|p| be.len(p)) != Some(axis.count()) {
+            self.prob = Some(be.alloc(axis.count())?);
+        }
+        Ok(vec![vec![]])
+    }
+
+    /// The softmax of bottom 0 into the probabilities, then `loss(axis, ignore_label,
+    /// probabilities, bottoms)` (bottom 1 holds the labels), normalised into the loss top.
+    pub fn forward(
+        &mut self,
+        be: &B,
+        ctx: &mut Ctx<'_, B>,
+        loss: impl FnOnce(&ClassAxis, Option<i32>, &B::Buf, &[&Blob<B>]) -> Result<LossSum>,
+    ) -> Result<()> {
+        let mut parts = ctx.parts()?;
+        let (loss_top, prob_top) = parts.tops.split_at_mut(1);
+        let prob = match prob_top.first_mut() {
+            Some(t) => &mut t.data,
+            None => self.prob.as_mut().ok_or_else(|| Error::Internal("forward before reshape".into()))?,
+        };
+        be.softmax_forward(&self.axis, Io::Pair(&parts.bottoms[0].data, prob))?;
+        let sum = loss(&self.axis, self.ignore_label, prob, &parts.bottoms)?;
+        if let Some(bad) = sum.bad {
+            return Err(bad_label(bad, &self.label_shape, self.axis.classes, self.ignore_label));
+        }
+        self.valid = sum.valid;
+        let loss = sum.loss as f32 / normalizer(self.normalization, self.axis.outer, self.axis.inner, sum.valid);
+        be.upload(&[loss], &mut loss_top[0].data, 0)
+    }
+
+    /// Bottom 0's gradient: `grad(axis, ignore_label, probabilities, scale, bottom 0's diff,
+    /// the other bottoms)`, where `scale` is the loss weight over forward's normaliser.
+    pub fn backward(
+        &self,
+        be: &B,
+        ctx: &mut Ctx<'_, B>,
+        grad: impl FnOnce(&ClassAxis, Option<i32>, &B::Buf, f32, &mut B::Buf, &[&mut Blob<B>]) -> Result<()>,
+    ) -> Result<()> {
+        let mut parts = ctx.parts_back()?;
+        let scale =
+            loss_weight(be, &parts.tops[0].diff)? / normalizer(self.normalization, self.axis.outer, self.axis.inner, self.valid);
+        let prob = match parts.tops.get(1) {
+            Some(t) => &t.data,
+            None => self.prob.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?,
+        };
+        let (data, rest) = parts.bottoms.split_at_mut(1);
+        grad(&self.axis, self.ignore_label, prob, scale, &mut data[0].diff, rest)
+    }
 }
 
 #[cfg(test)]

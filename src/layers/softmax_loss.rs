@@ -13,29 +13,18 @@
 //! Caffe quirk kept: the gradient that reaches the probability top is ignored (Caffe's
 //! backward reads only the loss top's diff).
 
-use super::loss::{bad_label, check_first_dims, check_label_count, loss_weight, no_label_gradient, normalization, normalizer};
+use super::loss::{SoftmaxProbs, no_label_gradient, normalization};
 use super::{Arity, Ctx, Layer, LayerContext};
-use crate::backend::{Backend, ClassAxis, Io};
-use crate::blob::canonical_axis;
+use crate::backend::Backend;
 use crate::proto::loss_parameter::NormalizationMode;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
 
 struct SoftmaxWithLoss<B: Backend> {
-    axis_param: i32,
-    ignore_label: Option<i32>,
-    normalization: NormalizationMode,
+    probs: SoftmaxProbs<B>,
     /// SegNet's per-class weights, when switched on.
     class_weights: Option<Vec<f32>>,
     class_weights_buf: Option<B::Buf>,
-    /// Whether the probabilities go to a second top.
-    prob_top: bool,
-    /// The probabilities when there is no second top to hold them.
-    prob: Option<B::Buf>,
-    axis: ClassAxis,
-    label_shape: Vec<usize>,
-    /// Valid positions counted by the last forward, for backward's normaliser.
-    valid: usize,
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -53,17 +42,11 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
         }
         _ => None,
     };
+    let axis = lp.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1);
     Ok(Box::new(SoftmaxWithLoss::<B> {
-        axis_param: lp.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1),
-        ignore_label: p.and_then(|p| p.ignore_label),
-        normalization: normalization(p, NormalizationMode::Valid),
+        probs: SoftmaxProbs::new(lp, axis, normalization(p, NormalizationMode::Valid)),
         class_weights,
         class_weights_buf: None,
-        prob_top: lp.top.len() > 1,
-        prob: None,
-        axis: ClassAxis { outer: 0, classes: 0, inner: 0 },
-        label_shape: Vec::new(),
-        valid: 0,
     }))
 }
 
@@ -86,10 +69,7 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
 
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (data, label) = (bottoms[0], bottoms[1]);
-        check_first_dims(data, label)?;
-        let axis_index = canonical_axis(self.axis_param, data.len())?;
-        let axis = ClassAxis::of(data, axis_index);
-        check_label_count(&axis, axis_index, data, label)?;
+        let axis = self.probs.class_axis(data, label)?;
         if let Some(w) = &self.class_weights {
             if w.len() != axis.classes {
                 return Err(Error::Config(format!(
@@ -102,33 +82,14 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
                 self.class_weights_buf = Some(be.alloc_from(w)?);
             }
         }
-        self.axis = axis;
-        self.label_shape = label.to_vec();
-        if self.prob_top {
-            return Ok(vec![vec![], data.to_vec()]);
-        }
-        if self.prob.as_ref().map(|p| be.len(p)) != Some(axis.count()) {
-            self.prob = Some(be.alloc(axis.count())?);
-        }
-        Ok(vec![vec![]])
+        self.probs.reshape(be, axis, data, label)
     }
 
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
-        let mut parts = ctx.parts()?;
-        let (loss_top, prob_top) = parts.tops.split_at_mut(1);
-        let prob = match prob_top.first_mut() {
-            Some(t) => &mut t.data,
-            None => self.prob.as_mut().ok_or_else(|| Error::Internal("forward before reshape".into()))?,
-        };
-        let (x, label) = (&parts.bottoms[0].data, &parts.bottoms[1].data);
-        be.softmax_forward(&self.axis, Io::Pair(x, prob))?;
-        let sum = be.softmax_loss_forward(&self.axis, self.ignore_label, prob, label, self.class_weights_buf.as_ref())?;
-        if let Some(bad) = sum.bad {
-            return Err(bad_label(bad, &self.label_shape, self.axis.classes, self.ignore_label));
-        }
-        self.valid = sum.valid;
-        let loss = sum.loss as f32 / normalizer(self.normalization, self.axis.outer, self.axis.inner, sum.valid);
-        be.upload(&[loss], &mut loss_top[0].data, 0)
+        let weights = self.class_weights_buf.as_ref();
+        self.probs.forward(be, ctx, |axis, ignore_label, prob, bottoms| {
+            be.softmax_loss_forward(axis, ignore_label, prob, &bottoms[1].data, weights)
+        })
     }
 
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {
@@ -138,23 +99,10 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
         if !propagate_down[0] {
             return Ok(());
         }
-        let mut parts = ctx.parts_back()?;
-        let scale =
-            loss_weight(be, &parts.tops[0].diff)? / normalizer(self.normalization, self.axis.outer, self.axis.inner, self.valid);
-        let prob = match parts.tops.get(1) {
-            Some(t) => &t.data,
-            None => self.prob.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?,
-        };
-        let (data, label) = parts.bottoms.split_at_mut(1);
-        be.softmax_loss_backward(
-            &self.axis,
-            self.ignore_label,
-            prob,
-            &label[0].data,
-            self.class_weights_buf.as_ref(),
-            scale,
-            &mut data[0].diff,
-        )
+        let weights = self.class_weights_buf.as_ref();
+        self.probs.backward(be, ctx, |axis, ignore_label, prob, scale, diff, rest| {
+            be.softmax_loss_backward(axis, ignore_label, prob, &rest[0].data, weights, scale, diff)
+        })
     }
 }
 
