@@ -99,55 +99,29 @@ fn spec(specs: &mut Vec<ParamSpec>, i: usize) -> &mut ParamSpec {
     &mut specs[i]
 }
 
+/// Takes `$v1` apart exhaustively, so that a V1 field added to the schema cannot be dropped
+/// unnoticed: the fields after `moved:` keep their name and value in the current format and
+/// go into the LayerParameter `$moved`; those after `converted:` are bound for the upgrade to
+/// change (`field: binding` renames one).
+macro_rules! split_v1_layer {
+    ($v1:expr => $moved:ident; converted: $($c:ident $(: $bind:ident)?),+; moved: $($m:ident),+ $(,)?) => {
+        let V1LayerParameter { $($c $(: $bind)?,)+ $($m,)+ } = $v1;
+        let $moved = LayerParameter { $($m,)+ ..Default::default() };
+    };
+}
+
 /// Upgrades one V1 layer (Caffe's `UpgradeV1LayerParameter`).
 pub fn layer(v1: V1LayerParameter, index: usize) -> Result<LayerParameter> {
     let here = name_of(&v1, index);
-    // Exhaustive, so that a V1 field added to the schema cannot be dropped unnoticed.
-    let V1LayerParameter {
-        bottom,
-        top,
-        name,
-        include,
-        exclude,
-        r#type,
-        blobs,
-        param: share_names,
-        blob_share_mode,
-        blobs_lr,
-        weight_decay,
-        loss_weight,
-        accuracy_param,
-        argmax_param,
-        concat_param,
-        contrastive_loss_param,
-        convolution_param,
-        data_param,
-        dropout_param,
-        dummy_data_param,
-        eltwise_param,
-        exp_param,
-        hdf5_data_param,
-        hdf5_output_param,
-        hinge_loss_param,
-        image_data_param,
-        infogain_loss_param,
-        inner_product_param,
-        lrn_param,
-        memory_data_param,
-        mvn_param,
-        pooling_param,
-        power_param,
-        relu_param,
-        sigmoid_param,
-        softmax_param,
-        slice_param,
-        tanh_param,
-        threshold_param,
-        window_data_param,
-        transform_param,
-        loss_param,
-        layer: v0,
-    } = v1;
+    split_v1_layer!(v1 => moved;
+        converted: r#type, param: share_names, blob_share_mode, blobs_lr, weight_decay, layer: v0;
+        moved: name, bottom, top, include, exclude, blobs, loss_weight, transform_param, loss_param, accuracy_param,
+            argmax_param, concat_param, contrastive_loss_param, convolution_param, data_param, dropout_param,
+            dummy_data_param, eltwise_param, exp_param, hdf5_data_param, hdf5_output_param, hinge_loss_param,
+            image_data_param, infogain_loss_param, inner_product_param, lrn_param, memory_data_param, mvn_param,
+            pooling_param, power_param, relu_param, sigmoid_param, softmax_param, slice_param, tanh_param,
+            threshold_param, window_data_param,
+    );
     if v0.is_some() {
         return Err(err(format!(
             "{here}: a V1 layer still holds a V0 `layer`, which has no place in the current format"
@@ -178,48 +152,7 @@ pub fn layer(v1: V1LayerParameter, index: usize) -> Result<LayerParameter> {
     for (i, &decay) in weight_decay.iter().enumerate() {
         spec(&mut param, i).decay_mult = Some(decay);
     }
-    Ok(LayerParameter {
-        name,
-        r#type,
-        bottom,
-        top,
-        loss_weight,
-        param,
-        blobs,
-        include,
-        exclude,
-        transform_param,
-        loss_param,
-        accuracy_param,
-        argmax_param,
-        concat_param,
-        contrastive_loss_param,
-        convolution_param,
-        data_param,
-        dropout_param,
-        dummy_data_param,
-        eltwise_param,
-        exp_param,
-        hdf5_data_param,
-        hdf5_output_param,
-        hinge_loss_param,
-        image_data_param,
-        infogain_loss_param,
-        inner_product_param,
-        lrn_param,
-        memory_data_param,
-        mvn_param,
-        pooling_param,
-        power_param,
-        relu_param,
-        sigmoid_param,
-        softmax_param,
-        slice_param,
-        tanh_param,
-        threshold_param,
-        window_data_param,
-        ..Default::default()
-    })
+    Ok(LayerParameter { r#type, param, ..moved })
 }
 
 #[cfg(test)]
