@@ -17,7 +17,7 @@ pub mod caffemodel;
 pub mod npy;
 pub mod solverstate;
 pub mod weights;
-mod wire;
+pub(crate) mod wire;
 
 pub use blob::{BlobData, BlobRef, read_binaryproto, write_binaryproto};
 pub use caffemodel::{write_caffemodel, write_weights};

@@ -19,6 +19,7 @@
 //! own those numbers and that the fork does not have. A SegNet `Upsample` or `DenseImageData`
 //! layer therefore always gets its parameters, and a BVLC layer in a mixed file keeps its own.
 
+use crate::io::wire::put_varint;
 use crate::{Error, Result};
 use prost_reflect::{Kind, MessageDescriptor};
 
@@ -51,6 +52,9 @@ enum Value<'a> {
 }
 
 /// Reads fields off a protobuf message body, checking every length against what remains.
+/// Not `io::wire::Reader`, the caffemodel walker's: that one skips groups, while a renumbering
+/// must copy every field through (this one refuses groups; no Caffe file has any), and it
+/// rejects and words malformed input differently (field number 0, varint overflow, offsets).
 struct Fields<'a> {
     buf: &'a [u8],
 }
@@ -144,14 +148,6 @@ pub fn detect_dialect(bytes: &[u8]) -> Dialect {
     if segnet { Dialect::SegNet } else { Dialect::Bvlc }
 }
 
-fn put_varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// The type string of a LayerParameter body, if it has one.
 fn layer_type(body: &[u8]) -> Option<&[u8]> {
     fields(body).find_map(|f| match f {
@@ -178,19 +174,19 @@ fn renumber(desc: &MessageDescriptor, body: &[u8], out: &mut Vec<u8>) -> std::re
         let number = crema_number(desc, number, ty);
         match value {
             Value::Varint(v) => {
-                put_varint(number << 3, out);
-                put_varint(v, out);
+                put_varint(out, number << 3);
+                put_varint(out, v);
             }
             Value::Fixed64(b) => {
-                put_varint(number << 3 | 1, out);
+                put_varint(out, number << 3 | 1);
                 out.extend_from_slice(b);
             }
             Value::Fixed32(b) => {
-                put_varint(number << 3 | 5, out);
+                put_varint(out, number << 3 | 5);
                 out.extend_from_slice(b);
             }
             Value::Bytes(b) => {
-                put_varint(number << 3 | 2, out);
+                put_varint(out, number << 3 | 2);
                 let sub = u32::try_from(number).ok().and_then(|n| desc.get_field(n)).and_then(|f| match f.kind() {
                     Kind::Message(sub) => Some(sub),
                     _ => None,
@@ -199,11 +195,11 @@ fn renumber(desc: &MessageDescriptor, body: &[u8], out: &mut Vec<u8>) -> std::re
                     Some(sub) => {
                         let mut inner = Vec::with_capacity(b.len());
                         renumber(&sub, b, &mut inner).map_err(|e| format!("in {}: {e}", sub.name()))?;
-                        put_varint(inner.len() as u64, out);
+                        put_varint(out, inner.len() as u64);
                         out.extend_from_slice(&inner);
                     }
                     None => {
-                        put_varint(b.len() as u64, out);
+                        put_varint(out, b.len() as u64);
                         out.extend_from_slice(b);
                     }
                 }
@@ -231,18 +227,18 @@ mod tests {
     use prost::Message;
 
     fn key(number: u64, wire: u64, out: &mut Vec<u8>) {
-        put_varint(number << 3 | wire, out);
+        put_varint(out, number << 3 | wire);
     }
     fn varint(number: u64, v: u64) -> Vec<u8> {
         let mut out = Vec::new();
         key(number, 0, &mut out);
-        put_varint(v, &mut out);
+        put_varint(&mut out, v);
         out
     }
     fn bytes(number: u64, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         key(number, 2, &mut out);
-        put_varint(body.len() as u64, &mut out);
+        put_varint(&mut out, body.len() as u64);
         out.extend_from_slice(body);
         out
     }
