@@ -116,6 +116,24 @@ fn forced_path() -> Option<Path> {
     })
 }
 
+/// One channel group of `s` as the Winograd path runs it forward (x to y): the problem of the
+/// forward pass and of the filter gradient alike.
+fn winograd_problem(s: &ConvSpec) -> Problem {
+    Problem {
+        num: s.num,
+        c: s.channels / s.group,
+        k: s.out_channels / s.group,
+        h: s.in_shape[0],
+        w: s.in_shape[1],
+        oh: s.out_shape[0],
+        ow: s.out_shape[1],
+        ph: s.pad[0],
+        pw: s.pad[1],
+        x_img: s.in_image_len(),
+        y_img: s.out_image_len(),
+    }
+}
+
 /// `y = conv(x, w)` (overwrites `y`) by `path`.
 pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32]) {
     match path {
@@ -124,20 +142,8 @@ pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], 
         Path::Winograd => {
             let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
             let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            let p = winograd_problem(s);
             for g in 0..s.group {
-                let p = Problem {
-                    num: s.num,
-                    c: cg,
-                    k: mg,
-                    h: s.in_shape[0],
-                    w: s.in_shape[1],
-                    oh: s.out_shape[0],
-                    ow: s.out_shape[1],
-                    ph: s.pad[0],
-                    pw: s.pad[1],
-                    x_img: s.in_image_len(),
-                    y_img: s.out_image_len(),
-                };
                 let wts = Weights { w: &w[g * mg * cg * 9..(g + 1) * mg * cg * 9], ks: cg * 9, cs: 9, flip: false };
                 conv_winograd::forward(isa, &p, &x[g * cg * isp..], &wts, &mut y[g * mg * osp..]);
             }
@@ -183,20 +189,8 @@ pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy:
         Path::Winograd => {
             let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
             let (isp, osp) = (s.in_spatial(), s.out_spatial());
+            let p = winograd_problem(s);
             for g in 0..s.group {
-                let p = Problem {
-                    num: s.num,
-                    c: cg,
-                    k: mg,
-                    h: s.in_shape[0],
-                    w: s.in_shape[1],
-                    oh: s.out_shape[0],
-                    ow: s.out_shape[1],
-                    ph: s.pad[0],
-                    pw: s.pad[1],
-                    x_img: s.in_image_len(),
-                    y_img: s.out_image_len(),
-                };
                 let dwg = &mut dw[g * mg * cg * 9..(g + 1) * mg * cg * 9];
                 conv_winograd_filter::backward_filter(isa, &p, &x[g * cg * isp..], &dy[g * mg * osp..], dwg, cg * 9, 9);
             }
