@@ -262,6 +262,14 @@ impl<'a> Launch<'a> {
         self.raw(name, b.ptr + 4 * offset as u64, b.len.saturating_sub(offset))
     }
 
+    /// An optional buffer: a null pointer to no elements when absent.
+    pub fn opt_buf(self, name: &'static str, b: Option<&CudaBuf>) -> Self {
+        match b {
+            Some(b) => self.buf(name, b),
+            None => self.raw(name, 0, 0),
+        }
+    }
+
     /// A device pointer to `len` elements (scratch memory).
     pub fn raw(mut self, name: &'static str, ptr: u64, len: usize) -> Self {
         self.args.push((name, Arg::Ptr { ptr, len }));

@@ -94,11 +94,16 @@ fn warp_per_position(axis: &ClassAxis) -> bool {
     axis.inner < 32 && axis.classes >= 32
 }
 
-/// A launch of one warp per position (8 warps a block).
-fn warp_launch<'a>(dev: &'a Device, kernel: Kernel, positions: usize) -> Launch<'a> {
+/// A launch of a softmax kernel over `axis`'s positions: `warp`, one warp per position (8
+/// warps a block), where [`warp_per_position`] says so, else `thread`, one thread per position.
+fn softmax_launch<'a>(dev: &'a Device, axis: &ClassAxis, warp: Kernel, thread: Kernel) -> Launch<'a> {
+    let positions = axis.positions();
+    if !warp_per_position(axis) {
+        return Launch::new(dev, thread).elems(positions);
+    }
     let warps_per_block = BLOCK as usize / 32;
     let blocks = positions.div_ceil(warps_per_block).clamp(1, dev.max_blocks() as usize);
-    Launch::new(dev, kernel).dims((blocks as u32, 1, 1), (BLOCK, 1, 1))
+    Launch::new(dev, warp).dims((blocks as u32, 1, 1), (BLOCK, 1, 1))
 }
 
 impl Cuda {
@@ -124,14 +129,13 @@ impl Cuda {
             launch = launch.raw("bad", bad, 1);
         }
         launch.run()?;
-        let (label_ptr, label_len) = label.map_or((0, 0), |l| (l.ptr, l.len));
         Launch::new(dev, LOSS_FINAL)
             .dims((1, 1, 1), (BLOCK, 1, 1))
             .u64("blocks", REDUCE_BLOCKS)
             .raw("partial", sums, REDUCE_BLOCKS)
             .raw("counts", counts, REDUCE_BLOCKS)
             .raw("bad", bad, 1)
-            .raw("label", label_ptr, label_len)
+            .opt_buf("label", label)
             .raw("result", result, 4)
             .run()?;
         let mut r = [0u64; 4];
@@ -167,28 +171,16 @@ impl Cuda {
     }
 }
 
-/// The pointer and length of an optional buffer (null when absent).
-fn opt(b: Option<&CudaBuf>) -> (u64, usize) {
-    b.map_or((0, 0), |b| (b.ptr, b.len))
-}
-
 impl Losses for Cuda {
     fn softmax_forward(&self, axis: &ClassAxis, mut io: Io<'_, CudaBuf>) -> Result<()> {
         let (x, y) = super::act::io_bufs(&mut io);
         self.own(&[x, y])?;
         check_len("softmax_forward input", axis, x.len, axis.count())?;
         check_len("softmax_forward output", axis, y.len, axis.count())?;
-        let dev = &*self.dev;
-        let n = axis.positions();
         if axis.count() == 0 {
             return Ok(());
         }
-        let launch = if warp_per_position(axis) {
-            warp_launch(dev, SOFTMAX_FORWARD_WARP, n)
-        } else {
-            Launch::new(dev, SOFTMAX_FORWARD_THREAD).elems(n)
-        };
-        launch
+        softmax_launch(&self.dev, axis, SOFTMAX_FORWARD_WARP, SOFTMAX_FORWARD_THREAD)
             .value("axis", &AxisGeom::of(axis, None))
             .buf("x", x)
             .buf("y", y)
@@ -201,17 +193,10 @@ impl Losses for Cuda {
         check_len("softmax_backward top data", axis, y.len, axis.count())?;
         check_len("softmax_backward top diff", axis, dy.len, axis.count())?;
         check_len("softmax_backward bottom diff", axis, dx.len, axis.count())?;
-        let dev = &*self.dev;
-        let n = axis.positions();
         if axis.count() == 0 {
             return Ok(());
         }
-        let launch = if warp_per_position(axis) {
-            warp_launch(dev, SOFTMAX_BACKWARD_WARP, n)
-        } else {
-            Launch::new(dev, SOFTMAX_BACKWARD_THREAD).elems(n)
-        };
-        launch
+        softmax_launch(&self.dev, axis, SOFTMAX_BACKWARD_WARP, SOFTMAX_BACKWARD_THREAD)
             .value("axis", &AxisGeom::of(axis, None))
             .buf("y", y)
             .buf("dy", dy)
@@ -242,12 +227,11 @@ impl Losses for Cuda {
             });
         }
         let dev = &*self.dev;
-        let (w, wl) = opt(class_weights);
         let partial = Launch::new(dev, SOFTMAX_LOSS_PARTIAL)
             .value("axis", &AxisGeom::of(axis, ignore_label))
             .buf("prob", prob)
             .buf("label", label)
-            .raw("weights", w, wl)
+            .opt_buf("weights", class_weights)
             .i32("weighted", class_weights.is_some() as i32);
         self.loss_sum(dev, partial, Some(label))
     }
@@ -271,13 +255,12 @@ impl Losses for Cuda {
         )?;
         self.own(&[dx])?;
         check_len("softmax_loss_backward", axis, dx.len, axis.count())?;
-        let (w, wl) = opt(class_weights);
         Launch::new(&self.dev, SOFTMAX_LOSS_BACKWARD)
             .elems(axis.count())
             .value("axis", &AxisGeom::of(axis, ignore_label))
             .buf("prob", prob)
             .buf("label", label)
-            .raw("weights", w, wl)
+            .opt_buf("weights", class_weights)
             .i32("weighted", class_weights.is_some() as i32)
             .f32("scale", scale)
             .buf("dx", dx)
@@ -451,7 +434,6 @@ impl Losses for Cuda {
             .raw("counts", counts, 2 * classes)
             .raw("bad", bad, 1)
             .run()?;
-        let (pc, pcl) = opt(per_class.as_deref());
         Launch::new(dev, ACCURACY_FINAL)
             .dims((1, 1, 1), (BLOCK, 1, 1))
             .u64("classes", classes)
@@ -459,7 +441,7 @@ impl Losses for Cuda {
             .raw("bad", bad, 1)
             .buf("label", label)
             .buf("accuracy", accuracy)
-            .raw("per_class", pc, pcl)
+            .opt_buf("per_class", per_class.as_deref())
             .raw("result", result, 4)
             .run()?;
         drop(ws);

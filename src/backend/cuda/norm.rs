@@ -126,11 +126,6 @@ fn check_len(what: &str, len: usize, want: usize) -> Result<()> {
     }
 }
 
-/// The pointer and length of an optional buffer (null when absent).
-fn opt(b: Option<&CudaBuf>) -> (u64, usize) {
-    b.map_or((0, 0), |b| (b.ptr, b.len))
-}
-
 /// Parts per channel of the sums: from the shape only, so the sums do not depend on the GPU.
 fn parts_of(d: ChannelDims) -> usize {
     d.per_channel().div_ceil(1 << 14).clamp(1, 64)
@@ -153,16 +148,14 @@ impl Cuda {
         if d.channels > i32::MAX as usize {
             return Err(Error::Internal(format!("{} channels exceed a grid", d.channels)));
         }
-        let (bp, bl) = opt(b);
-        let (mp, ml) = opt(mean);
         Launch::new(dev, CHANNEL_SUMS)
             .dims((d.channels as u32, parts as u32, 1), (BLOCK, 1, 1))
             .value("dims", &Dims::of(d))
             .u64("parts", parts)
             .i32("mode", mode as i32)
             .buf("a", a)
-            .raw("b", bp, bl)
-            .raw("mean", mp, ml)
+            .opt_buf("b", b)
+            .opt_buf("mean", mean)
             .raw("partial", partial, 2 * d.channels * parts)
             .run()
     }
@@ -192,7 +185,6 @@ impl Cuda {
             .buf("mean", mean)
             .run()?;
         self.channel_sums(dev, d, parts, Sum::Dev2, x, None, Some(mean), partial)?;
-        let (sp, sl) = opt(std.map(|s| s.0));
         let (eps, inside) = std.map_or((0.0, 1), |s| (s.1, (s.2 == EpsPlacement::InsideSqrt) as i32));
         Launch::new(dev, CHANNEL_VAR)
             .elems(d.channels)
@@ -203,7 +195,7 @@ impl Cuda {
             .f32("eps", eps)
             .i32("inside", inside)
             .buf("var", var)
-            .raw("std", sp, sl)
+            .opt_buf("std", std.map(|s| s.0))
             .run()
     }
 
@@ -219,18 +211,15 @@ impl Cuda {
         x_norm: Option<&CudaBuf>,
         y: &CudaBuf,
     ) -> Result<()> {
-        let (sp, sl) = opt(affine.map(|a| a.0));
-        let (bp, bl) = opt(affine.map(|a| a.1));
-        let (np, nl) = opt(x_norm);
         Launch::new(&self.dev, CHANNEL_NORMALIZE)
             .elems(d.count())
             .value("dims", &Dims::of(d))
             .buf("x", x)
             .buf("mean", mean)
             .buf("std", std)
-            .raw("scale", sp, sl)
-            .raw("shift", bp, bl)
-            .raw("x_norm", np, nl)
+            .opt_buf("scale", affine.map(|a| a.0))
+            .opt_buf("shift", affine.map(|a| a.1))
+            .opt_buf("x_norm", x_norm)
             .buf("y", y)
             .run()
     }
@@ -362,9 +351,6 @@ impl Normalization for Cuda {
         let want_sums = dscale.is_some() || dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
         if want_sums {
             self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, None, partial)?;
-            let (sp, sl) = opt(scale);
-            let (dsp, dsl) = opt(dscale);
-            let (dbp, dbl) = opt(dshift);
             let (mgp, mgxp) = if write_dx { (mg, mgx) } else { (0, 0) };
             Launch::new(dev, CHANNEL_GRAD_SUMS)
                 .elems(c)
@@ -372,9 +358,9 @@ impl Normalization for Cuda {
                 .u64("parts", parts)
                 .f64("m", d.per_channel() as f64)
                 .raw("partial", partial, 2 * c * parts)
-                .raw("scale", sp, sl)
-                .raw("dscale", dsp, dsl)
-                .raw("dshift", dbp, dbl)
+                .opt_buf("scale", scale)
+                .opt_buf("dscale", dscale)
+                .opt_buf("dshift", dshift)
                 .raw("mg", mgp, c)
                 .raw("mgx", mgxp, c)
                 .run()?;
@@ -387,16 +373,14 @@ impl Normalization for Cuda {
             NormGrad::MeanOnly => 1,
             NormGrad::Fixed => 2,
         };
-        let (np, nl) = opt(x_norm);
-        let (sp, sl) = opt(scale);
         Launch::new(dev, CHANNEL_NORM_DX)
             .elems(d.count())
             .value("dims", &Dims::of(d))
             .i32("grad", code)
-            .raw("x_norm", np, nl)
+            .opt_buf("x_norm", x_norm)
             .buf("dy", dy)
             .buf("std", std)
-            .raw("scale", sp, sl)
+            .opt_buf("scale", scale)
             .raw("mg", mg, c)
             .raw("mgx", mgx, c)
             .buf("dx", dx)
@@ -424,14 +408,12 @@ impl Normalization for Cuda {
         if d.count() == 0 || (in_place && scale.is_none() && bias.is_none()) {
             return Ok(());
         }
-        let (sp, sl) = opt(scale);
-        let (bp, bl) = opt(bias);
         Launch::new(&self.dev, CHANNEL_AFFINE)
             .elems(d.count())
             .value("dims", &Dims::of(d))
             .buf("x", x)
-            .raw("scale", sp, sl)
-            .raw("bias", bp, bl)
+            .opt_buf("scale", scale)
+            .opt_buf("bias", bias)
             .buf("y", y)
             .run()
     }
@@ -484,26 +466,23 @@ impl Normalization for Cuda {
                 None,
                 partial,
             )?;
-            let (dsp, dsl) = opt(dscale);
-            let (dbp, dbl) = opt(dbias);
             Launch::new(dev, CHANNEL_AFFINE_SUMS)
                 .elems(d.channels)
                 .u64("channels", d.channels)
                 .u64("parts", parts)
                 .raw("partial", partial, 2 * d.channels * parts)
-                .raw("dscale", dsp, dsl)
-                .raw("dbias", dbp, dbl)
+                .opt_buf("dscale", dscale)
+                .opt_buf("dbias", dbias)
                 .run()?;
         }
         if !write_dx || (scale.is_none() && in_place) {
             return Ok(());
         }
-        let (sp, sl) = opt(scale);
         Launch::new(dev, CHANNEL_AFFINE)
             .elems(d.count())
             .value("dims", &Dims::of(d))
             .buf("x", dy)
-            .raw("scale", sp, sl)
+            .opt_buf("scale", scale)
             .raw("bias", 0, 0)
             .buf("y", dx)
             .run()
