@@ -1,14 +1,11 @@
-// cuBLAS and cuDNN for the CUDA emulator: handles can be created (the CUDA backend opens both
-// with every device); SGEMM is a plain loop (summing in double: the emulator checks crema's
-// own kernels, not cuBLAS's rounding); every cuDNN computation reports "not supported", so
-// convolutions run only on crema's im2col path (ConvEngine::Im2col) under the emulator. The
-// sub-libraries cuDNN needs are built from empty.c.
+// cuBLAS for the CUDA emulator: handles can be created (the CUDA backend opens one with every
+// device); SGEMM is a plain loop (summing in double: the emulator checks crema's own kernels, not
+// cuBLAS's rounding). cuDNN is emu_cudnn.c; the sub-libraries cuDNN needs are built from empty.c.
 #include <stdio.h>
 #include <string.h>
 
 static int handle_token;
 #define NOT_SUPPORTED_BLAS 15 /* CUBLAS_STATUS_NOT_SUPPORTED */
-#define NOT_SUPPORTED_DNN 9   /* CUDNN_STATUS_NOT_SUPPORTED (any non-zero code) */
 
 #ifdef EMU_CUBLAS
 int cublasCreate_v2(void** h) { *h = &handle_token; return 0; }
@@ -36,13 +33,4 @@ int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* al
     return 0;
 }
 int cublasGemmEx(void) { return NOT_SUPPORTED_BLAS; }
-#endif
-
-#ifdef EMU_CUDNN
-int cudnnCreate(void** h) { *h = &handle_token; return 0; }
-int cudnnDestroy(void* h) { (void)h; return 0; }
-int cudnnSetStream(void* h, void* s) { (void)h; (void)s; return 0; }
-size_t cudnnGetVersion(void) { return 91400; }
-size_t cudnnGetCudartVersion(void) { return 13000; }
-const char* cudnnGetErrorString(int status) { return status ? "not supported by the CUDA emulator" : "CUDNN_STATUS_SUCCESS"; }
 #endif
