@@ -6,7 +6,8 @@
 //! - Bad `--gpu` and `--precision` values fail the same way everywhere.
 //! - Under the CUDA emulator (`tools/cuda_emu/build.sh target/cuda-emu`; NVRTC installed):
 //!   `device_query` names it, and `forward`, `train` and `test` on a tiny net give the CPU's
-//!   numbers with `--precision fp32` (CREMA_CONV_ENGINE=im2col: the emulator has no cuDNN); `time
+//!   numbers with `--precision fp32` (on the engine the test run's CREMA_CONV_ENGINE names: cuDNN
+//!   by default); `time
 //!   --train` and `inspect` report device memory. Says SKIPPED where the emulator or NVRTC is
 //!   missing.
 
@@ -24,13 +25,14 @@ enum Env<'a> {
 
 fn crema(dir: &Path, env: Env, args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(CREMA);
-    cmd.args(args).current_dir(dir).env_remove("CREMA_CONV_ENGINE").env_remove("RUST_BACKTRACE");
+    cmd.args(args).current_dir(dir).env_remove("RUST_BACKTRACE");
     match env {
         Env::NoEmulator => {
-            cmd.env_remove("CREMA_CUDA_LIB_PATH");
+            cmd.env_remove("CREMA_CUDA_LIB_PATH").env_remove("CREMA_CONV_ENGINE");
         }
+        // The engine the test run names (tools/cuda_emu/check.sh runs both), else cuDNN.
         Env::Emulator(lib) => {
-            cmd.env("CREMA_CUDA_LIB_PATH", lib).env("CREMA_CONV_ENGINE", "im2col");
+            cmd.env("CREMA_CUDA_LIB_PATH", lib);
         }
     }
     let out = cmd.output().expect("run crema");

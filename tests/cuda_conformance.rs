@@ -5,8 +5,8 @@
 //!
 //! Every case has a test; a case whose net uses a layer type crema does not know yet says
 //! SKIPPED and why (so a new family's cases join by themselves when it lands). Every test says
-//! SKIPPED and passes where no GPU can be opened. Under the CUDA emulator (`tools/cuda_emu`),
-//! which has no cuDNN, convolutions take crema's im2col path.
+//! SKIPPED and passes where no GPU can be opened. Convolutions run on cuDNN, or on crema's im2col
+//! path with `CREMA_CONV_ENGINE=im2col` (`tools/cuda_emu/check.sh` runs both under the emulator).
 
 mod common;
 

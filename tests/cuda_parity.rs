@@ -12,8 +12,8 @@
 //! for a single-precision transcendental function (exp, log, tanh, pow), the GPU evaluates it in
 //! double and rounds once, and the two may differ by an ulp or two (their tests say how much).
 //!
-//! Under the CUDA emulator (`tools/cuda_emu`, a device named "crema CUDA emulator") the tests
-//! that need cuDNN say SKIPPED: the emulator runs crema's own kernels and a plain SGEMM only.
+//! Under the CUDA emulator (`tools/cuda_emu`, a device named "crema CUDA emulator") every test
+//! runs: the emulator runs crema's own kernels, a plain SGEMM, and a CPU cuDNN stand-in.
 
 use crema::backend::cpu::Cpu;
 use crema::backend::cuda::probe::{self, SearchEnv};
@@ -38,15 +38,6 @@ fn open(cell: &'static OnceLock<Result<Cuda, String>>, options: CudaOptions) -> 
             None
         }
     }
-}
-
-/// Whether `g` is the CUDA emulator, which has no cuDNN (prints why a test stops).
-fn emulated(g: &Cuda) -> bool {
-    let yes = g.describe().contains("emulator");
-    if yes {
-        println!("SKIPPED: cuDNN is not emulated ({})", g.describe());
-    }
-    yes
 }
 
 fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
@@ -148,10 +139,7 @@ fn new_fails_with_an_error_not_a_panic_where_there_is_no_gpu() {
 
 #[test]
 fn device_query_describes_the_gpu() {
-    let Some(g) = gpu() else { return };
-    if emulated(g) {
-        return;
-    }
+    let Some(_) = gpu() else { return };
     let info = device_query(0).unwrap_or_else(|e| panic!("{e}"));
     println!("{info}");
     assert!(!info.name.is_empty());
@@ -438,9 +426,6 @@ fn check_convolutions(g: &Cuda, engine: &str, tol: f32) {
 #[test]
 fn convolutions_on_cudnn_match() {
     let Some(g) = gpu() else { return };
-    if emulated(g) {
-        return;
-    }
     check_convolutions(g, "cuDNN", 1e-5);
     for line in g.conv_algorithms() {
         println!("  {line}");
@@ -455,10 +440,7 @@ fn convolutions_on_im2col_and_cublas_match() {
 
 #[test]
 fn convolutions_with_tf32_are_close() {
-    let Some(g) = gpu() else { return };
-    if emulated(g) {
-        return;
-    }
+    let Some(_) = gpu() else { return };
     let g = Cuda::new(0).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(g.options().precision, Precision::Tf32);
     // TF32 keeps 10 mantissa bits of each product's factors: ~1e-3 of the scale.
@@ -468,9 +450,6 @@ fn convolutions_with_tf32_are_close() {
 #[test]
 fn bad_convolution_geometry_is_an_error() {
     let Some(g) = gpu() else { return };
-    if emulated(g) {
-        return;
-    }
     let mut spec = conv_spec(1, 4, 4, 2, &[5, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);
     let (x, w, mut y) = (g.alloc(100).unwrap(), g.alloc(72).unwrap(), g.alloc(100).unwrap());
     g.conv_forward(&spec, &x, &w, &mut y).unwrap();

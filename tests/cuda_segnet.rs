@@ -5,6 +5,8 @@
 //!
 //! Both say SKIPPED and pass where no GPU can be opened.
 
+mod common;
+
 use crema::backend::cpu::Cpu;
 use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
 use crema::backend::{Backend, Storage};
@@ -14,17 +16,13 @@ use crema::rng::Rng;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// GPU 0 with `options`; under the CUDA emulator (no cuDNN) convolutions take im2col.
+/// GPU 0 with `options`, the convolution engine overridden by `CREMA_CONV_ENGINE` where set.
 fn gpu(options: CudaOptions) -> Option<Cuda> {
+    let options = CudaOptions {
+        conv: common::conv_engine(options.conv),
+        ..options
+    };
     match Cuda::with_options(0, options) {
-        Ok(g) if g.describe().contains("emulator") => Cuda::with_options(
-            0,
-            CudaOptions {
-                conv: ConvEngine::Im2col,
-                ..options
-            },
-        )
-        .ok(),
         Ok(g) => Some(g),
         Err(e) => {
             println!("SKIPPED: no CUDA device ({e})");

@@ -3,8 +3,9 @@
 //! Caffe's solverstate) trained on the CUDA backend in strict FP32: forward, backward and the
 //! fused parameter update all on the GPU.
 //!
-//! Every test says SKIPPED and passes where no GPU can be opened. Under the CUDA emulator
-//! (`tools/cuda_emu`), which has no cuDNN, convolutions take crema's im2col path.
+//! Every test says SKIPPED and passes where no GPU can be opened. Convolutions run on cuDNN, or
+//! on crema's im2col path with `CREMA_CONV_ENGINE=im2col` (`tools/cuda_emu/check.sh` runs both
+//! under the emulator).
 
 mod common;
 

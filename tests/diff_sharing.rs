@@ -184,16 +184,10 @@ fn branchy_net_with_force_backward_and_iter_size_trains_identically() {
     train_alike(&format!("force_backward: true\n{BRANCHY}"), 3, 2, 0.05);
 }
 
-/// The CUDA backend in strict FP32 (im2col convolutions under the emulator, which has no
-/// cuDNN); None, after saying so, where no GPU can be opened.
+/// The CUDA backend in strict FP32 (convolutions on cuDNN, or im2col with
+/// `CREMA_CONV_ENGINE=im2col`); None, after saying so, where no GPU can be opened.
 fn gpu() -> Option<Cuda> {
-    let opened = Cuda::with_precision(0, Precision::Fp32).and_then(|g| {
-        if g.describe().contains("emulator") {
-            Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Im2col })
-        } else {
-            Ok(g)
-        }
-    });
+    let opened = Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: conv_engine(ConvEngine::Cudnn) });
     match opened {
         Ok(g) => Some(g),
         Err(e) => {

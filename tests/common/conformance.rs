@@ -2,7 +2,7 @@
 //! backend: the CPU tests and the CUDA tests read the same cases, run them the same way and
 //! compare with the same tolerances; only the backend they pass in differs.
 
-use super::{Tolerance, compare, conformance_dir, npy, set_input};
+use super::{Tolerance, compare, conformance_dir, conv_engine, npy, set_input};
 use crema::backend::{Backend, Storage};
 use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
 use crema::layers::layer_types;
@@ -60,17 +60,13 @@ macro_rules! solver_cases {
 
 static GPU: OnceLock<Result<Cuda, String>> = OnceLock::new();
 
-/// The strict-FP32 CUDA backend on GPU 0 (with crema's im2col convolutions under the emulator,
-/// which has no cuDNN), shared by a test binary's tests; None, after printing `SKIPPED: ...`,
-/// where no GPU can be opened.
+/// The strict-FP32 CUDA backend on GPU 0, its convolutions on cuDNN unless `CREMA_CONV_ENGINE`
+/// says otherwise (see `conv_engine`), shared by a test binary's tests; None, after printing
+/// `SKIPPED: ...`, where no GPU can be opened.
 pub fn strict_fp32_gpu() -> Option<Cuda> {
     let opened = GPU.get_or_init(|| {
-        let g = Cuda::with_precision(0, Precision::Fp32).map_err(|e| e.to_string())?;
-        if g.describe().contains("emulator") {
-            return Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Im2col })
-                .map_err(|e| e.to_string());
-        }
-        Ok(g)
+        Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: conv_engine(ConvEngine::Cudnn) })
+            .map_err(|e| e.to_string())
     });
     match opened {
         Ok(g) => Some(g.clone()),
