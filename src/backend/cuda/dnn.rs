@@ -175,7 +175,7 @@ impl Dnn {
         let y = tensor(&yd).map_err(e)?;
         let w = Desc { raw: dn::create_filter_descriptor().map_err(e)?, destroy: dn::destroy_filter_descriptor };
         let conv = Desc { raw: dn::create_convolution_descriptor().map_err(e)?, destroy: dn::destroy_convolution_descriptor };
-        let math = if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH };
+        let math = search_math(dev);
         // SAFETY: live descriptors; every array has the length passed with it.
         unsafe {
             dn::set_filternd_descriptor(w.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, d::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, wd.len() as i32, wd.as_ptr()).map_err(e)?;
@@ -211,6 +211,12 @@ fn tensor(dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>,
     Ok(desc)
 }
 
+/// The math type the descriptor carries while cuDNN's algorithms are searched: TF32 tensor cores
+/// permitted (CUDNN_DEFAULT_MATH) or FMA kernels only (CUDNN_FMA_MATH, strict FP32).
+fn search_math(dev: &Device) -> d::cudnnMathType_t {
+    if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH }
+}
+
 /// One measured algorithm, whatever the pass.
 struct Perf {
     algo: Algo,
@@ -227,6 +233,13 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     let mut count = 0i32;
     let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
     let ok = |s: d::cudnnStatus_t| s == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+    // cudnnFind* tries only the kernels the descriptor's math type allows (CUDNN_FMA_MATH: FMA
+    // kernels only), and `run` leaves it at the math type of the last pass that ran: set the
+    // precision's own math type again, or an earlier pass's FMA choice would hide every tensor-op
+    // algorithm from this pass's search.
+    // SAFETY: a live descriptor.
+    unsafe { dn::set_convolution_math_type(plan.conv.raw, search_math(dev)) }
+        .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
     // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a valid
     // value of every field), of which cuDNN fills `count`.
     let (status, perfs): (d::cudnnStatus_t, Vec<Perf>) = unsafe {
