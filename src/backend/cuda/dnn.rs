@@ -262,9 +262,11 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
         }
     };
     if let Err(e) = status.result() {
-        // Unsupported shapes are the GEMM path's job; anything else is an error.
+        // Unsupported shapes are the GEMM path's job; anything else is an error. (BAD_PARAM is
+        // not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors that do
+        // not describe one convolution, which must not pass silently as an im2col fallback.)
         return match e.0 {
-            d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED | d::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM => Ok(None),
+            d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED => Ok(None),
             _ => Err(Error::Cuda { what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal), detail: status_text(e) }),
         };
     }
