@@ -1,6 +1,8 @@
 #!/bin/sh
 # Builds the CUDA emulator (see README.md) into $1 (default: target/cuda-emu under the crate):
-# libcuda.so.1 running crema's kernels on the CPU, and stand-ins for cuBLAS and cuDNN.
+# libcuda.so.1 running crema's kernels on the CPU, a cuBLAS stand-in (stubs.c: SGEMM as a loop),
+# and libcudnn.so.9 from emu_cudnn.c (cuDNN's legacy convolution API computed on the CPU, checking
+# its arguments as the cuDNN reference does). Plain gcc/g++: no CUDA headers are needed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 crate=$(cd "$here/../.." && pwd)
