@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use crema::backend::cpu::Cpu;
 use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
-use crema::backend::{Backend, Storage};
+use crema::backend::Backend;
 use crema::net::Net;
 use crema::proto::{NetParameter, NetState, Phase, SolverParameter};
 use crema::solver::Solver;
