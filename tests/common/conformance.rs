@@ -3,7 +3,7 @@
 //! compare with the same tolerances; only the backend they pass in differs.
 
 use super::{Tolerance, compare, conformance_dir, conv_engine, npy, set_input};
-use crema::backend::{Backend, Storage};
+use crema::backend::Backend;
 use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
 use crema::layers::layer_types;
 use crema::net::Net;
