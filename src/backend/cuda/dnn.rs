@@ -267,7 +267,10 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
         // not describe one convolution, which must not pass silently as an im2col fallback.)
         return match e.0 {
             d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED => Ok(None),
-            _ => Err(Error::Cuda { what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal), detail: status_text(e) }),
+            _ => Err(Error::Cuda {
+                what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal),
+                detail: format!("{}; CREMA_CONV_ENGINE=im2col runs convolutions without cuDNN", status_text(e)),
+            }),
         };
     }
     let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
