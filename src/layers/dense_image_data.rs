@@ -19,19 +19,18 @@
 //! declares but never reads, is applied like `transform_param.mean_file` (giving both is an
 //! error); each batch takes the shape of its first sample and the others must match it.
 
-use super::image_data::{batch_size, both, color_mode, resolver, stack, upload, Sample};
-use super::{Arity, Ctx, Layer, LayerContext, Pass};
+use super::image_data::{batch_size, both, color_mode, image_layer, order, resolver, ImageSource, Sample};
+use super::{Layer, LayerContext};
 use crate::backend::Backend;
 use crate::data::decode::{read_image, read_label_image, ColorMode};
 use crate::data::labels::LabelRanges;
 use crate::data::order::Order;
-use crate::data::prefetch::{Batch, BatchLoader, Feed};
+use crate::data::prefetch::Feed;
 use crate::data::resize;
 use crate::data::source::{read_pairs, resolve_file, Pair, Resolver};
 use crate::data::transform::{read_mean, Draw, Transformer};
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
-use rayon::prelude::*;
 
 struct DenseLoader {
     pairs: Vec<Pair>,
@@ -45,7 +44,11 @@ struct DenseLoader {
     ranges: LabelRanges,
 }
 
-impl DenseLoader {
+impl ImageSource for DenseLoader {
+    const TYPE: &'static str = "DenseImageData";
+    fn order(&self) -> &Order {
+        &self.order
+    }
     fn sample(&self, pos: u64, idx: usize) -> Result<Sample> {
         let pair = &self.pairs[idx];
         let file = self.resolver.path(&pair.image);
@@ -95,19 +98,13 @@ impl DenseLoader {
         self.transformer.apply(&lab, Draw::default(), &mut label, true, &label_file)?;
         Ok(Sample { shape: [img.channels, h, w], data, label, file })
     }
-}
-
-impl BatchLoader for DenseLoader {
-    fn load(&self, pass: u64, pool: &rayon::ThreadPool) -> Result<Batch> {
-        let jobs = self.order.draws(pass);
-        let samples: Vec<Result<Sample>> = pool.install(|| jobs.par_iter().map(|&(p, i)| self.sample(p, i)).collect());
-        let samples = samples.into_iter().collect::<Result<Vec<_>>>()?;
-        stack(samples, |n, h, w| vec![n, 1, h, w], "set new_height and new_width to batch images of different sizes")
+    fn label_shape(n: usize, h: usize, w: usize) -> Vec<usize> {
+        vec![n, 1, h, w]
     }
-}
-
-struct DenseImageData {
-    feed: Feed<DenseLoader>,
+    fn set_label_range(feed: &mut Feed<Self>, classes: usize, ignore_label: Option<i32>) -> Result<()> {
+        feed.loader_mut()?.ranges.add(classes, ignore_label);
+        Ok(())
+    }
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -135,14 +132,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
     let path = resolve_file(&source, cx.model_dir.as_deref(), "source file")?;
     let pairs = read_pairs(&path)?;
     let resolver = resolver(p.root_folder(), &pairs[0].image, &path, cx)?;
-    let order = Order::new(pairs.len(), batch, p.shuffle(), p.rand_skip(), cx.seed);
-    if order.skip() as usize >= pairs.len() {
-        return Err(Error::Config(format!(
-            "rand_skip drew {} but the source lists only {} pairs (Caffe: not enough points to skip)",
-            order.skip(),
-            pairs.len()
-        )));
-    }
+    let order = order(pairs.len(), batch, p.shuffle(), p.rand_skip(), cx, "pairs")?;
     let loader = DenseLoader {
         pairs,
         resolver,
@@ -154,43 +144,5 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         transformer,
         ranges: LabelRanges::default(),
     };
-    let (pos, idx) = loader.order.first();
-    let first = loader.sample(pos, idx)?;
-    let [c, h, w] = first.shape;
-    let probe = vec![vec![batch, c, h, w], vec![batch, 1, h, w]];
-    Ok(Box::new(DenseImageData { feed: Feed::new(loader, probe) }))
-}
-
-impl<B: Backend> Layer<B> for DenseImageData {
-    fn type_name(&self) -> &'static str {
-        "DenseImageData"
-    }
-    fn bottoms(&self) -> Arity {
-        Arity::exactly(0)
-    }
-    fn tops(&self) -> Arity {
-        Arity::exactly(2)
-    }
-    fn has_backward(&self) -> bool {
-        false
-    }
-    fn reshape(&mut self, _: &B, _: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
-        self.feed.shapes()
-    }
-    fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
-        let batch = self.feed.take()?;
-        upload(be, ctx, &batch)
-    }
-    fn backward(&mut self, _: &B, _: &mut Ctx<'_, B>, _: &[bool]) -> Result<()> {
-        Ok(())
-    }
-    fn set_pass(&mut self, pass: Pass) {
-        self.feed.seek(pass.index());
-    }
-    fn set_label_range(&mut self, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
-        if top == 1 {
-            self.feed.loader_mut()?.ranges.add(classes, ignore_label);
-        }
-        Ok(())
-    }
+    image_layer(loader, batch)
 }

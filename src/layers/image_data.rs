@@ -105,81 +105,59 @@ pub(super) fn resolver(root: &str, first: &str, source: &Path, cx: &LayerContext
     })
 }
 
-struct ImageLoader {
-    entries: Vec<Labeled>,
-    source: PathBuf,
-    resolver: Resolver,
-    order: Order,
-    new_size: Option<(usize, usize)>,
-    color: ColorMode,
-    transformer: Transformer,
+/// What an image-list data layer (ImageData, DenseImageData) decides for itself; loading a
+/// batch in parallel, stacking it, and the layer around the loader are shared.
+pub(super) trait ImageSource: Send + Sync + Sized + 'static {
+    /// Caffe's type string.
+    const TYPE: &'static str;
+    /// The order the source's samples are drawn in.
+    fn order(&self) -> &Order;
+    /// Sample `idx` of the source, drawn at position `pos` of the run.
+    fn sample(&self, pos: u64, idx: usize) -> Result<Sample>;
+    /// The label top's shape for `n` samples of `h x w`.
+    fn label_shape(n: usize, h: usize, w: usize) -> Vec<usize>;
+    /// Takes the labels the loss reading the label top accepts (see `Layer::set_label_range`).
+    fn set_label_range(feed: &mut Feed<Self>, classes: usize, ignore_label: Option<i32>) -> Result<()>;
 }
 
-impl ImageLoader {
-    fn sample(&self, pos: u64, idx: usize) -> Result<Sample> {
-        let e = &self.entries[idx];
-        let file = self.resolver.path(&e.image);
-        let mut img = read_image(&file, self.color)?;
-        if let Some((h, w)) = self.new_size {
-            img = resize::linear(&img, w, h);
-        }
-        let (oh, ow) = self.transformer.out_size(img.height, img.width, &file)?;
-        let draw = self.transformer.draw(&mut self.order.augment_rng(pos), img.height, img.width);
-        let mut data = vec![0.0; img.channels * oh * ow];
-        self.transformer.apply(&img, draw, &mut data, false, &file)?;
-        Ok(Sample { shape: [img.channels, oh, ow], data, label: vec![e.label as f32], file })
-    }
-}
-
-impl BatchLoader for ImageLoader {
+impl<S: ImageSource> BatchLoader for S {
     fn load(&self, pass: u64, pool: &rayon::ThreadPool) -> Result<Batch> {
-        let jobs = self.order.draws(pass);
+        let jobs = self.order().draws(pass);
         let samples: Vec<Result<Sample>> = pool.install(|| jobs.par_iter().map(|&(p, i)| self.sample(p, i)).collect());
         let samples = samples.into_iter().collect::<Result<Vec<_>>>()?;
-        stack(samples, |n, _, _| vec![n], "set new_height and new_width to batch images of different sizes")
+        stack(samples, S::label_shape, "set new_height and new_width to batch images of different sizes")
     }
 }
 
-struct ImageData {
-    feed: Feed<ImageLoader>,
-}
-
-pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
-    let p = lp.image_data_param.clone().unwrap_or_default();
-    let source = p.source.clone().ok_or_else(|| Error::Config("image_data_param: missing `source`".into()))?;
-    let batch = batch_size(p.batch_size(), "image_data_param.batch_size")?;
-    let new_size = both(p.new_height(), p.new_width(), "image_data_param.new_height and new_width")?;
-    let transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
-    let path = resolve_file(&source, cx.model_dir.as_deref(), "source file")?;
-    let entries = read_labeled(&path)?;
-    let resolver = resolver(p.root_folder(), &entries[0].image, &path, cx)?;
-    let order = Order::new(entries.len(), batch, p.shuffle(), p.rand_skip(), cx.seed);
-    if order.skip() as usize >= entries.len() {
+/// The sample order of a source listing `n` `items` ("images", "pairs"), refusing a
+/// `rand_skip` draw that passes its end.
+pub(super) fn order(n: usize, batch: usize, shuffle: bool, rand_skip: u32, cx: &LayerContext, items: &str) -> Result<Order> {
+    let order = Order::new(n, batch, shuffle, rand_skip, cx.seed);
+    if order.skip() as usize >= n {
         return Err(Error::Config(format!(
-            "rand_skip drew {} but the source lists only {} images (Caffe: not enough points to skip)",
-            order.skip(),
-            entries.len()
+            "rand_skip drew {} but the source lists only {n} {items} (Caffe: not enough points to skip)",
+            order.skip()
         )));
     }
-    let loader = ImageLoader {
-        entries,
-        source: path,
-        resolver,
-        order,
-        new_size,
-        color: color_mode(p.is_color(), &transformer),
-        transformer,
-    };
-    let (pos, idx) = loader.order.first();
-    let first = loader.sample(pos, idx)?;
-    let [c, h, w] = first.shape;
-    let probe = vec![vec![batch, c, h, w], vec![batch]];
-    Ok(Box::new(ImageData { feed: Feed::new(loader, probe) }))
+    Ok(order)
 }
 
-impl<B: Backend> Layer<B> for ImageData {
+/// The layer reading `loader`'s batches of `batch` samples; the top shapes it reports before
+/// the first batch come from the first sample, read here.
+pub(super) fn image_layer<B: Backend, S: ImageSource>(loader: S, batch: usize) -> Result<Box<dyn Layer<B>>> {
+    let (pos, idx) = loader.order().first();
+    let [c, h, w] = loader.sample(pos, idx)?.shape;
+    let probe = vec![vec![batch, c, h, w], S::label_shape(batch, h, w)];
+    Ok(Box::new(ImageLayer { feed: Feed::new(loader, probe) }))
+}
+
+struct ImageLayer<S: ImageSource> {
+    feed: Feed<S>,
+}
+
+impl<B: Backend, S: ImageSource> Layer<B> for ImageLayer<S> {
     fn type_name(&self) -> &'static str {
-        "ImageData"
+        S::TYPE
     }
     fn bottoms(&self) -> Arity {
         Arity::exactly(0)
@@ -207,9 +185,45 @@ impl<B: Backend> Layer<B> for ImageData {
         if top != 1 {
             return Ok(());
         }
+        S::set_label_range(&mut self.feed, classes, ignore_label)
+    }
+}
+
+struct ImageLoader {
+    entries: Vec<Labeled>,
+    source: PathBuf,
+    resolver: Resolver,
+    order: Order,
+    new_size: Option<(usize, usize)>,
+    color: ColorMode,
+    transformer: Transformer,
+}
+
+impl ImageSource for ImageLoader {
+    const TYPE: &'static str = "ImageData";
+    fn order(&self) -> &Order {
+        &self.order
+    }
+    fn sample(&self, pos: u64, idx: usize) -> Result<Sample> {
+        let e = &self.entries[idx];
+        let file = self.resolver.path(&e.image);
+        let mut img = read_image(&file, self.color)?;
+        if let Some((h, w)) = self.new_size {
+            img = resize::linear(&img, w, h);
+        }
+        let (oh, ow) = self.transformer.out_size(img.height, img.width, &file)?;
+        let draw = self.transformer.draw(&mut self.order.augment_rng(pos), img.height, img.width);
+        let mut data = vec![0.0; img.channels * oh * ow];
+        self.transformer.apply(&img, draw, &mut data, false, &file)?;
+        Ok(Sample { shape: [img.channels, oh, ow], data, label: vec![e.label as f32], file })
+    }
+    fn label_shape(n: usize, _: usize, _: usize) -> Vec<usize> {
+        vec![n]
+    }
+    fn set_label_range(feed: &mut Feed<Self>, classes: usize, ignore_label: Option<i32>) -> Result<()> {
         let mut ranges = LabelRanges::default();
         ranges.add(classes, ignore_label);
-        let loader = self.feed.loader();
+        let loader = feed.loader();
         if let Some(e) = loader.entries.iter().find(|e| !ranges.accepts(e.label)) {
             return Err(Error::Decode {
                 file: loader.source.display().to_string(),
@@ -218,4 +232,26 @@ impl<B: Backend> Layer<B> for ImageData {
         }
         Ok(())
     }
+}
+
+pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+    let p = lp.image_data_param.clone().unwrap_or_default();
+    let source = p.source.clone().ok_or_else(|| Error::Config("image_data_param: missing `source`".into()))?;
+    let batch = batch_size(p.batch_size(), "image_data_param.batch_size")?;
+    let new_size = both(p.new_height(), p.new_width(), "image_data_param.new_height and new_width")?;
+    let transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
+    let path = resolve_file(&source, cx.model_dir.as_deref(), "source file")?;
+    let entries = read_labeled(&path)?;
+    let resolver = resolver(p.root_folder(), &entries[0].image, &path, cx)?;
+    let order = order(entries.len(), batch, p.shuffle(), p.rand_skip(), cx, "images")?;
+    let loader = ImageLoader {
+        entries,
+        source: path,
+        resolver,
+        order,
+        new_size,
+        color: color_mode(p.is_color(), &transformer),
+        transformer,
+    };
+    image_layer(loader, batch)
 }
