@@ -246,20 +246,14 @@ impl<B: Backend> Layer<B> for Pooling<B> {
 mod tests {
     use super::*;
     use crate::backend::cpu::Cpu;
-    use crate::proto::Phase;
+    use crate::layers::tensor_testing::{config_msg, layer_from, shape_msg};
 
     fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
-        let text = format!("name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" {param}");
-        let lp: LayerParameter = crate::prototxt::parse(&text, "test").unwrap();
-        create::<Cpu>(&lp, &LayerContext::new(Phase::Train, 0))
+        layer_from(create::<Cpu>, &format!("name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" {param}"))
     }
 
     fn config_err(param: &str) -> String {
-        match layer(param) {
-            Err(Error::Config(m)) => m,
-            Err(e) => panic!("{param}: not a Config error: {e}"),
-            Ok(_) => panic!("{param}: accepted"),
-        }
+        config_msg(layer(param), param)
     }
 
     fn top_shape(param: &str, shape: &[usize]) -> Result<Vec<usize>> {
@@ -326,13 +320,9 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_shape_errors() {
-        let msg = |r: Result<Vec<usize>>| match r {
-            Err(Error::Shape(m)) => m,
-            other => panic!("not a shape error: {other:?}"),
-        };
-        assert!(msg(top_shape("pooling_param { kernel_size: 2 }", &[2, 3, 4])).contains("must have 4 axes"));
-        assert!(msg(top_shape("pooling_param { kernel_size: 5 }", &[1, 1, 3, 8])).contains("3x8 is too small for kernel 5x5"));
-        assert!(msg(top_shape("pooling_param { kernel_size: 3 stride: 2 round_mode: FLOOR }", &[1, 1, 2, 2])).contains("too small"));
-        assert!(msg(top_shape("pooling_param { global_pooling: true }", &[1, 1, 4097, 4096])).contains("2^24"));
+        assert!(shape_msg(top_shape("pooling_param { kernel_size: 2 }", &[2, 3, 4])).contains("must have 4 axes"));
+        assert!(shape_msg(top_shape("pooling_param { kernel_size: 5 }", &[1, 1, 3, 8])).contains("3x8 is too small for kernel 5x5"));
+        assert!(shape_msg(top_shape("pooling_param { kernel_size: 3 stride: 2 round_mode: FLOOR }", &[1, 1, 2, 2])).contains("too small"));
+        assert!(shape_msg(top_shape("pooling_param { global_pooling: true }", &[1, 1, 4097, 4096])).contains("2^24"));
     }
 }

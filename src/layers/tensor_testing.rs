@@ -1,9 +1,13 @@
-//! Test helpers for the tensor layers' unit tests: build a small net from prototxt text and
-//! report its error or its blob shapes.
+//! Test helpers for the layers' unit tests: build a small net from prototxt text and report
+//! its error or its blob shapes, or build one layer and read the message of its error.
 
+use super::registry::Ctor;
+use super::{Layer, LayerContext};
 use crate::backend::cpu::Cpu;
 use crate::net::Net;
-use crate::proto::NetParameter;
+use crate::proto::{LayerParameter, NetParameter, Phase};
+use crate::Error;
+use std::fmt::Debug;
 
 /// An Input layer named `name` with one top of `shape`.
 pub(crate) fn input(name: &str, shape: &[usize]) -> String {
@@ -48,4 +52,28 @@ pub(crate) fn shape_of(body: &str, name: &str) -> Vec<usize> {
 #[track_caller]
 pub(crate) fn assert_contains(message: &str, part: &str) {
     assert!(message.contains(part), "`{message}` does not contain `{part}`");
+}
+
+/// The layer `create` builds, in the Train phase, from LayerParameter text `text`.
+pub(crate) fn layer_from(create: Ctor<Cpu>, text: &str) -> crate::Result<Box<dyn Layer<Cpu>>> {
+    let lp: LayerParameter = crate::prototxt::parse(text, "test").unwrap();
+    create(&lp, &LayerContext::new(Phase::Train, 0))
+}
+
+/// The message of the Config error `r` holds (panics on anything else); `what` names the
+/// input in the panic.
+pub(crate) fn config_msg<T>(r: crate::Result<T>, what: &str) -> String {
+    match r {
+        Err(Error::Config(m)) => m,
+        Err(e) => panic!("{what}: not a Config error: {e}"),
+        Ok(_) => panic!("{what}: accepted"),
+    }
+}
+
+/// The message of the Shape error `r` holds (panics on anything else).
+pub(crate) fn shape_msg<T: Debug>(r: crate::Result<T>) -> String {
+    match r {
+        Err(Error::Shape(m)) => m,
+        other => panic!("not a shape error: {other:?}"),
+    }
 }

@@ -120,20 +120,14 @@ impl<B: Backend> Layer<B> for Upsample {
 mod tests {
     use super::*;
     use crate::backend::cpu::Cpu;
-    use crate::proto::Phase;
+    use crate::layers::tensor_testing::{config_msg, layer_from, shape_msg};
 
     fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
-        let text = format!("name: \"u\" type: \"Upsample\" bottom: \"x\" bottom: \"m\" top: \"y\" {param}");
-        let lp: LayerParameter = crate::prototxt::parse(&text, "test").unwrap();
-        create::<Cpu>(&lp, &LayerContext::new(Phase::Train, 0))
+        layer_from(create::<Cpu>, &format!("name: \"u\" type: \"Upsample\" bottom: \"x\" bottom: \"m\" top: \"y\" {param}"))
     }
 
     fn config_err(param: &str) -> String {
-        match layer(param) {
-            Err(Error::Config(m)) => m,
-            Err(e) => panic!("{param}: not a Config error: {e}"),
-            Ok(_) => panic!("{param}: accepted"),
-        }
+        config_msg(layer(param), param)
     }
 
     fn top_shape(param: &str, shape: &[usize]) -> Result<Vec<usize>> {
@@ -176,14 +170,10 @@ mod tests {
     #[test]
     fn bad_shapes_are_shape_errors() {
         let mut l = layer("").unwrap();
-        let msg = |r: Result<Vec<Vec<usize>>>| match r {
-            Err(Error::Shape(m)) => m,
-            other => panic!("not a shape error: {other:?}"),
-        };
-        assert!(msg(l.reshape(&Cpu, &[&[1, 2, 3], &[1, 2, 3]])).contains("must have 4 axes"));
-        assert!(msg(l.reshape(&Cpu, &[&[1, 2, 3, 4], &[1, 2, 3, 5]])).contains("differs from the data's"));
+        assert!(shape_msg(l.reshape(&Cpu, &[&[1, 2, 3], &[1, 2, 3]])).contains("must have 4 axes"));
+        assert!(shape_msg(l.reshape(&Cpu, &[&[1, 2, 3, 4], &[1, 2, 3, 5]])).contains("differs from the data's"));
         let mut l = layer("upsample_param { scale: 4000000000 }").unwrap();
-        assert!(msg(l.reshape(&Cpu, &[&[1, 1, 3, 4], &[1, 1, 3, 4]])).contains("more than"));
+        assert!(shape_msg(l.reshape(&Cpu, &[&[1, 1, 3, 4], &[1, 1, 3, 4]])).contains("more than"));
     }
 
     #[test]
