@@ -69,7 +69,7 @@ impl<B: Backend> Layer<B> for Reduction {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::tensor_testing::{assert_contains, build_error, input, net};
+    use crate::layers::tensor_testing::{assert_contains, build_error, forwarded, input};
 
     fn reduce(shape: &[usize], param: &str) -> String {
         format!(
@@ -87,10 +87,8 @@ mod tests {
             ("operation: SUMSQ axis: -1", vec![2, 3], vec![1.0, 4.0, 9.0, 16.0, 25.0, 36.0]),
             ("operation: MEAN axis: 1 coeff: 3", vec![2], vec![2.0, -5.0]),
         ] {
-            let mut net = net(&reduce(&[2, 3, 1], param)).unwrap();
+            let net = forwarded(&reduce(&[2, 3, 1], param), &[("x", &x)]);
             let be = net.backend().clone();
-            net.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
-            net.forward().unwrap();
             let y = net.blob("y").unwrap();
             assert_eq!(y.shape(), shape.as_slice(), "{param}");
             assert_eq!(y.data_to_vec(&be).unwrap(), want, "{param}");

@@ -29,13 +29,26 @@ pub(crate) fn build_error(body: &str) -> String {
     }
 }
 
-/// The error of the first forward pass after setting `inputs` (panics when there is none).
-pub(crate) fn forward_error(body: &str, inputs: &[(&str, &[f32])]) -> String {
+/// The net described by `body` with the blobs named in `inputs` set to their values.
+fn with_inputs(body: &str, inputs: &[(&str, &[f32])]) -> Net<Cpu> {
     let mut net = net(body).unwrap_or_else(|e| panic!("{e}"));
     let be = net.backend().clone();
     for (name, values) in inputs {
         net.blob_mut(name).unwrap_or_else(|| panic!("no blob {name}")).set_data(&be, values).unwrap();
     }
+    net
+}
+
+/// The net described by `body` after one forward pass from `inputs` (panics on an error).
+pub(crate) fn forwarded(body: &str, inputs: &[(&str, &[f32])]) -> Net<Cpu> {
+    let mut net = with_inputs(body, inputs);
+    net.forward().unwrap_or_else(|e| panic!("{e}"));
+    net
+}
+
+/// The error of the first forward pass after setting `inputs` (panics when there is none).
+pub(crate) fn forward_error(body: &str, inputs: &[(&str, &[f32])]) -> String {
+    let mut net = with_inputs(body, inputs);
     match net.forward() {
         Ok(_) => panic!("the forward pass succeeded"),
         Err(e) => e.to_string(),

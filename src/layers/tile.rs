@@ -80,7 +80,7 @@ impl<B: Backend> Layer<B> for Tile {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::tensor_testing::{assert_contains, build_error, input, net};
+    use crate::layers::tensor_testing::{assert_contains, build_error, forwarded, input};
 
     fn tile(shape: &[usize], param: &str) -> String {
         format!(
@@ -91,20 +91,13 @@ mod tests {
 
     #[test]
     fn tile_repeats_the_block_from_axis() {
-        let mut net = net(&tile(&[2, 2], "axis: 0 tiles: 2")).unwrap();
+        let x: &[f32] = &[1.0, 2.0, 3.0, 4.0];
+        let net = forwarded(&tile(&[2, 2], "axis: 0 tiles: 2"), &[("x", x)]);
         let be = net.backend().clone();
-        net.blob_mut("x").unwrap().set_data(&be, &[1.0, 2.0, 3.0, 4.0]).unwrap();
-        net.forward().unwrap();
         assert_eq!(net.blob("y").unwrap().shape(), [4, 2]);
         assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
-        let mut net = net_of(&tile(&[2, 2], "tiles: 2"));
-        net.blob_mut("x").unwrap().set_data(&be, &[1.0, 2.0, 3.0, 4.0]).unwrap();
-        net.forward().unwrap();
+        let net = forwarded(&tile(&[2, 2], "tiles: 2"), &[("x", x)]);
         assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), [1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0]);
-    }
-
-    fn net_of(body: &str) -> crate::net::Net<crate::backend::cpu::Cpu> {
-        net(body).unwrap()
     }
 
     #[test]
