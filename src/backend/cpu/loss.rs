@@ -46,6 +46,21 @@ fn sum_positions(
     })
 }
 
+/// Sums `term(l, base)` over the positions whose label is class `l` (`base` as in
+/// [`sum_positions`]), skipping ignored labels and recording the first bad one.
+fn sum_classes(
+    axis: &ClassAxis,
+    ignore_label: Option<i32>,
+    label: &[f32],
+    term: impl Fn(usize, usize) -> f64 + Sync,
+) -> LossSum {
+    sum_positions(axis, label, |value, base| match label_kind(value, axis.classes, ignore_label) {
+        LabelKind::Ignored => None,
+        LabelKind::Bad => Some(Err(())),
+        LabelKind::Class(l) => Some(Ok(term(l, base))),
+    })
+}
+
 /// Checks the buffers of a label loss.
 fn check_label_loss(what: &str, axis: &ClassAxis, prob: &[f32], label: &[f32], table: Option<(&[f32], usize)>) -> Result<()> {
     check_len(what, axis, prob.len(), axis.count())?;
@@ -113,18 +128,14 @@ impl Losses for Cpu {
         class_weights: Option<&Vec<f32>>,
     ) -> Result<LossSum> {
         check_label_loss("softmax_loss_forward", axis, prob, label, class_weights.map(|w| (w.as_slice(), axis.classes)))?;
-        let (classes, inner) = (axis.classes, axis.inner);
-        Ok(sum_positions(axis, label, |value, base| match label_kind(value, classes, ignore_label) {
-            LabelKind::Ignored => None,
-            LabelKind::Bad => Some(Err(())),
-            LabelKind::Class(l) => {
-                let logp = prob[base + l * inner].max(FLT_MIN).ln();
-                let term = match class_weights {
-                    Some(w) => -(logp * w[l]),
-                    None => -logp,
-                };
-                Some(Ok(term as f64))
-            }
+        let inner = axis.inner;
+        Ok(sum_classes(axis, ignore_label, label, |l, base| {
+            let logp = prob[base + l * inner].max(FLT_MIN).ln();
+            let term = match class_weights {
+                Some(w) => -(logp * w[l]),
+                None => -logp,
+            };
+            term as f64
         }))
     }
 
@@ -161,16 +172,9 @@ impl Losses for Cpu {
         let classes = axis.classes;
         check_label_loss("infogain_loss_forward", axis, prob, label, Some((h, classes * classes)))?;
         let inner = axis.inner;
-        Ok(sum_positions(axis, label, |value, base| match label_kind(value, classes, ignore_label) {
-            LabelKind::Ignored => None,
-            LabelKind::Bad => Some(Err(())),
-            LabelKind::Class(l) => {
-                let row = &h[l * classes..(l + 1) * classes];
-                let term: f64 = (0..classes)
-                    .map(|c| -(row[c] * prob[base + c * inner].max(LOG_THRESHOLD).ln()) as f64)
-                    .sum();
-                Some(Ok(term))
-            }
+        Ok(sum_classes(axis, ignore_label, label, |l, base| {
+            let row = &h[l * classes..(l + 1) * classes];
+            (0..classes).map(|c| -(row[c] * prob[base + c * inner].max(LOG_THRESHOLD).ln()) as f64).sum()
         }))
     }
 
