@@ -69,13 +69,10 @@ impl<B: Backend> Layer<B> for Reduction {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::tensor_testing::{assert_contains, build_error, forwarded, input};
+    use crate::layers::tensor_testing::{assert_contains, build_error, forwarded, on_input};
 
     fn reduce(shape: &[usize], param: &str) -> String {
-        format!(
-            r#"{} layer {{ name: "r" type: "Reduction" bottom: "x" top: "y" reduction_param {{ {param} }} }}"#,
-            input("x", shape)
-        )
+        on_input(shape, "Reduction", "reduction_param", param)
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub(crate) fn input(name: &str, shape: &[usize]) -> String {
     format!(r#"layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims}}} }} }}"#)
 }
 
+/// An Input `x` of `shape` feeding one layer of type `kind`, top `y`, with `param` inside its
+/// `field` block (`tile_param`, ...).
+pub(crate) fn on_input(shape: &[usize], kind: &str, field: &str, param: &str) -> String {
+    format!(r#"{} layer {{ name: "l" type: "{kind}" bottom: "x" top: "y" {field} {{ {param} }} }}"#, input("x", shape))
+}
+
 /// The net described by `body`.
 pub(crate) fn net(body: &str) -> crate::Result<Net<Cpu>> {
     let param: NetParameter = crate::prototxt::parse(body, "test")?;

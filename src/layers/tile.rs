@@ -80,13 +80,10 @@ impl<B: Backend> Layer<B> for Tile {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::tensor_testing::{assert_contains, build_error, forwarded, input};
+    use crate::layers::tensor_testing::{assert_contains, build_error, forwarded, on_input};
 
     fn tile(shape: &[usize], param: &str) -> String {
-        format!(
-            r#"{} layer {{ name: "t" type: "Tile" bottom: "x" top: "y" tile_param {{ {param} }} }}"#,
-            input("x", shape)
-        )
+        on_input(shape, "Tile", "tile_param", param)
     }
 
     #[test]
