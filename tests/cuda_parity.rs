@@ -423,13 +423,30 @@ fn check_convolutions(g: &Cuda, engine: &str, tol: f32) {
     }
 }
 
+/// Prints the cuDNN algorithms `g` chose and checks that plain 2-d convolutions (the first
+/// spec and SegNet's 3x3 64->64) got one for each pass: if the choice rules (or cuDNN's labels
+/// in its perf results) left nothing usable, `check_convolutions` would still pass, on the
+/// im2col fallback, without cuDNN ever running.
+fn assert_cudnn_chosen(g: &Cuda, engine: &str) {
+    let lines = g.conv_algorithms();
+    for line in &lines {
+        println!("  {line}");
+    }
+    for shape in ["n=2 c=3 -> 8, 17x19 -> 17x19,", "n=2 c=64 -> 64, 32x32 -> 32x32,"] {
+        let passes: Vec<&String> = lines.iter().filter(|l| l.starts_with(shape)).collect();
+        assert_eq!(passes.len(), 3, "{engine}: one choice per pass for `{shape}`, got {passes:#?}");
+        assert!(
+            passes.iter().all(|l| !l.contains("no cuDNN algorithm")),
+            "{engine}: cuDNN must have an algorithm for `{shape}`; chosen: {passes:#?}"
+        );
+    }
+}
+
 #[test]
 fn convolutions_on_cudnn_match() {
     let Some(g) = gpu() else { return };
     check_convolutions(g, "cuDNN", 1e-5);
-    for line in g.conv_algorithms() {
-        println!("  {line}");
-    }
+    assert_cudnn_chosen(g, "cuDNN");
 }
 
 #[test]
@@ -445,6 +462,7 @@ fn convolutions_with_tf32_are_close() {
     assert_eq!(g.options().precision, Precision::Tf32);
     // TF32 keeps 10 mantissa bits of each product's factors: ~1e-3 of the scale.
     check_convolutions(&g, "cuDNN TF32", 4e-3);
+    assert_cudnn_chosen(&g, "cuDNN TF32");
 }
 
 #[test]
