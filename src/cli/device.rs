@@ -105,20 +105,9 @@ pub fn single_gpu(spec: &str) -> anyhow::Result<usize> {
     }
 }
 
-/// The convolution engine `CREMA_CONV_ENGINE` asks for (`cudnn`, the default, or `im2col`).
-pub fn conv_engine() -> anyhow::Result<ConvEngine> {
-    match std::env::var("CREMA_CONV_ENGINE") {
-        Err(std::env::VarError::NotPresent) => Ok(ConvEngine::Cudnn),
-        Ok(v) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("cudnn") => Ok(ConvEngine::Cudnn),
-        Ok(v) if v.trim().eq_ignore_ascii_case("im2col") => Ok(ConvEngine::Im2col),
-        Ok(v) => bail!("CREMA_CONV_ENGINE={v}: expected cudnn (the default) or im2col"),
-        Err(std::env::VarError::NotUnicode(v)) => bail!("CREMA_CONV_ENGINE={v:?}: expected cudnn (the default) or im2col"),
-    }
-}
-
 /// The CUDA backend on GPU `id`.
 pub fn open_cuda(id: usize, precision: Precision) -> anyhow::Result<Cuda> {
-    let conv = conv_engine()?;
+    let conv = ConvEngine::from_env()?.unwrap_or_default();
     let be = Cuda::with_options(id, CudaOptions { precision, conv }).with_context(|| format!("GPU {id}"))?;
     Ok(be)
 }

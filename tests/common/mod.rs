@@ -15,15 +15,7 @@ use std::path::{Path, PathBuf};
 /// CLI reads it) where set, else `default`. Unset on a GPU, so the tests run as written there;
 /// `tools/cuda_emu/check.sh` sets it to run the suite on each engine under the emulator.
 pub fn conv_engine(default: crema::backend::cuda::ConvEngine) -> crema::backend::cuda::ConvEngine {
-    use crema::backend::cuda::ConvEngine;
-    match std::env::var("CREMA_CONV_ENGINE") {
-        Err(std::env::VarError::NotPresent) => default,
-        Ok(v) if v.trim().is_empty() => default,
-        Ok(v) if v.trim().eq_ignore_ascii_case("cudnn") => ConvEngine::Cudnn,
-        Ok(v) if v.trim().eq_ignore_ascii_case("im2col") => ConvEngine::Im2col,
-        Ok(v) => panic!("CREMA_CONV_ENGINE={v}: expected cudnn or im2col"),
-        Err(e) => panic!("CREMA_CONV_ENGINE: {e}"),
-    }
+    crema::backend::cuda::ConvEngine::from_env().unwrap_or_else(|e| panic!("{e}")).unwrap_or(default)
 }
 
 /// `../shared/conformance` beside the crate, or `$CREMA_CONFORMANCE`. Panics (failing the

@@ -73,6 +73,24 @@ pub enum ConvEngine {
     Im2col,
 }
 
+impl ConvEngine {
+    /// The engine `CREMA_CONV_ENGINE` names (`cudnn` or `im2col`, any case), or None where it is
+    /// unset or empty: how the CLI and the CUDA tests let a user or a test pick the engine.
+    pub fn from_env() -> Result<Option<ConvEngine>> {
+        let bad = |v: String| Error::Config(format!("CREMA_CONV_ENGINE={v}: expected cudnn (the default) or im2col"));
+        match std::env::var("CREMA_CONV_ENGINE") {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(v)) => Err(bad(format!("{v:?}"))),
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" => Ok(None),
+                "cudnn" => Ok(Some(ConvEngine::Cudnn)),
+                "im2col" => Ok(Some(ConvEngine::Im2col)),
+                _ => Err(bad(v)),
+            },
+        }
+    }
+}
+
 /// Options of [`Cuda::with_options`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CudaOptions {
