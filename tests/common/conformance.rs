@@ -223,12 +223,8 @@ pub fn run_solver_case<B: Backend>(be: B, name: &str) -> Vec<String> {
     let mut solver = Solver::from_file(be, dir.join("solver.prototxt")).unwrap_or_else(|e| panic!("{name}: {e}"));
     let init = dir.join(case["init_weights"].as_str().unwrap());
     solver.net_mut().load_weights_files(&[init]).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let be = solver.backend().clone();
     for (blob, file) in case["inputs"].as_object().unwrap() {
-        let arr = npy(&dir, file.as_str().unwrap());
-        let b = solver.net_mut().blob_mut(blob).unwrap_or_else(|| panic!("{name}: no blob `{blob}`"));
-        b.reshape(&be, &arr.shape).unwrap();
-        b.set_data(&be, &arr.data).unwrap();
+        set_input(solver.net_mut(), blob, &npy(&dir, file.as_str().unwrap()));
     }
     if let Some(state) = case["resume_from"].as_str() {
         solver.restore(dir.join(state)).unwrap_or_else(|e| panic!("{name}: {e}"));
