@@ -98,7 +98,7 @@ impl Dnn {
     /// algorithm for the shape.
     pub fn run(&mut self, dev: &Device, pass: Pass, spec: &ConvSpec, x: u64, w: u64, y: u64) -> Result<bool> {
         if !self.plans.contains_key(spec) {
-            let plan = self.plan(dev, spec)?;
+            let plan = self.plan(spec)?;
             self.plans.insert(spec.clone(), plan);
         }
         let handle = self.handle;
@@ -158,7 +158,7 @@ impl Dnn {
         out
     }
 
-    fn plan(&self, dev: &Device, spec: &ConvSpec) -> Result<Plan> {
+    fn plan(&self, spec: &ConvSpec) -> Result<Plan> {
         let what = format!("describing a convolution to cuDNN ({})", shape(spec));
         let e = |err| Error::Cuda { what: what.clone(), detail: status_text(err) };
         let int = |v: usize| v as i32;
@@ -175,13 +175,11 @@ impl Dnn {
         let y = tensor(&yd).map_err(e)?;
         let w = Desc { raw: dn::create_filter_descriptor().map_err(e)?, destroy: dn::destroy_filter_descriptor };
         let conv = Desc { raw: dn::create_convolution_descriptor().map_err(e)?, destroy: dn::destroy_convolution_descriptor };
-        let math = search_math(dev);
         // SAFETY: live descriptors; every array has the length passed with it.
         unsafe {
             dn::set_filternd_descriptor(w.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, d::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, wd.len() as i32, wd.as_ptr()).map_err(e)?;
             dn::set_convolutionnd_descriptor(conv.raw, k.len() as i32, pad.as_ptr(), stride.as_ptr(), dil.as_ptr(), d::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION, d::cudnnDataType_t::CUDNN_DATA_FLOAT).map_err(e)?;
             dn::set_convolution_group_count(conv.raw, int(spec.group)).map_err(e)?;
-            dn::set_convolution_math_type(conv.raw, math).map_err(e)?;
             let mut out = vec![0i32; yd.len()];
             d::cudnnGetConvolutionNdForwardOutputDim(conv.raw, x.raw, w.raw, out.len() as i32, out.as_mut_ptr()).result().map_err(e)?;
             if out != yd {
@@ -211,12 +209,6 @@ fn tensor(dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>,
     Ok(desc)
 }
 
-/// The math type the descriptor carries while cuDNN's algorithms are searched: TF32 tensor cores
-/// permitted (CUDNN_DEFAULT_MATH) or FMA kernels only (CUDNN_FMA_MATH, strict FP32).
-fn search_math(dev: &Device) -> d::cudnnMathType_t {
-    if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH }
-}
-
 /// One measured algorithm, whatever the pass.
 struct Perf {
     algo: Algo,
@@ -233,12 +225,13 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     let mut count = 0i32;
     let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
     let ok = |s: d::cudnnStatus_t| s == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
-    // cudnnFind* tries only the kernels the descriptor's math type allows (CUDNN_FMA_MATH: FMA
-    // kernels only), and `run` leaves it at the math type of the last pass that ran: set the
-    // precision's own math type again, or an earlier pass's FMA choice would hide every tensor-op
-    // algorithm from this pass's search.
+    // cudnnFind* tries only the kernels the descriptor's math type allows: TF32 tensor cores
+    // permitted (CUDNN_DEFAULT_MATH) or FMA kernels only (CUDNN_FMA_MATH, strict FP32). It is set
+    // here for each search and by `run` for each pass, which leaves the pass's choice on it: an
+    // earlier pass's FMA choice must not hide every tensor-op algorithm from this pass's search.
+    let math = if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH };
     // SAFETY: a live descriptor.
-    unsafe { dn::set_convolution_math_type(plan.conv.raw, search_math(dev)) }
+    unsafe { dn::set_convolution_math_type(plan.conv.raw, math) }
         .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
     // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a valid
     // value of every field), of which cuDNN fills `count`.
