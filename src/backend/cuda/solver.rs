@@ -91,13 +91,9 @@ impl SolverOps for Cuda {
                 u.rule
             )));
         }
-        let (h2, h2_len) = match history2 {
-            Some(h) => {
-                self.own(&[h])?;
-                (h.ptr, h.len)
-            }
-            None => (0, 0),
-        };
+        if let Some(h) = &history2 {
+            self.own(&[h])?;
+        }
         Launch::new(&self.dev, UPDATE_PARAM)
             .elems(n)
             .u64("n", n)
@@ -105,7 +101,7 @@ impl SolverOps for Cuda {
             .buf("data", data)
             .buf("diff", diff)
             .buf("history", history)
-            .raw("history2", h2, h2_len)
+            .opt_buf("history2", history2.as_deref())
             .run()
     }
 }
