@@ -32,7 +32,7 @@ pub(super) struct Sample {
 
 /// Stacks samples into a batch: data `(N, C, H, W)` and the label top shaped by
 /// `label_shape(n, h, w)`. Every sample must have the first one's shape.
-pub(super) fn stack(samples: Vec<Sample>, label_shape: impl Fn(usize, usize, usize) -> Vec<usize>, hint: &str) -> Result<Batch> {
+fn stack(samples: Vec<Sample>, label_shape: impl Fn(usize, usize, usize) -> Vec<usize>, hint: &str) -> Result<Batch> {
     let first = samples.first().ok_or_else(|| Error::Internal("empty batch".into()))?;
     let [c, h, w] = first.shape;
     let first_file = first.file.clone();
@@ -57,7 +57,7 @@ pub(super) fn stack(samples: Vec<Sample>, label_shape: impl Fn(usize, usize, usi
 }
 
 /// Copies a batch into the layer's tops, reshaping them if its shapes differ.
-pub(super) fn upload<B: Backend>(be: &B, ctx: &mut Ctx<'_, B>, batch: &Batch) -> Result<()> {
+fn upload<B: Backend>(be: &B, ctx: &mut Ctx<'_, B>, batch: &Batch) -> Result<()> {
     for (i, (shape, values)) in batch.tops.iter().enumerate().take(ctx.num_tops()) {
         let top = ctx.top_mut(i);
         if top.shape() != shape.as_slice() {

@@ -249,7 +249,7 @@ mod tests {
     use crate::layers::tensor_testing::{config_msg, layer_from, shape_msg};
 
     fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
-        layer_from(create::<Cpu>, &format!("name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" {param}"))
+        layer_from(&format!("name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" {param}"))
     }
 
     fn config_err(param: &str) -> String {

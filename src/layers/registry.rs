@@ -6,7 +6,7 @@ use crate::proto::LayerParameter;
 use crate::{Error, Result};
 
 /// A layer constructor.
-pub(super) type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
+type Ctor<B> = fn(&LayerParameter, &LayerContext) -> Result<Box<dyn Layer<B>>>;
 
 fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
     vec![

@@ -1,8 +1,7 @@
 //! Test helpers for the layers' unit tests: build a small net from prototxt text and report
 //! its error or its blob shapes, or build one layer and read the message of its error.
 
-use super::registry::Ctor;
-use super::{Layer, LayerContext};
+use super::{create_layer, Layer, LayerContext};
 use crate::backend::cpu::Cpu;
 use crate::net::Net;
 use crate::proto::{LayerParameter, NetParameter, Phase};
@@ -73,10 +72,10 @@ pub(crate) fn assert_contains(message: &str, part: &str) {
     assert!(message.contains(part), "`{message}` does not contain `{part}`");
 }
 
-/// The layer `create` builds, in the Train phase, from LayerParameter text `text`.
-pub(crate) fn layer_from(create: Ctor<Cpu>, text: &str) -> crate::Result<Box<dyn Layer<Cpu>>> {
+/// The layer LayerParameter text `text` describes, built in the Train phase.
+pub(crate) fn layer_from(text: &str) -> crate::Result<Box<dyn Layer<Cpu>>> {
     let lp: LayerParameter = crate::prototxt::parse(text, "test").unwrap();
-    create(&lp, &LayerContext::new(Phase::Train, 0))
+    create_layer(&lp, &LayerContext::new(Phase::Train, 0))
 }
 
 /// The message of the Config error `r` holds (panics on anything else); `what` names the

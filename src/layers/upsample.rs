@@ -123,7 +123,7 @@ mod tests {
     use crate::layers::tensor_testing::{config_msg, layer_from, shape_msg};
 
     fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
-        layer_from(create::<Cpu>, &format!("name: \"u\" type: \"Upsample\" bottom: \"x\" bottom: \"m\" top: \"y\" {param}"))
+        layer_from(&format!("name: \"u\" type: \"Upsample\" bottom: \"x\" bottom: \"m\" top: \"y\" {param}"))
     }
 
     fn config_err(param: &str) -> String {

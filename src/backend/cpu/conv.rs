@@ -140,9 +140,9 @@ pub(crate) fn forward(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], w: &[f32], 
         Path::Gemm => conv_gemm::forward(isa, s, x, w, y),
         Path::Direct => conv_direct::forward(isa, s, x, w, y),
         Path::Winograd => {
-            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
-            let (isp, osp) = (s.in_spatial(), s.out_spatial());
             let p = winograd_problem(s);
+            let (cg, mg) = (p.c, p.k);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
             for g in 0..s.group {
                 let wts = Weights { w: &w[g * mg * cg * 9..(g + 1) * mg * cg * 9], ks: cg * 9, cs: 9, flip: false };
                 conv_winograd::forward(isa, &p, &x[g * cg * isp..], &wts, &mut y[g * mg * osp..]);
@@ -187,9 +187,9 @@ pub(crate) fn backward_filter(isa: Isa, path: Path, s: &ConvSpec, x: &[f32], dy:
         Path::Gemm => conv_gemm::backward_filter(isa, s, x, dy, dw),
         Path::Direct => conv_direct::backward_filter(isa, s, x, dy, dw),
         Path::Winograd => {
-            let (cg, mg) = (s.channels / s.group, s.out_channels / s.group);
-            let (isp, osp) = (s.in_spatial(), s.out_spatial());
             let p = winograd_problem(s);
+            let (cg, mg) = (p.c, p.k);
+            let (isp, osp) = (s.in_spatial(), s.out_spatial());
             for g in 0..s.group {
                 let dwg = &mut dw[g * mg * cg * 9..(g + 1) * mg * cg * 9];
                 conv_winograd_filter::backward_filter(isa, &p, &x[g * cg * isp..], &dy[g * mg * osp..], dwg, cg * 9, 9);
