@@ -57,12 +57,7 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// is reused when `len` fits in it (the contents are then unspecified: whatever was there,
     /// or zeros); otherwise a new zero-filled buffer replaces it. For pooled buffers that are
     /// lent to blobs of different sizes (see the net's diff sharing).
-    fn set_len(&self, buf: &mut Self::Buf, len: usize) -> Result<()> {
-        if self.len(buf) != len {
-            *buf = self.alloc(len)?;
-        }
-        Ok(())
-    }
+    fn set_len(&self, buf: &mut Self::Buf, len: usize) -> Result<()>;
     /// Copies host `src` into `dst[offset..offset + src.len()]`.
     fn upload(&self, src: &[f32], dst: &mut Self::Buf, offset: usize) -> Result<()>;
     /// Copies `src[offset..offset + dst.len()]` to the host.

@@ -19,6 +19,9 @@ struct Row {
     tests: BTreeMap<usize, f32>,
 }
 
+/// The CSV's first columns, before one per test output.
+const HEADER: [&str; 4] = ["iteration", "loss", "smoothed_loss", "lr"];
+
 /// Everything recorded so far.
 #[derive(Default)]
 pub struct Curves {
@@ -62,10 +65,10 @@ impl Curves {
     pub fn resume_from(text: &str, before: u64) -> Result<Curves, String> {
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().ok_or("the file is empty")?.split(',').collect();
-        if header.len() < 4 || header[..4] != ["iteration", "loss", "smoothed_loss", "lr"] {
-            return Err("its header is not `iteration,loss,smoothed_loss,lr,...`".into());
+        if header.len() < HEADER.len() || header[..HEADER.len()] != HEADER {
+            return Err(format!("its header is not `{},...`", HEADER.join(",")));
         }
-        let columns: Vec<(String, bool)> = header[4..].iter().map(|c| (c.to_string(), c.ends_with("loss"))).collect();
+        let columns: Vec<(String, bool)> = header[HEADER.len()..].iter().map(|c| (c.to_string(), c.ends_with("loss"))).collect();
         let mut rows = BTreeMap::new();
         for (n, line) in lines.enumerate() {
             let bad = |what: &str| format!("line {}: {what}", n + 2);
@@ -94,7 +97,7 @@ impl Curves {
 
     /// The CSV text.
     pub fn csv(&self) -> String {
-        let mut out = String::from("iteration,loss,smoothed_loss,lr");
+        let mut out = HEADER.join(",");
         for (c, _) in &self.columns {
             out.push(',');
             out.push_str(c);

@@ -60,7 +60,7 @@ impl Order {
     }
 
     /// The stream positions of forward pass `pass`.
-    pub fn positions(&self, pass: u64) -> std::ops::Range<u64> {
+    fn positions(&self, pass: u64) -> std::ops::Range<u64> {
         let start = self.skip + pass * self.batch as u64;
         start..start + self.batch as u64
     }
@@ -76,7 +76,7 @@ impl Order {
 
     /// The sample index at stream position `pos`, with `cache` holding the last epoch's
     /// permutation.
-    pub fn sample(&self, pos: u64, cache: &mut Option<(u64, Vec<usize>)>) -> usize {
+    fn sample(&self, pos: u64, cache: &mut Option<(u64, Vec<usize>)>) -> usize {
         let (e, k) = (pos / self.n as u64, (pos % self.n as u64) as usize);
         if !self.shuffle {
             return k;
@@ -111,8 +111,7 @@ mod tests {
     use super::*;
 
     fn pass(o: &Order, k: u64) -> Vec<usize> {
-        let mut cache = None;
-        o.positions(k).map(|p| o.sample(p, &mut cache)).collect()
+        o.draws(k).into_iter().map(|(_, i)| i).collect()
     }
 
     #[test]
