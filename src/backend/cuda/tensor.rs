@@ -287,16 +287,13 @@ impl TensorOps for Cuda {
         let groups = chains(&others, None);
         let last = groups.len() - 1;
         for (g, c) in groups.iter().enumerate() {
-            let launch = Launch::new(dev, ELTWISE_PROD)
+            Launch::new(dev, ELTWISE_PROD)
                 .elems(len)
                 .u64("n", len)
-                .value("chain", c);
-            let launch = if g == last {
-                launch.buf("dy", dy)
-            } else {
-                launch.raw("dy", 0, 0)
-            };
-            launch.buf("y", dx).run()?;
+                .value("chain", c)
+                .opt_buf("dy", (g == last).then_some(dy))
+                .buf("y", dx)
+                .run()?;
         }
         Ok(())
     }
