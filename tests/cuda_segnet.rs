@@ -293,3 +293,66 @@ fn diagnose_blob_by_blob() {
         println!("{line}");
     }
 }
+
+/// The lite SegNet's training solver on `g`, reading the fixture X-rays through its
+/// DenseImageData layer at `batch x 1 x side x side`.
+fn lite_solver(g: &Cuda, batch: u32, side: u32) -> crema::solver::Solver<Cuda> {
+    use crema::proto::SolverParameter;
+    let path = crate_root().join("models/lung_segnet_lite/train.prototxt");
+    let mut net: NetParameter = crema::prototxt::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    for layer in net.layer.iter_mut().filter(|l| l.r#type() == "DenseImageData") {
+        let p = layer.dense_image_data_param.as_mut().expect("a DenseImageData layer has its parameters");
+        p.batch_size = Some(batch);
+        p.new_height = Some(side);
+        p.new_width = Some(side);
+    }
+    let param = SolverParameter {
+        net_param: Some(net),
+        r#type: Some("SGD".into()),
+        base_lr: Some(0.001),
+        lr_policy: Some("fixed".into()),
+        momentum: Some(0.9),
+        weight_decay: Some(0.0005),
+        max_iter: Some(1000),
+        display: Some(0),
+        average_loss: Some(2),
+        snapshot: Some(0),
+        snapshot_after_train: Some(false),
+        random_seed: Some(1),
+        train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
+        ..Default::default()
+    };
+    crema::solver::Solver::with_file(g.clone(), param, Some(&path)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The rule for the GPU: blobs live on the device between iterations, and a training
+/// step copies to the device only the data layers' batches (and the loss the host computed
+/// from its sum), reads back only results (the loss sum, error flags) and waits for the GPU
+/// once, where it reads the loss (the mask checks of pooling and upsampling are read with
+/// it); it allocates nothing once the first steps have run.
+#[test]
+fn training_steps_keep_blobs_on_the_device() {
+    let Some(g) = gpu(CudaOptions::default()) else { return };
+    let (batch, side, steps) = (2u32, 32u32, 3u64);
+    let mut solver = lite_solver(&g, batch, side);
+    // Warm-up: buffers, kernels, cuDNN's choices and the shared workspace.
+    solver.step(2).unwrap_or_else(|e| panic!("{e}"));
+    g.synchronize().unwrap_or_else(|e| panic!("{e}"));
+    let before = g.activity();
+    solver.step(steps).unwrap_or_else(|e| panic!("{e}"));
+    g.synchronize().unwrap_or_else(|e| panic!("{e}"));
+    let d = g.activity().since(&before);
+    println!("{steps} training steps of the lite SegNet at {batch}x1x{side}x{side} on {}: {d:?}", g.describe());
+    assert_eq!(d.allocations, 0, "allocations after the warm-up: {d:?}");
+    // Per step: the image batch and the label batch, f32 each, and the loss.
+    let inputs = 2 * (batch * side * side) as u64 * 4 + 4;
+    assert_eq!(d.upload_bytes, steps * inputs, "bytes uploaded in {steps} steps: {d:?}");
+    assert_eq!(d.uploads, steps * 3, "uploads in {steps} steps: {d:?}");
+    // One wait per step, and the test's own.
+    assert_eq!(d.syncs, steps + 1, "waits for the GPU in {steps} steps: {d:?}");
+    // Reads are the loss sum (4 words) and a word per mask check (15 per step): no blob.
+    assert!(d.download_bytes <= steps * 256, "downloads of more than results and flags: {d:?}");
+    // At most a result and the pending checks per wait.
+    assert!(d.downloads <= 2 * d.syncs, "downloads that did not wait: {d:?}");
+    assert!(d.kernels > 0 && d.library_calls > 0, "no work counted: {d:?}");
+}

@@ -42,6 +42,47 @@ impl<'a, T> Io<'a, T> {
     }
 }
 
+/// What a device backend (CUDA) has been asked to do since it was opened: calls queued, waits
+/// for the device and copies between host and device. `crema time --gpu` reports it per
+/// training step; the CUDA tests hold a training step to it (no allocations, no copies but the
+/// data layers' inputs and the loss).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// crema's own kernels launched.
+    pub kernels: u64,
+    /// cuBLAS GEMMs and cuDNN convolution passes queued.
+    pub library_calls: u64,
+    /// Times the host waited for the stream (every read of a result waits).
+    pub syncs: u64,
+    /// Copies from host to device, and their bytes.
+    pub uploads: u64,
+    /// Bytes of [`Activity::uploads`].
+    pub upload_bytes: u64,
+    /// Copies from device to host (read-backs of results included), and their bytes.
+    pub downloads: u64,
+    /// Bytes of [`Activity::downloads`].
+    pub download_bytes: u64,
+    /// Device allocations (buffers, workspace growth).
+    pub allocations: u64,
+}
+
+impl Activity {
+    /// What happened between `earlier` and `self` (counts taken from the same device).
+    pub fn since(&self, earlier: &Activity) -> Activity {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        Activity {
+            kernels: d(self.kernels, earlier.kernels),
+            library_calls: d(self.library_calls, earlier.library_calls),
+            syncs: d(self.syncs, earlier.syncs),
+            uploads: d(self.uploads, earlier.uploads),
+            upload_bytes: d(self.upload_bytes, earlier.upload_bytes),
+            downloads: d(self.downloads, earlier.downloads),
+            download_bytes: d(self.download_bytes, earlier.download_bytes),
+            allocations: d(self.allocations, earlier.allocations),
+        }
+    }
+}
+
 /// Memory: allocation and the only crossings between host and backend.
 pub trait Storage: Clone + Send + Sync + 'static {
     /// A buffer of `f32` owned by this backend.
@@ -66,6 +107,14 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn synchronize(&self) -> Result<()>;
     /// Bytes of backend memory in use now and at most so far, where the backend tracks them.
     fn memory_usage(&self) -> Option<(usize, usize)> {
+        None
+    }
+    /// Names the layer (name, type) whose calls follow, or none: a backend that reports some
+    /// errors later than the call that caused them (a GPU's checks of data, read at the next
+    /// wait) names that layer in them.
+    fn enter_layer(&self, _layer: Option<(&str, &str)>) {}
+    /// What the device was asked to do so far, where the backend runs on one (not the CPU).
+    fn activity(&self) -> Option<Activity> {
         None
     }
 

@@ -28,6 +28,10 @@ pub struct Args {
     /// momentum 0.9, weight decay 0.0005).
     #[arg(long)]
     train: bool,
+    /// On a GPU, also list the cuDNN algorithm chosen for every convolution shape and pass,
+    /// with cuDNN's measured times.
+    #[arg(long)]
+    algorithms: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -37,7 +41,32 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     match a.device.open()? {
         Opened::Cpu(be) => go(be, &a, phase),
-        Opened::Cuda(be) => go(be, &a, phase),
+        Opened::Cuda(be) => {
+            go(be.clone(), &a, phase)?;
+            print_cudnn(&be, a.algorithms);
+            Ok(())
+        }
+    }
+}
+
+/// cuDNN's measured times of the algorithms chosen, per pass, against the fastest usable ones
+/// (crema prefers deterministic algorithms), and with `all` every choice.
+fn print_cudnn(be: &crema::backend::cuda::Cuda, all: bool) {
+    let lines = be.conv_algorithms();
+    if lines.is_empty() {
+        return;
+    }
+    let t = be.conv_measured_times();
+    let (chosen, fastest): (f64, f64) = t.iter().fold((0.0, 0.0), |(a, b), &(c, f)| (a + c, b + f));
+    println!(
+        "cuDNN convolutions, measured by cuDNN once per distinct shape: {chosen:.2} ms (forward {:.2}, backward data {:.2}, \
+         backward filter {:.2}); with the fastest algorithms, deterministic or not: {fastest:.2} ms",
+        t[0].0, t[1].0, t[2].0
+    );
+    if all {
+        for l in lines {
+            println!("  {l}");
+        }
     }
 }
 
@@ -100,6 +129,7 @@ fn time_training<B: Backend>(be: B, a: &Args, iterations: usize) -> anyhow::Resu
     // Warm-up: first-touch allocations, kernel compilation and algorithm choices stay out.
     solver.step(1)?;
     be.synchronize()?;
+    let before = be.activity();
     let mut steps = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
@@ -107,11 +137,34 @@ fn time_training<B: Backend>(be: B, a: &Args, iterations: usize) -> anyhow::Resu
         be.synchronize()?;
         steps.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let after = be.activity();
     let avg = steps.iter().sum::<f64>() / steps.len() as f64;
     println!("Training steps ({iterations} iterations, {}): SGD lr 0.001, momentum 0.9, weight decay 0.0005", be.describe());
     println!("Average training step: {avg:.2} ms (median {:.2} ms)", median(&mut steps));
+    if let (Some(a), Some(b)) = (after, before) {
+        println!("{}", per_step(&a.since(&b), iterations));
+    }
     print_memory(&be);
     Ok(())
+}
+
+/// "Per training step on the device: 412 kernels, ..." (the timing loop's own waits, one per
+/// step, included).
+fn per_step(d: &crema::backend::Activity, steps: usize) -> String {
+    let n = steps.max(1) as f64;
+    let per = |v: u64| v as f64 / n;
+    format!(
+        "Per training step on the device: {:.1} kernels, {:.1} cuBLAS/cuDNN calls, {:.1} waits for the GPU, \
+         {:.1} uploads ({:.1} kB), {:.1} downloads ({:.2} kB), {:.1} allocations",
+        per(d.kernels),
+        per(d.library_calls),
+        per(d.syncs),
+        per(d.uploads),
+        per(d.upload_bytes) / 1e3,
+        per(d.downloads),
+        per(d.download_bytes) / 1e3,
+        per(d.allocations)
+    )
 }
 
 /// `Peak resident memory` and, on a GPU, `Peak device memory`.

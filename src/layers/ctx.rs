@@ -17,6 +17,7 @@ pub struct Ctx<'a, B: Storage> {
     top_ids: &'a [usize],
     param_ids: &'a [usize],
     param_propagate: &'a [bool],
+    top_diff_values: &'a [Option<f32>],
     /// The phase the net runs in.
     pub phase: Phase,
 }
@@ -89,7 +90,20 @@ impl<'a, B: Storage> Ctx<'a, B> {
         param_propagate: &'a [bool],
         phase: Phase,
     ) -> Self {
-        Ctx { blobs, params, bottom_ids, top_ids, param_ids, param_propagate, phase }
+        Ctx { blobs, params, bottom_ids, top_ids, param_ids, param_propagate, top_diff_values: &[], phase }
+    }
+
+    /// Tells the layer what the tops' diffs hold where only the net wrote them (see
+    /// `LayerEntry::top_diff_values`).
+    pub fn with_top_diff_values(mut self, values: &'a [Option<f32>]) -> Self {
+        self.top_diff_values = values;
+        self
+    }
+
+    /// The value every element of top `i`'s diff holds, where the net knows it without reading
+    /// it (a loss top's weight).
+    pub fn top_diff_value(&self, i: usize) -> Option<f32> {
+        self.top_diff_values.get(i).copied().flatten()
     }
 
     /// Whether backward should compute the gradient of learnable blob `i` (false when its

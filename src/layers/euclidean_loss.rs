@@ -1,5 +1,6 @@
 //! EuclideanLoss: `sum((a - b)^2) / (2 N)`.
 
+use super::loss::loss_weight;
 use super::{Arity, Ctx, Layer, LayerContext};
 use crate::backend::Backend;
 use crate::blob::count_range;
@@ -52,13 +53,13 @@ impl<B: Backend> Layer<B> for EuclideanLoss<B> {
     }
     fn backward(&mut self, be: &B, ctx: &mut Ctx<'_, B>, propagate_down: &[bool]) -> Result<()> {
         let diff = self.diff.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?;
+        let known = ctx.top_diff_value(0);
         let mut parts = ctx.parts_back()?;
-        let mut top_diff = [0.0f32];
-        be.download(&parts.tops[0].diff, 0, &mut top_diff)?;
+        let weight = loss_weight(be, known, &parts.tops[0].diff)?;
         for (i, b) in parts.bottoms.iter_mut().enumerate() {
             if propagate_down[i] {
                 let sign = if i == 0 { 1.0 } else { -1.0 };
-                be.axpby(sign * top_diff[0] / self.num as f32, diff, 0.0, &mut b.diff)?;
+                be.axpby(sign * weight / self.num as f32, diff, 0.0, &mut b.diff)?;
             }
         }
         Ok(())

@@ -56,6 +56,9 @@ impl<B: Backend> Layer<B> for InfogainLoss<B> {
     fn is_loss(&self) -> bool {
         true
     }
+    fn host_loss(&self) -> Option<f32> {
+        self.probs.host_loss()
+    }
     /// Neither the labels nor `H` take a gradient (Caffe allows forcing one to `H`, then
     /// aborts in backward; crema never asks).
     fn allow_force_backward(&self, bottom: usize) -> bool {

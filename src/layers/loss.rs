@@ -57,8 +57,12 @@ pub(super) fn check_label_count(axis: &ClassAxis, axis_index: usize, data: &[usi
     Ok(())
 }
 
-/// The loss weight: the diff of the (scalar) loss top, which the net set.
-pub(super) fn loss_weight<B: Backend>(be: &B, top_diff: &B::Buf) -> Result<f32> {
+/// The loss weight: the diff of the (scalar) loss top, which the net set: `known` where the
+/// net knows it without reading it (see `Ctx::top_diff_value`), else read from the buffer.
+pub(super) fn loss_weight<B: Backend>(be: &B, known: Option<f32>, top_diff: &B::Buf) -> Result<f32> {
+    if let Some(w) = known {
+        return Ok(w);
+    }
     let mut w = [0.0f32];
     be.download(top_diff, 0, &mut w)?;
     Ok(w[0])
@@ -106,6 +110,8 @@ pub(super) struct SoftmaxProbs<B: Backend> {
     label_shape: Vec<usize>,
     /// Valid positions counted by the last forward, for backward's normaliser.
     valid: usize,
+    /// The loss the last forward wrote to the loss top.
+    loss: Option<f32>,
 }
 
 impl<B: Backend> SoftmaxProbs<B> {
@@ -120,6 +126,7 @@ impl<B: Backend> SoftmaxProbs<B> {
             axis: ClassAxis { outer: 0, classes: 0, inner: 0 },
             label_shape: Vec::new(),
             valid: 0,
+            loss: None,
         }
     }
 
@@ -162,13 +169,20 @@ impl<B: Backend> SoftmaxProbs<B> {
             None => self.prob.as_mut().ok_or_else(|| Error::Internal("forward before reshape".into()))?,
         };
         be.softmax_forward(&self.axis, Io::Pair(&parts.bottoms[0].data, prob))?;
+        self.loss = None;
         let sum = loss(&self.axis, self.ignore_label, prob, &parts.bottoms)?;
         if let Some(bad) = sum.bad {
             return Err(bad_label(bad, &self.label_shape, self.axis.classes, self.ignore_label));
         }
         self.valid = sum.valid;
         let loss = sum.loss as f32 / normalizer(self.normalization, self.axis.outer, self.axis.inner, sum.valid);
+        self.loss = Some(loss);
         be.upload(&[loss], &mut loss_top[0].data, 0)
+    }
+
+    /// The loss the last forward wrote (see `Layer::host_loss`).
+    pub fn host_loss(&self) -> Option<f32> {
+        self.loss
     }
 
     /// Bottom 0's gradient: `grad(axis, ignore_label, probabilities, scale, bottom 0's diff,
@@ -179,9 +193,10 @@ impl<B: Backend> SoftmaxProbs<B> {
         ctx: &mut Ctx<'_, B>,
         grad: impl FnOnce(&ClassAxis, Option<i32>, &B::Buf, f32, &mut B::Buf, &[&mut Blob<B>]) -> Result<()>,
     ) -> Result<()> {
+        let known = ctx.top_diff_value(0);
         let mut parts = ctx.parts_back()?;
-        let scale =
-            loss_weight(be, &parts.tops[0].diff)? / normalizer(self.normalization, self.axis.outer, self.axis.inner, self.valid);
+        let scale = loss_weight(be, known, &parts.tops[0].diff)?
+            / normalizer(self.normalization, self.axis.outer, self.axis.inner, self.valid);
         let prob = match parts.tops.get(1) {
             Some(t) => &t.data,
             None => self.prob.as_ref().ok_or_else(|| Error::Internal("backward before reshape".into()))?,

@@ -170,6 +170,11 @@ pub trait Layer<B: Backend>: Send {
     fn is_loss(&self) -> bool {
         false
     }
+    /// The scalar the last forward wrote to top 0, where the layer computed it on the host (a
+    /// loss): the net then need not read it back from a device.
+    fn host_loss(&self) -> Option<f32> {
+        None
+    }
     /// For each bottom, whether a gradient can flow to it (Caffe's `AllowForceBackward`; false
     /// for labels).
     fn allow_force_backward(&self, _bottom: usize) -> bool {

@@ -75,8 +75,9 @@ impl<B: Backend> Layer<B> for SigmoidCrossEntropyLoss {
         if !propagate_down[0] {
             return Ok(());
         }
+        let known = ctx.top_diff_value(0);
         let mut parts = ctx.parts_back()?;
-        let scale = loss_weight(be, &parts.tops[0].diff)? / self.normalizer;
+        let scale = loss_weight(be, known, &parts.tops[0].diff)? / self.normalizer;
         let (data, target) = parts.bottoms.split_at_mut(1);
         let (x, dx) = data[0].data_and_diff_mut();
         be.sigmoid_xent_backward(x, &target[0].data, self.ignore_label, scale, dx)

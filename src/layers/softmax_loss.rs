@@ -63,6 +63,9 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
     fn is_loss(&self) -> bool {
         true
     }
+    fn host_loss(&self) -> Option<f32> {
+        self.probs.host_loss()
+    }
     fn allow_force_backward(&self, bottom: usize) -> bool {
         bottom != 1
     }

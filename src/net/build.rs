@@ -76,6 +76,8 @@ impl<B: Backend> Net<B> {
             outputs: Vec::new(),
             inputs: Vec::new(),
             share: None,
+            unread: Vec::new(),
+            diff_values: Vec::new(),
         };
         let mut available: Vec<usize> = Vec::new();
         let mut index_of: HashMap<String, usize> = HashMap::new();
@@ -221,6 +223,11 @@ impl<B: Backend> Net<B> {
                 need_backward,
                 bottom_need_backward: bottom_need,
             });
+        }
+        net.unread = vec![true; net.blobs.len()];
+        net.diff_values = vec![None; net.blobs.len()];
+        for &b in net.layers.iter().flat_map(|l| &l.bottoms) {
+            net.unread[b] = false;
         }
         net.outputs = available;
         net.tell_label_ranges()?;

@@ -85,6 +85,13 @@ pub struct Net<B: Backend> {
     inputs: Vec<usize>,
     /// The pooled diff buffers, when diffs are shared (see [`NetOptions::share_diffs`]).
     share: Option<share::DiffPool<B>>,
+    /// Per blob: whether no layer reads it (a loss top's diff is then written by the net
+    /// alone).
+    unread: Vec<bool>,
+    /// Per blob: the value every element of its diff holds, where the net wrote it (a loss
+    /// weight, at forward) and nothing may have changed it since: loss layers take it from here
+    /// instead of reading it back from a device.
+    diff_values: Vec<Option<f32>>,
 }
 
 impl<B: Backend> Net<B> {
@@ -112,6 +119,7 @@ impl<B: Backend> Net<B> {
     /// does not change.
     #[doc(hidden)]
     pub fn blobs_mut_for_tests(&mut self) -> &mut [Blob<B>] {
+        self.diff_values.iter_mut().for_each(|v| *v = None);
         &mut self.blobs
     }
     /// The name of blob `i`.
@@ -128,7 +136,10 @@ impl<B: Backend> Net<B> {
     }
     /// The blob called `name`, writable (to set inputs or top diffs).
     pub fn blob_mut(&mut self, name: &str) -> Option<&mut Blob<B>> {
-        self.blob_index(name).map(move |i| &mut self.blobs[i])
+        let i = self.blob_index(name)?;
+        // The caller may set the diff: the net no longer knows it.
+        self.diff_values[i] = None;
+        Some(&mut self.blobs[i])
     }
     /// The learnable blobs (each shared blob once).
     pub fn params(&self) -> &[Blob<B>] {

@@ -34,6 +34,14 @@ impl<B: Backend> Net<B> {
 
     /// Reshapes and runs layer `i` forward; returns the loss it contributes.
     pub fn forward_layer(&mut self, i: usize) -> Result<f32> {
+        let entry = &self.layers[i];
+        self.be.enter_layer(Some((entry.param.name(), entry.param.r#type())));
+        let result = self.run_forward(i);
+        self.be.enter_layer(None);
+        result
+    }
+
+    fn run_forward(&mut self, i: usize) -> Result<f32> {
         let entry = &mut self.layers[i];
         let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
         let wrap = |e: Error| e.in_layer(&name, &kind);
@@ -65,9 +73,13 @@ impl<B: Backend> Net<B> {
             if blob.has_diff() {
                 let n = blob.count();
                 self.be.fill(&mut blob.diff, 0, n, w).map_err(wrap)?;
+                self.diff_values[t] = self.unread[t].then_some(w);
             }
-            let values = blob.data_to_vec(&self.be).map_err(wrap)?;
-            loss += w * values.iter().sum::<f32>();
+            let sum = match entry.layer.host_loss().filter(|_| j == 0 && blob.count() == 1) {
+                Some(v) => v,
+                None => blob.data_to_vec(&self.be).map_err(wrap)?.iter().sum::<f32>(),
+            };
+            loss += w * sum;
         }
         Ok(loss)
     }
@@ -90,7 +102,10 @@ impl<B: Backend> Net<B> {
         if let Some(pool) = &mut self.share {
             pool.lend(i, &self.be, &mut self.blobs)?;
         }
+        let entry = &self.layers[i];
+        self.be.enter_layer(Some((entry.param.name(), entry.param.r#type())));
         let result = self.run_backward(i);
+        self.be.enter_layer(None);
         if let Some(pool) = &mut self.share {
             pool.reclaim(i, &mut self.blobs);
         }
@@ -103,6 +118,7 @@ impl<B: Backend> Net<B> {
             return Ok(());
         }
         let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
+        let known: Vec<Option<f32>> = entry.tops.iter().map(|&t| self.diff_values[t]).collect();
         let mut ctx = Ctx::new(
             &mut self.blobs,
             &mut self.params,
@@ -111,7 +127,8 @@ impl<B: Backend> Net<B> {
             &entry.params,
             &entry.param_propagate,
             self.phase,
-        );
+        )
+        .with_top_diff_values(&known);
         entry
             .layer
             .backward(&self.be, &mut ctx, &entry.bottom_need_backward)

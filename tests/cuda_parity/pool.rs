@@ -140,6 +140,7 @@ fn max_pooling_backward_takes_any_mask_the_cpu_takes() {
             .to_string();
         let got = g
             .max_pool_backward(&s, &up(g, &dy), &up(g, &bad), &mut gdx)
+            .and_then(|_| g.synchronize())
             .expect_err("a bad mask")
             .to_string();
         assert_eq!(got, want);
@@ -241,8 +242,10 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
             .expect_err("bad mask")
             .to_string();
         let mut gy = g.alloc(planes * out_plane).unwrap();
+        // Found on the device, reported by the next wait.
         let got = g
             .upsample_forward(planes, in_plane, out_plane, &up(g, &x), &up(g, &mask), &mut gy)
+            .and_then(|_| g.synchronize())
             .expect_err("bad mask");
         assert!(matches!(got, crema::Error::Shape(_)), "{got}");
         assert_eq!(got.to_string(), want);
@@ -256,6 +259,7 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
         let mut gdx = g.alloc(planes * in_plane).unwrap();
         let got = g
             .upsample_backward(planes, in_plane, out_plane, &up(g, &dy), &up(g, &mask), &mut gdx)
+            .and_then(|_| g.synchronize())
             .expect_err("bad mask");
         assert_eq!(got.to_string(), want);
     }
@@ -267,6 +271,36 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
         .to_string();
     let got = g
         .upsample_forward(planes, in_plane, 0, &up(g, &x), &up(g, &good), &mut g.alloc(0).unwrap())
+        .and_then(|_| g.synchronize())
         .expect_err("empty plane");
     assert_eq!(got.to_string(), want);
+}
+
+/// A net whose Upsample takes its mask from an input: the bad entry is found on the device,
+/// reported at the net's next wait (here the read of the loss, two layers later), and the error
+/// names the Upsample layer and says what the CPU says.
+#[test]
+fn a_bad_mask_in_a_net_names_its_layer() {
+    let Some(g) = gpu() else { return };
+    let text = r#"
+        layer { name: "in" type: "Input" top: "x" top: "mask"
+                input_param { shape { dim: 1 dim: 2 dim: 2 dim: 2 } shape { dim: 1 dim: 2 dim: 2 dim: 2 } } }
+        layer { name: "unpool" type: "Upsample" bottom: "x" bottom: "mask" top: "y" upsample_param { scale: 2 } }
+        layer { name: "act" type: "ReLU" bottom: "y" top: "z" }
+        layer { name: "loss" type: "Reduction" bottom: "z" top: "loss" loss_weight: 1 }
+    "#;
+    let param: crema::proto::NetParameter = crema::prototxt::parse(text, "bad_mask.prototxt").unwrap();
+    let x: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let mut mask = vec![0f32, 5.0, 10.0, 15.0, 0.0, 5.0, 10.0, 15.0];
+    mask[6] = 16.0; // plane 1, entry 2: not an index into a 4x4 plane
+    fn forward<B: crema::backend::Backend>(be: B, p: &crema::proto::NetParameter, x: &[f32], m: &[f32]) -> String {
+        let mut net = crema::net::Net::new(be.clone(), p, 1).unwrap();
+        net.blob_mut("x").unwrap().set_data(&be, x).unwrap();
+        net.blob_mut("mask").unwrap().set_data(&be, m).unwrap();
+        net.forward().expect_err("a bad mask").to_string()
+    }
+    let want = forward(Cpu::new(), &param, &x, &mask);
+    let got = forward(g.clone(), &param, &x, &mask);
+    assert!(got.contains("unpool") && got.contains("Upsample"), "{got}");
+    assert_eq!(got, want);
 }

@@ -9,6 +9,8 @@ use cudarc::driver::sys::CUstream;
 /// A cuBLAS handle (used under the device's lock: handles are not thread-safe).
 pub(crate) struct Blas {
     handle: cbsys::cublasHandle_t,
+    /// GEMMs queued (for [`super::Activity`]).
+    calls: std::cell::Cell<u64>,
 }
 
 // SAFETY: the handle is used by one thread at a time (under a Mutex) with the context bound.
@@ -19,7 +21,7 @@ impl Blas {
     /// arithmetic for `Precision::Fp32`.
     pub fn new(stream: CUstream, precision: Precision) -> Result<Blas> {
         let handle = cb::create_handle().map_err(|e| blas_err("cublasCreate", e))?;
-        let blas = Blas { handle };
+        let blas = Blas { handle, calls: std::cell::Cell::new(0) };
         // SAFETY: a live handle and our live stream (the two stream types are the same C type).
         unsafe { cb::set_stream(handle, stream as cbsys::cudaStream_t) }.map_err(|e| blas_err("cublasSetStream", e))?;
         let mode = match precision {
@@ -70,7 +72,14 @@ impl Blas {
                 g.m, g.n, g.k, g.trans_a, g.trans_b, g.alpha, g.beta
             ),
             detail: format!("{e:?}"),
-        })
+        })?;
+        self.calls.set(self.calls.get() + 1);
+        Ok(())
+    }
+
+    /// GEMMs queued so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.get()
     }
 }
 

@@ -37,6 +37,11 @@ struct Choice {
     math: d::cudnnMathType_t,
     workspace: usize,
     deterministic: bool,
+    /// cuDNN's measured time of this algorithm, in ms.
+    time_ms: f32,
+    /// The fastest usable algorithm whatever its determinism, and its time, where that is not
+    /// this one (what preferring reproducible gradients costs).
+    fastest: Option<(Algo, f32)>,
 }
 
 /// The descriptors of one shape and what was chosen for each pass (`Some(None)`: measured, and
@@ -66,6 +71,8 @@ impl<T: Copy> Drop for Desc<T> {
 pub(crate) struct Dnn {
     handle: d::cudnnHandle_t,
     plans: HashMap<ConvSpec, Plan>,
+    /// Convolution passes queued (for [`super::Activity`]).
+    calls: u64,
 }
 
 // SAFETY: the handle and descriptors are used by one thread at a time (under a Mutex) with the
@@ -86,7 +93,7 @@ impl Dnn {
     /// A handle queued on `stream`.
     pub fn new(stream: CUstream) -> Result<Dnn> {
         let handle = dn::create_handle().map_err(|e| dnn_err("cudnnCreate", e))?;
-        let dnn = Dnn { handle, plans: HashMap::new() };
+        let dnn = Dnn { handle, plans: HashMap::new(), calls: 0 };
         // SAFETY: a live handle and our live stream (the same C type under two names).
         unsafe { dn::set_stream(handle, stream as d::cudaStream_t) }.map_err(|e| dnn_err("cudnnSetStream", e))?;
         Ok(dnn)
@@ -132,7 +139,29 @@ impl Dnn {
             }
         };
         status.result().map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
+        self.calls += 1;
         Ok(true)
+    }
+
+    /// Per pass (forward, backward data, backward filter): cuDNN's measured times of the
+    /// algorithms chosen, summed over the shapes seen, and the same sum with the fastest
+    /// usable algorithm of each (deterministic or not), in ms.
+    pub fn measured_times(&self) -> [(f64, f64); 3] {
+        let mut sums = [(0.0, 0.0); 3];
+        for plan in self.plans.values() {
+            for (sum, c) in sums.iter_mut().zip(&plan.chosen) {
+                if let Some(Some(c)) = c {
+                    sum.0 += c.time_ms as f64;
+                    sum.1 += c.fastest.map_or(c.time_ms, |f| f.1) as f64;
+                }
+            }
+        }
+        sums
+    }
+
+    /// Convolution passes queued so far.
+    pub fn calls(&self) -> u64 {
+        self.calls
     }
 
     /// What was chosen so far, one line per shape and pass (for logs and tests).
@@ -142,12 +171,17 @@ impl Dnn {
             for (pass, c) in [Pass::Forward, Pass::BackwardData, Pass::BackwardFilter].iter().zip(&plan.chosen) {
                 match c {
                     Some(Some(c)) => out.push(format!(
-                        "{} {pass:?}: {:?}, {:?}, {} bytes of workspace{}",
+                        "{} {pass:?}: {:?}, {:?}, {} bytes of workspace{}, {:.3} ms measured{}",
                         shape(spec),
                         c.algo,
                         c.math,
                         c.workspace,
-                        if c.deterministic { "" } else { ", non-deterministic" }
+                        if c.deterministic { "" } else { ", non-deterministic" },
+                        c.time_ms,
+                        match c.fastest {
+                            Some((a, t)) => format!(" (fastest: {a:?}, non-deterministic, {t:.3} ms)"),
+                            None => String::new(),
+                        }
                     )),
                     Some(None) => out.push(format!("{} {pass:?}: no cuDNN algorithm, im2col + GEMM", shape(spec))),
                     None => {}
@@ -216,6 +250,7 @@ struct Perf {
     memory: usize,
     deterministic: bool,
     math: d::cudnnMathType_t,
+    time_ms: f32,
 }
 
 /// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs).
@@ -240,17 +275,17 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
             Pass::Forward => {
                 let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
                 let s = d::cudnnFindConvolutionForwardAlgorithm(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr());
-                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType }).collect())
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
             Pass::BackwardData => {
                 let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
                 let s = d::cudnnFindConvolutionBackwardDataAlgorithm(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr());
-                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType }).collect())
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
             Pass::BackwardFilter => {
                 let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
                 let s = d::cudnnFindConvolutionBackwardFilterAlgorithm(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr());
-                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType }).collect())
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
         }
     };
@@ -271,8 +306,16 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     let strict = !dev.tf32();
     let usable = |p: &&Perf| p.ok && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
     // cuDNN returns the results fastest first.
-    let pick = perfs.iter().filter(usable).find(|p| p.deterministic).or_else(|| perfs.iter().find(usable));
-    Ok(pick.map(|p| Choice { algo: p.algo, math: p.math, workspace: p.memory, deterministic: p.deterministic }))
+    let fastest = perfs.iter().find(usable);
+    let pick = perfs.iter().filter(usable).find(|p| p.deterministic).or(fastest);
+    Ok(pick.map(|p| Choice {
+        algo: p.algo,
+        math: p.math,
+        workspace: p.memory,
+        deterministic: p.deterministic,
+        time_ms: p.time_ms,
+        fastest: fastest.filter(|f| !std::ptr::eq(*f, p)).map(|f| (f.algo, f.time_ms)),
+    }))
 }
 
 /// Whether an algorithm computes through FFT or Winograd transforms.

@@ -325,6 +325,9 @@ impl<'a> Launch<'a> {
         // a live device allocation of at least the length its kernel reads (checked by the
         // caller), and `params` points into `self.args`, which outlives the call.
         let launched = unsafe { drv::launch_kernel(func.0, self.grid, self.block, 0, dev.cu_stream(), &mut params) };
+        if launched.is_ok() {
+            dev.count_launch();
+        }
         let checked = launched.and_then(|_| if dev.sync_each_launch() { dev.stream_sync_raw() } else { Ok(()) });
         checked.map_err(|e| dev.driver_error(&self.describe(), e))
     }

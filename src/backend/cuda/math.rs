@@ -148,10 +148,8 @@ impl Cuda {
             .raw("out", out, 1)
             .run()?;
         let mut result = [0f64; 1];
-        // SAFETY: `out` is one double of the scratch buffer, held under its lock until the
-        // stream has been waited for.
-        unsafe { drv::memcpy_dtoh_async(&mut result, out, dev.cu_stream()) }.map_err(|e| dev.driver_error("reading a reduction's result", e))?;
-        dev.sync()?;
+        // `out` is one double of the scratch buffer, held under its lock.
+        dev.read_back(out, &mut result, "reading a reduction's result")?;
         Ok(result[0])
     }
 }
@@ -262,9 +260,7 @@ impl Math for Cuda {
         unsafe { drv::memset_d8_async(flag, 0, 4, dev.cu_stream()) }.map_err(|e| dev.driver_error("clearing a flag", e))?;
         Launch::new(dev, ALL_FINITE).elems(x.len).u64("n", x.len).buf("x", x).raw("flag", flag, 1).run()?;
         let mut result = [0i32; 1];
-        // SAFETY: as above; the stream is waited for before `result` is read.
-        unsafe { drv::memcpy_dtoh_async(&mut result, flag, dev.cu_stream()) }.map_err(|e| dev.driver_error("reading a flag", e))?;
-        dev.sync()?;
+        dev.read_back(flag, &mut result, "reading a flag")?;
         Ok(result[0] == 0)
     }
 }

@@ -14,8 +14,11 @@
 //!   the result is order-free: counts, minima, maxima): the same inputs give the same bits on
 //!   every run and every GPU, within rounding of the CPU's sums.
 //! - Bad indices in data (pooling masks, labels, row indices) are found on the device (an
-//!   atomic minimum of the first bad position) and read back, so that they fail as on the CPU.
-//!   Those checks and a loss's sum are the only reads a training step waits for.
+//!   atomic minimum of the first bad position), so that they fail as on the CPU. Labels and
+//!   row indices are read back at once; pooling and upsampling masks are checked into slots
+//!   read at the host's next wait (the loss read, a download, `synchronize`), and their errors
+//!   name the layer that ran the check. A training step of the lung SegNet waits for the GPU
+//!   once, where it reads the loss sum ([`Cuda::activity`] counts it).
 //! - `tools/cuda_emu` runs this backend on a machine without a GPU (its kernels on the CPU),
 //!   for testing.
 //! - GEMM is cuBLAS; convolutions are cuDNN with algorithms chosen per shape by measurement and
@@ -45,9 +48,8 @@ mod tensor;
 pub use launch::{kernel_sources, Family};
 pub use query::{device_count, device_query, DeviceInfo};
 
-use crate::backend::Storage;
+use crate::backend::{Activity, Storage};
 use crate::{Error, Result};
-use cudarc::driver::result as drv;
 use device::Device;
 use std::sync::Arc;
 
@@ -156,6 +158,22 @@ impl Cuda {
         self.dev.reset_peak();
     }
 
+    /// Work queued, waits and copies since the GPU was opened (take two and subtract with
+    /// [`Activity::since`] for a span).
+    pub fn activity(&self) -> Activity {
+        let mut a = self.dev.activity();
+        a.library_calls = self.dev.blas.lock().map(|b| b.calls()).unwrap_or(0)
+            + self.dev.dnn.lock().map(|d| d.calls()).unwrap_or(0);
+        a
+    }
+
+    /// Per pass (forward, backward data, backward filter), cuDNN's measured times in ms of the
+    /// algorithms chosen so far, summed over the convolution shapes seen once each, and the
+    /// same with the fastest usable algorithm of each shape, deterministic or not.
+    pub fn conv_measured_times(&self) -> [(f64, f64); 3] {
+        self.dev.dnn.lock().map(|d| d.measured_times()).unwrap_or_default()
+    }
+
     /// The cuDNN algorithms chosen so far, one line per convolution shape and pass.
     pub fn conv_algorithms(&self) -> Vec<String> {
         self.dev.dnn.lock().map(|d| d.describe_choices()).unwrap_or_default()
@@ -241,28 +259,13 @@ impl Storage for Cuda {
     fn upload(&self, src: &[f32], dst: &mut CudaBuf, offset: usize) -> Result<()> {
         self.own(&[dst])?;
         range_check("upload", offset, src.len(), dst.len)?;
-        if src.is_empty() {
-            return Ok(());
-        }
-        self.dev.bind()?;
-        // SAFETY: the destination range lies inside `dst` (checked above). From pageable host
-        // memory the driver stages `src` before returning, so `src` may change afterwards.
-        unsafe { drv::memcpy_htod_async(dst.at(offset), src, self.dev.cu_stream()) }
-            .map_err(|e| self.dev.driver_error(&format!("uploading {} floats", src.len()), e))
+        self.dev.upload_raw(src, dst.at(offset), &format!("uploading {} floats", src.len()))
     }
 
     fn download(&self, src: &CudaBuf, offset: usize, dst: &mut [f32]) -> Result<()> {
         self.own(&[src])?;
         range_check("download", offset, dst.len(), src.len)?;
-        if dst.is_empty() {
-            return Ok(());
-        }
-        self.dev.bind()?;
-        // SAFETY: the source range lies inside `src`; the stream is waited for before `dst` is
-        // read or released.
-        unsafe { drv::memcpy_dtoh_async(dst, src.at(offset), self.dev.cu_stream()) }
-            .map_err(|e| self.dev.driver_error(&format!("downloading {} floats", dst.len()), e))?;
-        self.dev.sync()
+        self.dev.read_back(src.at(offset), dst, &format!("downloading {} floats", dst.len()))
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -271,5 +274,13 @@ impl Storage for Cuda {
 
     fn memory_usage(&self) -> Option<(usize, usize)> {
         Some(self.dev.memory_usage())
+    }
+
+    fn enter_layer(&self, layer: Option<(&str, &str)>) {
+        self.dev.set_layer(layer);
+    }
+
+    fn activity(&self) -> Option<Activity> {
+        Some(Cuda::activity(self))
     }
 }
