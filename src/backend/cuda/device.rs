@@ -92,31 +92,6 @@ pub(crate) struct Counters {
     allocations: AtomicU64,
 }
 
-/// Checks of the data the device has made for the host (a pooling mask entry that is not an
-/// index, ...), read at the host's next wait rather than each at its own: a kernel records the
-/// first bad position in a slot (an atomic minimum of a packed word), and [`Device::sync`]
-/// reads every pending slot with the same wait, so a training step waits for the GPU only where
-/// it reads a result.
-pub(crate) struct Checks {
-    /// `CHECK_SLOTS` words, each `NO_FINDING` until a kernel records something.
-    mem: DevMem,
-    pending: Vec<Pending>,
-}
-
-/// Words of [`Checks`]: checks queued between two waits before one is forced.
-const CHECK_SLOTS: usize = 256;
-
-/// The value of a check slot that found nothing.
-pub(crate) const NO_FINDING: u64 = u64::MAX;
-
-/// A queued check: the layer that was running (see [`Device::set_layer`]) and how to report a
-/// finding (the slot's word, `finding()` in kernels/common.cuh: the first bad flat index in the
-/// high 32 bits, the f32 bits of the value there in the low 32).
-struct Pending {
-    layer: Option<(String, String)>,
-    report: Box<dyn FnOnce(usize, f32) -> Error + Send>,
-}
-
 /// A GPU, opened.
 pub(crate) struct Device {
     pub ordinal: usize,
@@ -129,9 +104,6 @@ pub(crate) struct Device {
     now: AtomicUsize,
     peak: AtomicUsize,
     counters: Counters,
-    checks: Mutex<Checks>,
-    /// The layer now running (name, type), for errors found later by [`Checks`].
-    layer: Mutex<Option<(String, String)>>,
     // Dropped in this order, before the stream and the context (see Drop).
     pub kernels: Kernels,
     pub dnn: Mutex<Dnn>,
@@ -186,8 +158,6 @@ impl Device {
             now: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             counters: Counters::default(),
-            checks: Mutex::new(Checks { mem: DevMem { ptr: 0, bytes: 0 }, pending: Vec::new() }),
-            layer: Mutex::new(None),
             kernels: Kernels::new(target_arch, output, Cache::from_env()),
             dnn: Mutex::new(dnn),
             workspace: Mutex::new(Workspace { mem: DevMem { ptr: 0, bytes: 0 } }),
@@ -198,9 +168,6 @@ impl Device {
         });
         let scratch = dev.alloc_raw(scratch::WORDS * 8)?;
         *dev.scratch.lock().unwrap_or_else(|p| p.into_inner()) = scratch;
-        let slots = dev.alloc_raw(CHECK_SLOTS * 8)?;
-        dev.memset(slots.ptr, 0xff, slots.bytes)?;
-        dev.checks.lock().unwrap_or_else(|p| p.into_inner()).mem = slots;
         Ok(dev)
     }
 
@@ -235,66 +202,11 @@ impl Device {
         unsafe { drv::stream::synchronize(self.cu_stream()) }
     }
 
-    /// Waits for every queued call, then reports the first finding of the checks queued since
-    /// the last wait (see [`Checks`]).
+    /// Waits for every queued call.
     pub fn sync(&self) -> Result<()> {
         self.bind()?;
-        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut words = vec![NO_FINDING; checks.pending.len()];
-        if !words.is_empty() {
-            // SAFETY: the first `words.len()` slots of the checks buffer, held under its lock;
-            // the stream is waited for below before `words` is read.
-            unsafe { drv::memcpy_dtoh_async(&mut words[..], checks.mem.ptr, self.cu_stream()) }
-                .map_err(|e| self.driver_error("reading the device's checks", e))?;
-            self.counters.downloads.fetch_add(1, Ordering::Relaxed);
-            self.counters.download_bytes.fetch_add(8 * words.len() as u64, Ordering::Relaxed);
-        }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-
-        self.stream_sync_raw().map_err(|e| self.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here; CREMA_CUDA_SYNC=1 pins it on its kernel)", e))?;
-        if words.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut checks.pending);
-        // The slots are reused: back to NO_FINDING, in stream order before any later check.
-        self.memset(checks.mem.ptr, 0xff, 8 * words.len())?;
-        drop(checks);
-        match words.iter().zip(pending).find(|(w, _)| **w != NO_FINDING) {
-            None => Ok(()),
-            Some((&w, p)) => {
-                let e = (p.report)((w >> 32) as usize, f32::from_bits(w as u32));
-                Err(match p.layer {
-                    Some((name, kind)) => e.in_layer(&name, &kind),
-                    None => e,
-                })
-            }
-        }
-    }
-
-    /// A slot for a check a kernel is about to make (its device address, holding
-    /// [`NO_FINDING`]), and how to report what it finds: `report(first bad flat index, value
-    /// there)`, tagged with the layer running now. Where every slot is taken, waits first.
-    pub fn check_slot(&self, report: Box<dyn FnOnce(usize, f32) -> Error + Send>) -> Result<u64> {
-        if self.checks.lock().unwrap_or_else(|p| p.into_inner()).pending.len() >= CHECK_SLOTS {
-            self.sync()?;
-        }
-        let layer = self.layer.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
-        let at = checks.mem.ptr + 8 * checks.pending.len() as u64;
-        checks.pending.push(Pending { layer, report });
-        Ok(at)
-    }
-
-    /// Names the layer whose calls follow (None: no layer), for checks found later.
-    pub fn set_layer(&self, layer: Option<(&str, &str)>) {
-        let mut now = self.layer.lock().unwrap_or_else(|p| p.into_inner());
-        match (layer, now.as_mut()) {
-            (Some((n, k)), Some((name, kind))) => {
-                n.clone_into(name);
-                k.clone_into(kind);
-            }
-            (l, _) => *now = l.map(|(n, k)| (n.to_string(), k.to_string())),
-        }
+        self.stream_sync_raw().map_err(|e| self.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here; CREMA_CUDA_SYNC=1 pins it on its kernel)", e))
     }
 
     /// `bytes` of device memory, zero-filled, counted in [`Device::memory_usage`].
@@ -446,8 +358,6 @@ impl Drop for Device {
         self.free(ws);
         let scratch = std::mem::replace(self.scratch.get_mut().unwrap_or_else(|p| p.into_inner()), DevMem { ptr: 0, bytes: 0 });
         self.free(scratch);
-        let slots = std::mem::replace(&mut self.checks.get_mut().unwrap_or_else(|p| p.into_inner()).mem, DevMem { ptr: 0, bytes: 0 });
-        self.free(slots);
         let _ = self.stream_sync_raw();
         self.kernels.clear();
         // The cuBLAS and cuDNN handles are destroyed by their own Drop, still with the context

@@ -5,13 +5,12 @@
 //! sums bit for bit without atomics. Upsampling resolves duplicate mask entries ("the later
 //! entry wins") with an integer atomic maximum of the writer's index, then fills each output
 //! from its winner. Mask entries are checked on the device; the first bad one (lowest flat
-//! index, an atomic minimum) is read at the host's next wait (see `device::Checks`) and
-//! reported as the CPU reports it, naming the layer that ran the check.
+//! index, an atomic minimum) is read back and reported as the CPU reports it.
 
 use super::device::{Device, scratch};
 use super::launch::{Family, Kernel, KernelStruct, Launch};
 use super::{Cuda, CudaBuf, range_check};
-use crate::backend::{Math, PoolSpec, Pooling};
+use crate::backend::{Math, PoolSpec, Pooling, Storage};
 use crate::{Error, Result};
 
 const MAX_FORWARD: Kernel = Kernel::new(Family::Pooling, "crema_max_pool_forward");
@@ -92,17 +91,22 @@ fn bad_mask(what: &str, plane: usize, i: usize, value: f32, limit: usize) -> Err
     ))
 }
 
-/// A check slot for `n` mask entries (see `device::Checks`): a bad entry at flat index `at`
-/// becomes [`bad_mask`] with planes of `plane_len` entries, indices into planes of `limit`.
-fn mask_check(dev: &Device, what: &'static str, n: usize, plane_len: usize, limit: usize) -> Result<u64> {
-    if n > u32::MAX as usize {
-        return Err(Error::Shape(format!(
-            "{what}: a mask of {n} entries; the GPU checks masks of at most {} entries per call",
-            u32::MAX
-        )));
+impl Cuda {
+    /// Reads back the first-bad-index word (and the flag after it) of the scratch buffer and,
+    /// when an index was recorded, the mask value there: `(first bad flat index, flag)`.
+    fn read_mask_flags(&self, dev: &Device, flags: u64) -> Result<(Option<usize>, bool)> {
+        let mut words = [0u64; 2];
+        dev.read_back(flags, &mut words, "reading a mask check")?;
+        Ok(((words[0] != u64::MAX).then_some(words[0] as usize), words[1] != 0))
     }
-    let plane_len = plane_len.max(1);
-    dev.check_slot(Box::new(move |at, value| bad_mask(what, at / plane_len, at % plane_len, value, limit)))
+
+    /// The error for the bad entry at flat index `at` of `mask` (planes of `plane_len`
+    /// entries, indices into planes of `limit`).
+    fn mask_error(&self, what: &str, mask: &CudaBuf, at: usize, plane_len: usize, limit: usize) -> Result<Error> {
+        let mut value = [0f32; 1];
+        self.download(mask, at, &mut value)?;
+        Ok(bad_mask(what, at / plane_len, at % plane_len, value[0], limit))
+    }
 }
 
 impl Pooling for Cuda {
@@ -129,28 +133,33 @@ impl Pooling for Cuda {
         }
         let g = PoolGeom::of(spec)?;
         let dev = &*self.dev;
-        let bad = mask_check(dev, "max pooling backward", spec.out_len(), op, ip)?;
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let foreign = scratch::at(scratch.ptr, scratch::BAD);
-        dev.memset(foreign, 0, 8)?;
+        let flags = scratch::at(scratch.ptr, scratch::BAD);
+        dev.memset(flags, 0xff, 8)?;
+        dev.memset(flags + 8, 0, 8)?;
         Launch::new(dev, MAX_BACKWARD)
             .elems(spec.in_len().max(spec.out_len()))
             .value("geom", &g)
             .buf("dy", dy)
             .buf("mask", mask)
             .buf("dx", dx)
-            .raw("bad", bad, 1)
-            .raw("foreign", foreign, 1)
+            .raw("flags", flags, 2)
             .run()?;
-        // Returns at once unless the gather found a mask entry outside its window.
-        Launch::new(dev, MAX_BACKWARD_SCATTER)
-            .elems(spec.planes)
-            .value("geom", &g)
-            .buf("dy", dy)
-            .buf("mask", mask)
-            .buf("dx", dx)
-            .raw("foreign", foreign, 1)
-            .run()
+        let (bad, foreign) = self.read_mask_flags(dev, flags)?;
+        drop(scratch);
+        if let Some(at) = bad {
+            return Err(self.mask_error("max pooling backward", mask, at, op, ip)?);
+        }
+        if foreign {
+            Launch::new(dev, MAX_BACKWARD_SCATTER)
+                .elems(spec.planes)
+                .value("geom", &g)
+                .buf("dy", dy)
+                .buf("mask", mask)
+                .buf("dx", dx)
+                .run()?;
+        }
+        Ok(())
     }
 
     fn ave_pool_forward(&self, spec: &PoolSpec, x: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
@@ -203,7 +212,10 @@ impl Pooling for Cuda {
             )));
         }
         let dev = &*self.dev;
-        let bad = mask_check(dev, "upsample", n_in, in_plane, out_plane)?;
+        let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let bad = scratch::at(scratch.ptr, scratch::BAD);
+        dev.memset(bad, 0xff, 8)?;
+        dev.memset(bad + 8, 0, 8)?;
         dev.memset(y.ptr, 0xff, n_out * 4)?;
         Launch::new(dev, UPSAMPLE_CLAIM)
             .elems(n_in)
@@ -221,7 +233,13 @@ impl Pooling for Cuda {
             .u64("out_plane", out_plane)
             .buf("x", x)
             .buf("y", y)
-            .run()
+            .run()?;
+        let (first, _) = self.read_mask_flags(dev, bad)?;
+        drop(scratch);
+        match first {
+            Some(at) => Err(self.mask_error("upsample", mask, at, in_plane, out_plane)?),
+            None => Ok(()),
+        }
     }
 
     fn upsample_backward(
@@ -246,7 +264,10 @@ impl Pooling for Cuda {
             return Ok(());
         }
         let dev = &*self.dev;
-        let bad = mask_check(dev, "upsample backward", n_in, in_plane, out_plane)?;
+        let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let bad = scratch::at(scratch.ptr, scratch::BAD);
+        dev.memset(bad, 0xff, 8)?;
+        dev.memset(bad + 8, 0, 8)?;
         Launch::new(dev, UPSAMPLE_BACKWARD)
             .elems(n_in)
             .u64("planes", planes)
@@ -256,6 +277,12 @@ impl Pooling for Cuda {
             .buf("mask", mask)
             .buf("dx", dx)
             .raw("bad", bad, 1)
-            .run()
+            .run()?;
+        let (first, _) = self.read_mask_flags(dev, bad)?;
+        drop(scratch);
+        match first {
+            Some(at) => Err(self.mask_error("upsample backward", mask, at, in_plane, out_plane)?),
+            None => Ok(()),
+        }
     }
 }
