@@ -109,6 +109,10 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn memory_usage(&self) -> Option<(usize, usize)> {
         None
     }
+    /// Names the layer (name, type) whose calls follow, or none: a backend that reports some
+    /// errors later than the call that caused them (a GPU's checks of data, read at the next
+    /// wait) names that layer in them.
+    fn enter_layer(&self, _layer: Option<(&str, &str)>) {}
     /// What the device was asked to do so far, where the backend runs on one (not the CPU).
     fn activity(&self) -> Option<Activity> {
         None

@@ -34,6 +34,14 @@ impl<B: Backend> Net<B> {
 
     /// Reshapes and runs layer `i` forward; returns the loss it contributes.
     pub fn forward_layer(&mut self, i: usize) -> Result<f32> {
+        let entry = &self.layers[i];
+        self.be.enter_layer(Some((entry.param.name(), entry.param.r#type())));
+        let result = self.run_forward(i);
+        self.be.enter_layer(None);
+        result
+    }
+
+    fn run_forward(&mut self, i: usize) -> Result<f32> {
         let entry = &mut self.layers[i];
         let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
         let wrap = |e: Error| e.in_layer(&name, &kind);
@@ -94,7 +102,10 @@ impl<B: Backend> Net<B> {
         if let Some(pool) = &mut self.share {
             pool.lend(i, &self.be, &mut self.blobs)?;
         }
+        let entry = &self.layers[i];
+        self.be.enter_layer(Some((entry.param.name(), entry.param.r#type())));
         let result = self.run_backward(i);
+        self.be.enter_layer(None);
         if let Some(pool) = &mut self.share {
             pool.reclaim(i, &mut self.blobs);
         }

@@ -140,6 +140,7 @@ fn max_pooling_backward_takes_any_mask_the_cpu_takes() {
             .to_string();
         let got = g
             .max_pool_backward(&s, &up(g, &dy), &up(g, &bad), &mut gdx)
+            .and_then(|_| g.synchronize())
             .expect_err("a bad mask")
             .to_string();
         assert_eq!(got, want);
@@ -241,8 +242,10 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
             .expect_err("bad mask")
             .to_string();
         let mut gy = g.alloc(planes * out_plane).unwrap();
+        // Found on the device, reported by the next wait.
         let got = g
             .upsample_forward(planes, in_plane, out_plane, &up(g, &x), &up(g, &mask), &mut gy)
+            .and_then(|_| g.synchronize())
             .expect_err("bad mask");
         assert!(matches!(got, crema::Error::Shape(_)), "{got}");
         assert_eq!(got.to_string(), want);
@@ -256,6 +259,7 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
         let mut gdx = g.alloc(planes * in_plane).unwrap();
         let got = g
             .upsample_backward(planes, in_plane, out_plane, &up(g, &dy), &up(g, &mask), &mut gdx)
+            .and_then(|_| g.synchronize())
             .expect_err("bad mask");
         assert_eq!(got.to_string(), want);
     }
@@ -267,12 +271,14 @@ fn bad_upsampling_masks_fail_as_on_the_cpu() {
         .to_string();
     let got = g
         .upsample_forward(planes, in_plane, 0, &up(g, &x), &up(g, &good), &mut g.alloc(0).unwrap())
+        .and_then(|_| g.synchronize())
         .expect_err("empty plane");
     assert_eq!(got.to_string(), want);
 }
 
-/// A net whose Upsample takes its mask from an input: the bad entry is found on the device and
-/// the error names the Upsample layer and says what the CPU says.
+/// A net whose Upsample takes its mask from an input: the bad entry is found on the device,
+/// reported at the net's next wait (here the read of the loss, two layers later), and the error
+/// names the Upsample layer and says what the CPU says.
 #[test]
 fn a_bad_mask_in_a_net_names_its_layer() {
     let Some(g) = gpu() else { return };
@@ -297,4 +303,30 @@ fn a_bad_mask_in_a_net_names_its_layer() {
     let got = forward(g.clone(), &param, &x, &mask);
     assert!(got.contains("unpool") && got.contains("Upsample"), "{got}");
     assert_eq!(got, want);
+}
+
+/// Threads share a device: a bad mask found for one thread is reported to that thread's wait,
+/// not to another thread waiting in between.
+#[test]
+fn a_bad_mask_is_reported_to_the_thread_that_queued_it() {
+    let Some(g) = gpu() else { return };
+    let (planes, in_plane, out_plane) = (2, 4, 16);
+    let x: Vec<f32> = (0..planes * in_plane).map(|i| i as f32).collect();
+    let mut mask: Vec<f32> = (0..planes * in_plane).map(|i| (i % in_plane) as f32).collect();
+    mask[5] = 40.0;
+    let (queued_tx, queued_rx) = std::sync::mpsc::channel();
+    let (waited_tx, waited_rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let mut y = g.alloc(planes * out_plane).unwrap();
+        g.upsample_forward(planes, in_plane, out_plane, &up(g, &x), &up(g, &mask), &mut y).unwrap();
+        queued_tx.send(()).unwrap();
+        waited_rx.recv().unwrap();
+        g.synchronize().expect_err("this thread's bad mask").to_string()
+    });
+    queued_rx.recv().unwrap();
+    // This thread queued nothing wrong: its wait succeeds, though it reads the other's check.
+    g.synchronize().unwrap();
+    waited_tx.send(()).unwrap();
+    let got = other.join().unwrap();
+    assert!(got.contains("mask value 40 at index 1 of plane 1"), "{got}");
 }

@@ -92,6 +92,67 @@ pub(crate) struct Counters {
     allocations: AtomicU64,
 }
 
+/// Checks of the data the device has made for the host (a pooling mask entry that is not an
+/// index, ...), read at the host's next wait rather than each at its own: a kernel records the
+/// first bad position in a slot (an atomic minimum of a packed word), and [`Device::sync`]
+/// reads every pending slot with the same wait, so a training step waits for the GPU only where
+/// it reads a result.
+///
+/// Threads may share a device. A slot is handed out with the lock held ([`CheckSlot`]) until
+/// its kernel is queued, so a wait sees the kernel of every check registered before it queued;
+/// every wait reads and resets all pending slots, and a finding goes to the thread that queued
+/// the check (kept in `found` until that thread next waits).
+pub(crate) struct Checks {
+    /// `CHECK_SLOTS` words, each `NO_FINDING` until a kernel records something.
+    mem: DevMem,
+    /// Slots `0..pending.len()` in use, in the order they were handed out.
+    pending: Vec<Pending>,
+    /// Findings of checks whose thread has not waited since they were read.
+    found: Vec<(std::thread::ThreadId, Error)>,
+}
+
+/// Words of [`Checks`]: checks queued between two waits before one is forced.
+const CHECK_SLOTS: usize = 256;
+
+/// The value of a check slot that found nothing.
+const NO_FINDING: u64 = u64::MAX;
+
+/// A queued check: the thread that queued it, the layer it ran in (see [`set_layer`]) and how
+/// to report a finding (the slot's word, `finding()` in kernels/common.cuh: the first bad flat
+/// index in the high 32 bits, the f32 bits of the value there in the low 32).
+struct Pending {
+    thread: std::thread::ThreadId,
+    layer: Option<(String, String)>,
+    report: Box<dyn FnOnce(usize, f32) -> Error + Send>,
+}
+
+/// A check slot handed out by [`Device::check_slot`]: its device address, holding
+/// [`NO_FINDING`]. Keep it until the kernel that writes the slot is queued.
+pub(crate) struct CheckSlot<'a> {
+    /// The slot's device address.
+    pub addr: u64,
+    _held: std::sync::MutexGuard<'a, Checks>,
+}
+
+thread_local! {
+    /// The layer this thread runs now (name, type), for errors its checks find later.
+    static LAYER: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Names the layer whose calls follow on this thread (None: no layer), for checks found later.
+pub(crate) fn set_layer(layer: Option<(&str, &str)>) {
+    LAYER.with(|now| {
+        let mut now = now.borrow_mut();
+        match (layer, now.as_mut()) {
+            (Some((n, k)), Some((name, kind))) => {
+                n.clone_into(name);
+                k.clone_into(kind);
+            }
+            (l, _) => *now = l.map(|(n, k)| (n.to_string(), k.to_string())),
+        }
+    });
+}
+
 /// A GPU, opened.
 pub(crate) struct Device {
     pub ordinal: usize,
@@ -104,6 +165,8 @@ pub(crate) struct Device {
     now: AtomicUsize,
     peak: AtomicUsize,
     counters: Counters,
+    /// Taken after `scratch` where a call holds both.
+    checks: Mutex<Checks>,
     // Dropped in this order, before the stream and the context (see Drop).
     pub kernels: Kernels,
     pub dnn: Mutex<Dnn>,
@@ -158,6 +221,7 @@ impl Device {
             now: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             counters: Counters::default(),
+            checks: Mutex::new(Checks { mem: DevMem { ptr: 0, bytes: 0 }, pending: Vec::new(), found: Vec::new() }),
             kernels: Kernels::new(target_arch, output, Cache::from_env()),
             dnn: Mutex::new(dnn),
             workspace: Mutex::new(Workspace { mem: DevMem { ptr: 0, bytes: 0 } }),
@@ -168,6 +232,9 @@ impl Device {
         });
         let scratch = dev.alloc_raw(scratch::WORDS * 8)?;
         *dev.scratch.lock().unwrap_or_else(|p| p.into_inner()) = scratch;
+        let slots = dev.alloc_raw(CHECK_SLOTS * 8)?;
+        dev.memset(slots.ptr, 0xff, slots.bytes)?;
+        dev.checks.lock().unwrap_or_else(|p| p.into_inner()).mem = slots;
         Ok(dev)
     }
 
@@ -202,11 +269,67 @@ impl Device {
         unsafe { drv::stream::synchronize(self.cu_stream()) }
     }
 
-    /// Waits for every queued call.
+    /// Waits for every queued call, then reports the first finding of the checks this thread
+    /// queued since its last wait (see [`Checks`]).
     pub fn sync(&self) -> Result<()> {
         self.bind()?;
+        let me = std::thread::current().id();
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut words = vec![NO_FINDING; checks.pending.len()];
+        if !words.is_empty() {
+            // SAFETY: the first `words.len()` slots of the checks buffer, held under its lock;
+            // the stream is waited for below before `words` is read.
+            unsafe { drv::memcpy_dtoh_async(&mut words[..], checks.mem.ptr, self.cu_stream()) }
+                .map_err(|e| self.driver_error("reading the device's checks", e))?;
+            self.counters.downloads.fetch_add(1, Ordering::Relaxed);
+            self.counters.download_bytes.fetch_add(8 * words.len() as u64, Ordering::Relaxed);
+        }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        self.stream_sync_raw().map_err(|e| self.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here; CREMA_CUDA_SYNC=1 pins it on its kernel)", e))
+        self.stream_sync_raw().map_err(|e| self.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here; CREMA_CUDA_SYNC=1 pins it on its kernel)", e))?;
+        if !words.is_empty() {
+            // The slots are reused: back to NO_FINDING, in stream order before any later check.
+            self.memset(checks.mem.ptr, 0xff, 8 * words.len())?;
+            let pending = std::mem::take(&mut checks.pending);
+            for (&w, p) in words.iter().zip(pending).filter(|(w, _)| **w != NO_FINDING) {
+                let e = (p.report)((w >> 32) as usize, f32::from_bits(w as u32));
+                let e = match p.layer {
+                    Some((name, kind)) => e.in_layer(&name, &kind),
+                    None => e,
+                };
+                checks.found.push((p.thread, e));
+            }
+        }
+        // This thread's first finding (those of earlier waits first); its later findings came
+        // after the first went wrong and go with it.
+        match checks.found.iter().position(|(t, _)| *t == me) {
+            None => Ok(()),
+            Some(i) => {
+                let (_, e) = checks.found.remove(i);
+                checks.found.retain(|(t, _)| *t != me);
+                Err(e)
+            }
+        }
+    }
+
+    /// A slot for a check a kernel is about to make, and how to report what it finds:
+    /// `report(first bad flat index, value there)`, for this thread and the layer it runs. Keep
+    /// the slot until the kernel is queued; take the scratch lock, where a call needs it too,
+    /// before this. Where every slot is taken, waits first (and fails with what this thread's
+    /// checks found by then).
+    pub fn check_slot(&self, report: Box<dyn FnOnce(usize, f32) -> Error + Send>) -> Result<CheckSlot<'_>> {
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        if checks.pending.len() >= CHECK_SLOTS {
+            drop(checks);
+            self.sync()?;
+            checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        if checks.pending.len() >= CHECK_SLOTS {
+            return Err(Error::Internal(format!("all {CHECK_SLOTS} check slots of GPU {} are taken", self.ordinal)));
+        }
+        let layer = LAYER.with(|l| l.borrow().clone());
+        let addr = checks.mem.ptr + 8 * checks.pending.len() as u64;
+        checks.pending.push(Pending { thread: std::thread::current().id(), layer, report });
+        Ok(CheckSlot { addr, _held: checks })
     }
 
     /// `bytes` of device memory, zero-filled, counted in [`Device::memory_usage`].
@@ -358,6 +481,8 @@ impl Drop for Device {
         self.free(ws);
         let scratch = std::mem::replace(self.scratch.get_mut().unwrap_or_else(|p| p.into_inner()), DevMem { ptr: 0, bytes: 0 });
         self.free(scratch);
+        let slots = std::mem::replace(&mut self.checks.get_mut().unwrap_or_else(|p| p.into_inner()).mem, DevMem { ptr: 0, bytes: 0 });
+        self.free(slots);
         let _ = self.stream_sync_raw();
         self.kernels.clear();
         // The cuBLAS and cuDNN handles are destroyed by their own Drop, still with the context

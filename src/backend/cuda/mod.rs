@@ -14,9 +14,11 @@
 //!   the result is order-free: counts, minima, maxima): the same inputs give the same bits on
 //!   every run and every GPU, within rounding of the CPU's sums.
 //! - Bad indices in data (pooling masks, labels, row indices) are found on the device (an
-//!   atomic minimum of the first bad position) and read back, so that they fail as on the CPU.
-//!   Those checks and a loss's sum are the only reads a training step waits for
-//!   ([`Cuda::activity`] counts them).
+//!   atomic minimum of the first bad position), so that they fail as on the CPU. Labels and
+//!   row indices are read back at once; pooling and upsampling masks are checked into slots
+//!   read at the host's next wait (the loss read, a download, `synchronize`), and their errors
+//!   name the layer that ran the check. A training step of the lung SegNet waits for the GPU
+//!   once, where it reads the loss sum ([`Cuda::activity`] counts it).
 //! - `tools/cuda_emu` runs this backend on a machine without a GPU (its kernels on the CPU),
 //!   for testing.
 //! - GEMM is cuBLAS; convolutions are cuDNN with algorithms chosen per shape by measurement and
@@ -272,6 +274,10 @@ impl Storage for Cuda {
 
     fn memory_usage(&self) -> Option<(usize, usize)> {
         Some(self.dev.memory_usage())
+    }
+
+    fn enter_layer(&self, layer: Option<(&str, &str)>) {
+        device::set_layer(layer);
     }
 
     fn activity(&self) -> Option<Activity> {

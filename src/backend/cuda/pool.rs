@@ -5,12 +5,13 @@
 //! sums bit for bit without atomics. Upsampling resolves duplicate mask entries ("the later
 //! entry wins") with an integer atomic maximum of the writer's index, then fills each output
 //! from its winner. Mask entries are checked on the device; the first bad one (lowest flat
-//! index, an atomic minimum) is read back and reported as the CPU reports it.
+//! index, an atomic minimum) is read at the host's next wait (see `device::Checks`) and
+//! reported as the CPU reports it, naming the layer that ran the check.
 
-use super::device::{Device, scratch};
+use super::device::{CheckSlot, Device, scratch};
 use super::launch::{Family, Kernel, KernelStruct, Launch};
 use super::{Cuda, CudaBuf, range_check};
-use crate::backend::{Math, PoolSpec, Pooling, Storage};
+use crate::backend::{Math, PoolSpec, Pooling};
 use crate::{Error, Result};
 
 const MAX_FORWARD: Kernel = Kernel::new(Family::Pooling, "crema_max_pool_forward");
@@ -91,22 +92,18 @@ fn bad_mask(what: &str, plane: usize, i: usize, value: f32, limit: usize) -> Err
     ))
 }
 
-impl Cuda {
-    /// Reads back the first-bad-index word (and the flag after it) of the scratch buffer and,
-    /// when an index was recorded, the mask value there: `(first bad flat index, flag)`.
-    fn read_mask_flags(&self, dev: &Device, flags: u64) -> Result<(Option<usize>, bool)> {
-        let mut words = [0u64; 2];
-        dev.read_back(flags, &mut words, "reading a mask check")?;
-        Ok(((words[0] != u64::MAX).then_some(words[0] as usize), words[1] != 0))
+/// A check slot for `n` mask entries (see `device::Checks`), held until its kernel is queued:
+/// a bad entry at flat index `at` becomes [`bad_mask`] with planes of `plane_len` entries,
+/// indices into planes of `limit`.
+fn mask_check<'d>(dev: &'d Device, what: &'static str, n: usize, plane_len: usize, limit: usize) -> Result<CheckSlot<'d>> {
+    if n > u32::MAX as usize {
+        return Err(Error::Shape(format!(
+            "{what}: a mask of {n} entries; the GPU checks masks of at most {} entries per call",
+            u32::MAX
+        )));
     }
-
-    /// The error for the bad entry at flat index `at` of `mask` (planes of `plane_len`
-    /// entries, indices into planes of `limit`).
-    fn mask_error(&self, what: &str, mask: &CudaBuf, at: usize, plane_len: usize, limit: usize) -> Result<Error> {
-        let mut value = [0f32; 1];
-        self.download(mask, at, &mut value)?;
-        Ok(bad_mask(what, at / plane_len, at % plane_len, value[0], limit))
-    }
+    let plane_len = plane_len.max(1);
+    dev.check_slot(Box::new(move |at, value| bad_mask(what, at / plane_len, at % plane_len, value, limit)))
 }
 
 impl Pooling for Cuda {
@@ -133,33 +130,30 @@ impl Pooling for Cuda {
         }
         let g = PoolGeom::of(spec)?;
         let dev = &*self.dev;
+        // Scratch before the check slot (the device's lock order).
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let flags = scratch::at(scratch.ptr, scratch::BAD);
-        dev.memset(flags, 0xff, 8)?;
-        dev.memset(flags + 8, 0, 8)?;
+        let bad = mask_check(dev, "max pooling backward", spec.out_len(), op, ip)?;
+        let foreign = scratch::at(scratch.ptr, scratch::BAD);
+        dev.memset(foreign, 0, 8)?;
         Launch::new(dev, MAX_BACKWARD)
             .elems(spec.in_len().max(spec.out_len()))
             .value("geom", &g)
             .buf("dy", dy)
             .buf("mask", mask)
             .buf("dx", dx)
-            .raw("flags", flags, 2)
+            .raw("bad", bad.addr, 1)
+            .raw("foreign", foreign, 1)
             .run()?;
-        let (bad, foreign) = self.read_mask_flags(dev, flags)?;
-        drop(scratch);
-        if let Some(at) = bad {
-            return Err(self.mask_error("max pooling backward", mask, at, op, ip)?);
-        }
-        if foreign {
-            Launch::new(dev, MAX_BACKWARD_SCATTER)
-                .elems(spec.planes)
-                .value("geom", &g)
-                .buf("dy", dy)
-                .buf("mask", mask)
-                .buf("dx", dx)
-                .run()?;
-        }
-        Ok(())
+        drop(bad);
+        // Returns at once unless the gather found a mask entry outside its window.
+        Launch::new(dev, MAX_BACKWARD_SCATTER)
+            .elems(spec.planes)
+            .value("geom", &g)
+            .buf("dy", dy)
+            .buf("mask", mask)
+            .buf("dx", dx)
+            .raw("foreign", foreign, 1)
+            .run()
     }
 
     fn ave_pool_forward(&self, spec: &PoolSpec, x: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
@@ -212,10 +206,7 @@ impl Pooling for Cuda {
             )));
         }
         let dev = &*self.dev;
-        let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let bad = scratch::at(scratch.ptr, scratch::BAD);
-        dev.memset(bad, 0xff, 8)?;
-        dev.memset(bad + 8, 0, 8)?;
+        let bad = mask_check(dev, "upsample", n_in, in_plane, out_plane)?;
         dev.memset(y.ptr, 0xff, n_out * 4)?;
         Launch::new(dev, UPSAMPLE_CLAIM)
             .elems(n_in)
@@ -224,8 +215,9 @@ impl Pooling for Cuda {
             .u64("out_plane", out_plane)
             .buf("mask", mask)
             .buf("winner", y)
-            .raw("bad", bad, 1)
+            .raw("bad", bad.addr, 1)
             .run()?;
+        drop(bad);
         Launch::new(dev, UPSAMPLE_FILL)
             .elems(n_out)
             .u64("planes", planes)
@@ -233,13 +225,7 @@ impl Pooling for Cuda {
             .u64("out_plane", out_plane)
             .buf("x", x)
             .buf("y", y)
-            .run()?;
-        let (first, _) = self.read_mask_flags(dev, bad)?;
-        drop(scratch);
-        match first {
-            Some(at) => Err(self.mask_error("upsample", mask, at, in_plane, out_plane)?),
-            None => Ok(()),
-        }
+            .run()
     }
 
     fn upsample_backward(
@@ -264,10 +250,7 @@ impl Pooling for Cuda {
             return Ok(());
         }
         let dev = &*self.dev;
-        let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let bad = scratch::at(scratch.ptr, scratch::BAD);
-        dev.memset(bad, 0xff, 8)?;
-        dev.memset(bad + 8, 0, 8)?;
+        let bad = mask_check(dev, "upsample backward", n_in, in_plane, out_plane)?;
         Launch::new(dev, UPSAMPLE_BACKWARD)
             .elems(n_in)
             .u64("planes", planes)
@@ -276,13 +259,7 @@ impl Pooling for Cuda {
             .buf("dy", dy)
             .buf("mask", mask)
             .buf("dx", dx)
-            .raw("bad", bad, 1)
-            .run()?;
-        let (first, _) = self.read_mask_flags(dev, bad)?;
-        drop(scratch);
-        match first {
-            Some(at) => Err(self.mask_error("upsample backward", mask, at, in_plane, out_plane)?),
-            None => Ok(()),
-        }
+            .raw("bad", bad.addr, 1)
+            .run()
     }
 }

@@ -56,6 +56,11 @@ __device__ __forceinline__ float pow_f(float x, float y) { return (float)pow((do
 // Caffe's sigmoid, 0.5 * tanh(0.5 * x) + 0.5 evaluated in double (the CPU's `sigmoid`).
 __device__ __forceinline__ float sigmoid_d(float x) { return (float)(0.5 * tanh(0.5 * (double)x) + 0.5); }
 
+// What a check records for a bad entry `v` at flat index `i` (below 2^32): the index in the high
+// half, the value's bits in the low half, so that an atomic minimum keeps the first bad entry
+// and its value (`finding_word` in cuda/device.rs).
+__device__ __forceinline__ u64 finding(u64 i, float v) { return (i << 32) | (u64)__float_as_uint(v); }
+
 // A mask entry as an index into a plane of `limit` elements, truncated toward zero as Caffe's
 // static_cast<int> (the CPU's `mask_index`); -1 when it is NaN or outside 0..limit.
 __device__ __forceinline__ i64 mask_index(float m, u64 limit) {

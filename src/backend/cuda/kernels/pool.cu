@@ -51,12 +51,13 @@ extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, fl
 
 // Max pooling gradient as a gather: dx[h, w] = sum, over the windows covering (h, w) in
 // row-major order, of dy where the window's mask names (h, w). The same launch checks every
-// mask entry: flags[0] gets (atomic minimum) the first output whose entry is NaN or not below
-// in_plane (negative entries up to -1 are Caffe's empty windows and name nothing); flags[1] is
-// set when an entry names an element outside its own window (a mask from elsewhere), which the
-// gather cannot see: the caller then runs crema_max_pool_backward_scatter instead.
+// mask entry: *bad gets (atomic minimum, see finding()) the first output whose entry is NaN or
+// not below in_plane (negative entries up to -1 are Caffe's empty windows and name nothing);
+// *foreign is set when an entry names an element outside its own window (a mask from
+// elsewhere), which the gather cannot see: crema_max_pool_backward_scatter, queued after this
+// kernel, then redoes dx.
 extern "C" __global__ void crema_max_pool_backward(PoolGeom g, const float* dy, const float* mask, float* dx,
-                                                   u64* flags) {
+                                                   u64* bad, u64* foreign) {
     u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
     GRID_STRIDE(i, g.planes * in_plane) {
         u64 p = i / in_plane;
@@ -82,21 +83,23 @@ extern "C" __global__ void crema_max_pool_backward(PoolGeom g, const float* dy, 
         if (m <= -1.0f) continue;
         i64 t = mask_index(m, in_plane);
         if (t < 0) {
-            atomicMin(&flags[0], o);
+            atomicMin(bad, finding(o, m));
             continue;
         }
         i64 q = (i64)(o % out_plane);
         i64 ph = q / g.out_w, pw = q - ph * g.out_w;
         i64 h = t / g.in_w, w = t - h * g.in_w;
         i64 hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
-        if (h < hs || h >= hs + g.kernel_h || w < ws || w >= ws + g.kernel_w) flags[1] = 1;
+        if (h < hs || h >= hs + g.kernel_h || w < ws || w >= ws + g.kernel_w) *foreign = 1;
     }
 }
 
-// The CPU's scatter, for masks the gather cannot take: one thread per plane zeroes its dx and
-// adds dy at each valid mask entry, outputs in row-major order. Slow; never used with the masks
-// max pooling writes.
-extern "C" __global__ void crema_max_pool_backward_scatter(PoolGeom g, const float* dy, const float* mask, float* dx) {
+// The CPU's scatter, for masks the gather cannot take (*foreign set by the gather; otherwise it
+// returns at once): one thread per plane zeroes its dx and adds dy at each valid mask entry,
+// outputs in row-major order. Slow; never needed with the masks max pooling writes.
+extern "C" __global__ void crema_max_pool_backward_scatter(PoolGeom g, const float* dy, const float* mask, float* dx,
+                                                           const u64* foreign) {
+    if (*foreign == 0) return;
     u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
     GRID_STRIDE(p, g.planes) {
         float* dxp = dx + p * in_plane;
@@ -170,14 +173,14 @@ extern "C" __global__ void crema_ave_pool_backward(PoolGeom g, const float* dy, 
 
 // Upsample forward, first pass (y was set to all-ones bits, -1 as an int): every input element
 // i of plane p records itself as the writer of output mask[i] with an integer atomic maximum,
-// so the later entry wins whatever the scheduling. Bad entries go to *bad (atomic minimum of
-// the flat input index).
+// so the later entry wins whatever the scheduling. Bad entries go to *bad (atomic minimum, see
+// finding()).
 extern "C" __global__ void crema_upsample_claim(u64 planes, u64 in_plane, u64 out_plane, const float* mask, int* winner,
                                                 u64* bad) {
     GRID_STRIDE(i, planes * in_plane) {
         u64 p = i / in_plane;
         i64 t = mask_index(mask[i], out_plane);
-        if (t < 0) atomicMin(bad, i);
+        if (t < 0) atomicMin(bad, finding(i, mask[i]));
         else atomicMax(&winner[p * out_plane + (u64)t], (int)(i - p * in_plane));
     }
 }
@@ -190,12 +193,13 @@ extern "C" __global__ void crema_upsample_fill(u64 planes, u64 in_plane, u64 out
     }
 }
 
-// Upsample backward: dx[p][i] = dy[p][mask[p][i]], bad entries to *bad (atomic minimum).
+// Upsample backward: dx[p][i] = dy[p][mask[p][i]], bad entries to *bad (atomic minimum, see
+// finding()).
 extern "C" __global__ void crema_upsample_backward(u64 planes, u64 in_plane, u64 out_plane, const float* dy,
                                                    const float* mask, float* dx, u64* bad) {
     GRID_STRIDE(i, planes * in_plane) {
         i64 t = mask_index(mask[i], out_plane);
-        if (t < 0) atomicMin(bad, i);
+        if (t < 0) atomicMin(bad, finding(i, mask[i]));
         else dx[i] = dy[(i / in_plane) * out_plane + (u64)t];
     }
 }
