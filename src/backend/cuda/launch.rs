@@ -245,6 +245,18 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// A grid for the plane loops of kernels/norm.cu (`FOR_PLANES`): `planes` runs of `inner`
+    /// elements, at most [`Device::max_blocks`] blocks in all, as many planes side by side as
+    /// that allows and the rest of the blocks across each plane.
+    pub fn planes(mut self, planes: usize, inner: usize) -> Self {
+        let most = self.dev.max_blocks() as usize;
+        let y = planes.clamp(1, most.min(65535));
+        let x = inner.div_ceil(BLOCK as usize).clamp(1, (most / y).max(1));
+        self.grid = if planes == 0 || inner == 0 { (0, 1, 1) } else { (x as u32, y as u32, 1) };
+        self.block = (BLOCK, 1, 1);
+        self
+    }
+
     /// An explicit grid and block.
     pub fn dims(mut self, grid: (u32, u32, u32), block: (u32, u32, u32)) -> Self {
         self.grid = grid;

@@ -212,7 +212,7 @@ impl Cuda {
         y: &CudaBuf,
     ) -> Result<()> {
         Launch::new(&self.dev, CHANNEL_NORMALIZE)
-            .elems(d.count())
+            .planes(d.outer * d.channels, d.inner)
             .value("dims", &Dims::of(d))
             .buf("x", x)
             .buf("mean", mean)
@@ -374,7 +374,7 @@ impl Normalization for Cuda {
             NormGrad::Fixed => 2,
         };
         Launch::new(dev, CHANNEL_NORM_DX)
-            .elems(d.count())
+            .planes(d.outer * d.channels, d.inner)
             .value("dims", &Dims::of(d))
             .i32("grad", code)
             .opt_buf("x_norm", x_norm)
@@ -409,7 +409,7 @@ impl Normalization for Cuda {
             return Ok(());
         }
         Launch::new(&self.dev, CHANNEL_AFFINE)
-            .elems(d.count())
+            .planes(d.outer * d.channels, d.inner)
             .value("dims", &Dims::of(d))
             .buf("x", x)
             .opt_buf("scale", scale)

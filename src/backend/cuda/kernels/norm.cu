@@ -81,15 +81,28 @@ extern "C" __global__ void crema_channel_std(u64 channels, float eps, int inside
     GRID_STRIDE(c, channels) std[c] = std_of(var[c], eps, inside);
 }
 
+// The element loops below go plane by plane (a plane: one o and one c, `inner` consecutive
+// elements), so that a thread works out its channel once per plane rather than once per element:
+// blocks (x, y) take planes y, y + gridDim.y, ... and, in each, elements x * blockDim.x +
+// threadIdx.x, then a grid's width further, ... (Launch::planes in cuda/launch.rs).
+#define FOR_PLANES(d, base, c)                                                                      \
+    for (u64 plane_ = blockIdx.y, base = plane_ * d.inner, c = plane_ % d.channels;                \
+         plane_ < d.outer * d.channels;                                                             \
+         plane_ += gridDim.y, base = plane_ * d.inner, c = plane_ % d.channels)
+#define FOR_IN_PLANE(d, i) for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < d.inner; i += (u64)blockDim.x * gridDim.x)
+
 // x_hat = (x - mean[c]) / std[c]; x_norm = x_hat when not null; y = x_hat * scale[c] + shift[c]
 // when `scale` is not null, else x_hat.
 extern "C" __global__ void crema_channel_normalize(Dims d, const float* x, const float* mean, const float* std,
                                                    const float* scale, const float* shift, float* x_norm, float* y) {
-    GRID_STRIDE(k, d.outer * d.channels * d.inner) {
-        u64 c = (k / d.inner) % d.channels;
-        float xh = (x[k] - mean[c]) / std[c];
-        if (x_norm) x_norm[k] = xh;
-        y[k] = scale ? xh * scale[c] + shift[c] : xh;
+    FOR_PLANES(d, base, c) {
+        float m = mean[c], s = std[c];
+        FOR_IN_PLANE(d, i) {
+            u64 k = base + i;
+            float xh = (x[k] - m) / s;
+            if (x_norm) x_norm[k] = xh;
+            y[k] = scale ? xh * scale[c] + shift[c] : xh;
+        }
     }
 }
 
@@ -119,25 +132,30 @@ extern "C" __global__ void crema_channel_grad_sums(u64 channels, u64 parts, doub
 extern "C" __global__ void crema_channel_norm_dx(Dims d, int grad, const float* x_norm, const float* dy,
                                                  const float* std, const float* scale, const float* mg,
                                                  const float* mgx, float* dx) {
-    GRID_STRIDE(k, d.outer * d.channels * d.inner) {
-        u64 c = (k / d.inner) % d.channels;
-        float g = dy[k] * (scale ? scale[c] : 1.0f);
-        float v;
-        if (grad == GRAD_FIXED) v = g / std[c];
-        else if (grad == GRAD_MEAN_ONLY) v = (g - mg[c]) / std[c];
-        else v = (g - (x_norm[k] * mgx[c] + mg[c])) / std[c];
-        dx[k] = v;
+    FOR_PLANES(d, base, c) {
+        float sc = scale ? scale[c] : 1.0f, s = std[c];
+        FOR_IN_PLANE(d, i) {
+            u64 k = base + i;
+            float g = dy[k] * sc;
+            float v;
+            if (grad == GRAD_FIXED) v = g / s;
+            else if (grad == GRAD_MEAN_ONLY) v = (g - mg[c]) / s;
+            else v = (g - (x_norm[k] * mgx[c] + mg[c])) / s;
+            dx[k] = v;
+        }
     }
 }
 
 // y = x * scale[c] + bias[c], either part optional (the product rounded before the sum).
 extern "C" __global__ void crema_channel_affine(Dims d, const float* x, const float* scale, const float* bias, float* y) {
-    GRID_STRIDE(k, d.outer * d.channels * d.inner) {
-        u64 c = (k / d.inner) % d.channels;
-        float v = x[k];
-        if (scale) v = v * scale[c];
-        if (bias) v = v + bias[c];
-        y[k] = v;
+    FOR_PLANES(d, base, c) {
+        FOR_IN_PLANE(d, i) {
+            u64 k = base + i;
+            float v = x[k];
+            if (scale) v = v * scale[c];
+            if (bias) v = v + bias[c];
+            y[k] = v;
+        }
     }
 }
 
