@@ -93,8 +93,8 @@ impl<'a, B: Storage> Ctx<'a, B> {
         Ctx { blobs, params, bottom_ids, top_ids, param_ids, param_propagate, top_diff_values: &[], phase }
     }
 
-    /// Tells the layer what the tops' diffs hold where only the net wrote them (see
-    /// `LayerEntry::top_diff_values`).
+    /// Tells the layer what the tops' diffs hold where only the net wrote them (a loss top's
+    /// weight; the net keeps these per blob).
     pub fn with_top_diff_values(mut self, values: &'a [Option<f32>]) -> Self {
         self.top_diff_values = values;
         self

@@ -92,6 +92,12 @@ pub(crate) struct Counters {
     allocations: AtomicU64,
 }
 
+/// Counts one copy of `bytes` in a pair of [`Counters`] (uploads or downloads).
+fn count_copy(copies: &AtomicU64, total: &AtomicU64, bytes: usize) {
+    copies.fetch_add(1, Ordering::Relaxed);
+    total.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
 /// Checks of the data the device has made for the host (a pooling mask entry that is not an
 /// index, ...), read at the host's next wait rather than each at its own: a kernel records the
 /// first bad position in a slot (an atomic minimum of a packed word), and [`Device::sync`]
@@ -281,8 +287,7 @@ impl Device {
             // the stream is waited for below before `words` is read.
             unsafe { drv::memcpy_dtoh_async(&mut words[..], checks.mem.ptr, self.cu_stream()) }
                 .map_err(|e| self.driver_error("reading the device's checks", e))?;
-            self.counters.downloads.fetch_add(1, Ordering::Relaxed);
-            self.counters.download_bytes.fetch_add(8 * words.len() as u64, Ordering::Relaxed);
+            count_copy(&self.counters.downloads, &self.counters.download_bytes, std::mem::size_of_val(&words[..]));
         }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.stream_sync_raw().map_err(|e| self.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here; CREMA_CUDA_SYNC=1 pins it on its kernel)", e))?;
@@ -392,8 +397,7 @@ impl Device {
         // SAFETY: callers pass a device range of at least `size_of_val(out)` bytes (held under
         // its lock or owned by a live buffer); the stream is waited for before `out` is read.
         unsafe { drv::memcpy_dtoh_async(out, ptr, self.cu_stream()) }.map_err(|e| self.driver_error(what, e))?;
-        self.counters.downloads.fetch_add(1, Ordering::Relaxed);
-        self.counters.download_bytes.fetch_add(std::mem::size_of_val(out) as u64, Ordering::Relaxed);
+        count_copy(&self.counters.downloads, &self.counters.download_bytes, std::mem::size_of_val(out));
         self.sync()
     }
 
@@ -407,8 +411,7 @@ impl Device {
         // SAFETY: callers pass a device range of at least `size_of_val(src)` bytes inside a
         // live buffer.
         unsafe { drv::memcpy_htod_async(ptr, src, self.cu_stream()) }.map_err(|e| self.driver_error(what, e))?;
-        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
-        self.counters.upload_bytes.fetch_add(std::mem::size_of_val(src) as u64, Ordering::Relaxed);
+        count_copy(&self.counters.uploads, &self.counters.upload_bytes, std::mem::size_of_val(src));
         Ok(())
     }
 

@@ -256,8 +256,8 @@ impl Math for Cuda {
         let scratch = dev.scratch.lock().unwrap_or_else(|p| p.into_inner());
         let flag = scratch::at(scratch.ptr, scratch::FLAG);
         dev.bind()?;
-        // SAFETY: `flag` is the last 8 bytes of the scratch buffer, held under its lock.
-        unsafe { drv::memset_d8_async(flag, 0, 4, dev.cu_stream()) }.map_err(|e| dev.driver_error("clearing a flag", e))?;
+        // `flag` is a word of the scratch buffer, held under its lock.
+        dev.memset(flag, 0, 4)?;
         Launch::new(dev, ALL_FINITE).elems(x.len).u64("n", x.len).buf("x", x).raw("flag", flag, 1).run()?;
         let mut result = [0i32; 1];
         dev.read_back(flag, &mut result, "reading a flag")?;

@@ -58,7 +58,7 @@ __device__ __forceinline__ float sigmoid_d(float x) { return (float)(0.5 * tanh(
 
 // What a check records for a bad entry `v` at flat index `i` (below 2^32): the index in the high
 // half, the value's bits in the low half, so that an atomic minimum keeps the first bad entry
-// and its value (`finding_word` in cuda/device.rs).
+// and its value (read back and split by `Device::sync` in cuda/device.rs).
 __device__ __forceinline__ u64 finding(u64 i, float v) { return (i << 32) | (u64)__float_as_uint(v); }
 
 // A mask entry as an index into a plane of `limit` elements, truncated toward zero as Caffe's
