@@ -89,12 +89,21 @@ impl Family {
 pub struct Kernel {
     family: Family,
     name: &'static str,
+    /// Written with `FOR_EACH_PLANE` (common.cuh): launched on a [`Launch::planes`] grid only.
+    plane_loops: bool,
 }
 
 impl Kernel {
     /// A handle to `name` in `family`'s file.
     pub const fn new(family: Family, name: &'static str) -> Self {
-        Kernel { family, name }
+        Kernel { family, name, plane_loops: false }
+    }
+
+    /// A handle to a kernel written with `FOR_EACH_PLANE`. Any grid covers every element, but
+    /// another grid than [`Launch::planes`]'s can leave all but a few blocks idle, so a launch
+    /// with one is refused.
+    pub const fn plane_loops(family: Family, name: &'static str) -> Self {
+        Kernel { family, name, plane_loops: true }
     }
 }
 
@@ -228,13 +237,15 @@ pub(crate) struct Launch<'a> {
     kernel: Kernel,
     grid: (u32, u32, u32),
     block: (u32, u32, u32),
+    /// The grid came from [`Launch::planes`].
+    plane_grid: bool,
     args: Vec<(&'static str, Arg)>,
 }
 
 impl<'a> Launch<'a> {
     /// A launch of `kernel` on `dev`'s stream (configure the grid before running).
     pub fn new(dev: &'a Device, kernel: Kernel) -> Self {
-        Launch { dev, kernel, grid: (0, 1, 1), block: (BLOCK, 1, 1), args: Vec::new() }
+        Launch { dev, kernel, grid: (0, 1, 1), block: (BLOCK, 1, 1), plane_grid: false, args: Vec::new() }
     }
 
     /// A grid-stride launch over `n` elements (nothing runs when `n == 0`).
@@ -242,10 +253,12 @@ impl<'a> Launch<'a> {
         let blocks = n.div_ceil(BLOCK as usize).min(self.dev.max_blocks() as usize);
         self.grid = (blocks as u32, 1, 1);
         self.block = (BLOCK, 1, 1);
+        self.plane_grid = false;
         self
     }
 
-    /// A grid for the plane loops of kernels/norm.cu (`FOR_PLANES`): `planes` runs of `inner`
+    /// A grid for the plane loops of kernels declared with [`Kernel::plane_loops`]
+    /// (`FOR_EACH_PLANE` in common.cuh): `planes` runs of `inner`
     /// elements, at most [`Device::max_blocks`] blocks in all, as many planes side by side as
     /// that allows and the rest of the blocks across each plane.
     pub fn planes(mut self, planes: usize, inner: usize) -> Self {
@@ -254,6 +267,7 @@ impl<'a> Launch<'a> {
         let x = inner.div_ceil(BLOCK as usize).clamp(1, (most / y).max(1));
         self.grid = if planes == 0 || inner == 0 { (0, 1, 1) } else { (x as u32, y as u32, 1) };
         self.block = (BLOCK, 1, 1);
+        self.plane_grid = true;
         self
     }
 
@@ -261,6 +275,7 @@ impl<'a> Launch<'a> {
     pub fn dims(mut self, grid: (u32, u32, u32), block: (u32, u32, u32)) -> Self {
         self.grid = grid;
         self.block = block;
+        self.plane_grid = false;
         self
     }
 
@@ -325,6 +340,13 @@ impl<'a> Launch<'a> {
 
     /// Queues the kernel on the stream. Errors name the kernel, its grid and its arguments.
     pub fn run(mut self) -> Result<()> {
+        if self.kernel.plane_loops != self.plane_grid {
+            return Err(Error::Internal(format!(
+                "{}: {}",
+                self.describe(),
+                if self.plane_grid { "a plane grid for a kernel without plane loops" } else { "plane loops need a grid from Launch::planes" }
+            )));
+        }
         if self.grid.0 == 0 || self.grid.1 == 0 || self.grid.2 == 0 {
             return Ok(());
         }
@@ -370,8 +392,8 @@ pub fn kernel_sources() -> Vec<(&'static str, String)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_declared_kernel_is_defined_in_its_family_source() {
+    /// Every kernel the backend declares.
+    fn declared() -> Vec<Kernel> {
         let all = [
             super::super::math::KERNELS,
             super::super::act::KERNELS,
@@ -383,9 +405,30 @@ mod tests {
             super::super::solver::KERNELS,
             super::super::norm::KERNELS,
         ];
-        for k in all.iter().flat_map(|l| l.iter()) {
-            let signature = format!("extern \"C\" __global__ void {}(", k.name);
-            assert!(k.family.body().contains(&signature), "{} is not defined in kernels/{}.cu", k.name, k.family.file());
+        all.iter().flat_map(|l| l.iter().copied()).collect()
+    }
+
+    /// The text of `k`'s definition, to the next kernel's.
+    fn definition(k: Kernel) -> Option<&'static str> {
+        let signature = format!("extern \"C\" __global__ void {}(", k.name);
+        let body = k.family.body();
+        let start = body.find(&signature)?;
+        let rest = &body[start + signature.len()..];
+        Some(&rest[..rest.find("extern \"C\"").unwrap_or(rest.len())])
+    }
+
+    #[test]
+    fn every_declared_kernel_is_defined_in_its_family_source() {
+        for k in declared() {
+            assert!(definition(k).is_some(), "{} is not defined in kernels/{}.cu", k.name, k.family.file());
+        }
+    }
+
+    #[test]
+    fn kernels_with_plane_loops_are_declared_so() {
+        for k in declared() {
+            let loops = definition(k).is_some_and(|d| d.contains("FOR_EACH_PLANE("));
+            assert_eq!(k.plane_loops, loops, "{}: declare it with Kernel::{}", k.name, if loops { "plane_loops" } else { "new" });
         }
     }
 

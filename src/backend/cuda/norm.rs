@@ -17,10 +17,10 @@ const CHANNEL_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_s
 const CHANNEL_MEAN: Kernel = Kernel::new(Family::Normalization, "crema_channel_mean");
 const CHANNEL_VAR: Kernel = Kernel::new(Family::Normalization, "crema_channel_var");
 const CHANNEL_STD: Kernel = Kernel::new(Family::Normalization, "crema_channel_std");
-const CHANNEL_NORMALIZE: Kernel = Kernel::new(Family::Normalization, "crema_channel_normalize");
+const CHANNEL_NORMALIZE: Kernel = Kernel::plane_loops(Family::Normalization, "crema_channel_normalize");
 const CHANNEL_GRAD_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_grad_sums");
-const CHANNEL_NORM_DX: Kernel = Kernel::new(Family::Normalization, "crema_channel_norm_dx");
-const CHANNEL_AFFINE: Kernel = Kernel::new(Family::Normalization, "crema_channel_affine");
+const CHANNEL_NORM_DX: Kernel = Kernel::plane_loops(Family::Normalization, "crema_channel_norm_dx");
+const CHANNEL_AFFINE: Kernel = Kernel::plane_loops(Family::Normalization, "crema_channel_affine");
 const CHANNEL_AFFINE_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_affine_sums");
 const LRN_ACROSS_FORWARD: Kernel = Kernel::new(Family::Normalization, "crema_lrn_across_forward");
 const LRN_ACROSS_BACKWARD: Kernel = Kernel::new(Family::Normalization, "crema_lrn_across_backward");
@@ -479,7 +479,7 @@ impl Normalization for Cuda {
             return Ok(());
         }
         Launch::new(dev, CHANNEL_AFFINE)
-            .elems(d.count())
+            .planes(d.outer * d.channels, d.inner)
             .value("dims", &Dims::of(d))
             .buf("x", dy)
             .opt_buf("scale", scale)

@@ -20,6 +20,15 @@ typedef long long i64;
 #define GRID_STRIDE(i, n) \
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n); i += (u64)blockDim.x * gridDim.x)
 
+// Plane loops, for a grid from Launch::planes (cuda/launch.rs; the launch refuses any other
+// grid for a kernel declared with Kernel::plane_loops): blocks (x, y) take planes y, y +
+// gridDim.y, ... and, in each, elements x * blockDim.x + threadIdx.x, then a grid's width
+// further, ... A thread works out what depends on the plane once per plane, and indices within
+// a plane need no division by the plane's length.
+#define FOR_EACH_PLANE(p, planes) for (u64 p = blockIdx.y; p < (u64)(planes); p += gridDim.y)
+#define FOR_IN_PLANE(i, len) \
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(len); i += (u64)blockDim.x * gridDim.x)
+
 // Sum of `v` over the block (blockDim.x == CREMA_REDUCE_THREADS), in a fixed tree order, so the
 // result depends only on the values, not on timing. Every thread gets the sum. Call from every
 // thread of the block; it ends with a barrier, so it may be called again (in a loop, or for a

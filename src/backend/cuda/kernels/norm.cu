@@ -81,23 +81,17 @@ extern "C" __global__ void crema_channel_std(u64 channels, float eps, int inside
     GRID_STRIDE(c, channels) std[c] = std_of(var[c], eps, inside);
 }
 
-// The element loops below go plane by plane (a plane: one o and one c, `inner` consecutive
-// elements), so that a thread works out its channel once per plane rather than once per element:
-// blocks (x, y) take planes y, y + gridDim.y, ... and, in each, elements x * blockDim.x +
-// threadIdx.x, then a grid's width further, ... (Launch::planes in cuda/launch.rs).
-#define FOR_PLANES(d, base, c)                                                                      \
-    for (u64 plane_ = blockIdx.y, base = plane_ * d.inner, c = plane_ % d.channels;                \
-         plane_ < d.outer * d.channels;                                                             \
-         plane_ += gridDim.y, base = plane_ * d.inner, c = plane_ % d.channels)
-#define FOR_IN_PLANE(d, i) for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < d.inner; i += (u64)blockDim.x * gridDim.x)
+// The element loops below go plane by plane (FOR_EACH_PLANE in common.cuh; a plane: one o and
+// one c, `inner` consecutive elements), working out the channel once per plane.
 
 // x_hat = (x - mean[c]) / std[c]; x_norm = x_hat when not null; y = x_hat * scale[c] + shift[c]
 // when `scale` is not null, else x_hat.
 extern "C" __global__ void crema_channel_normalize(Dims d, const float* x, const float* mean, const float* std,
                                                    const float* scale, const float* shift, float* x_norm, float* y) {
-    FOR_PLANES(d, base, c) {
+    FOR_EACH_PLANE(p, d.outer * d.channels) {
+        u64 base = p * d.inner, c = p % d.channels;
         float m = mean[c], s = std[c];
-        FOR_IN_PLANE(d, i) {
+        FOR_IN_PLANE(i, d.inner) {
             u64 k = base + i;
             float xh = (x[k] - m) / s;
             if (x_norm) x_norm[k] = xh;
@@ -132,15 +126,17 @@ extern "C" __global__ void crema_channel_grad_sums(u64 channels, u64 parts, doub
 extern "C" __global__ void crema_channel_norm_dx(Dims d, int grad, const float* x_norm, const float* dy,
                                                  const float* std, const float* scale, const float* mg,
                                                  const float* mgx, float* dx) {
-    FOR_PLANES(d, base, c) {
+    FOR_EACH_PLANE(p, d.outer * d.channels) {
+        u64 base = p * d.inner, c = p % d.channels;
         float sc = scale ? scale[c] : 1.0f, s = std[c];
-        FOR_IN_PLANE(d, i) {
+        float a = grad == GRAD_FIXED ? 0.0f : mg[c], b = grad == GRAD_BATCH_STATS ? mgx[c] : 0.0f;
+        FOR_IN_PLANE(i, d.inner) {
             u64 k = base + i;
             float g = dy[k] * sc;
             float v;
             if (grad == GRAD_FIXED) v = g / s;
-            else if (grad == GRAD_MEAN_ONLY) v = (g - mg[c]) / s;
-            else v = (g - (x_norm[k] * mgx[c] + mg[c])) / s;
+            else if (grad == GRAD_MEAN_ONLY) v = (g - a) / s;
+            else v = (g - (x_norm[k] * b + a)) / s;
             dx[k] = v;
         }
     }
@@ -148,12 +144,14 @@ extern "C" __global__ void crema_channel_norm_dx(Dims d, int grad, const float* 
 
 // y = x * scale[c] + bias[c], either part optional (the product rounded before the sum).
 extern "C" __global__ void crema_channel_affine(Dims d, const float* x, const float* scale, const float* bias, float* y) {
-    FOR_PLANES(d, base, c) {
-        FOR_IN_PLANE(d, i) {
+    FOR_EACH_PLANE(p, d.outer * d.channels) {
+        u64 base = p * d.inner, c = p % d.channels;
+        float sc = scale ? scale[c] : 0.0f, bc = bias ? bias[c] : 0.0f;
+        FOR_IN_PLANE(i, d.inner) {
             u64 k = base + i;
             float v = x[k];
-            if (scale) v = v * scale[c];
-            if (bias) v = v + bias[c];
+            if (scale) v = v * sc;
+            if (bias) v = v + bc;
             y[k] = v;
         }
     }
