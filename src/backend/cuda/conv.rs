@@ -1,19 +1,12 @@
 //! CUDA convolution: cuDNN for 1 to 3 spatial axes (batches split where cuDNN's 32-bit sizes
-//! require), the im2col + cuBLAS path otherwise; bias kernels from `kernels/conv.cu`.
+//! require), the im2col + cuBLAS path otherwise; the bias through the per-channel affine
+//! kernels of `kernels/norm.cu` (a bias is a Bias layer's map and gradient).
 
 use super::dnn::{self, Pass};
-use super::launch::{Family, Kernel, Launch, BLOCK};
 use super::{conv_gemm, range_check, ConvEngine, Cuda, CudaBuf};
-use crate::backend::{ConvSpec, Convolution};
+use crate::backend::{ChannelDims, ConvSpec, Convolution, Io, Normalization};
 use crate::{Error, Result};
 
-const BIAS_FORWARD: Kernel = Kernel::new(Family::Convolution, "crema_bias_forward");
-const BIAS_BACKWARD_PARTIAL: Kernel = Kernel::new(Family::Convolution, "crema_bias_backward_partial");
-const BIAS_BACKWARD_FINAL: Kernel = Kernel::new(Family::Convolution, "crema_bias_backward_final");
-
-/// Every kernel this file launches (checked against the sources by a unit test).
-#[cfg(test)]
-pub(super) const KERNELS: &[Kernel] = &[BIAS_FORWARD, BIAS_BACKWARD_PARTIAL, BIAS_BACKWARD_FINAL];
 
 /// Checks the geometry itself and that the buffers hold what it describes.
 fn check(spec: &ConvSpec, x: usize, w: usize, y: usize) -> Result<()> {
@@ -85,49 +78,26 @@ impl Convolution for Cuda {
     fn bias_forward(&self, num: usize, channels: usize, spatial: usize, bias: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
         self.own(&[bias, y])?;
         range_check("bias", 0, channels, bias.len)?;
-        let count = num.checked_mul(channels).and_then(|v| v.checked_mul(spatial)).ok_or_else(|| Error::Internal("bias size overflows".into()))?;
-        range_check("bias output", 0, count, y.len)?;
-        Launch::new(&self.dev, BIAS_FORWARD)
-            .elems(count)
-            .u64("count", count)
-            .u64("channels", channels)
-            .u64("spatial", spatial)
-            .buf("bias", bias)
-            .buf("y", y)
-            .run()
+        let d = bias_dims(num, channels, spatial)?;
+        range_check("bias output", 0, d.count(), y.len)?;
+        // y = y + bias[c]: the CPU's sum, as Bias computes it.
+        self.channel_affine(d, Io::InPlace(y), None, Some(bias))
     }
 
     fn bias_backward(&self, num: usize, channels: usize, spatial: usize, dy: &CudaBuf, db: &mut CudaBuf) -> Result<()> {
         self.own(&[dy, db])?;
         range_check("bias diff", 0, channels, db.len)?;
-        let per_channel = num.checked_mul(spatial).ok_or_else(|| Error::Internal("bias size overflows".into()))?;
-        let count = per_channel.checked_mul(channels).ok_or_else(|| Error::Internal("bias size overflows".into()))?;
-        range_check("bias top diff", 0, count, dy.len)?;
-        if count == 0 || channels > i32::MAX as usize {
-            return match count {
-                0 => Ok(()),
-                _ => Err(Error::Internal(format!("bias_backward: {channels} channels exceed a grid"))),
-            };
-        }
-        // Parts per channel depend on the shape only, so the sums do not depend on the GPU.
-        let parts = per_channel.div_ceil(1 << 15).clamp(1, 64);
-        let dev = &*self.dev;
-        let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
-        let partial = ws.get(dev, channels * parts * 8)?;
-        Launch::new(dev, BIAS_BACKWARD_PARTIAL)
-            .dims((channels as u32, parts as u32, 1), (BLOCK, 1, 1))
-            .u64("num", num)
-            .u64("channels", channels)
-            .u64("spatial", spatial)
-            .buf("dy", dy)
-            .raw("partial", partial, channels * parts)
-            .run()?;
-        Launch::new(dev, BIAS_BACKWARD_FINAL)
-            .elems(channels)
-            .u64("channels", channels)
-            .u64("parts", parts)
-            .raw("partial", partial, channels * parts)
-            .buf("db", db)
-            .run()
+        let d = bias_dims(num, channels, spatial)?;
+        range_check("bias top diff", 0, d.count(), dy.len)?;
+        // db[c] += the sum of channel c of dy: Bias's gradient.
+        self.affine_sums(d, dy, None, None, Some(db))
     }
+}
+
+/// `(num, channels, spatial)` as channel dims, their product checked.
+fn bias_dims(num: usize, channels: usize, spatial: usize) -> Result<ChannelDims> {
+    num.checked_mul(channels)
+        .and_then(|v| v.checked_mul(spatial))
+        .map(|_| ChannelDims::new(num, channels, spatial))
+        .ok_or_else(|| Error::Internal("bias size overflows".into()))
 }

@@ -397,7 +397,6 @@ mod tests {
         let all = [
             super::super::math::KERNELS,
             super::super::act::KERNELS,
-            super::super::conv::KERNELS,
             super::super::conv_gemm::KERNELS,
             super::super::pool::KERNELS,
             super::super::loss::KERNELS,

@@ -160,6 +160,35 @@ impl Cuda {
             .run()
     }
 
+    /// The per-channel sums of an affine map's backward, each optional: `dscale[c] += sum(dy *
+    /// x)` (needs `x`), `dbias[c] += sum(dy)` (also a convolution's bias gradient). The caller
+    /// has checked the buffers against `d`.
+    pub(super) fn affine_sums(
+        &self,
+        d: ChannelDims,
+        dy: &CudaBuf,
+        x: Option<&CudaBuf>,
+        dscale: Option<&CudaBuf>,
+        dbias: Option<&CudaBuf>,
+    ) -> Result<()> {
+        if d.count() == 0 || (dscale.is_none() && dbias.is_none()) {
+            return Ok(());
+        }
+        let dev = &*self.dev;
+        let parts = parts_of(d);
+        let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
+        self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, partial)?;
+        Launch::new(dev, CHANNEL_AFFINE_SUMS)
+            .elems(d.channels)
+            .u64("channels", d.channels)
+            .u64("parts", parts)
+            .raw("partial", partial, 2 * d.channels * parts)
+            .opt_buf("dscale", dscale)
+            .opt_buf("dbias", dbias)
+            .run()
+    }
+
     /// Mean, variance and (when given) std of every channel of `x`, into the buffers.
     #[allow(clippy::too_many_arguments)]
     fn moments_into(
@@ -452,29 +481,7 @@ impl Normalization for Cuda {
             return Ok(());
         }
         let dev = &*self.dev;
-        if dscale.is_some() || dbias.is_some() {
-            let parts = parts_of(d);
-            let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
-            let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-            self.channel_sums(
-                dev,
-                d,
-                parts,
-                Sum::AndDot,
-                dy,
-                if dscale.is_some() { x } else { None },
-                None,
-                partial,
-            )?;
-            Launch::new(dev, CHANNEL_AFFINE_SUMS)
-                .elems(d.channels)
-                .u64("channels", d.channels)
-                .u64("parts", parts)
-                .raw("partial", partial, 2 * d.channels * parts)
-                .opt_buf("dscale", dscale)
-                .opt_buf("dbias", dbias)
-                .run()?;
-        }
+        self.affine_sums(d, dy, x, dscale, dbias)?;
         if !write_dx || (scale.is_none() && in_place) {
             return Ok(());
         }

@@ -14,14 +14,14 @@ use super::{Cuda, CudaBuf, range_check};
 use crate::backend::{Math, PoolSpec, Pooling};
 use crate::{Error, Result};
 
-const MAX_FORWARD: Kernel = Kernel::new(Family::Pooling, "crema_max_pool_forward");
-const MAX_BACKWARD: Kernel = Kernel::new(Family::Pooling, "crema_max_pool_backward");
+const MAX_FORWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_max_pool_forward");
+const MAX_BACKWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_max_pool_backward");
 const MAX_BACKWARD_SCATTER: Kernel = Kernel::new(Family::Pooling, "crema_max_pool_backward_scatter");
-const AVE_FORWARD: Kernel = Kernel::new(Family::Pooling, "crema_ave_pool_forward");
-const AVE_BACKWARD: Kernel = Kernel::new(Family::Pooling, "crema_ave_pool_backward");
-const UPSAMPLE_CLAIM: Kernel = Kernel::new(Family::Pooling, "crema_upsample_claim");
-const UPSAMPLE_FILL: Kernel = Kernel::new(Family::Pooling, "crema_upsample_fill");
-const UPSAMPLE_BACKWARD: Kernel = Kernel::new(Family::Pooling, "crema_upsample_backward");
+const AVE_FORWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_ave_pool_forward");
+const AVE_BACKWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_ave_pool_backward");
+const UPSAMPLE_CLAIM: Kernel = Kernel::plane_loops(Family::Pooling, "crema_upsample_claim");
+const UPSAMPLE_FILL: Kernel = Kernel::plane_loops(Family::Pooling, "crema_upsample_fill");
+const UPSAMPLE_BACKWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_upsample_backward");
 
 /// Every kernel this file launches (checked against the sources by a unit test).
 #[cfg(test)]
@@ -41,40 +41,56 @@ pub(super) const KERNELS: &[Kernel] = &[
 #[derive(Clone, Copy)]
 struct PoolGeom {
     planes: u64,
-    in_h: i64,
-    in_w: i64,
-    out_h: i64,
-    out_w: i64,
-    kernel_h: i64,
-    kernel_w: i64,
-    stride_h: i64,
-    stride_w: i64,
-    pad_h: i64,
-    pad_w: i64,
+    in_h: i32,
+    in_w: i32,
+    out_h: i32,
+    out_w: i32,
+    kernel_h: i32,
+    kernel_w: i32,
+    stride_h: i32,
+    stride_w: i32,
+    pad_h: i32,
+    pad_w: i32,
 }
 
-// SAFETY: repr(C), eleven 8-byte integers, laid out as the .cu struct.
+// SAFETY: repr(C), a u64 then ten i32 (48 bytes, no padding), laid out as the .cu struct.
 unsafe impl KernelStruct for PoolGeom {}
 
 impl PoolGeom {
+    /// The geometry, refused (an internal error) where the kernels' 32-bit in-plane arithmetic
+    /// could overflow: a plane, a window's area, or a window's reach along an axis
+    /// (`out * stride + kernel + 2 pad + in`) beyond `i32::MAX`.
     fn of(spec: &PoolSpec) -> Result<Self> {
-        let i =
-            |v: usize| i64::try_from(v).map_err(|_| Error::Internal(format!("pooling geometry {spec:?} overflows")));
+        let too_big = || Error::Internal(format!("pooling geometry {spec:?} exceeds the GPU kernels' 32-bit indices"));
         if spec.stride_h == 0 || spec.stride_w == 0 {
             return Err(Error::Internal(format!("pooling geometry {spec:?}: zero stride")));
         }
+        let fits = |v: Option<usize>| v.is_some_and(|v| v <= i32::MAX as usize);
+        let reach = |out: usize, stride: usize, kernel: usize, pad: usize, len: usize| {
+            out.checked_mul(stride)?.checked_add(kernel)?.checked_add(pad.checked_mul(2)?)?.checked_add(len)
+        };
+        let ok = fits(spec.in_h.checked_mul(spec.in_w))
+            && fits(spec.out_h.checked_mul(spec.out_w))
+            && fits(spec.kernel_h.checked_mul(spec.kernel_w))
+            && fits(reach(spec.out_h, spec.stride_h, spec.kernel_h, spec.pad_h, spec.in_h))
+            && fits(reach(spec.out_w, spec.stride_w, spec.kernel_w, spec.pad_w, spec.in_w));
+        if !ok {
+            return Err(too_big());
+        }
+        // Every value below is a term of one of the sums just checked.
+        let i = |v: usize| v as i32;
         Ok(PoolGeom {
             planes: spec.planes as u64,
-            in_h: i(spec.in_h)?,
-            in_w: i(spec.in_w)?,
-            out_h: i(spec.out_h)?,
-            out_w: i(spec.out_w)?,
-            kernel_h: i(spec.kernel_h)?,
-            kernel_w: i(spec.kernel_w)?,
-            stride_h: i(spec.stride_h)?,
-            stride_w: i(spec.stride_w)?,
-            pad_h: i(spec.pad_h)?,
-            pad_w: i(spec.pad_w)?,
+            in_h: i(spec.in_h),
+            in_w: i(spec.in_w),
+            out_h: i(spec.out_h),
+            out_w: i(spec.out_w),
+            kernel_h: i(spec.kernel_h),
+            kernel_w: i(spec.kernel_w),
+            stride_h: i(spec.stride_h),
+            stride_w: i(spec.stride_w),
+            pad_h: i(spec.pad_h),
+            pad_w: i(spec.pad_w),
         })
     }
 }
@@ -112,7 +128,7 @@ impl Pooling for Cuda {
         check("max pooling", spec, x.len, y.len)?;
         range_check("max pooling mask", 0, spec.out_len(), mask.len)?;
         Launch::new(&self.dev, MAX_FORWARD)
-            .elems(spec.out_len())
+            .planes(spec.planes, spec.out_plane())
             .value("geom", &PoolGeom::of(spec)?)
             .buf("x", x)
             .buf("y", y)
@@ -136,7 +152,7 @@ impl Pooling for Cuda {
         let foreign = scratch::at(scratch.ptr, scratch::BAD);
         dev.memset(foreign, 0, 8)?;
         Launch::new(dev, MAX_BACKWARD)
-            .elems(spec.in_len().max(spec.out_len()))
+            .planes(spec.planes, ip.max(op))
             .value("geom", &g)
             .buf("dy", dy)
             .buf("mask", mask)
@@ -160,7 +176,7 @@ impl Pooling for Cuda {
         self.own(&[x, y])?;
         check("average pooling", spec, x.len, y.len)?;
         Launch::new(&self.dev, AVE_FORWARD)
-            .elems(spec.out_len())
+            .planes(spec.planes, spec.out_plane())
             .value("geom", &PoolGeom::of(spec)?)
             .buf("x", x)
             .buf("y", y)
@@ -171,7 +187,7 @@ impl Pooling for Cuda {
         self.own(&[dy, dx])?;
         check("average pooling backward", spec, dx.len, dy.len)?;
         Launch::new(&self.dev, AVE_BACKWARD)
-            .elems(spec.in_len())
+            .planes(spec.planes, spec.in_plane())
             .value("geom", &PoolGeom::of(spec)?)
             .buf("dy", dy)
             .buf("dx", dx)
@@ -209,7 +225,7 @@ impl Pooling for Cuda {
         let bad = mask_check(dev, "upsample", n_in, in_plane, out_plane)?;
         dev.memset(y.ptr, 0xff, n_out * 4)?;
         Launch::new(dev, UPSAMPLE_CLAIM)
-            .elems(n_in)
+            .planes(planes, in_plane)
             .u64("planes", planes)
             .u64("in_plane", in_plane)
             .u64("out_plane", out_plane)
@@ -219,7 +235,7 @@ impl Pooling for Cuda {
             .run()?;
         drop(bad);
         Launch::new(dev, UPSAMPLE_FILL)
-            .elems(n_out)
+            .planes(planes, out_plane)
             .u64("planes", planes)
             .u64("in_plane", in_plane)
             .u64("out_plane", out_plane)
@@ -252,7 +268,7 @@ impl Pooling for Cuda {
         let dev = &*self.dev;
         let bad = mask_check(dev, "upsample backward", n_in, in_plane, out_plane)?;
         Launch::new(dev, UPSAMPLE_BACKWARD)
-            .elems(n_in)
+            .planes(planes, in_plane)
             .u64("planes", planes)
             .u64("in_plane", in_plane)
             .u64("out_plane", out_plane)
@@ -261,5 +277,38 @@ impl Pooling for Cuda {
             .buf("dx", dx)
             .raw("bad", bad.addr, 1)
             .run()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(in_h: usize, in_w: usize, kernel: usize, stride: usize, pad: usize) -> PoolSpec {
+        let out = |len: usize| (len + 2 * pad - kernel).div_ceil(stride) + 1;
+        PoolSpec {
+            planes: 3,
+            in_h,
+            in_w,
+            out_h: out(in_h),
+            out_w: out(in_w),
+            kernel_h: kernel,
+            kernel_w: kernel,
+            stride_h: stride,
+            stride_w: stride,
+            pad_h: pad,
+            pad_w: pad,
+        }
+    }
+
+    #[test]
+    fn geometries_beyond_32_bit_in_plane_indices_are_refused() {
+        let g = PoolGeom::of(&spec(360, 480, 2, 2, 0)).expect("SegNet's pooling fits");
+        assert_eq!((g.planes, g.in_h, g.in_w, g.out_h, g.out_w, g.kernel_h, g.stride_w), (3, 360, 480, 180, 240, 2, 2));
+        // A plane of 2^32 elements, a window of 2^32 elements, an axis whose reach overflows.
+        for s in [spec(1 << 16, 1 << 16, 2, 2, 0), spec(1 << 16, 1 << 16, 1 << 16, 1, 0), spec(4, 1000, 3, 1 << 30, 1)] {
+            let err = PoolGeom::of(&s).err().expect("must be refused");
+            assert!(err.to_string().contains("32-bit"), "{err}");
+        }
     }
 }

@@ -1,35 +1,6 @@
-// Convolution family: bias and the im2col/col2im pair of the GEMM path (used for convolutions
-// of more than three spatial axes, and where cuDNN has no algorithm for a shape).
-
-// y[n, c, s] += bias[c] over count = num * channels * spatial elements.
-extern "C" __global__ void crema_bias_forward(u64 count, u64 channels, u64 spatial, const float* bias, float* y) {
-    GRID_STRIDE(i, count) y[i] += bias[(i / spatial) % channels];
-}
-
-// db[c] += sum over n, s of dy[n, c, s], first pass: block (c, p) of a (channels, parts) grid
-// sums part p of channel c's num * spatial elements into partial[c * parts + p].
-extern "C" __global__ void crema_bias_backward_partial(u64 num, u64 channels, u64 spatial, const float* dy, double* partial) {
-    u64 c = blockIdx.x, p = blockIdx.y, parts = gridDim.y;
-    u64 total = num * spatial;
-    u64 chunk = (total + parts - 1) / parts;
-    u64 begin = p * chunk, end = begin + chunk < total ? begin + chunk : total;
-    double acc = 0.0;
-    for (u64 j = begin + threadIdx.x; j < end; j += blockDim.x) {
-        u64 n = j / spatial, s = j - n * spatial;
-        acc += (double)dy[(n * channels + c) * spatial + s];
-    }
-    double sum = block_sum(acc);
-    if (threadIdx.x == 0) partial[c * parts + p] = sum;
-}
-
-// Second pass: one thread per channel adds its partials, in order, to db[c].
-extern "C" __global__ void crema_bias_backward_final(u64 channels, u64 parts, const double* partial, float* db) {
-    GRID_STRIDE(c, channels) {
-        double acc = 0.0;
-        for (u64 p = 0; p < parts; ++p) acc += partial[c * parts + p];
-        db[c] += (float)acc;
-    }
-}
+// Convolution family: the im2col/col2im pair of the GEMM path (used for convolutions of more
+// than three spatial axes, and where cuDNN has no algorithm for a shape). Biases go through
+// norm.cu's per-channel affine kernels.
 
 // Geometry of an N-d convolution over one image. Must match `ConvGeom` in cuda/conv_gemm.rs.
 #define CREMA_MAX_SPATIAL 6

@@ -3,49 +3,54 @@
 // instead of scattering: every input element adds, in row-major output order, the
 // contributions of the windows that cover it: the CPU's sums, bit for bit, with no atomics.
 
+// Kernels loop over planes (FOR_EACH_PLANE) and, within a plane, work in 32-bit integers: the
+// host refuses a geometry whose in-plane values do not fit (PoolGeom::of in cuda/pool.rs), so a
+// thread's row and column cost one 32-bit division, not 64-bit ones per element.
+
 // Must match `PoolGeom` in cuda/pool.rs.
 struct PoolGeom {
     u64 planes;
-    i64 in_h, in_w, out_h, out_w;
-    i64 kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+    int in_h, in_w, out_h, out_w;
+    int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
 };
 
 // The range [lo, hi) of output indices along one axis whose windows cover input index `h`:
 // start = o * stride - pad <= h < start + kernel.
-__device__ __forceinline__ void covering(i64 h, i64 kernel, i64 stride, i64 pad, i64 out, i64* lo, i64* hi) {
-    i64 hp = h + pad;
+__device__ __forceinline__ void covering(int h, int kernel, int stride, int pad, int out, int* lo, int* hi) {
+    int hp = h + pad;
     *lo = hp < kernel ? 0 : (hp - kernel) / stride + 1;
-    i64 e = hp / stride + 1;
+    int e = hp / stride + 1;
     *hi = e < out ? e : out;
 }
 
 // Max pooling: per output cell, the clipped window scanned row by row from -FLT_MAX / -1,
 // an element winning only when strictly greater (PoolSpec::max_window).
 extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, float* y, float* mask) {
-    u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
-    GRID_STRIDE(i, g.planes * out_plane) {
-        u64 p = i / out_plane;
-        i64 o = (i64)(i - p * out_plane);
-        i64 ph = o / g.out_w, pw = o - ph * g.out_w;
-        i64 hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
-        i64 he = hs + g.kernel_h < g.in_h ? hs + g.kernel_h : g.in_h;
-        i64 we = ws + g.kernel_w < g.in_w ? ws + g.kernel_w : g.in_w;
-        if (hs < 0) hs = 0;
-        if (ws < 0) ws = 0;
+    int out_plane = g.out_h * g.out_w, in_plane = g.in_h * g.in_w;
+    FOR_EACH_PLANE(p, g.planes) {
         const float* xp = x + p * in_plane;
-        float best = -CREMA_FLT_MAX;
-        i64 arg = -1;
-        for (i64 h = hs; h < he; ++h) {
-            for (i64 w = ws; w < we; ++w) {
-                float v = xp[h * g.in_w + w];
-                if (v > best) {
-                    best = v;
-                    arg = h * g.in_w + w;
+        u64 ob = p * out_plane;
+        FOR_IN_PLANE(q, out_plane) {
+            int o = (int)q, ph = o / g.out_w, pw = o - ph * g.out_w;
+            int hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
+            int he = hs + g.kernel_h < g.in_h ? hs + g.kernel_h : g.in_h;
+            int we = ws + g.kernel_w < g.in_w ? ws + g.kernel_w : g.in_w;
+            if (hs < 0) hs = 0;
+            if (ws < 0) ws = 0;
+            float best = -CREMA_FLT_MAX;
+            int arg = -1;
+            for (int h = hs; h < he; ++h) {
+                for (int w = ws; w < we; ++w) {
+                    float v = xp[h * g.in_w + w];
+                    if (v > best) {
+                        best = v;
+                        arg = h * g.in_w + w;
+                    }
                 }
             }
+            y[ob + q] = best;
+            mask[ob + q] = (float)arg;
         }
-        y[i] = best;
-        mask[i] = (float)arg;
     }
 }
 
@@ -58,39 +63,39 @@ extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, fl
 // kernel, then redoes dx.
 extern "C" __global__ void crema_max_pool_backward(PoolGeom g, const float* dy, const float* mask, float* dx,
                                                    u64* bad, u64* foreign) {
-    u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
-    GRID_STRIDE(i, g.planes * in_plane) {
-        u64 p = i / in_plane;
-        i64 e = (i64)(i - p * in_plane);
-        i64 h = e / g.in_w, w = e - h * g.in_w;
-        i64 ph0, ph1, pw0, pw1;
-        covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &ph0, &ph1);
-        covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &pw0, &pw1);
+    int out_plane = g.out_h * g.out_w, in_plane = g.in_h * g.in_w;
+    FOR_EACH_PLANE(p, g.planes) {
         const float* dyp = dy + p * out_plane;
         const float* mp = mask + p * out_plane;
-        float acc = 0.0f;
-        for (i64 ph = ph0; ph < ph1; ++ph) {
-            for (i64 pw = pw0; pw < pw1; ++pw) {
-                float m = mp[ph * g.out_w + pw];
-                if (m <= -1.0f) continue;
-                if (mask_index(m, in_plane) == e) acc += dyp[ph * g.out_w + pw];
+        u64 ib = p * in_plane;
+        FOR_IN_PLANE(q, in_plane) {
+            int e = (int)q, h = e / g.in_w, w = e - h * g.in_w;
+            int ph0, ph1, pw0, pw1;
+            covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &ph0, &ph1);
+            covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &pw0, &pw1);
+            float acc = 0.0f;
+            for (int ph = ph0; ph < ph1; ++ph) {
+                for (int pw = pw0; pw < pw1; ++pw) {
+                    float m = mp[ph * g.out_w + pw];
+                    if (m <= -1.0f) continue;
+                    if (mask_index(m, in_plane) == e) acc += dyp[ph * g.out_w + pw];
+                }
             }
+            dx[ib + q] = acc;
         }
-        dx[i] = acc;
-    }
-    GRID_STRIDE(o, g.planes * out_plane) {
-        float m = mask[o];
-        if (m <= -1.0f) continue;
-        i64 t = mask_index(m, in_plane);
-        if (t < 0) {
-            atomicMin(bad, finding(o, m));
-            continue;
+        FOR_IN_PLANE(q, out_plane) {
+            float m = mp[q];
+            if (m <= -1.0f) continue;
+            i64 t = mask_index(m, in_plane);
+            if (t < 0) {
+                atomicMin(bad, finding(p * out_plane + q, m));
+                continue;
+            }
+            int o = (int)q, ph = o / g.out_w, pw = o - ph * g.out_w;
+            int h = (int)t / g.in_w, w = (int)t - h * g.in_w;
+            int hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
+            if (h < hs || h >= hs + g.kernel_h || w < ws || w >= ws + g.kernel_w) *foreign = 1;
         }
-        i64 q = (i64)(o % out_plane);
-        i64 ph = q / g.out_w, pw = q - ph * g.out_w;
-        i64 h = t / g.in_w, w = t - h * g.in_w;
-        i64 hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
-        if (h < hs || h >= hs + g.kernel_h || w < ws || w >= ws + g.kernel_w) *foreign = 1;
     }
 }
 
@@ -100,7 +105,7 @@ extern "C" __global__ void crema_max_pool_backward(PoolGeom g, const float* dy, 
 extern "C" __global__ void crema_max_pool_backward_scatter(PoolGeom g, const float* dy, const float* mask, float* dx,
                                                            const u64* foreign) {
     if (*foreign == 0) return;
-    u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
+    u64 out_plane = (u64)g.out_h * g.out_w, in_plane = (u64)g.in_h * g.in_w;
     GRID_STRIDE(p, g.planes) {
         float* dxp = dx + p * in_plane;
         for (u64 e = 0; e < in_plane; ++e) dxp[e] = 0.0f;
@@ -115,59 +120,61 @@ extern "C" __global__ void crema_max_pool_backward_scatter(PoolGeom g, const flo
 
 // The average window along one axis (PoolSpec::ave_window): clipped [lo, hi) and the extent
 // the sum is divided by (padding inside the padded input counts).
-__device__ __forceinline__ void ave_window(i64 o, i64 kernel, i64 stride, i64 pad, i64 in, i64* lo, i64* hi, i64* size) {
-    i64 start = o * stride - pad;
-    i64 end = start + kernel < in + pad ? start + kernel : in + pad;
+__device__ __forceinline__ void ave_window(int o, int kernel, int stride, int pad, int in, int* lo, int* hi, int* size) {
+    int start = o * stride - pad;
+    int end = start + kernel < in + pad ? start + kernel : in + pad;
     *size = end - start;
     *lo = start > 0 ? start : 0;
-    i64 h = end < in ? end : in;
+    int h = end < in ? end : in;
     *hi = h > 0 ? h : 0;
 }
 
 // Average pooling: the clipped window summed in float row by row from 0, divided once.
 extern "C" __global__ void crema_ave_pool_forward(PoolGeom g, const float* x, float* y) {
-    u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
-    GRID_STRIDE(i, g.planes * out_plane) {
-        u64 p = i / out_plane;
-        i64 o = (i64)(i - p * out_plane);
-        i64 ph = o / g.out_w, pw = o - ph * g.out_w;
-        i64 h0, h1, sh, w0, w1, sw;
-        ave_window(ph, g.kernel_h, g.stride_h, g.pad_h, g.in_h, &h0, &h1, &sh);
-        ave_window(pw, g.kernel_w, g.stride_w, g.pad_w, g.in_w, &w0, &w1, &sw);
+    int out_plane = g.out_h * g.out_w, in_plane = g.in_h * g.in_w;
+    FOR_EACH_PLANE(p, g.planes) {
         const float* xp = x + p * in_plane;
-        float sum = 0.0f;
-        if (w0 < w1) {
-            for (i64 h = h0; h < h1; ++h) {
-                for (i64 w = w0; w < w1; ++w) sum += xp[h * g.in_w + w];
+        u64 ob = p * out_plane;
+        FOR_IN_PLANE(q, out_plane) {
+            int o = (int)q, ph = o / g.out_w, pw = o - ph * g.out_w;
+            int h0, h1, sh, w0, w1, sw;
+            ave_window(ph, g.kernel_h, g.stride_h, g.pad_h, g.in_h, &h0, &h1, &sh);
+            ave_window(pw, g.kernel_w, g.stride_w, g.pad_w, g.in_w, &w0, &w1, &sw);
+            float sum = 0.0f;
+            if (w0 < w1) {
+                for (int h = h0; h < h1; ++h) {
+                    for (int w = w0; w < w1; ++w) sum += xp[h * g.in_w + w];
+                }
             }
+            y[ob + q] = sum / (float)(sh * sw);
         }
-        y[i] = sum / (float)(sh * sw);
     }
 }
 
 // Average pooling gradient as a gather: dx[h, w] = sum, over the windows covering (h, w) in
 // row-major order, of dy / pool_size (the CPU's per-window quotient).
 extern "C" __global__ void crema_ave_pool_backward(PoolGeom g, const float* dy, float* dx) {
-    u64 out_plane = (u64)(g.out_h * g.out_w), in_plane = (u64)(g.in_h * g.in_w);
-    GRID_STRIDE(i, g.planes * in_plane) {
-        u64 p = i / in_plane;
-        i64 e = (i64)(i - p * in_plane);
-        i64 h = e / g.in_w, w = e - h * g.in_w;
-        i64 ph0, ph1, pw0, pw1;
-        covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &ph0, &ph1);
-        covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &pw0, &pw1);
+    int out_plane = g.out_h * g.out_w, in_plane = g.in_h * g.in_w;
+    FOR_EACH_PLANE(p, g.planes) {
         const float* dyp = dy + p * out_plane;
-        float acc = 0.0f;
-        for (i64 ph = ph0; ph < ph1; ++ph) {
-            i64 lo, hi, sh;
-            ave_window(ph, g.kernel_h, g.stride_h, g.pad_h, g.in_h, &lo, &hi, &sh);
-            for (i64 pw = pw0; pw < pw1; ++pw) {
-                i64 wlo, whi, sw;
-                ave_window(pw, g.kernel_w, g.stride_w, g.pad_w, g.in_w, &wlo, &whi, &sw);
-                acc += dyp[ph * g.out_w + pw] / (float)(sh * sw);
+        u64 ib = p * in_plane;
+        FOR_IN_PLANE(q, in_plane) {
+            int e = (int)q, h = e / g.in_w, w = e - h * g.in_w;
+            int ph0, ph1, pw0, pw1;
+            covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &ph0, &ph1);
+            covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &pw0, &pw1);
+            float acc = 0.0f;
+            for (int ph = ph0; ph < ph1; ++ph) {
+                int lo, hi, sh;
+                ave_window(ph, g.kernel_h, g.stride_h, g.pad_h, g.in_h, &lo, &hi, &sh);
+                for (int pw = pw0; pw < pw1; ++pw) {
+                    int wlo, whi, sw;
+                    ave_window(pw, g.kernel_w, g.stride_w, g.pad_w, g.in_w, &wlo, &whi, &sw);
+                    acc += dyp[ph * g.out_w + pw] / (float)(sh * sw);
+                }
             }
+            dx[ib + q] = acc;
         }
-        dx[i] = acc;
     }
 }
 
@@ -177,19 +184,25 @@ extern "C" __global__ void crema_ave_pool_backward(PoolGeom g, const float* dy, 
 // finding()).
 extern "C" __global__ void crema_upsample_claim(u64 planes, u64 in_plane, u64 out_plane, const float* mask, int* winner,
                                                 u64* bad) {
-    GRID_STRIDE(i, planes * in_plane) {
-        u64 p = i / in_plane;
-        i64 t = mask_index(mask[i], out_plane);
-        if (t < 0) atomicMin(bad, finding(i, mask[i]));
-        else atomicMax(&winner[p * out_plane + (u64)t], (int)(i - p * in_plane));
+    FOR_EACH_PLANE(p, planes) {
+        FOR_IN_PLANE(i, in_plane) {
+            u64 k = p * in_plane + i;
+            i64 t = mask_index(mask[k], out_plane);
+            if (t < 0) atomicMin(bad, finding(k, mask[k]));
+            else atomicMax(&winner[p * out_plane + (u64)t], (int)i);
+        }
     }
 }
 
 // Second pass, in place over the same buffer: each output takes its winner's value, or 0.
 extern "C" __global__ void crema_upsample_fill(u64 planes, u64 in_plane, u64 out_plane, const float* x, float* y) {
-    GRID_STRIDE(o, planes * out_plane) {
-        int w = __float_as_int(y[o]);
-        y[o] = w >= 0 ? x[(o / out_plane) * in_plane + (u64)w] : 0.0f;
+    FOR_EACH_PLANE(p, planes) {
+        const float* xp = x + p * in_plane;
+        float* yp = y + p * out_plane;
+        FOR_IN_PLANE(o, out_plane) {
+            int w = __float_as_int(yp[o]);
+            yp[o] = w >= 0 ? xp[w] : 0.0f;
+        }
     }
 }
 
@@ -197,9 +210,12 @@ extern "C" __global__ void crema_upsample_fill(u64 planes, u64 in_plane, u64 out
 // finding()).
 extern "C" __global__ void crema_upsample_backward(u64 planes, u64 in_plane, u64 out_plane, const float* dy,
                                                    const float* mask, float* dx, u64* bad) {
-    GRID_STRIDE(i, planes * in_plane) {
-        i64 t = mask_index(mask[i], out_plane);
-        if (t < 0) atomicMin(bad, finding(i, mask[i]));
-        else dx[i] = dy[(i / in_plane) * out_plane + (u64)t];
+    FOR_EACH_PLANE(p, planes) {
+        FOR_IN_PLANE(i, in_plane) {
+            u64 k = p * in_plane + i;
+            i64 t = mask_index(mask[k], out_plane);
+            if (t < 0) atomicMin(bad, finding(k, mask[k]));
+            else dx[k] = dy[p * out_plane + (u64)t];
+        }
     }
 }
