@@ -190,6 +190,9 @@ fn several_gpus_bad_ids_and_bad_precisions_are_refused() {
     let (code, _, err) = crema(d, Env::NoEmulator, &["train", "--solver", "solver.prototxt", "--precision", "fp16"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("invalid value 'fp16'"), "{err}");
+    let (code, _, err) = crema(d, Env::NoEmulator, &["time", "--model", "net.prototxt", "--gpu", "0", "--conv-algorithms", "random"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid value 'random'") && err.contains("deterministic") && err.contains("fastest"), "{err}");
     let mut cmd = Command::new(CREMA);
     let out = cmd
         .args(["inspect", "--model", "net.prototxt", "--gpu", "0"])
@@ -256,7 +259,8 @@ fn training_on_the_gpu_gives_the_cpus_loss_curve() {
     let args = ["test", "--model", "net.prototxt", "--weights", weights.as_str(), "--iterations", "1"];
     let (code, cpu_out, err) = crema(cpu_dir.path(), Env::NoEmulator, &args);
     assert_eq!(code, 0, "{err}");
-    let gpu_args: Vec<&str> = args.iter().copied().chain(["--gpu", "0", "--precision", "fp32"]).collect();
+    // (and the algorithm policy reaches the backend: fastest adds no error here)
+    let gpu_args: Vec<&str> = args.iter().copied().chain(["--gpu", "0", "--precision", "fp32", "--conv-algorithms", "fastest"]).collect();
     let (code, gpu_out, err) = crema(cpu_dir.path(), Env::Emulator(&emu), &gpu_args);
     assert_eq!(code, 0, "{err}");
     let loss = |out: &str| -> f32 {

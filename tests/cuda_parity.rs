@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 /// The strict-FP32 backend on GPU 0 shared by the tests (one context, kernels compiled once).
 fn gpu() -> Option<&'static Cuda> {
-    open(&GPU, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Cudnn })
+    open(&GPU, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Cudnn, ..CudaOptions::default() })
 }
 
 static GPU: OnceLock<Result<Cuda, String>> = OnceLock::new();
@@ -451,7 +451,7 @@ fn convolutions_on_cudnn_match() {
 
 #[test]
 fn convolutions_on_im2col_and_cublas_match() {
-    let Some(g) = open(&GPU_IM2COL, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Im2col }) else { return };
+    let Some(g) = open(&GPU_IM2COL, CudaOptions { precision: Precision::Fp32, conv: ConvEngine::Im2col, ..CudaOptions::default() }) else { return };
     check_convolutions(g, "im2col", 1e-5);
 }
 

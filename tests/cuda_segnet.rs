@@ -146,6 +146,7 @@ fn segnet_lite_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(CudaOptions {
         precision: Precision::Fp32,
         conv: ConvEngine::Cudnn,
+        ..CudaOptions::default()
     }) else {
         return;
     };
@@ -241,6 +242,7 @@ fn diagnose_blob_by_blob() {
     let Some(g) = gpu(CudaOptions {
         precision: Precision::Fp32,
         conv: ConvEngine::Cudnn,
+        ..CudaOptions::default()
     }) else {
         return;
     };

@@ -187,7 +187,7 @@ fn branchy_net_with_force_backward_and_iter_size_trains_identically() {
 /// The CUDA backend in strict FP32 (convolutions on cuDNN, or im2col with
 /// `CREMA_CONV_ENGINE=im2col`); None, after saying so, where no GPU can be opened.
 fn gpu() -> Option<Cuda> {
-    let opened = Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: conv_engine(ConvEngine::Cudnn) });
+    let opened = Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: conv_engine(ConvEngine::Cudnn), ..CudaOptions::default() });
     match opened {
         Ok(g) => Some(g),
         Err(e) => {

@@ -1,4 +1,5 @@
-//! Where a command runs: `--gpu` and `--precision` (shared by every command that builds a net),
+//! Where a command runs: `--gpu`, `--precision` and `--conv-algorithms` (shared by every command
+//! that builds a net),
 //! `CREMA_CONV_ENGINE`, and `crema device_query`.
 //!
 //! A command opens its backend with [`DeviceOpts::open`] and hands it to one generic body:
@@ -12,7 +13,7 @@
 
 use anyhow::{bail, Context};
 use crema::backend::cpu::Cpu;
-use crema::backend::cuda::{self, ConvEngine, Cuda, CudaOptions, Precision};
+use crema::backend::cuda::{self, ConvAlgorithms, ConvEngine, Cuda, CudaOptions, Precision};
 use crema::backend::Storage;
 
 /// `--precision`.
@@ -24,7 +25,18 @@ pub enum PrecisionArg {
     Fp32,
 }
 
-/// `--gpu` and `--precision`.
+/// `--conv-algorithms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConvAlgorithmsArg {
+    /// The fastest deterministic algorithm cuDNN measured for each shape (the same gradients on
+    /// every run), else the fastest.
+    Deterministic,
+    /// The fastest, deterministic or not (as PyTorch's cudnn.benchmark and Caffe's cuDNN layers
+    /// choose): gradients may differ in their last bits from run to run.
+    Fastest,
+}
+
+/// `--gpu`, `--precision` and `--conv-algorithms`.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct DeviceOpts {
     /// Run on the CUDA backend, on GPU N (numbered from 0). One GPU only: Caffe's `0,1` and
@@ -35,6 +47,10 @@ pub struct DeviceOpts {
     /// with the CPU).
     #[arg(long, value_enum, value_name = "tf32|fp32")]
     pub precision: Option<PrecisionArg>,
+    /// cuDNN convolution algorithms on the GPU: deterministic (default; reproducible gradients)
+    /// or fastest (deterministic or not). Both are measured by cuDNN once per shape.
+    #[arg(long, value_enum, value_name = "deterministic|fastest")]
+    pub conv_algorithms: Option<ConvAlgorithmsArg>,
 }
 
 /// A backend, opened.
@@ -52,18 +68,33 @@ impl DeviceOpts {
         }
     }
 
+    /// The options of the CUDA backend these flags (and `CREMA_CONV_ENGINE`) ask for.
+    pub fn cuda_options(&self) -> anyhow::Result<CudaOptions> {
+        Ok(CudaOptions {
+            precision: self.precision(),
+            conv: ConvEngine::from_env()?.unwrap_or_default(),
+            algorithms: match self.conv_algorithms {
+                Some(ConvAlgorithmsArg::Fastest) => ConvAlgorithms::Fastest,
+                Some(ConvAlgorithmsArg::Deterministic) | None => ConvAlgorithms::Deterministic,
+            },
+        })
+    }
+
     /// The CPU without `--gpu`; with it, the CUDA backend on that GPU.
     pub fn open(&self) -> anyhow::Result<Opened> {
         match &self.gpu {
             None => {
-                if self.precision.is_some() {
-                    eprintln!("note: --precision applies to GPUs only; running on the CPU (give --gpu N to use one)");
+                for (given, flag) in [(self.precision.is_some(), "--precision"), (self.conv_algorithms.is_some(), "--conv-algorithms")] {
+                    if given {
+                        eprintln!("note: {flag} applies to GPUs only; running on the CPU (give --gpu N to use one)");
+                    }
                 }
                 Ok(Opened::Cpu(Cpu::new()))
             }
             Some(spec) => {
                 let id = single_gpu(spec)?;
-                Ok(Opened::Cuda(open_cuda(id, self.precision())?))
+                let be = Cuda::with_options(id, self.cuda_options()?).with_context(|| format!("GPU {id}"))?;
+                Ok(Opened::Cuda(be))
             }
         }
     }
@@ -103,13 +134,6 @@ pub fn single_gpu(spec: &str) -> anyhow::Result<usize> {
             ids.first().copied().unwrap_or(0)
         ),
     }
-}
-
-/// The CUDA backend on GPU `id`.
-pub fn open_cuda(id: usize, precision: Precision) -> anyhow::Result<Cuda> {
-    let conv = ConvEngine::from_env()?.unwrap_or_default();
-    let be = Cuda::with_options(id, CudaOptions { precision, conv }).with_context(|| format!("GPU {id}"))?;
-    Ok(be)
 }
 
 /// Bytes as MiB.

@@ -90,7 +90,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             if id < 0 {
                 bail!("{}: device_id must not be negative (given {id})", a.solver.display());
             }
-            let device = DeviceOpts { gpu: Some(id.to_string()), precision: a.device.precision };
+            let device = DeviceOpts { gpu: Some(id.to_string()), ..a.device.clone() };
             device.open().with_context(|| {
                 format!(
                     "{} asks for solver_mode: GPU (device_id {id}); set solver_mode: CPU in it to train on the CPU",

@@ -65,7 +65,7 @@ static GPU: OnceLock<Result<Cuda, String>> = OnceLock::new();
 /// `SKIPPED: ...`, where no GPU can be opened.
 pub fn strict_fp32_gpu() -> Option<Cuda> {
     let opened = GPU.get_or_init(|| {
-        Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: conv_engine(ConvEngine::Cudnn) })
+        Cuda::with_options(0, CudaOptions { precision: Precision::Fp32, conv: conv_engine(ConvEngine::Cudnn), ..CudaOptions::default() })
             .map_err(|e| e.to_string())
     });
     match opened {

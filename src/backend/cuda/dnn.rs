@@ -4,10 +4,12 @@
 //! Choice rules: among the algorithms that ran, those whose workspace fits in half the free
 //! memory; in strict FP32 only FMA arithmetic and no FFT or Winograd transforms (their rounding
 //! is not that of a direct sum of products, which is what a comparison with the CPU expects);
-//! deterministic algorithms first (reproducible gradients), the fastest of them. A shape with no usable algorithm is remembered as such and
-//! the caller takes the im2col + GEMM path instead.
+//! then, by default, the fastest deterministic one (reproducible gradients), else the fastest
+//! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not). A shape with no usable
+//! algorithm is remembered as such and the caller takes the im2col + GEMM path instead.
 
 use super::device::Device;
+use super::ConvAlgorithms;
 use crate::backend::ConvSpec;
 use crate::{Error, Result};
 use cudarc::cudnn::{result as dn, sys as d};
@@ -304,18 +306,27 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
     let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
     let strict = !dev.tf32();
-    let usable = |p: &&Perf| p.ok && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
-    // cuDNN returns the results fastest first.
-    let fastest = perfs.iter().find(usable);
-    let pick = perfs.iter().filter(usable).find(|p| p.deterministic).or(fastest);
-    Ok(pick.map(|p| Choice {
-        algo: p.algo,
-        math: p.math,
-        workspace: p.memory,
-        deterministic: p.deterministic,
-        time_ms: p.time_ms,
-        fastest: fastest.filter(|f| !std::ptr::eq(*f, p)).map(|f| (f.algo, f.time_ms)),
-    }))
+    let usable = |p: &Perf| p.ok && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
+    Ok(choose(&perfs, usable, dev.options.algorithms))
+}
+
+/// The choice among cuDNN's results (fastest first) under `policy`, with the fastest usable
+/// result where that is not the one chosen.
+fn choose(perfs: &[Perf], usable: impl Fn(&Perf) -> bool, policy: ConvAlgorithms) -> Option<Choice> {
+    let mut candidates = perfs.iter().filter(|p| usable(p));
+    let fastest = candidates.clone().next();
+    let pick = match policy {
+        ConvAlgorithms::Deterministic => candidates.find(|p| p.deterministic).or(fastest),
+        ConvAlgorithms::Fastest => fastest,
+    }?;
+    Some(Choice {
+        algo: pick.algo,
+        math: pick.math,
+        workspace: pick.memory,
+        deterministic: pick.deterministic,
+        time_ms: pick.time_ms,
+        fastest: fastest.filter(|f| !std::ptr::eq(*f, pick)).map(|f| (f.algo, f.time_ms)),
+    })
 }
 
 /// Whether an algorithm computes through FFT or Winograd transforms.
@@ -382,4 +393,50 @@ fn dnn_err(call: &str, e: dn::CudnnError) -> Error {
 /// cuDNN's version and the CUDA runtime it was built with, as cuDNN numbers them.
 pub(crate) fn versions() -> (usize, usize) {
     (dn::get_version(), dn::get_cudart_version())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use d::cudnnConvolutionBwdFilterAlgo_t as W;
+
+    fn perf(algo: W, deterministic: bool, time_ms: f32) -> Perf {
+        Perf { algo: Algo::Filter(algo), ok: true, memory: 0, deterministic, math: d::cudnnMathType_t::CUDNN_DEFAULT_MATH, time_ms }
+    }
+
+    fn filter_algo(c: &Choice) -> W {
+        match c.algo {
+            Algo::Filter(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_policy_picks_among_the_usable_results() {
+        // cuDNN's order: fastest first.
+        let perfs = [
+            perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, false, 1.0),
+            perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 1.5),
+            perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 2.0),
+        ];
+        let all = |_: &Perf| true;
+        let det = choose(&perfs, all, ConvAlgorithms::Deterministic).unwrap();
+        assert_eq!(filter_algo(&det), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
+        assert!(det.deterministic && det.time_ms == 1.5);
+        assert!(matches!(det.fastest, Some((Algo::Filter(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0), t)) if t == 1.0));
+
+        let fast = choose(&perfs, all, ConvAlgorithms::Fastest).unwrap();
+        assert_eq!(filter_algo(&fast), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0);
+        assert!(!fast.deterministic && fast.fastest.is_none());
+
+        // Unusable results are never chosen, whatever the policy; with no deterministic one
+        // usable, the deterministic policy takes the fastest.
+        let not_algo_1 = |p: &Perf| !matches!(p.algo, Algo::Filter(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT));
+        let c = choose(&perfs, not_algo_1, ConvAlgorithms::Deterministic).unwrap();
+        assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0);
+        assert!(c.fastest.is_none());
+        for policy in [ConvAlgorithms::Deterministic, ConvAlgorithms::Fastest] {
+            assert!(choose(&perfs, |_: &Perf| false, policy).is_none());
+        }
+    }
 }

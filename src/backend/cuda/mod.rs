@@ -93,6 +93,17 @@ impl ConvEngine {
     }
 }
 
+/// Which of the cuDNN convolution algorithms that cuDNN measured for a shape crema runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvAlgorithms {
+    /// The fastest deterministic one (the same gradients on every run), else the fastest.
+    #[default]
+    Deterministic,
+    /// The fastest, deterministic or not (as PyTorch's cudnn.benchmark and Caffe's cuDNN
+    /// layers choose): backward passes may then add in a different order on each run.
+    Fastest,
+}
+
 /// Options of [`Cuda::with_options`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CudaOptions {
@@ -100,6 +111,8 @@ pub struct CudaOptions {
     pub precision: Precision,
     /// Convolution implementation.
     pub conv: ConvEngine,
+    /// cuDNN's algorithm choice.
+    pub algorithms: ConvAlgorithms,
 }
 
 /// The CUDA backend on one GPU. Cheap to clone (clones share the GPU, stream and caches).
