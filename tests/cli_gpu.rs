@@ -244,6 +244,8 @@ fn training_on_the_gpu_gives_the_cpus_loss_curve() {
     assert!(gpu_err.contains("Using crema CUDA emulator (GPU 0") && gpu_err.contains("strict FP32"), "{gpu_err}");
     assert!(gpu_err.contains("Trained 3 iterations in ") && gpu_err.contains(" ms/iter)"), "{gpu_err}");
     assert!(gpu_err.lines().any(|l| l.starts_with("Peak device memory: ") && l.ends_with(" MiB")), "{gpu_err}");
+    assert!(gpu_err.lines().any(|l| l.starts_with("Device workspace: ") && l.contains(" MiB of it")), "{gpu_err}");
+    assert!(!cpu_err.contains("Device workspace"), "{cpu_err}");
 
     let (cpu, gpu) = (losses(&cpu_dir.path().join("snap_train.csv")), losses(&gpu_dir.path().join("snap_train.csv")));
     assert_eq!(cpu.len(), 3, "{cpu:?}");

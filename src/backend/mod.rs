@@ -109,6 +109,11 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn memory_usage(&self) -> Option<(usize, usize)> {
         None
     }
+    /// Of [`Storage::memory_usage`], the bytes held now as scratch shared by every layer (a
+    /// GPU's convolution workspace), where the backend has one.
+    fn workspace_bytes(&self) -> Option<usize> {
+        None
+    }
     /// Names the layer (name, type) whose calls follow, or none: a backend that reports some
     /// errors later than the call that caused them (a GPU's checks of data, read at the next
     /// wait) names that layer in them.

@@ -141,10 +141,18 @@ pub fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
 }
 
-/// `Peak device memory: X MiB`, for backends that count their memory (the GPU's).
+/// `Peak device memory: X MiB`, for backends that count their memory (the GPU's), and the
+/// part of it the shared workspace holds (it only grows, so its size now is its peak).
 pub fn print_peak_device_memory<S: Storage>(be: &S, to_stderr: bool) {
-    if let Some((_, peak)) = be.memory_usage() {
-        let line = format!("Peak device memory: {:.1} MiB", mib(peak));
+    let Some((_, peak)) = be.memory_usage() else { return };
+    let mut lines = vec![format!("Peak device memory: {:.1} MiB", mib(peak))];
+    if let Some(ws) = be.workspace_bytes() {
+        lines.push(format!(
+            "Device workspace: {:.1} MiB of it (cuDNN's convolution workspace and the kernels' scratch, shared by all layers)",
+            mib(ws)
+        ));
+    }
+    for line in lines {
         if to_stderr {
             eprintln!("{line}");
         } else {

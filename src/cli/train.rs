@@ -3,7 +3,7 @@
 //! bar when stderr is a terminal, and the training curves (CSV and PNG) beside the snapshots.
 
 use super::curves::Curves;
-use super::device::{mib, peak_rss_bytes, DeviceOpts, Opened};
+use super::device::{peak_rss_bytes, print_peak_device_memory, DeviceOpts, Opened};
 use super::split_list;
 use anyhow::{bail, Context};
 use crema::backend::Backend;
@@ -191,13 +191,10 @@ fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> a
     let trained = solver.iter().saturating_sub(start_iter);
     let per_iter = if trained > 0 { format!("{:.2}", seconds * 1e3 / trained as f64) } else { "-".into() };
     eprintln!("Trained {trained} iterations in {seconds:.2} s ({per_iter} ms/iter)");
-    match solver.backend().memory_usage() {
-        Some((_, peak)) => eprintln!("Peak device memory: {:.1} MiB", mib(peak)),
-        None => {
-            if let Some(rss) = peak_rss_bytes() {
-                eprintln!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
-            }
-        }
+    if solver.backend().memory_usage().is_some() {
+        print_peak_device_memory(solver.backend(), true);
+    } else if let Some(rss) = peak_rss_bytes() {
+        eprintln!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
     }
     Ok(())
 }

@@ -289,6 +289,10 @@ impl Storage for Cuda {
         Some(self.dev.memory_usage())
     }
 
+    fn workspace_bytes(&self) -> Option<usize> {
+        Some(self.dev.workspace.lock().unwrap_or_else(|p| p.into_inner()).capacity())
+    }
+
     fn enter_layer(&self, layer: Option<(&str, &str)>) {
         device::set_layer(layer);
     }
