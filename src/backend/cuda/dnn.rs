@@ -5,8 +5,10 @@
 //! memory; in strict FP32 only FMA arithmetic and no FFT or Winograd transforms (their rounding
 //! is not that of a direct sum of products, which is what a comparison with the CPU expects);
 //! then, by default, the fastest deterministic one (reproducible gradients), else the fastest
-//! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not). A shape with no usable
-//! algorithm is remembered as such and the caller takes the im2col + GEMM path instead.
+//! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not), where results within 2% of
+//! that one's time count as equally fast and the one needing the least workspace wins. A shape
+//! with no usable algorithm is remembered as such and the caller takes the im2col + GEMM path
+//! instead.
 
 use super::device::Device;
 use super::ConvAlgorithms;
@@ -310,15 +312,28 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     Ok(choose(&perfs, usable, dev.options.algorithms))
 }
 
+/// Times within this fraction of the best are taken as equal: cuDNN times each algorithm once,
+/// and its times of one algorithm vary by a few percent from search to search.
+const TIME_TIE: f32 = 0.02;
+
 /// The choice among cuDNN's results (fastest first) under `policy`, with the fastest usable
-/// result where that is not the one chosen.
+/// result where that is not the one chosen. Of the results the policy allows, those within
+/// [`TIME_TIE`] of the fastest of them count as equally fast, and the one needing the least
+/// workspace is taken: the workspace is part of the device memory a net needs.
 fn choose(perfs: &[Perf], usable: impl Fn(&Perf) -> bool, policy: ConvAlgorithms) -> Option<Choice> {
-    let mut candidates = perfs.iter().filter(|p| usable(p));
-    let fastest = candidates.clone().next();
-    let pick = match policy {
-        ConvAlgorithms::Deterministic => candidates.find(|p| p.deterministic).or(fastest),
-        ConvAlgorithms::Fastest => fastest,
-    }?;
+    let usable: Vec<&Perf> = perfs.iter().filter(|p| usable(p)).collect();
+    let fastest = usable.first().copied();
+    let allowed: Vec<&Perf> = match policy {
+        ConvAlgorithms::Deterministic if usable.iter().any(|p| p.deterministic) => usable.iter().copied().filter(|p| p.deterministic).collect(),
+        _ => usable.clone(),
+    };
+    let best = allowed.iter().map(|p| p.time_ms).fold(f32::INFINITY, f32::min);
+    // The least workspace among the equally fast; of equal workspace, the faster.
+    let pick = allowed
+        .iter()
+        .copied()
+        .filter(|p| p.time_ms <= best + best.abs() * TIME_TIE)
+        .min_by(|a, b| a.memory.cmp(&b.memory).then(a.time_ms.total_cmp(&b.time_ms)))?;
     Some(Choice {
         algo: pick.algo,
         math: pick.math,
@@ -438,5 +453,26 @@ mod tests {
         for policy in [ConvAlgorithms::Deterministic, ConvAlgorithms::Fastest] {
             assert!(choose(&perfs, |_: &Perf| false, policy).is_none());
         }
+    }
+
+    #[test]
+    fn of_equally_fast_results_the_one_with_least_workspace_is_chosen() {
+        let with = |algo, deterministic, time_ms, memory| Perf { memory, ..perf(algo, deterministic, time_ms) };
+        let perfs = [
+            with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 1.00, 300 << 20),
+            with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 1.015, 4 << 20),
+            with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING, true, 1.019, 1 << 20),
+            with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, true, 1.03, 0),
+        ];
+        let c = choose(&perfs, |_: &Perf| true, ConvAlgorithms::Deterministic).unwrap();
+        // Within 2% of 1.00: FFT, ALGO_1 and FFT_TILING; the least workspace of them. ALGO_3,
+        // 3% slower, is not equally fast even though it needs none.
+        assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING);
+        assert_eq!(c.workspace, 1 << 20);
+        assert!(matches!(c.fastest, Some((Algo::Filter(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT), _))));
+        // A clear winner is kept whatever its workspace.
+        let clear = [with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 1.0, 300 << 20), with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 1.5, 0)];
+        let c = choose(&clear, |_: &Perf| true, ConvAlgorithms::Fastest).unwrap();
+        assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT);
     }
 }
