@@ -8,7 +8,6 @@
 use super::loss::{SoftmaxProbs, no_label_gradient};
 use super::{Arity, Ctx, Layer, LayerContext};
 use crate::backend::Backend;
-use crate::proto::loss_parameter::NormalizationMode;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
 
@@ -39,8 +38,8 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
     } else {
         None
     };
-    let normalization = p.map(|p| p.normalization()).unwrap_or(NormalizationMode::Valid);
-    Ok(Box::new(InfogainLoss::<B> { probs: SoftmaxProbs::new(lp, ip.axis(), normalization), source, h: None }))
+    // `normalize` is refused above, so the normalization is `normalization`'s (VALID unset).
+    Ok(Box::new(InfogainLoss::<B> { probs: SoftmaxProbs::new(lp, ip.axis()), source, h: None }))
 }
 
 impl<B: Backend> Layer<B> for InfogainLoss<B> {

@@ -115,12 +115,13 @@ pub(super) struct SoftmaxProbs<B: Backend> {
 }
 
 impl<B: Backend> SoftmaxProbs<B> {
-    /// The softmax over `axis_param`, with `loss_param.ignore_label` and `normalization`.
-    pub fn new(lp: &LayerParameter, axis_param: i32, normalization: NormalizationMode) -> Self {
+    /// The softmax over `axis_param`, with `loss_param.ignore_label` and its normalization
+    /// (VALID when unset, as both softmax losses default).
+    pub fn new(lp: &LayerParameter, axis_param: i32) -> Self {
         SoftmaxProbs {
             axis_param,
             ignore_label: lp.loss_param.as_ref().and_then(|p| p.ignore_label),
-            normalization,
+            normalization: normalization(lp.loss_param.as_ref(), NormalizationMode::Valid),
             prob_top: lp.top.len() > 1,
             prob: None,
             axis: ClassAxis { outer: 0, classes: 0, inner: 0 },

@@ -13,10 +13,9 @@
 //! Caffe quirk kept: the gradient that reaches the probability top is ignored (Caffe's
 //! backward reads only the loss top's diff).
 
-use super::loss::{SoftmaxProbs, no_label_gradient, normalization};
+use super::loss::{SoftmaxProbs, no_label_gradient};
 use super::{Arity, Ctx, Layer, LayerContext};
 use crate::backend::Backend;
-use crate::proto::loss_parameter::NormalizationMode;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
 
@@ -44,7 +43,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
     };
     let axis = lp.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1);
     Ok(Box::new(SoftmaxWithLoss::<B> {
-        probs: SoftmaxProbs::new(lp, axis, normalization(p, NormalizationMode::Valid)),
+        probs: SoftmaxProbs::new(lp, axis),
         class_weights,
         class_weights_buf: None,
     }))
