@@ -224,6 +224,30 @@ fn a_resumed_run_matches_an_unbroken_one() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).matches("Batch ").count(), 3);
 }
 
+/// A resume whose curves CSV cannot be read keeps it aside and starts the curves again at the
+/// resumed iteration, with a warning; training goes on.
+#[test]
+fn an_unreadable_curves_file_is_kept_aside_on_resume() {
+    let dir = folder();
+    write_solver(dir.path(), "s.prototxt", "max_iter: 10 snapshot_prefix: \"snaps/s\"");
+    let run = |args: &[&str]| {
+        let out = Command::new(CREMA).arg("train").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    run(&["--solver", "s.prototxt", "--iterations", "5"]);
+    let csv = dir.path().join("snaps/s_train.csv");
+    std::fs::write(&csv, "not,a,curves,file\nx\n").unwrap();
+    let err = run(&["--solver", "s.prototxt", "--snapshot", "snaps/s_iter_5.solverstate"]);
+    assert!(err.contains("warning: ") && err.contains("s_train.csv") && err.contains("moved to ") && err.contains("start again at iteration 5"), "{err}");
+    let aside = std::fs::read_to_string(dir.path().join("snaps/s_train.csv.unreadable")).unwrap();
+    assert_eq!(aside, "not,a,curves,file\nx\n");
+    // The new curves hold the resumed steps only, iterations 5 to 9.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let iters: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(iters, ["5", "6", "7", "8", "9"], "{text}");
+}
+
 #[test]
 fn bad_input_gets_a_clear_error() {
     let dir = folder();

@@ -145,24 +145,8 @@ fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> a
         solver.set_monitor(Box::new(monitor.clone()));
         solver.restore(state)?;
         // Continue the curves of the run that wrote the snapshot rather than replace them.
-        if let Some(prefix) = &prefix {
-            let (csv, _) = Curves::paths(prefix);
-            if let Ok(text) = std::fs::read_to_string(&csv) {
-                match Curves::resume_from(&text, solver.iter()) {
-                    Ok(earlier) => *curves.lock().map_err(|_| anyhow::anyhow!("curves lock poisoned"))? = earlier,
-                    Err(e) => {
-                        // Kept aside, not overwritten: the curves restart at the resumed iteration.
-                        let aside = PathBuf::from(format!("{}.unreadable", csv.display()));
-                        let kept = std::fs::rename(&csv, &aside).map(|()| format!("moved to {}", aside.display()));
-                        monitor.log(&format!(
-                            "warning: {}: {e} ({}); the curves start again at iteration {}",
-                            csv.display(),
-                            kept.unwrap_or_else(|e| format!("could not move it aside: {e}")),
-                            solver.iter()
-                        ));
-                    }
-                }
-            }
+        if let Some(earlier) = prefix.as_deref().and_then(|p| earlier_curves(p, solver.iter(), &mut monitor)) {
+            *curves.lock().map_err(|_| anyhow::anyhow!("curves lock poisoned"))? = earlier;
         }
     }
     let max_iter = solver.param().max_iter().max(0) as u64;
@@ -213,6 +197,27 @@ fn progress_bar(start: u64, stop: u64) -> ProgressBar {
         .progress_chars("=> ");
     bar.set_style(style);
     bar
+}
+
+/// The curves of the run that wrote a snapshot at iteration `iter`, from the CSV beside
+/// `prefix`'s snapshots; None where there is none. An unreadable CSV is moved aside (never
+/// overwritten) with a warning, and the curves start again at `iter`.
+fn earlier_curves(prefix: &str, iter: u64, monitor: &mut CliMonitor) -> Option<Curves> {
+    let (csv, _) = Curves::paths(prefix);
+    let text = std::fs::read_to_string(&csv).ok()?;
+    match Curves::resume_from(&text, iter) {
+        Ok(earlier) => Some(earlier),
+        Err(e) => {
+            let aside = PathBuf::from(format!("{}.unreadable", csv.display()));
+            let kept = std::fs::rename(&csv, &aside).map(|()| format!("moved to {}", aside.display()));
+            monitor.log(&format!(
+                "warning: {}: {e} ({}); the curves start again at iteration {iter}",
+                csv.display(),
+                kept.unwrap_or_else(|e| format!("could not move it aside: {e}")),
+            ));
+            None
+        }
+    }
 }
 
 /// The CLI's side of the solver: log lines (above the progress bar), the bar, the curves,
