@@ -102,6 +102,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--train", action="store_true", help="time whole SGD steps")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after the timing, profile N more steps with torch.profiler and add the kernels that "
+                         "took the most device time to the JSON line (\"profile\"; best effort: a failure is "
+                         "reported there, the timings stand)")
     a = ap.parse_args()
     h = a.height or a.size
     w = a.width or a.size
@@ -171,7 +175,39 @@ def main():
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 1e6
         out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
         out["loss"] = float(loss)
+    if a.profile > 0:
+        out["profile"] = profile_steps(a, model, opt, x, y)
     print(json.dumps(out))
+
+
+def profile_steps(a, model, opt, x, y):
+    """The kernels (ops on the CPU) that took the most time over `a.profile` steps, per step:
+    [[name, ms, calls], ...], most first; or {"error": why}. For comparing with crema's
+    per-layer profile; never allowed to spoil the timings above."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = a.device != "cpu"
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            for _ in range(a.profile):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), y).backward()
+                if a.train:
+                    opt.step()
+            if cuda:
+                torch.cuda.synchronize()
+        rows = []
+        for e in prof.key_averages():
+            # The attribute's name changed across PyTorch versions (cuda -> device).
+            names = ("self_device_time_total", "self_cuda_time_total") if cuda else ("self_cpu_time_total",)
+            us = next((getattr(e, n) for n in names if hasattr(e, n)), 0) or 0
+            if us > 0:
+                rows.append([e.key, us / 1e3 / a.profile, e.count / a.profile])
+        rows.sort(key=lambda r: -r[1])
+        return [[n, round(ms, 4), round(c, 2)] for n, ms, c in rows[:20]]
+    except Exception as e:  # noqa: BLE001 - best effort by design
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 if __name__ == "__main__":
