@@ -71,23 +71,6 @@ fn kernel_images(elf: &[u8]) -> Result<BTreeMap<String, (u64, u64)>, String> {
     Ok(out)
 }
 
-/// Per kernel in a PTX text: the number of `div`/`rem` instructions on 64-bit integers.
-fn wide_divisions(ptx: &str) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in ptx.lines() {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix(".visible .entry ").or_else(|| t.strip_prefix(".entry ")) {
-            let name = rest.split('(').next().unwrap_or("").trim().to_string();
-            out.insert(name.clone(), 0);
-            current = Some(name);
-        } else if let Some(k) = current.as_ref().filter(|_| (t.starts_with("div.") || t.starts_with("rem.")) && (t.contains(".u64") || t.contains(".s64"))) {
-            *out.get_mut(k).unwrap() += 1;
-        }
-    }
-    out
-}
-
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
     if let Ok(dir) = std::env::var("KERNEL_STATS_PTX") {
@@ -101,7 +84,7 @@ fn main() {
     for (name, src) in kernel_sources() {
         let cubin = nvrtc::compile(name, &src, hopper, Output::Cubin).unwrap_or_else(|e| panic!("{e}"));
         let ptx = nvrtc::compile(name, &src, hopper, Output::Ptx).unwrap_or_else(|e| panic!("{e}"));
-        let divs = wide_divisions(&String::from_utf8_lossy(&ptx));
+        let divs: BTreeMap<String, usize> = nvrtc::wide_divisions(&String::from_utf8_lossy(&ptx)).into_iter().collect();
         for (kernel, (bytes, regs)) in kernel_images(&cubin).unwrap_or_else(|e| panic!("{name}: {e}")) {
             if kernel.contains(&filter) {
                 println!("{kernel:<44} {:>6} {regs:>5} {:>7}", bytes / 16, divs.get(&kernel).copied().unwrap_or(0));

@@ -54,6 +54,30 @@ fn every_kernel_source_compiles_with_nvrtc() {
     println!("compiled {compiled} images ({} kernel sources x sm_90 CUBIN, compute_90 and compute_75 PTX) with NVRTC {major}.{minor}", kernel_sources().len());
 }
 
+/// The pooling family's per-element kernels (SegNet runs them over every activation) work out
+/// rows and columns in 32 bits within a plane: a 64-bit division creeping back into one of
+/// them fails here, on any machine with NVRTC, instead of going unnoticed until a GPU profile.
+#[test]
+fn pooling_kernels_do_no_64_bit_division() {
+    if nvrtc_or_skip().is_none() {
+        return;
+    }
+    let (name, src) = kernel_sources().into_iter().find(|(n, _)| *n == "pool").expect("the pooling family");
+    let ptx = nvrtc::compile(name, &src, Arch { major: 9, minor: 0 }, Output::Ptx).unwrap_or_else(|e| panic!("{e}"));
+    let counts = nvrtc::wide_divisions(&String::from_utf8_lossy(&ptx));
+    let hot = ["crema_max_pool_forward", "crema_max_pool_backward", "crema_ave_pool_forward", "crema_ave_pool_backward",
+               "crema_upsample_claim", "crema_upsample_fill", "crema_upsample_backward"];
+    for k in hot {
+        let n = counts.iter().find(|(name, _)| name == k).unwrap_or_else(|| panic!("{k} missing from the PTX")).1;
+        assert_eq!(n, 0, "{k}: {n} 64-bit divisions or remainders in its PTX");
+    }
+    // The count itself sees them: the 64-bit generic strided copy has some.
+    let (name, src) = kernel_sources().into_iter().find(|(n, _)| *n == "math").expect("the math family");
+    let ptx = nvrtc::compile(name, &src, Arch { major: 9, minor: 0 }, Output::Ptx).unwrap_or_else(|e| panic!("{e}"));
+    let strided = nvrtc::wide_divisions(&String::from_utf8_lossy(&ptx)).into_iter().find(|(n, _)| n == "crema_copy_strided").map(|c| c.1);
+    assert!(strided.is_some_and(|n| n > 0), "{strided:?}");
+}
+
 #[test]
 fn compile_errors_carry_the_nvrtc_log_and_the_file_name() {
     let Some(_) = nvrtc_or_skip() else { return };

@@ -84,6 +84,23 @@ pub fn target_for(arch: Arch) -> Result<(Arch, Output)> {
     }
 }
 
+/// Per kernel of a PTX text, in order: its name and the number of `div`/`rem` instructions on
+/// 64-bit integers in it (each a software routine of dozens of instructions on NVIDIA GPUs),
+/// for tests and tools that watch the kernels' integer work without a GPU.
+pub fn wide_divisions(ptx: &str) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for line in ptx.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix(".visible .entry ").or_else(|| line.strip_prefix(".entry ")) {
+            out.push((rest.split('(').next().unwrap_or("").trim().to_string(), 0));
+        } else if let Some(last) = out.last_mut().filter(|_| {
+            (line.starts_with("div.") || line.starts_with("rem.")) && (line.contains(".u64") || line.contains(".s64"))
+        }) {
+            last.1 += 1;
+        }
+    }
+    out
+}
+
 /// Compiles one source (no cache). `name` is the file name without `.cu`, for messages.
 pub fn compile(name: &str, source: &str, arch: Arch, output: Output) -> Result<Vec<u8>> {
     let (major, minor) = version()?;
