@@ -23,6 +23,20 @@ __device__ __forceinline__ void covering(int h, int kernel, int stride, int pad,
     *hi = e < out ? e : out;
 }
 
+// The output windows covering element `e` of an input plane: rows [ph0, ph1), columns
+// [pw0, pw1) (the gradient gathers' loops).
+struct Cover {
+    int ph0, ph1, pw0, pw1;
+};
+
+__device__ __forceinline__ Cover covering_cell(const PoolGeom& g, int e) {
+    int h = e / g.in_w, w = e - h * g.in_w;
+    Cover c;
+    covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &c.ph0, &c.ph1);
+    covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &c.pw0, &c.pw1);
+    return c;
+}
+
 // Max pooling: per output cell, the clipped window scanned row by row from -FLT_MAX / -1,
 // an element winning only when strictly greater (PoolSpec::max_window).
 extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, float* y, float* mask) {
@@ -69,13 +83,11 @@ extern "C" __global__ void crema_max_pool_backward(PoolGeom g, const float* dy, 
         const float* mp = mask + p * out_plane;
         u64 ib = p * in_plane;
         FOR_IN_PLANE(q, in_plane) {
-            int e = (int)q, h = e / g.in_w, w = e - h * g.in_w;
-            int ph0, ph1, pw0, pw1;
-            covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &ph0, &ph1);
-            covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &pw0, &pw1);
+            int e = (int)q;
+            Cover cv = covering_cell(g, e);
             float acc = 0.0f;
-            for (int ph = ph0; ph < ph1; ++ph) {
-                for (int pw = pw0; pw < pw1; ++pw) {
+            for (int ph = cv.ph0; ph < cv.ph1; ++ph) {
+                for (int pw = cv.pw0; pw < cv.pw1; ++pw) {
                     float m = mp[ph * g.out_w + pw];
                     if (m <= -1.0f) continue;
                     if (mask_index(m, in_plane) == e) acc += dyp[ph * g.out_w + pw];
@@ -159,15 +171,13 @@ extern "C" __global__ void crema_ave_pool_backward(PoolGeom g, const float* dy, 
         const float* dyp = dy + p * out_plane;
         u64 ib = p * in_plane;
         FOR_IN_PLANE(q, in_plane) {
-            int e = (int)q, h = e / g.in_w, w = e - h * g.in_w;
-            int ph0, ph1, pw0, pw1;
-            covering(h, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &ph0, &ph1);
-            covering(w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &pw0, &pw1);
+            int e = (int)q;
+            Cover cv = covering_cell(g, e);
             float acc = 0.0f;
-            for (int ph = ph0; ph < ph1; ++ph) {
+            for (int ph = cv.ph0; ph < cv.ph1; ++ph) {
                 int lo, hi, sh;
                 ave_window(ph, g.kernel_h, g.stride_h, g.pad_h, g.in_h, &lo, &hi, &sh);
-                for (int pw = pw0; pw < pw1; ++pw) {
+                for (int pw = cv.pw0; pw < cv.pw1; ++pw) {
                     int wlo, whi, sw;
                     ave_window(pw, g.kernel_w, g.stride_w, g.pad_w, g.in_w, &wlo, &whi, &sw);
                     acc += dyp[ph * g.out_w + pw] / (float)(sh * sw);
