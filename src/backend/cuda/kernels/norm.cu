@@ -90,12 +90,12 @@ extern "C" __global__ void crema_channel_normalize(Dims d, const float* x, const
                                                    const float* scale, const float* shift, float* x_norm, float* y) {
     FOR_EACH_PLANE(p, d.outer * d.channels) {
         u64 base = p * d.inner, c = p % d.channels;
-        float m = mean[c], s = std[c];
+        float m = mean[c], s = std[c], sc = scale ? scale[c] : 0.0f, sh = scale ? shift[c] : 0.0f;
         FOR_IN_PLANE(i, d.inner) {
             u64 k = base + i;
             float xh = (x[k] - m) / s;
             if (x_norm) x_norm[k] = xh;
-            y[k] = scale ? xh * scale[c] + shift[c] : xh;
+            y[k] = scale ? xh * sc + sh : xh;
         }
     }
 }
