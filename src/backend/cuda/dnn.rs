@@ -323,15 +323,12 @@ const TIME_TIE: f32 = 0.02;
 fn choose(perfs: &[Perf], usable: impl Fn(&Perf) -> bool, policy: ConvAlgorithms) -> Option<Choice> {
     let usable: Vec<&Perf> = perfs.iter().filter(|p| usable(p)).collect();
     let fastest = usable.first().copied();
-    let allowed: Vec<&Perf> = match policy {
-        ConvAlgorithms::Deterministic if usable.iter().any(|p| p.deterministic) => usable.iter().copied().filter(|p| p.deterministic).collect(),
-        _ => usable.clone(),
-    };
-    let best = allowed.iter().map(|p| p.time_ms).fold(f32::INFINITY, f32::min);
+    // The deterministic policy falls back on all usable results where none is deterministic.
+    let deterministic_only = policy == ConvAlgorithms::Deterministic && usable.iter().any(|p| p.deterministic);
+    let allowed = || usable.iter().copied().filter(|p| !deterministic_only || p.deterministic);
+    let best = allowed().map(|p| p.time_ms).fold(f32::INFINITY, f32::min);
     // The least workspace among the equally fast; of equal workspace, the faster.
-    let pick = allowed
-        .iter()
-        .copied()
+    let pick = allowed()
         .filter(|p| p.time_ms <= best + best.abs() * TIME_TIE)
         .min_by(|a, b| a.memory.cmp(&b.memory).then(a.time_ms.total_cmp(&b.time_ms)))?;
     Some(Choice {
