@@ -1,6 +1,7 @@
 //! Times the batch-normalisation primitives on the CPU at the size of the lung SegNet's
-//! largest BN (4 x 64 x 256 x 256, in place, with scale and shift), beside a plain copy of
-//! the same tensor as the memory-bandwidth yardstick.
+//! largest BN (4 x 64 x 256 x 256, in place, with scale and shift), alone, followed by a ReLU
+//! and with the ReLU fused into it, beside a plain copy of the same tensor as the
+//! memory-bandwidth yardstick.
 //!
 //! `cargo bench --bench norm` (`CREMA_BENCH_NUM` sets the batch). Prints the best of 5 runs;
 //! passes or fails on nothing but errors.
@@ -8,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crema::backend::cpu::Cpu;
-use crema::backend::{ChannelDims, EpsPlacement, Io, Math, NormGrad, Normalization, Storage};
+use crema::backend::{Activation, Activations, ChannelDims, EpsPlacement, Io, Math, NormAffine, NormGrad, Normalization, Storage};
 
 fn best_of(runs: usize, mut f: impl FnMut() -> crema::Result<()>) -> crema::Result<Duration> {
     let mut best = Duration::MAX;
@@ -20,60 +21,69 @@ fn best_of(runs: usize, mut f: impl FnMut() -> crema::Result<()>) -> crema::Resu
     Ok(best)
 }
 
+/// The tensors of one batch normalisation.
+struct Bn {
+    d: ChannelDims,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    x_norm: Vec<f32>,
+    dx: Vec<f32>,
+    stats: [Vec<f32>; 3],
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    dscale: Vec<f32>,
+    dshift: Vec<f32>,
+}
+
+impl Bn {
+    fn forward(&mut self, be: &Cpu, relu: Option<f32>) -> crema::Result<()> {
+        let affine = NormAffine { relu, ..NormAffine::new(&self.scale, &self.shift) };
+        let [mean, var, std] = &mut self.stats;
+        let io = Io::Pair(&self.x, &mut self.y);
+        be.channel_norm_batch(self.d, io, 1e-9, EpsPlacement::InsideSqrt, mean, var, std, Some(affine), Some(&mut self.x_norm))
+    }
+
+    fn backward(&mut self, be: &Cpu, relu: Option<f32>) -> crema::Result<()> {
+        let affine = NormAffine { relu, ..NormAffine::new(&self.scale, &self.shift) };
+        let io = Io::Pair(&self.y, &mut self.dx);
+        let std = &self.stats[2];
+        be.channel_norm_backward(self.d, NormGrad::BatchStats, Some(&self.x_norm), io, std, Some(affine), Some(&mut self.dscale), Some(&mut self.dshift), true)
+    }
+}
+
 fn main() -> crema::Result<()> {
     let num: usize = std::env::var("CREMA_BENCH_NUM").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     let d = ChannelDims::new(num, 64, 256 * 256);
-    let n = d.count();
+    let (n, c) = (d.count(), d.channels);
     let be = Cpu::new();
-    let x: Vec<f32> = (0..n).map(|i| (i.wrapping_mul(2_654_435_761) % 1000) as f32 * 1e-3).collect();
-    let (mut y, mut x_norm, mut dx) = (x.clone(), vec![0.0f32; n], vec![0.0f32; n]);
-    let c = d.channels;
-    let (mut mean, mut var, mut std) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
-    let (scale, shift) = (vec![1.5f32; c], vec![0.1f32; c]);
-    let (mut dscale, mut dshift) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let x: Vec<f32> = (0..n).map(|i| (i.wrapping_mul(2_654_435_761) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let mut bn = Bn {
+        d,
+        y: x.clone(),
+        x,
+        x_norm: vec![0.0; n],
+        dx: vec![0.0; n],
+        stats: [vec![0.0; c], vec![0.0; c], vec![0.0; c]],
+        scale: vec![1.5; c],
+        shift: vec![0.1; c],
+        dscale: vec![0.0; c],
+        dshift: vec![0.0; c],
+    };
     println!("{} x {} x 256 x 256 ({} MB), {}", num, c, (n * 4) >> 20, be.describe());
-    let rows: [(&str, Duration); 5] = [
-        ("copy (bandwidth yardstick)", best_of(5, || be.copy(&x, &mut y))?),
-        ("channel_moments", best_of(5, || be.channel_moments(d, &x, &mut mean, &mut var))?),
-        (
-            "channel_norm_batch (affine, x_norm)",
-            best_of(5, || {
-                let io = Io::Pair(&x, &mut y);
-                let affine = Some((&scale, &shift));
-                be.channel_norm_batch(
-                    d,
-                    io,
-                    1e-9,
-                    EpsPlacement::InsideSqrt,
-                    &mut mean,
-                    &mut var,
-                    &mut std,
-                    affine,
-                    Some(&mut x_norm),
-                )
-            })?,
-        ),
-        (
-            "channel_norm_backward (dx, dscale, dshift)",
-            best_of(5, || {
-                let io = Io::Pair(&x, &mut dx);
-                be.channel_norm_backward(
-                    d,
-                    NormGrad::BatchStats,
-                    Some(&x_norm),
-                    io,
-                    &std,
-                    Some(&scale),
-                    Some(&mut dscale),
-                    Some(&mut dshift),
-                    true,
-                )
-            })?,
-        ),
-        (
-            "channel_affine in place",
-            best_of(5, || be.channel_affine(d, Io::InPlace(&mut y), Some(&scale), Some(&shift)))?,
-        ),
+    let relu = Activation::ReLU { negative_slope: 0.0 };
+    let rows: Vec<(&str, Duration)> = vec![
+        ("copy (bandwidth yardstick)", best_of(5, || be.copy(&bn.x, &mut bn.dx))?),
+        ("channel_moments", best_of(5, || {
+            let [mean, var, _] = &mut bn.stats;
+            be.channel_moments(d, &bn.x, mean, var)
+        })?),
+        ("channel_norm_batch (affine, x_norm)", best_of(5, || bn.forward(&be, None))?),
+        ("ReLU in place", best_of(5, || be.activation_forward(relu, Io::InPlace(&mut bn.y)))?),
+        ("channel_norm_batch with the ReLU fused", best_of(5, || bn.forward(&be, Some(0.0)))?),
+        ("ReLU backward in place", best_of(5, || be.activation_backward(relu, &bn.x, &bn.x, Io::InPlace(&mut bn.dx)))?),
+        ("channel_norm_backward (dx, dscale, dshift)", best_of(5, || bn.backward(&be, None))?),
+        ("channel_norm_backward with the ReLU fused", best_of(5, || bn.backward(&be, Some(0.0)))?),
+        ("channel_affine in place", best_of(5, || be.channel_affine(d, Io::InPlace(&mut bn.y), Some(&bn.scale), Some(&bn.shift)))?),
     ];
     for (what, t) in rows {
         println!("{what:44} {:8.2} ms", t.as_secs_f64() * 1e3);

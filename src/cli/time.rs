@@ -222,12 +222,23 @@ fn time_net<B: Backend>(net: &mut Net<B>, iterations: usize) -> anyhow::Result<(
         .collect();
     println!("Average time per layer ({iterations} iterations, {}):", be.describe());
     println!("{:<28} {:>12} {:>12} {:>10} {:>10}", "layer", "forward ms", "backward ms", "GFLOP", "fwd GFLOP/s");
+    let mut fused = 0;
     for i in 0..n {
+        let layer = &net.layers()[i];
+        if let Some(host) = layer.fused_into {
+            // Its time is its host's.
+            println!("{:<28} {:>25}", layer.name(), format!("runs in {}", net.layers()[host].name()));
+            fused += 1;
+            continue;
+        }
         let f = fwd[i].iter().sum::<f64>() / iterations as f64;
         let b = bwd[i].iter().sum::<f64>() / iterations as f64;
         let gf = flops[i] as f64 / 1e9;
         let rate = if f > 0.0 && gf > 0.0 { format!("{:.1}", gf / (f / 1e3)) } else { String::new() };
-        println!("{:<28} {:>12.3} {:>12.3} {:>10.3} {:>10}", net.layers()[i].name(), f, b, gf, rate);
+        println!("{:<28} {:>12.3} {:>12.3} {:>10.3} {:>10}", layer.name(), f, b, gf, rate);
+    }
+    if fused > 0 {
+        println!("{fused} in-place ReLUs run inside the layer before them (CREMA_FUSE=0 times them apart)");
     }
     let total_flops = flops.iter().sum::<u64>() as f64 / 1e9;
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;

@@ -12,7 +12,7 @@
 //! gradient is wanted.
 
 use super::{Arity, Ctx, Layer, LayerContext, ParamDef};
-use crate::backend::{Backend, ChannelDims, EpsPlacement, Io, NormGrad};
+use crate::backend::{Backend, ChannelDims, EpsPlacement, Io, NormAffine, NormGrad};
 use crate::proto::bn_parameter::BnMode;
 use crate::proto::{BnParameter, LayerParameter};
 use crate::{Error, Result};
@@ -39,6 +39,8 @@ struct Bn<B: Backend> {
     bufs: Option<Bufs<B>>,
     /// Whether `cache` holds the input of the last INFERENCE forward.
     cached_input: bool,
+    /// The negative slope of the in-place ReLU the net fused into this layer (LEARN only).
+    relu: Option<f32>,
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -52,6 +54,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
         dims: ChannelDims::new(0, 0, 0),
         bufs: None,
         cached_input: false,
+        relu: None,
     }))
 }
 
@@ -82,6 +85,11 @@ impl<B: Backend> Layer<B> for Bn<B> {
     }
     fn allows_in_place(&self) -> bool {
         true
+    }
+    /// In LEARN mode the ReLU runs inside the normalisation (see [`NormAffine::relu`]).
+    fn fuse_relu(&mut self, negative_slope: Option<f32>) -> bool {
+        self.relu = negative_slope.filter(|_| self.learn);
+        self.learn
     }
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
@@ -126,7 +134,7 @@ impl<B: Backend> Layer<B> for Bn<B> {
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let dims = self.dims;
         let keep_input = !self.learn && ctx.in_place() && ctx.param_propagate(0);
-        let learn = self.learn;
+        let (learn, relu) = (self.learn, self.relu);
         let bufs = self.bufs()?;
         {
             let u = ctx.unary()?;
@@ -140,7 +148,7 @@ impl<B: Backend> Layer<B> for Bn<B> {
                     &mut bufs.mean,
                     &mut bufs.var,
                     &mut bufs.std,
-                    Some((scale, shift)),
+                    Some(NormAffine { scale, shift, relu }),
                     Some(&mut bufs.cache),
                 )?;
             } else {
@@ -166,12 +174,12 @@ impl<B: Backend> Layer<B> for Bn<B> {
         if !(p_scale || p_shift || p_x) {
             return Ok(());
         }
-        let (dims, learn, cached_input) = (self.dims, self.learn, self.cached_input);
+        let (dims, learn, cached_input, relu) = (self.dims, self.learn, self.cached_input, self.relu);
         let bufs = self.bufs()?;
         let mut u = ctx.unary_back()?;
         let (scale_blob, shift_blob) = u.params.split_at_mut(1);
         let (scale, dscale) = scale_blob[0].data_and_diff_mut();
-        let dshift = &mut shift_blob[0].diff;
+        let (shift, dshift) = shift_blob[0].data_and_diff_mut();
         let (dscale, dshift) = (p_scale.then_some(dscale), p_shift.then_some(dshift));
         if learn {
             return be.channel_norm_backward(
@@ -180,7 +188,7 @@ impl<B: Backend> Layer<B> for Bn<B> {
                 Some(&bufs.cache),
                 u.diff,
                 &bufs.std,
-                Some(scale),
+                Some(NormAffine { scale, shift, relu }),
                 dscale,
                 dshift,
                 p_x,

@@ -193,6 +193,14 @@ pub trait Layer<B: Backend>: Send {
     fn reads_top_diff(&self, _top: usize) -> bool {
         true
     }
+    /// `Some(negative_slope)`: asks the layer to run, from now on, the ReLU that runs in place
+    /// on its top 0 right after it: forward then writes that ReLU's output, and backward takes
+    /// the ReLU's top diff, as the pair would (the net then skips the ReLU; see
+    /// `NetOptions::fuse`). Returns whether the layer took it; by default it does not. `None`:
+    /// back to the layer alone.
+    fn fuse_relu(&mut self, _negative_slope: Option<f32>) -> bool {
+        false
+    }
     /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
     fn has_backward(&self) -> bool {
         true

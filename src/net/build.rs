@@ -39,13 +39,25 @@ pub struct NetOptions {
     /// but blob diffs (other than loss tops and Input tops) cannot be read after backward.
     /// The solver turns it on for its training net.
     pub share_diffs: bool,
+    /// Run an in-place ReLU inside the layer before it where that layer can (SegNet's BN in
+    /// LEARN mode; see [`crate::layers::Layer::fuse_relu`]): the same numbers as running the
+    /// two, with fewer passes over memory. A whole forward or backward is unchanged; stepping
+    /// with [`Net::forward_layer`] shows the ReLU's output as the fused layer's. On by default
+    /// ([`fusion_by_default`]).
+    pub fuse: bool,
+}
+
+/// Whether nets fuse layers (see [`NetOptions::fuse`]): yes, unless the environment says
+/// `CREMA_FUSE=0`, to time or debug the layers one by one.
+pub fn fusion_by_default() -> bool {
+    std::env::var_os("CREMA_FUSE").is_none_or(|v| v != "0")
 }
 
 impl NetOptions {
     /// Options for a net read from `model` (a .prototxt path), with `seed`.
     pub fn for_file(model: &Path, seed: u64) -> Self {
         let dir = model.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
-        NetOptions { seed, model_dir: dir.map(Path::to_path_buf), share_diffs: false }
+        NetOptions { seed, model_dir: dir.map(Path::to_path_buf), share_diffs: false, fuse: fusion_by_default() }
     }
 }
 
@@ -55,7 +67,7 @@ impl<B: Backend> Net<B> {
     /// random streams of `seed`. Data layers resolve their files relative to the working
     /// directory only; [`Net::with_options`] also gives them the model's directory.
     pub fn new(be: B, param: &NetParameter, seed: u64) -> Result<Self> {
-        Self::with_options(be, param, &NetOptions { seed, model_dir: None, share_diffs: false })
+        Self::with_options(be, param, &NetOptions { seed, model_dir: None, share_diffs: false, fuse: fusion_by_default() })
     }
 
     /// Builds the net `param` on `be` with `opts` (see [`Net::new`]).
@@ -222,6 +234,7 @@ impl<B: Backend> Net<B> {
                 loss_weights,
                 need_backward,
                 bottom_need_backward: bottom_need,
+                fused_into: None,
             });
         }
         net.unread = vec![true; net.blobs.len()];
@@ -232,6 +245,7 @@ impl<B: Backend> Net<B> {
         net.outputs = available;
         net.tell_label_ranges()?;
         net.prune_backward(param.force_backward());
+        net.set_fusion(opts.fuse);
         let with_diff = net.layers.iter().any(|l| l.need_backward);
         for p in &mut net.params {
             p.set_with_diff(&net.be, with_diff)?;
@@ -327,6 +341,54 @@ impl<B: Backend> Net<B> {
             sharing.by_name.insert(name, id);
         }
         Ok(id)
+    }
+
+    /// Turns layer fusion on or off (see [`NetOptions::fuse`]). What a whole forward and
+    /// backward compute does not change.
+    pub fn set_fusion(&mut self, on: bool) {
+        for j in 0..self.layers.len() {
+            if let Some(i) = self.layers[j].fused_into.take() {
+                self.layers[i].layer.fuse_relu(None);
+            }
+        }
+        if on {
+            self.fuse_relus();
+        }
+    }
+
+    /// Hands each ReLU that runs in place on the top 0 of the layer just before it to that
+    /// layer, where the layer takes it ([`crate::layers::Layer::fuse_relu`]). Nothing between
+    /// the two could read the ReLU's input, and neither top is a loss. No later layer writes
+    /// the blob: Caffe's in-place ReLU computes its gradient from what the blob holds when its
+    /// backward runs, which is its own output only if nothing overwrote it (an in-place BN or
+    /// Dropout after it would have), and the fused layer recomputes the ReLU's output. The ReLU
+    /// entry stays (for its name, its blobs and diff planning) and is skipped when the net runs.
+    fn fuse_relus(&mut self) {
+        let mut last_writer = vec![0; self.blobs.len()];
+        for (k, l) in self.layers.iter().enumerate() {
+            l.tops.iter().for_each(|&t| last_writer[t] = k);
+        }
+        for j in 1..self.layers.len() {
+            let (head, tail) = self.layers.split_at_mut(j);
+            let (prev, relu) = (&mut head[j - 1], &mut tail[0]);
+            let in_place_on_prev = relu.bottoms.len() == 1
+                && relu.tops == relu.bottoms
+                && prev.tops.first() == Some(&relu.bottoms[0])
+                && last_writer[relu.bottoms[0]] == j
+                && prev.fused_into.is_none();
+            if relu.layer.type_name() != "ReLU"
+                || !in_place_on_prev
+                || prev.loss_weights[0] != 0.0
+                || relu.loss_weights[0] != 0.0
+                || relu.need_backward != prev.need_backward
+            {
+                continue;
+            }
+            let slope = relu.param.relu_param.as_ref().map(|p| p.negative_slope()).unwrap_or(0.0);
+            if prev.layer.fuse_relu(Some(slope)) {
+                relu.fused_into = Some(j - 1);
+            }
+        }
     }
 
     /// Caffe's second pass: layers whose tops reach no loss skip backward, bottoms whose

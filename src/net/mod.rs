@@ -13,7 +13,7 @@ mod diffs;
 pub mod split;
 mod weights;
 
-pub use build::NetOptions;
+pub use build::{fusion_by_default, NetOptions};
 pub use diffs::DiffMemory;
 pub use weights::{legacy_shape_equals, WeightsReport};
 
@@ -58,6 +58,9 @@ pub struct LayerEntry<B: Backend> {
     pub need_backward: bool,
     /// Whether each bottom receives a gradient.
     pub bottom_need_backward: Vec<bool>,
+    /// The layer this one runs inside of, when the net fused it there (see
+    /// [`NetOptions::fuse`]); the net then skips it.
+    pub fused_into: Option<usize>,
 }
 
 impl<B: Backend> LayerEntry<B> {

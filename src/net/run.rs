@@ -32,7 +32,8 @@ impl<B: Backend> Net<B> {
         Ok(Ok(loss))
     }
 
-    /// Reshapes and runs layer `i` forward; returns the loss it contributes.
+    /// Reshapes and runs layer `i` forward; returns the loss it contributes. A layer fused into
+    /// the one before it (see [`super::NetOptions::fuse`]) does nothing here: that one ran it.
     pub fn forward_layer(&mut self, i: usize) -> Result<f32> {
         let entry = &self.layers[i];
         self.be.enter_layer(Some((entry.param.name(), entry.param.r#type())));
@@ -43,6 +44,9 @@ impl<B: Backend> Net<B> {
 
     fn run_forward(&mut self, i: usize) -> Result<f32> {
         let entry = &mut self.layers[i];
+        if entry.fused_into.is_some() {
+            return Ok(0.0);
+        }
         let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
         let wrap = |e: Error| e.in_layer(&name, &kind);
         let shapes: Vec<Vec<usize>> = entry.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
@@ -114,7 +118,7 @@ impl<B: Backend> Net<B> {
 
     fn run_backward(&mut self, i: usize) -> Result<()> {
         let entry = &mut self.layers[i];
-        if !entry.need_backward {
+        if !entry.need_backward || entry.fused_into.is_some() {
             return Ok(());
         }
         let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());

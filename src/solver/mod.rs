@@ -24,7 +24,7 @@ pub use run::Outcome;
 
 use crate::backend::{Backend, UpdateRule};
 use crate::blob::Blob;
-use crate::net::{Net, NetOptions};
+use crate::net::{fusion_by_default, Net, NetOptions};
 use crate::proto::{NetParameter, NetState, Phase, SolverParameter};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -193,11 +193,11 @@ impl<B: Backend> Solver<B> {
         let (train_param, _, train_dir) = train_net_param(&param, file)?;
         // Nothing reads a blob's diff after a training step (the update reads parameter
         // diffs only; a test net never runs backward), so every net shares diff memory.
-        let net = Net::with_options(be.clone(), &train_param, &NetOptions { seed, model_dir: train_dir, share_diffs: true })?;
+        let net = Net::with_options(be.clone(), &train_param, &NetOptions { seed, model_dir: train_dir, share_diffs: true, fuse: fusion_by_default() })?;
         let mut test_nets = Vec::new();
         for (i, (tp, dir)) in test_net_params(&param, file)?.into_iter().enumerate() {
             let test_seed = crate::rng::Rng::stream(seed, 1 + i as u64).next_u64();
-            let opts = NetOptions { seed: test_seed, model_dir: dir, share_diffs: true };
+            let opts = NetOptions { seed: test_seed, model_dir: dir, share_diffs: true, fuse: fusion_by_default() };
             test_nets.push(Net::with_options(be.clone(), &tp, &opts).map_err(|e| in_test_net(i, e))?);
         }
 

@@ -4,7 +4,11 @@
 //! its power within ulps).
 
 use super::*;
-use crema::backend::{ChannelDims, EpsPlacement, LrnSpec, NormGrad, Normalization};
+use crema::backend::{ChannelDims, EpsPlacement, LrnSpec, NormAffine, NormGrad, Normalization};
+
+/// The affine parts a batch normalisation is tested with: none; scale and shift; and those
+/// followed by a fused ReLU, of slope 0 and of a negative slope.
+const AFFINES: [Option<Option<f32>>; 4] = [None, Some(None), Some(Some(0.0)), Some(Some(-0.3))];
 
 /// Shapes: SegNet-like (images x channels x pixels), one long channel, rows (MVN), tiny ones.
 fn dims() -> Vec<ChannelDims> {
@@ -84,14 +88,15 @@ fn batch_normalisation_forward_matches_the_cpu() {
         let x = data(&mut rng, d);
         let (scale, shift) = (random(&mut rng, d.channels), random(&mut rng, d.channels));
         let (gscale, gshift) = (up(g, &scale), up(g, &shift));
-        for affine in [false, true] {
+        for relu in AFFINES {
+            let affine = relu.is_some();
             for keep in [false, true] {
                 for in_place in [false, true] {
-                    let what = format!("norm batch {d:?} affine {affine} x_norm {keep} in place {in_place}");
+                    let what = format!("norm batch {d:?} affine {relu:?} x_norm {keep} in place {in_place}");
                     let c = d.channels;
                     let (mut mean, mut var, mut std) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
                     let (mut y, mut xn) = (x.clone(), vec![0f32; d.count()]);
-                    let aff = affine.then_some((&scale, &shift));
+                    let aff = relu.map(|relu| NormAffine { relu, ..NormAffine::new(&scale, &shift) });
                     cpu.channel_norm_batch(
                         d,
                         Io::InPlace(&mut y),
@@ -117,7 +122,7 @@ fn batch_normalisation_forward_matches_the_cpu() {
                     } else {
                         Io::Pair(&gx, &mut gy)
                     };
-                    let gaff = affine.then_some((&gscale, &gshift));
+                    let gaff = relu.map(|relu| NormAffine { relu, ..NormAffine::new(&gscale, &gshift) });
                     g.channel_norm_batch(
                         d,
                         io,
@@ -186,9 +191,9 @@ fn batch_normalisation_backward_matches_the_cpu() {
         let c = d.channels;
         let (xn, dy) = (random(&mut rng, d.count()), random(&mut rng, d.count()));
         let std: Vec<f32> = (0..c).map(|_| rng.uniform_range(0.5, 2.0)).collect();
-        let scale = random(&mut rng, c);
+        let (scale, shift) = (random(&mut rng, c), random(&mut rng, c));
         let (ds0, db0) = (random(&mut rng, c), random(&mut rng, c));
-        let (gxn, gdy, gstd, gscale) = (up(g, &xn), up(g, &dy), up(g, &std), up(g, &scale));
+        let (gxn, gdy, gstd, gscale, gshift) = (up(g, &xn), up(g, &dy), up(g, &std), up(g, &scale), up(g, &shift));
         // The size of the terms of each dx: |g| + |x_hat| |mgx| + |mg|, over std.
         let m = d.per_channel() as f64;
         let (mut a, mut b) = (vec![0f64; c], vec![0f64; c]);
@@ -197,10 +202,11 @@ fn batch_normalisation_backward_matches_the_cpu() {
             b[(k / d.inner) % c] += (dy[k] as f64 * xn[k] as f64).abs() / m;
         }
         for grad in [NormGrad::BatchStats, NormGrad::MeanOnly, NormGrad::Fixed] {
-            for with_scale in [false, true] {
+            for relu in AFFINES {
+                let with_scale = relu.is_some();
                 for in_place in [false, true] {
-                    let what = format!("norm backward {d:?} {grad:?} scale {with_scale} in place {in_place}");
-                    let sc = with_scale.then_some(&scale);
+                    let what = format!("norm backward {d:?} {grad:?} affine {relu:?} in place {in_place}");
+                    let sc = relu.map(|relu| NormAffine { relu, ..NormAffine::new(&scale, &shift) });
                     let (mut dx, mut ds, mut db) = (dy.clone(), ds0.clone(), db0.clone());
                     let diff = if in_place {
                         Io::InPlace(&mut dx)
@@ -221,7 +227,7 @@ fn batch_normalisation_backward_matches_the_cpu() {
                         Some(&gxn),
                         gdiff,
                         &gstd,
-                        with_scale.then_some(&gscale),
+                        relu.map(|relu| NormAffine { relu, ..NormAffine::new(&gscale, &gshift) }),
                         Some(&mut gds),
                         Some(&mut gdb),
                         true,
@@ -254,22 +260,24 @@ fn batch_normalisation_backward_matches_the_cpu() {
                 }
             }
         }
-        // Only the parameter gradients: dx untouched.
-        let mut gdx = up(g, &dy);
-        let mut gds = up(g, &ds0);
-        g.channel_norm_backward(
-            d,
-            NormGrad::BatchStats,
-            Some(&gxn),
-            Io::InPlace(&mut gdx),
-            &gstd,
-            None,
-            Some(&mut gds),
-            None,
-            false,
-        )
-        .unwrap();
-        assert_bits("norm backward without dx leaves dx", &down(g, &gdx), &dy);
+        // Only the parameter gradients: dx untouched, with a fused ReLU too.
+        for relu in [None, Some(Some(0.0))] {
+            let mut gdx = up(g, &dy);
+            let mut gds = up(g, &ds0);
+            g.channel_norm_backward(
+                d,
+                NormGrad::BatchStats,
+                Some(&gxn),
+                Io::InPlace(&mut gdx),
+                &gstd,
+                relu.map(|relu| NormAffine { relu, ..NormAffine::new(&gscale, &gshift) }),
+                Some(&mut gds),
+                None,
+                false,
+            )
+            .unwrap();
+            assert_bits("norm backward without dx leaves dx", &down(g, &gdx), &dy);
+        }
     }
     let d = ChannelDims::new(2, 3, 4);
     let err = g

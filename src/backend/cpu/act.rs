@@ -32,6 +32,18 @@ fn b2f(b: bool) -> f32 {
     if b { 1.0 } else { 0.0 }
 }
 
+/// Caffe's ReLU, `max(x, 0) + slope * min(x, 0)` (a NaN stays NaN).
+#[inline]
+pub(super) fn relu(x: f32, negative_slope: f32) -> f32 {
+    cmax(x, 0.0) + negative_slope * cmin(x, 0.0)
+}
+
+/// Caffe's ReLU backward, `dy * ((x > 0) + slope * (x <= 0))` for bottom data `x`.
+#[inline]
+pub(super) fn relu_grad(dy: f32, x: f32, negative_slope: f32) -> f32 {
+    dy * (b2f(x > 0.0) + negative_slope * b2f(x <= 0.0))
+}
+
 pub(super) fn same_len(what: &str, lens: &[usize]) -> Result<()> {
     if lens.windows(2).all(|w| w[0] == w[1]) {
         Ok(())
@@ -108,7 +120,7 @@ impl Activations for Cpu {
         let what = "activation_forward";
         match f {
             Activation::ReLU { negative_slope } => {
-                forward(what, io, |x| cmax(x, 0.0) + negative_slope * cmin(x, 0.0))
+                forward(what, io, |x| relu(x, negative_slope))
             }
             Activation::Sigmoid => forward(what, io, sigmoid),
             Activation::TanH => forward(what, io, f32::tanh),
@@ -144,7 +156,7 @@ impl Activations for Cpu {
         let what = "activation_backward";
         match f {
             Activation::ReLU { negative_slope } => {
-                map_diff2(what, x, y, diff, |dy, x, _| dy * (b2f(x > 0.0) + negative_slope * b2f(x <= 0.0)))
+                map_diff2(what, x, y, diff, |dy, x, _| relu_grad(dy, x, negative_slope))
             }
             Activation::Sigmoid => {
                 map_diff2(what, x, y, diff, |dy, _, y| ((dy * y) as f64 * (1.0 - y as f64)) as f32)

@@ -7,8 +7,9 @@
 //! `x_hat` once. Sums run in eight fixed lanes, f32 within blocks of a row and f64 across
 //! blocks, combined in a fixed order, so the bits do not depend on the thread count.
 
+use super::act::{relu, relu_grad};
 use super::{CHUNK, Cpu};
-use crate::backend::{ChannelDims, EpsPlacement, Io, NormGrad, Normalization};
+use crate::backend::{ChannelDims, EpsPlacement, Io, NormAffine, NormGrad, Normalization};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -109,12 +110,44 @@ fn std_of(var: f32, eps: f32, placement: EpsPlacement) -> f32 {
     }
 }
 
+/// What a batch normalisation writes for `x_hat` in one channel.
+#[derive(Clone, Copy)]
+enum Out {
+    /// `x_hat`.
+    Plain,
+    /// `x_hat * scale + shift`.
+    Affine(f32, f32),
+    /// Caffe's ReLU of `x_hat * scale + shift`, with its negative slope.
+    AffineRelu(f32, f32, f32),
+}
+
+impl Out {
+    fn of(affine: Option<NormAffine<'_, Vec<f32>>>, c: usize) -> Out {
+        match affine {
+            None => Out::Plain,
+            Some(a) => match a.relu {
+                None => Out::Affine(a.scale[c], a.shift[c]),
+                Some(k) => Out::AffineRelu(a.scale[c], a.shift[c], k),
+            },
+        }
+    }
+}
+
 /// `dst[i] = f(src[i])`, or `dst[i] = f(dst[i])` in place.
 #[inline(always)]
 fn map_row(src: Option<&[f32]>, dst: &mut [f32], f: impl Fn(f32) -> f32) {
     match src {
         Some(x) => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = f(v)),
         None => dst.iter_mut().for_each(|d| *d = f(*d)),
+    }
+}
+
+/// `dst[i] = f(src[i], b[i])`, or `dst[i] = f(dst[i], b[i])` in place.
+#[inline(always)]
+fn map_row2(src: Option<&[f32]>, b: &[f32], dst: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    match src {
+        Some(x) => dst.iter_mut().zip(x.iter().zip(b)).for_each(|(d, (&v, &w))| *d = f(v, w)),
+        None => dst.iter_mut().zip(b).for_each(|(d, &w)| *d = f(*d, w)),
     }
 }
 
@@ -182,7 +215,7 @@ impl Normalization for Cpu {
         mean: &mut Vec<f32>,
         var: &mut Vec<f32>,
         std: &mut Vec<f32>,
-        affine: Option<(&Vec<f32>, &Vec<f32>)>,
+        affine: Option<NormAffine<'_, Vec<f32>>>,
         x_norm: Option<&mut Vec<f32>>,
     ) -> Result<()> {
         let (xl, yl) = io_lens(&io);
@@ -191,9 +224,9 @@ impl Normalization for Cpu {
         for (what, b) in [("mean", &*mean), ("var", &*var), ("std", &*std)] {
             check_len(&format!("channel_norm_batch {what}"), b.len(), d.channels)?;
         }
-        if let Some((s, b)) = affine {
-            check_len("channel_norm_batch scale", s.len(), d.channels)?;
-            check_len("channel_norm_batch shift", b.len(), d.channels)?;
+        if let Some(a) = affine {
+            check_len("channel_norm_batch scale", a.scale.len(), d.channels)?;
+            check_len("channel_norm_batch shift", a.shift.len(), d.channels)?;
         }
         if let Some(xn) = &x_norm {
             check_len("channel_norm_batch x_norm", xn.len(), d.count())?;
@@ -222,21 +255,22 @@ impl Normalization for Cpu {
                     None => moments(&ys.iter().map(|r| &**r).collect::<Vec<_>>(), m),
                 };
                 let sd = std_of(v, eps, placement);
-                let (s, b) = affine.map(|(s, b)| (s[c], b[c])).unwrap_or((1.0, 0.0));
+                let out = Out::of(affine, c);
                 for (r, y) in ys.iter_mut().enumerate() {
                     let x = xs.as_ref().map(|xs| xs[r]);
-                    match xns.as_mut() {
-                        Some(xns) => {
+                    match (xns.as_mut(), out) {
+                        (Some(xns), _) => {
                             let xn = &mut *xns[r];
                             map_row(Some(x.unwrap_or(y)), xn, |v| (v - mu) / sd);
-                            if affine.is_some() {
-                                map_row(Some(xn), y, |v| v * s + b);
-                            } else {
-                                y.copy_from_slice(xn);
+                            match out {
+                                Out::Plain => y.copy_from_slice(xn),
+                                Out::Affine(s, b) => map_row(Some(xn), y, |v| v * s + b),
+                                Out::AffineRelu(s, b, k) => map_row(Some(xn), y, |v| relu(v * s + b, k)),
                             }
                         }
-                        None if affine.is_some() => map_row(x, y, |v| (v - mu) / sd * s + b),
-                        None => map_row(x, y, |v| (v - mu) / sd),
+                        (None, Out::Plain) => map_row(x, y, |v| (v - mu) / sd),
+                        (None, Out::Affine(s, b)) => map_row(x, y, |v| (v - mu) / sd * s + b),
+                        (None, Out::AffineRelu(s, b, k)) => map_row(x, y, |v| relu((v - mu) / sd * s + b, k)),
                     }
                 }
                 (mu, v, sd)
@@ -273,7 +307,7 @@ impl Normalization for Cpu {
         x_norm: Option<&Vec<f32>>,
         diff: Io<'_, Vec<f32>>,
         std: &Vec<f32>,
-        scale: Option<&Vec<f32>>,
+        affine: Option<NormAffine<'_, Vec<f32>>>,
         mut dscale: Option<&mut Vec<f32>>,
         mut dshift: Option<&mut Vec<f32>>,
         write_dx: bool,
@@ -283,7 +317,8 @@ impl Normalization for Cpu {
         check_len("channel_norm_backward dx", dxl, d.count())?;
         check_len("channel_norm_backward std", std.len(), d.channels)?;
         for (what, b) in [
-            ("scale", scale.map(|b| b.len())),
+            ("scale", affine.map(|a| a.scale.len())),
+            ("shift", affine.map(|a| a.shift.len())),
             ("dscale", dscale.as_ref().map(|b| b.len())),
             ("dshift", dshift.as_ref().map(|b| b.len())),
         ] {
@@ -291,7 +326,8 @@ impl Normalization for Cpu {
                 check_len(&format!("channel_norm_backward {what}"), len, d.channels)?;
             }
         }
-        let need_xn = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats);
+        let fused_relu = affine.is_some_and(|a| a.relu.is_some());
+        let need_xn = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats) || fused_relu;
         match x_norm {
             Some(xn) => check_len("channel_norm_backward x_norm", xn.len(), d.count())?,
             None if need_xn => {
@@ -304,7 +340,7 @@ impl Normalization for Cpu {
         }
         let m = d.per_channel() as f64;
         let want_sum_dy = dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
-        let want_sum_dyx = need_xn;
+        let want_sum_dyx = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats);
         let (dy_src, dx_dst) = match diff {
             Io::InPlace(g) => (None, g),
             Io::Pair(dy, dx) => (Some(dy), dx),
@@ -313,44 +349,67 @@ impl Normalization for Cpu {
             .into_par_iter()
             .enumerate()
             .map(|(c, mut dxs)| {
-                let dys: Option<Vec<&[f32]>> = dy_src.map(|dy| channel_rows(dy, d, c));
-                let xns: Option<Vec<&[f32]>> = x_norm.map(|xn| channel_rows(xn, d, c));
+                let mut dys: Option<Vec<&[f32]>> = dy_src.map(|dy| channel_rows(dy, d, c));
+                let xns: Vec<&[f32]> = match x_norm {
+                    Some(xn) => channel_rows(xn, d, c),
+                    None => vec![&[]; d.outer],
+                };
+                let s = affine.map(|a| a.scale[c]).unwrap_or(1.0);
+                // The diff as this layer's output diff: the fused ReLU's bottom diff, from the
+                // ReLU's output recomputed from x_hat, or the diff itself. Where dx is to be
+                // written, the ReLU's backward writes it there first, while the channel is in
+                // cache (as the ReLU layer would have), and the rest runs in place; otherwise
+                // each use applies it.
+                let mut relu_mask = affine.and_then(|a| a.relu.map(|k| (a.shift[c], k)));
+                if let Some((b, k)) = relu_mask
+                    && write_dx
+                {
+                    for (r, dx) in dxs.iter_mut().enumerate() {
+                        let dy = dys.as_ref().map(|v| v[r]);
+                        map_row2(dy, xns[r], dx, |g, x| relu_grad(g, relu(x * s + b, k), k));
+                    }
+                    dys = None;
+                    relu_mask = None;
+                }
+                let dy_of = |g: f32, x: f32| match relu_mask {
+                    Some((b, k)) => relu_grad(g, relu(x * s + b, k), k),
+                    None => g,
+                };
                 let (mut a_dy, mut a_dyx) = ([0.0; LANES], [0.0; LANES]);
                 for r in 0..d.outer {
                     let dy: &[f32] = match &dys {
                         Some(dys) => dys[r],
                         None => &*dxs[r],
                     };
-                    if want_sum_dy {
-                        lanes_add(&mut a_dy, dy, |v| v);
+                    match (want_sum_dy, relu_mask) {
+                        (false, _) => {}
+                        (true, None) => lanes_add(&mut a_dy, dy, |v| v),
+                        (true, Some(_)) => lanes_add2(&mut a_dy, dy, xns[r], dy_of),
                     }
                     if want_sum_dyx {
-                        let xn = xns.as_ref().map(|x| x[r]).unwrap_or(&[]);
-                        lanes_add2(&mut a_dyx, dy, xn, |g, x| g * x);
+                        lanes_add2(&mut a_dyx, dy, xns[r], |g, x| dy_of(g, x) * x);
                     }
                 }
                 let (sum_dy, sum_dyx) = (lanes_total(&a_dy), lanes_total(&a_dyx));
                 if write_dx {
-                    let s = scale.map(|s| s[c]).unwrap_or(1.0);
                     let sd = std[c];
                     let mg = (s as f64 * sum_dy / m) as f32;
                     let mgx = (s as f64 * sum_dyx / m) as f32;
+                    let f = |g: f32, x: f32| {
+                        let g = dy_of(g, x);
+                        match grad {
+                            NormGrad::Fixed => g * s / sd,
+                            NormGrad::MeanOnly => (g * s - mg) / sd,
+                            NormGrad::BatchStats => (g * s - (x * mgx + mg)) / sd,
+                        }
+                    };
                     for (r, dx) in dxs.iter_mut().enumerate() {
                         let dy = dys.as_ref().map(|v| v[r]);
-                        match grad {
-                            NormGrad::Fixed => map_row(dy, dx, |g| g * s / sd),
-                            NormGrad::MeanOnly => map_row(dy, dx, |g| (g * s - mg) / sd),
-                            NormGrad::BatchStats => {
-                                let xn = xns.as_ref().map(|x| x[r]).unwrap_or(&[]);
-                                match dy {
-                                    Some(dy) => dx.iter_mut().zip(dy.iter().zip(xn)).for_each(|(o, (&g, &x))| {
-                                        *o = (g * s - (x * mgx + mg)) / sd;
-                                    }),
-                                    None => {
-                                        dx.iter_mut().zip(xn).for_each(|(o, &x)| *o = (*o * s - (x * mgx + mg)) / sd)
-                                    }
-                                }
-                            }
+                        match (grad, relu_mask) {
+                            // No x_hat needed: none may have been given.
+                            (NormGrad::Fixed, None) => map_row(dy, dx, |g| g * s / sd),
+                            (NormGrad::MeanOnly, None) => map_row(dy, dx, |g| (g * s - mg) / sd),
+                            _ => map_row2(dy, xns[r], dx, f),
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! and several (the bits must agree).
 
 use super::Cpu;
-use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, NormGrad, Normalization};
+use crate::backend::{Activation, Activations, ChannelDims, EpsPlacement, Io, LrnSpec, NormAffine, NormGrad, Normalization};
 use crate::rng::Rng;
 
 fn random(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
@@ -104,7 +104,7 @@ fn norm_batch_matches_naive_in_place_and_not() {
                         &mut mean,
                         &mut var,
                         &mut std,
-                        affine.then_some((&scale, &shift)),
+                        affine.then_some(NormAffine::new(&scale, &shift)),
                         with_xn.then_some(&mut xn),
                     )
                     .unwrap();
@@ -157,6 +157,7 @@ fn norm_backward_matches_naive_for_every_mode() {
         let (xn, dy) = (random(n, -2.0, 2.0, 20 + k as u64), random(n, -1.0, 1.0, 30 + k as u64));
         let std = random(d.channels, 0.5, 2.0, 4);
         let scale = random(d.channels, -2.0, 2.0, 5);
+        let shift = random(d.channels, -1.0, 1.0, 6);
         let m = d.per_channel() as f64;
         for grad in [NormGrad::BatchStats, NormGrad::MeanOnly, NormGrad::Fixed] {
             for with_scale in [false, true] {
@@ -189,7 +190,7 @@ fn norm_backward_matches_naive_for_every_mode() {
                         Some(&xn),
                         io,
                         &std,
-                        with_scale.then_some(&scale),
+                        with_scale.then_some(NormAffine::new(&scale, &shift)),
                         Some(&mut ds),
                         Some(&mut db),
                         true,
@@ -221,6 +222,59 @@ fn norm_backward_matches_naive_for_every_mode() {
         )
         .unwrap();
         assert!(dx.iter().all(|&v| v == 7.0));
+    }
+}
+
+#[test]
+fn a_fused_relu_gives_the_bits_of_batch_norm_then_relu() {
+    let be = Cpu::new();
+    for (k, d) in DIMS.iter().enumerate() {
+        let n = d.count();
+        let k = k as u64;
+        let x = random(n, -2.0, 2.0, 60 + k);
+        let dr = random(n, -1.0, 1.0, 70 + k);
+        let (scale, shift) = (random(d.channels, -2.0, 2.0, 80 + k), random(d.channels, -1.0, 1.0, 90 + k));
+        // Negative slopes too: an in-place ReLU's backward reads its own output, not its input.
+        for slope in [0.0, 0.25, -0.5] {
+            let relu = Activation::ReLU { negative_slope: slope };
+            let forward = |fused: Option<f32>| {
+                let (mut mean, mut var, mut std) = (vec![0.0; d.channels], vec![0.0; d.channels], vec![0.0; d.channels]);
+                let (mut y, mut xn) = (x.clone(), vec![0.0; n]);
+                let affine = NormAffine { relu: fused, ..NormAffine::new(&scale, &shift) };
+                let io = Io::InPlace(&mut y);
+                be.channel_norm_batch(*d, io, 1e-9, EpsPlacement::InsideSqrt, &mut mean, &mut var, &mut std, Some(affine), Some(&mut xn))
+                    .unwrap();
+                (y, xn, std)
+            };
+            let (mut y, xn, std) = forward(None);
+            be.activation_forward(relu, Io::InPlace(&mut y)).unwrap();
+            let (fused_y, fused_xn, fused_std) = forward(Some(slope));
+            assert_eq!(fused_y, y, "slope {slope}: forward");
+            assert_eq!((&fused_xn, &fused_std), (&xn, &std));
+            let backward = |fused: Option<f32>, in_place: bool, write_dx: bool| {
+                let (mut ds, mut db) = (vec![0.5f32; d.channels], vec![-0.5f32; d.channels]);
+                let affine = NormAffine { relu: fused, ..NormAffine::new(&scale, &shift) };
+                let mut g = dr.clone();
+                if fused.is_none() {
+                    be.activation_backward(relu, &y, &y, Io::InPlace(&mut g)).unwrap();
+                }
+                let mut dx = vec![7.0; n];
+                let io = if in_place { Io::InPlace(&mut g) } else { Io::Pair(&g, &mut dx) };
+                be.channel_norm_backward(*d, NormGrad::BatchStats, Some(&xn), io, &std, Some(affine), Some(&mut ds), Some(&mut db), write_dx)
+                    .unwrap();
+                (if in_place { g } else { dx }, ds, db)
+            };
+            let want = backward(None, true, true);
+            assert_eq!(backward(Some(slope), true, true), want, "slope {slope}: backward in place");
+            assert_eq!(backward(Some(slope), false, true), want, "slope {slope}: backward");
+            // Parameter gradients only: the same sums, and dx untouched (in place: the diff).
+            let (dx, ds, db) = backward(Some(slope), false, false);
+            assert_eq!((ds, db), (want.1.clone(), want.2.clone()));
+            assert!(dx.iter().all(|&v| v == 7.0));
+            let (diff, ds, db) = backward(Some(slope), true, false);
+            assert_eq!((ds, db), (want.1, want.2));
+            assert_eq!(diff, dr);
+        }
     }
 }
 

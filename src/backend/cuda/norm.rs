@@ -10,7 +10,7 @@ use super::act::io_bufs;
 use super::device::Device;
 use super::launch::{BLOCK, Family, Kernel, KernelStruct, Launch};
 use super::{Cuda, CudaBuf};
-use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, Math, NormGrad, Normalization};
+use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, Math, NormAffine, NormGrad, Normalization};
 use crate::{Error, Result};
 
 const CHANNEL_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_sums");
@@ -53,6 +53,7 @@ enum Sum {
     X = 0,
     Dev2 = 1,
     AndDot = 2,
+    AndDotRelu = 3,
 }
 
 /// Mirrors `Dims` in kernels/norm.cu.
@@ -126,6 +127,21 @@ fn check_len(what: &str, len: usize, want: usize) -> Result<()> {
     }
 }
 
+/// A ReLU fused into a batch normalisation: the normalisation's scale and shift (its output
+/// is recomputed from x_hat with them) and the ReLU's negative slope.
+#[derive(Clone, Copy)]
+struct FusedRelu<'a> {
+    scale: &'a CudaBuf,
+    shift: &'a CudaBuf,
+    slope: f32,
+}
+
+impl<'a> FusedRelu<'a> {
+    fn of(affine: Option<NormAffine<'a, CudaBuf>>) -> Option<Self> {
+        affine.and_then(|a| a.relu.map(|slope| FusedRelu { scale: a.scale, shift: a.shift, slope }))
+    }
+}
+
 /// Parts per channel of the sums: from the shape only, so the sums do not depend on the GPU.
 fn parts_of(d: ChannelDims) -> usize {
     d.per_channel().div_ceil(1 << 14).clamp(1, 64)
@@ -143,11 +159,17 @@ impl Cuda {
         a: &CudaBuf,
         b: Option<&CudaBuf>,
         mean: Option<&CudaBuf>,
+        relu: Option<FusedRelu<'_>>,
         partial: u64,
     ) -> Result<()> {
         if d.channels > i32::MAX as usize {
             return Err(Error::Internal(format!("{} channels exceed a grid", d.channels)));
         }
+        let mode = match (mode, relu) {
+            (Sum::AndDot, Some(_)) => Sum::AndDotRelu,
+            (m, None) => m,
+            (_, Some(_)) => return Err(Error::Internal("channel_sums: a fused ReLU goes with AndDot only".into())),
+        };
         Launch::new(dev, CHANNEL_SUMS)
             .dims((d.channels as u32, parts as u32, 1), (BLOCK, 1, 1))
             .value("dims", &Dims::of(d))
@@ -156,6 +178,9 @@ impl Cuda {
             .buf("a", a)
             .opt_buf("b", b)
             .opt_buf("mean", mean)
+            .opt_buf("scale", relu.map(|r| r.scale))
+            .opt_buf("shift", relu.map(|r| r.shift))
+            .f32("slope", relu.map_or(0.0, |r| r.slope))
             .raw("partial", partial, 2 * d.channels * parts)
             .run()
     }
@@ -178,7 +203,7 @@ impl Cuda {
         let parts = parts_of(d);
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-        self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, partial)?;
+        self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, None, partial)?;
         Launch::new(dev, CHANNEL_AFFINE_SUMS)
             .elems(d.channels)
             .u64("channels", d.channels)
@@ -204,7 +229,7 @@ impl Cuda {
         let m = d.per_channel() as f64;
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-        self.channel_sums(dev, d, parts, Sum::X, x, None, None, partial)?;
+        self.channel_sums(dev, d, parts, Sum::X, x, None, None, None, partial)?;
         Launch::new(dev, CHANNEL_MEAN)
             .elems(d.channels)
             .u64("channels", d.channels)
@@ -213,7 +238,7 @@ impl Cuda {
             .raw("partial", partial, 2 * d.channels * parts)
             .buf("mean", mean)
             .run()?;
-        self.channel_sums(dev, d, parts, Sum::Dev2, x, None, Some(mean), partial)?;
+        self.channel_sums(dev, d, parts, Sum::Dev2, x, None, Some(mean), None, partial)?;
         let (eps, inside) = std.map_or((0.0, 1), |s| (s.1, (s.2 == EpsPlacement::InsideSqrt) as i32));
         Launch::new(dev, CHANNEL_VAR)
             .elems(d.channels)
@@ -236,18 +261,21 @@ impl Cuda {
         x: &CudaBuf,
         mean: &CudaBuf,
         std: &CudaBuf,
-        affine: Option<(&CudaBuf, &CudaBuf)>,
+        affine: Option<NormAffine<'_, CudaBuf>>,
         x_norm: Option<&CudaBuf>,
         y: &CudaBuf,
     ) -> Result<()> {
+        let relu = affine.and_then(|a| a.relu);
         Launch::new(&self.dev, CHANNEL_NORMALIZE)
             .planes(d.outer * d.channels, d.inner)
             .value("dims", &Dims::of(d))
             .buf("x", x)
             .buf("mean", mean)
             .buf("std", std)
-            .opt_buf("scale", affine.map(|a| a.0))
-            .opt_buf("shift", affine.map(|a| a.1))
+            .opt_buf("scale", affine.map(|a| a.scale))
+            .opt_buf("shift", affine.map(|a| a.shift))
+            .i32("relu", relu.is_some() as i32)
+            .f32("slope", relu.unwrap_or(0.0))
             .opt_buf("x_norm", x_norm)
             .buf("y", y)
             .run()
@@ -289,7 +317,7 @@ impl Normalization for Cuda {
         mean: &mut CudaBuf,
         var: &mut CudaBuf,
         std: &mut CudaBuf,
-        affine: Option<(&CudaBuf, &CudaBuf)>,
+        affine: Option<NormAffine<'_, CudaBuf>>,
         x_norm: Option<&mut CudaBuf>,
     ) -> Result<()> {
         let (x, y) = io_bufs(&mut io);
@@ -299,10 +327,10 @@ impl Normalization for Cuda {
         for (what, b) in [("mean", &*mean), ("var", &*var), ("std", &*std)] {
             check_len(&format!("channel_norm_batch {what}"), b.len, d.channels)?;
         }
-        if let Some((s, b)) = affine {
-            self.own(&[s, b])?;
-            check_len("channel_norm_batch scale", s.len, d.channels)?;
-            check_len("channel_norm_batch shift", b.len, d.channels)?;
+        if let Some(a) = affine {
+            self.own(&[a.scale, a.shift])?;
+            check_len("channel_norm_batch scale", a.scale.len, d.channels)?;
+            check_len("channel_norm_batch shift", a.shift.len, d.channels)?;
         }
         let x_norm = x_norm.map(|b| &*b);
         if let Some(xn) = x_norm {
@@ -334,7 +362,7 @@ impl Normalization for Cuda {
         x_norm: Option<&CudaBuf>,
         mut diff: Io<'_, CudaBuf>,
         std: &CudaBuf,
-        scale: Option<&CudaBuf>,
+        affine: Option<NormAffine<'_, CudaBuf>>,
         dscale: Option<&mut CudaBuf>,
         dshift: Option<&mut CudaBuf>,
         write_dx: bool,
@@ -345,13 +373,15 @@ impl Normalization for Cuda {
         check_len("channel_norm_backward dx", dx.len, d.count())?;
         check_len("channel_norm_backward std", std.len, d.channels)?;
         let (dscale, dshift) = (dscale.map(|b| &*b), dshift.map(|b| &*b));
-        for (what, b) in [("scale", scale), ("dscale", dscale), ("dshift", dshift)] {
+        let (scale, shift) = (affine.map(|a| a.scale), affine.map(|a| a.shift));
+        for (what, b) in [("scale", scale), ("shift", shift), ("dscale", dscale), ("dshift", dshift)] {
             if let Some(b) = b {
                 self.own(&[b])?;
                 check_len(&format!("channel_norm_backward {what}"), b.len, d.channels)?;
             }
         }
-        let need_xn = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats);
+        let relu = FusedRelu::of(affine);
+        let need_xn = dscale.is_some() || (write_dx && grad == NormGrad::BatchStats) || relu.is_some();
         match x_norm {
             Some(xn) => {
                 self.own(&[xn])?;
@@ -379,7 +409,7 @@ impl Normalization for Cuda {
         );
         let want_sums = dscale.is_some() || dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
         if want_sums {
-            self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, None, partial)?;
+            self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, None, relu, partial)?;
             let (mgp, mgxp) = if write_dx { (mg, mgx) } else { (0, 0) };
             Launch::new(dev, CHANNEL_GRAD_SUMS)
                 .elems(c)
@@ -410,6 +440,9 @@ impl Normalization for Cuda {
             .buf("dy", dy)
             .buf("std", std)
             .opt_buf("scale", scale)
+            .opt_buf("shift", relu.map(|r| r.shift))
+            .i32("relu", relu.is_some() as i32)
+            .f32("slope", relu.map_or(0.0, |r| r.slope))
             .raw("mg", mg, c)
             .raw("mgx", mgx, c)
             .buf("dx", dx)

@@ -15,7 +15,7 @@ pub use act::{dropout_bits, Activation, Activations};
 pub use conv::Convolution;
 pub use loss::{label_class, label_kind, ArgMaxOutput, BadLabel, ClassAxis, LabelKind, Losses, LossSum};
 pub use math::{Gemm, Math};
-pub use norm::{ChannelDims, EpsPlacement, LrnSpec, NormGrad, Normalization};
+pub use norm::{ChannelDims, EpsPlacement, LrnSpec, NormAffine, NormGrad, Normalization};
 pub use pool::Pooling;
 pub use solver::{ParamUpdate, Regularization, SolverOps, UpdateRule};
 pub use tensor::{ReduceOp, TensorOps};

@@ -62,6 +62,37 @@ pub enum NormGrad {
     Fixed,
 }
 
+/// The learnt per-channel part of a batch normalisation, `y = x_hat * scale[c] + shift[c]`
+/// (SegNet's BN), and the ReLU the net may have folded into it.
+pub struct NormAffine<'a, T> {
+    /// Per-channel scale.
+    pub scale: &'a T,
+    /// Per-channel shift.
+    pub shift: &'a T,
+    /// `Some(negative_slope)` where an in-place ReLU follows the normalisation and runs inside
+    /// it (the net fuses the pair, see `Layer::fuse_relu`). Forward then writes
+    /// `r = max(y, 0) + slope * min(y, 0)`, Caffe's ReLU of `y`, instead of `y`; backward first
+    /// turns the incoming diff into the ReLU's bottom diff, `dr * ((r > 0) + slope * (r <= 0))`
+    /// (Caffe's in-place ReLU reads its own output), with `r` recomputed from `x_hat`, so the
+    /// ReLU's input `y` is never stored: the same numbers as the two layers, with two passes
+    /// over memory fewer each way.
+    pub relu: Option<f32>,
+}
+
+impl<T> Clone for NormAffine<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for NormAffine<'_, T> {}
+
+impl<'a, T> NormAffine<'a, T> {
+    /// `y = x_hat * scale[c] + shift[c]`, no ReLU.
+    pub fn new(scale: &'a T, shift: &'a T) -> Self {
+        NormAffine { scale, shift, relu: None }
+    }
+}
+
 /// Local response normalisation, as Caffe's LRN layer over `(num, channels, height, width)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LrnSpec {
@@ -114,7 +145,7 @@ pub trait Normalization: Storage {
     /// [`Normalization::channel_moments`] does (over the input, before anything is written),
     /// `std` as [`Normalization::channel_std`] does, then
     /// `x_hat = (x - mean[c]) / std[c]` and `y = x_hat`, or `y = x_hat * scale[c] + shift[c]`
-    /// when `affine = Some((scale, shift))`. Writes `x_hat` to `x_norm` when given (the cache
+    /// when `affine` is given (then a fused ReLU of `y` where it says so). Writes `x_hat` to `x_norm` when given (the cache
     /// backward needs when `y` is not `x_hat` or is overwritten later). Overwrites `mean`,
     /// `var`, `std`, `y` and `x_norm`.
     #[allow(clippy::too_many_arguments)]
@@ -127,7 +158,7 @@ pub trait Normalization: Storage {
         mean: &mut Self::Buf,
         var: &mut Self::Buf,
         std: &mut Self::Buf,
-        affine: Option<(&Self::Buf, &Self::Buf)>,
+        affine: Option<NormAffine<'_, Self::Buf>>,
         x_norm: Option<&mut Self::Buf>,
     ) -> Result<()>;
 
@@ -141,12 +172,13 @@ pub trait Normalization: Storage {
     ) -> Result<()>;
 
     /// Backward of `y = x_hat` or `y = x_hat * scale[c] + shift[c]`, `x_hat = (x - mean) / std`.
-    /// `diff` is `dy -> dx` (in place or not). With `g = dy * scale[c]` (`g = dy` when `scale`
-    /// is None), `dx` follows `grad` (see [`NormGrad`]); it is written only when `write_dx`.
-    /// Accumulates `dscale[c] += sum(dy * x_hat)` and `dshift[c] += sum(dy)` when given (all
-    /// sums over the channel's elements; `dy` is read before `dx` is written). `x_norm` holds
-    /// `x_hat`; it is needed for [`NormGrad::BatchStats`] and for `dscale`, and may be None
-    /// otherwise.
+    /// `diff` is `dy -> dx` (in place or not); where `affine` has a fused ReLU, it is `dr -> dx`
+    /// and `dy` is the ReLU's bottom diff (see [`NormAffine::relu`]). With `g = dy * scale[c]`
+    /// (`g = dy` without `affine`), `dx` follows `grad` (see [`NormGrad`]); it is written only
+    /// when `write_dx`. Accumulates `dscale[c] += sum(dy * x_hat)` and `dshift[c] += sum(dy)`
+    /// when given (all sums over the channel's elements; the diff is read before `dx` is
+    /// written). `x_norm` holds `x_hat`; it is needed for [`NormGrad::BatchStats`], for `dscale`
+    /// and for a fused ReLU, and may be None otherwise.
     #[allow(clippy::too_many_arguments)]
     fn channel_norm_backward(
         &self,
@@ -155,7 +187,7 @@ pub trait Normalization: Storage {
         x_norm: Option<&Self::Buf>,
         diff: Io<'_, Self::Buf>,
         std: &Self::Buf,
-        scale: Option<&Self::Buf>,
+        affine: Option<NormAffine<'_, Self::Buf>>,
         dscale: Option<&mut Self::Buf>,
         dshift: Option<&mut Self::Buf>,
         write_dx: bool,

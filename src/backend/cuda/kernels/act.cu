@@ -9,7 +9,7 @@
 extern "C" __global__ void crema_relu_forward(u64 n, float slope, const float* x, float* y) {
     GRID_STRIDE(i, n) {
         float v = x[i];
-        y[i] = cmax(v, 0.0f) + slope * cmin(v, 0.0f);
+        y[i] = relu_of(v, slope);
     }
 }
 
@@ -17,7 +17,7 @@ extern "C" __global__ void crema_relu_forward(u64 n, float slope, const float* x
 extern "C" __global__ void crema_relu_backward(u64 n, float slope, const float* x, const float* dy, float* dx) {
     GRID_STRIDE(i, n) {
         float v = x[i];
-        dx[i] = dy[i] * (b2f(v > 0.0f) + slope * b2f(v <= 0.0f));
+        dx[i] = relu_grad_of(dy[i], v, slope);
     }
 }
 

@@ -54,6 +54,14 @@ __device__ __forceinline__ float cmax(float a, float b) { return a < b ? b : a; 
 // C++'s bool-to-float conversion.
 __device__ __forceinline__ float b2f(bool b) { return b ? 1.0f : 0.0f; }
 
+// Caffe's ReLU, max(x, 0) + slope * min(x, 0) (a NaN stays NaN), and its backward for bottom
+// data x, dy * ((x > 0) + slope * (x <= 0)): the CPU's `relu` and `relu_grad`. Shared by the
+// ReLU kernels and the batch normalisation that runs a fused ReLU.
+__device__ __forceinline__ float relu_of(float x, float slope) { return cmax(x, 0.0f) + slope * cmin(x, 0.0f); }
+__device__ __forceinline__ float relu_grad_of(float dy, float x, float slope) {
+    return dy * (b2f(x > 0.0f) + slope * b2f(x <= 0.0f));
+}
+
 // Single-precision exp, log, tanh and pow evaluated in double and rounded once: within half an
 // ulp of the exact value (save double-rounding ties), so they agree with the CPU's libm (whose
 // expf/logf/powf are within 0.82 ulp) far more often than CUDA's own single-precision ones.

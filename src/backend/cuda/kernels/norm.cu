@@ -16,15 +16,21 @@ struct Dims {
 #define SUM_X 0         // s1 = sum(a)
 #define SUM_DEV2 1      // s1 = sum((a - mean[c])^2), the difference and square in float
 #define SUM_AND_DOT 2   // s1 = sum(a), s2 = sum(a * b) (0 when b is null)
+#define SUM_AND_DOT_RELU 3  // SUM_AND_DOT of g = relu_grad(a, relu(b * scale[c] + shift[c])): a
+                            // fused ReLU's bottom diff from its top diff `a` and x_hat `b`
 
 // First pass: partial[c * parts + p] (s1) and partial[(channels + c) * parts + p] (s2).
+// `scale`, `shift` and `slope` are read in SUM_AND_DOT_RELU only.
 extern "C" __global__ void crema_channel_sums(Dims d, u64 parts, int mode, const float* a, const float* b,
-                                              const float* mean, double* partial) {
+                                              const float* mean, const float* scale, const float* shift,
+                                              float slope, double* partial) {
     u64 c = blockIdx.x, p = blockIdx.y;
     u64 m = d.outer * d.inner;
     u64 chunk = (m + parts - 1) / parts;
     u64 begin = p * chunk, end = begin + chunk < m ? begin + chunk : m;
     float mu = mode == SUM_DEV2 ? mean[c] : 0.0f;
+    int relu = mode == SUM_AND_DOT_RELU;
+    float sc = relu ? scale[c] : 0.0f, sh = relu ? shift[c] : 0.0f;
     double s1 = 0.0, s2 = 0.0;
     u64 j = begin + threadIdx.x;
     u64 o = j / d.inner, i = j - o * d.inner;
@@ -34,6 +40,11 @@ extern "C" __global__ void crema_channel_sums(Dims d, u64 parts, int mode, const
         if (mode == SUM_DEV2) {
             float e = v - mu;
             s1 += (double)(e * e);
+        } else if (relu) {
+            float xh = b[at];
+            float g = relu_grad_of(v, relu_of(xh * sc + sh, slope), slope);
+            s1 += (double)g;
+            s2 += (double)(g * xh);
         } else {
             s1 += (double)v;
             if (mode == SUM_AND_DOT && b) s2 += (double)(v * b[at]);
@@ -85,9 +96,10 @@ extern "C" __global__ void crema_channel_std(u64 channels, float eps, int inside
 // one c, `inner` consecutive elements), working out the channel once per plane.
 
 // x_hat = (x - mean[c]) / std[c]; x_norm = x_hat when not null; y = x_hat * scale[c] + shift[c]
-// when `scale` is not null, else x_hat.
+// when `scale` is not null (then its ReLU when `relu`), else x_hat.
 extern "C" __global__ void crema_channel_normalize(Dims d, const float* x, const float* mean, const float* std,
-                                                   const float* scale, const float* shift, float* x_norm, float* y) {
+                                                   const float* scale, const float* shift, int relu, float slope,
+                                                   float* x_norm, float* y) {
     FOR_EACH_PLANE(p, d.outer * d.channels) {
         u64 base = p * d.inner, c = p % d.channels;
         float m = mean[c], s = std[c], sc = scale ? scale[c] : 0.0f, sh = scale ? shift[c] : 0.0f;
@@ -95,7 +107,8 @@ extern "C" __global__ void crema_channel_normalize(Dims d, const float* x, const
             u64 k = base + i;
             float xh = (x[k] - m) / s;
             if (x_norm) x_norm[k] = xh;
-            y[k] = scale ? xh * sc + sh : xh;
+            float v = scale ? xh * sc + sh : xh;
+            y[k] = relu ? relu_of(v, slope) : v;
         }
     }
 }
@@ -122,17 +135,21 @@ extern "C" __global__ void crema_channel_grad_sums(u64 channels, u64 parts, doub
 #define GRAD_FIXED 2
 
 // dx from g = dy * scale[c] (scale 1 when null): Fixed g / std; MeanOnly (g - mg) / std;
-// BatchStats (g - (x_hat * mgx + mg)) / std.
+// BatchStats (g - (x_hat * mgx + mg)) / std. With `relu`, the diff given is a fused ReLU's top
+// diff and dy its bottom diff, relu_grad(diff, relu(x_hat * scale[c] + shift[c])).
 extern "C" __global__ void crema_channel_norm_dx(Dims d, int grad, const float* x_norm, const float* dy,
-                                                 const float* std, const float* scale, const float* mg,
-                                                 const float* mgx, float* dx) {
+                                                 const float* std, const float* scale, const float* shift,
+                                                 int relu, float slope, const float* mg, const float* mgx,
+                                                 float* dx) {
     FOR_EACH_PLANE(p, d.outer * d.channels) {
         u64 base = p * d.inner, c = p % d.channels;
-        float sc = scale ? scale[c] : 1.0f, s = std[c];
+        float sc = scale ? scale[c] : 1.0f, sh = relu ? shift[c] : 0.0f, s = std[c];
         float a = grad == GRAD_FIXED ? 0.0f : mg[c], b = grad == GRAD_BATCH_STATS ? mgx[c] : 0.0f;
         FOR_IN_PLANE(i, d.inner) {
             u64 k = base + i;
-            float g = dy[k] * sc;
+            float dyv = dy[k];
+            if (relu) dyv = relu_grad_of(dyv, relu_of(x_norm[k] * sc + sh, slope), slope);
+            float g = dyv * sc;
             float v;
             if (grad == GRAD_FIXED) v = g / s;
             else if (grad == GRAD_MEAN_ONLY) v = (g - a) / s;

@@ -1,0 +1,161 @@
+//! Layer fusion (an in-place ReLU run inside the BN before it) must not change a number:
+//! training through the solver gives bit-identical losses and weights with and without it, on
+//! the CPU and on the CUDA backend; and it fuses exactly the pairs it may.
+
+mod common;
+
+use common::conformance::strict_fp32_gpu;
+use crema::backend::cpu::Cpu;
+use crema::backend::Backend;
+use crema::net::Net;
+use crema::proto::{NetParameter, NetState, Phase, SolverParameter};
+use crema::solver::Solver;
+
+/// Every kind of pair, fusable or not:
+/// - `bn1`+`relu1`: SegNet's in-place pair;
+/// - `bn2` writes a new top, on which `relu2` runs in place;
+/// - `relu3` has a negative slope, and `relu3b` a negative one (an in-place ReLU's backward
+///   reads its own output, which then differs in sign from its input);
+/// - `relu8`'s top carries a loss weight, which goes to the split after it: fusable;
+/// - none of these fuse: `relu4` is not in place, `relu5` follows a BN in INFERENCE mode,
+///   `relu6` a Scale, `relu7` a convolution; `relu9`'s blob is written again later (its
+///   gradient in Caffe then depends on what `bn9b` wrote); `relu10`'s top is itself a loss.
+const NET: &str = r#"
+name: "fusion"
+layer { name: "data" type: "Input" top: "data" top: "label"
+  input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } shape { dim: 2 dim: 1 dim: 8 dim: 8 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "c1"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "bn1" type: "BN" bottom: "c1" top: "c1"
+  bn_param { bn_mode: LEARN scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0.01 } } }
+layer { name: "relu1" type: "ReLU" bottom: "c1" top: "c1" }
+layer { name: "conv2" type: "Convolution" bottom: "c1" top: "c2"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn2" type: "BN" bottom: "c2" top: "b2"
+  bn_param { bn_mode: LEARN scale_filler { type: "gaussian" std: 1 } shift_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu2" type: "ReLU" bottom: "b2" top: "b2" }
+layer { name: "conv3" type: "Convolution" bottom: "b2" top: "c3"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn3" type: "BN" bottom: "c3" top: "c3"
+  bn_param { bn_mode: LEARN scale_filler { type: "gaussian" std: 1 } shift_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu3" type: "ReLU" bottom: "c3" top: "c3" relu_param { negative_slope: 0.2 } }
+layer { name: "conv3b" type: "Convolution" bottom: "c3" top: "c3b"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn3b" type: "BN" bottom: "c3b" top: "c3b"
+  bn_param { bn_mode: LEARN scale_filler { type: "gaussian" std: 1 } shift_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu3b" type: "ReLU" bottom: "c3b" top: "c3b" relu_param { negative_slope: -0.3 } }
+layer { name: "conv4" type: "Convolution" bottom: "c3b" top: "c4"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn4" type: "BN" bottom: "c4" top: "c4"
+  bn_param { bn_mode: LEARN scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0 } } }
+layer { name: "relu4" type: "ReLU" bottom: "c4" top: "r4" }
+layer { name: "bn5" type: "BN" bottom: "r4" top: "r4"
+  bn_param { bn_mode: INFERENCE scale_filler { type: "constant" value: 0.9 } shift_filler { type: "constant" value: -0.1 } } }
+layer { name: "relu5" type: "ReLU" bottom: "r4" top: "r4" }
+layer { name: "scale6" type: "Scale" bottom: "r4" top: "r4" scale_param { bias_term: true } }
+layer { name: "relu6" type: "ReLU" bottom: "r4" top: "r4" }
+layer { name: "conv7" type: "Convolution" bottom: "r4" top: "c7"
+  convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu7" type: "ReLU" bottom: "c7" top: "c7" }
+layer { name: "bn8" type: "BN" bottom: "c7" top: "c7"
+  bn_param { bn_mode: LEARN scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0 } } }
+layer { name: "relu8" type: "ReLU" bottom: "c7" top: "c7" loss_weight: 0.001 }
+layer { name: "conv9" type: "Convolution" bottom: "c7" top: "c9"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn9" type: "BN" bottom: "c9" top: "c9"
+  bn_param { bn_mode: LEARN scale_filler { type: "gaussian" std: 1 } shift_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu9" type: "ReLU" bottom: "c9" top: "c9" }
+layer { name: "bn9b" type: "BN" bottom: "c9" top: "c9"
+  bn_param { bn_mode: LEARN scale_filler { type: "gaussian" std: 1 } shift_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "bn10" type: "BN" bottom: "c9" top: "t10"
+  bn_param { bn_mode: LEARN scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0 } } }
+layer { name: "relu10" type: "ReLU" bottom: "t10" top: "t10" loss_weight: 0.001 }
+layer { name: "score" type: "Convolution" bottom: "c9" top: "score"
+  convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" }
+"#;
+
+fn solver<B: Backend>(be: B, fuse: bool) -> Solver<B> {
+    let net: NetParameter = crema::prototxt::parse(NET, "fusion.prototxt").unwrap_or_else(|e| panic!("{e}"));
+    let param = SolverParameter {
+        net_param: Some(net),
+        r#type: Some("SGD".into()),
+        base_lr: Some(0.05),
+        lr_policy: Some("fixed".into()),
+        momentum: Some(0.9),
+        weight_decay: Some(0.001),
+        max_iter: Some(100),
+        display: Some(0),
+        snapshot_after_train: Some(false),
+        random_seed: Some(11),
+        train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut s = Solver::new(be.clone(), param).unwrap_or_else(|e| panic!("{e}"));
+    let net = s.net_mut();
+    net.set_fusion(fuse);
+    for i in net.inputs().to_vec() {
+        let name = net.blob_name(i).to_string();
+        let blob = net.blob_mut(&name).unwrap();
+        let n = blob.count();
+        let values: Vec<f32> = match name.as_str() {
+            "label" => (0..n).map(|j| ((j * 7 + j / 5) % 3) as f32).collect(),
+            _ => (0..n).map(|j| ((j * 37 % 101) as f32 - 50.0) / 40.0).collect(),
+        };
+        blob.set_data(&be, &values).unwrap();
+    }
+    s
+}
+
+/// The layers the net runs inside another, as (ReLU, host) names.
+fn fused<B: Backend>(net: &Net<B>) -> Vec<(String, String)> {
+    let layers = net.layers();
+    layers.iter().filter_map(|l| l.fused_into.map(|h| (l.name().to_string(), layers[h].name().to_string()))).collect()
+}
+
+fn bits<B: Backend>(s: &Solver<B>) -> Vec<Vec<u32>> {
+    s.net().params().iter().map(|p| p.data_to_vec(s.backend()).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
+}
+
+/// Trains 4 iterations fused and not; the losses and weights agree to the bit, and training
+/// moved the weights.
+fn trains_alike<B: Backend>(be: B) {
+    let run = |fuse: bool| {
+        let mut s = solver(be.clone(), fuse);
+        let mut losses = Vec::new();
+        for _ in 0..4 {
+            s.step(1).unwrap_or_else(|e| panic!("fuse {fuse}: {e}"));
+            losses.push(s.smoothed_loss().to_bits());
+        }
+        (losses, bits(&s), s.net().blob("r4").unwrap().data_to_vec(s.backend()).unwrap())
+    };
+    let (plain, fused) = (run(false), run(true));
+    assert_eq!(fused.0, plain.0, "losses differ");
+    assert!(fused.1 == plain.1, "weights differ");
+    assert_eq!(fused.2, plain.2, "the blob after the fused pairs differs");
+    assert_ne!(bits(&solver(be, false)), plain.1, "training did not change the weights");
+}
+
+#[test]
+fn exactly_the_in_place_relus_after_learning_bns_fuse() {
+    let s = solver(Cpu::new(), true);
+    let want: Vec<(String, String)> =
+        [("relu1", "bn1"), ("relu2", "bn2"), ("relu3", "bn3"), ("relu3b", "bn3b"), ("relu8", "bn8")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(fused(s.net()), want);
+    let mut s = solver(Cpu::new(), false);
+    assert!(fused(s.net()).is_empty());
+    s.net_mut().set_fusion(true);
+    assert_eq!(fused(s.net()), want);
+}
+
+#[test]
+fn fused_and_unfused_nets_train_to_the_same_bits() {
+    trains_alike(Cpu::new());
+}
+
+#[test]
+fn fused_and_unfused_nets_train_to_the_same_bits_on_cuda() {
+    let Some(g) = strict_fp32_gpu() else { return };
+    trains_alike(g);
+}
+
