@@ -80,6 +80,25 @@ fn channel_statistics_are_close_and_repeat() {
 }
 
 #[test]
+fn statistics_of_data_far_from_zero_do_not_cancel() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(54);
+    // A mean 10^5 times the spread: one-pass sums of x and x^2 would lose the variance.
+    let d = ChannelDims::new(4, 3, 5000);
+    let x: Vec<f32> = (0..d.count()).map(|k| 1000.0 * (1 + (k / d.inner) % d.channels) as f32 + rng.uniform_range(-0.01, 0.01)).collect();
+    let (mut gm, mut gv) = (g.alloc(d.channels).unwrap(), g.alloc(d.channels).unwrap());
+    g.channel_moments(d, &up(g, &x), &mut gm, &mut gv).unwrap();
+    let (gmean, gvar) = (down(g, &gm), down(g, &gv));
+    for c in 0..d.channels {
+        let vals: Vec<f64> = (0..d.count()).filter(|k| (k / d.inner) % d.channels == c).map(|k| x[k] as f64).collect();
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+        assert!(((gmean[c] as f64 - mean) / mean).abs() < 1e-7, "channel {c}: mean {} vs {mean}", gmean[c]);
+        assert!(((gvar[c] as f64 - var) / var).abs() < 1e-6, "channel {c}: var {} vs {var}", gvar[c]);
+    }
+}
+
+#[test]
 fn batch_normalisation_forward_matches_the_cpu() {
     let Some(g) = gpu() else { return };
     let cpu = Cpu::new();

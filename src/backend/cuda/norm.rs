@@ -14,8 +14,7 @@ use crate::backend::{ChannelDims, EpsPlacement, Io, LrnSpec, Math, NormAffine, N
 use crate::{Error, Result};
 
 const CHANNEL_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_sums");
-const CHANNEL_MEAN: Kernel = Kernel::new(Family::Normalization, "crema_channel_mean");
-const CHANNEL_VAR: Kernel = Kernel::new(Family::Normalization, "crema_channel_var");
+const CHANNEL_MOMENTS: Kernel = Kernel::new(Family::Normalization, "crema_channel_moments");
 const CHANNEL_STD: Kernel = Kernel::new(Family::Normalization, "crema_channel_std");
 const CHANNEL_NORMALIZE: Kernel = Kernel::plane_loops(Family::Normalization, "crema_channel_normalize");
 const CHANNEL_GRAD_SUMS: Kernel = Kernel::new(Family::Normalization, "crema_channel_grad_sums");
@@ -32,8 +31,7 @@ const LRN_WITHIN_BACKWARD: Kernel = Kernel::new(Family::Normalization, "crema_lr
 #[cfg(test)]
 pub(super) const KERNELS: &[Kernel] = &[
     CHANNEL_SUMS,
-    CHANNEL_MEAN,
-    CHANNEL_VAR,
+    CHANNEL_MOMENTS,
     CHANNEL_STD,
     CHANNEL_NORMALIZE,
     CHANNEL_GRAD_SUMS,
@@ -50,10 +48,9 @@ pub(super) const KERNELS: &[Kernel] = &[
 /// The `SUM_*` modes of `crema_channel_sums`.
 #[derive(Clone, Copy)]
 enum Sum {
-    X = 0,
-    Dev2 = 1,
-    AndDot = 2,
-    AndDotRelu = 3,
+    Moments = 0,
+    AndDot = 1,
+    AndDotRelu = 2,
 }
 
 /// Mirrors `Dims` in kernels/norm.cu.
@@ -158,7 +155,6 @@ impl Cuda {
         mode: Sum,
         a: &CudaBuf,
         b: Option<&CudaBuf>,
-        mean: Option<&CudaBuf>,
         relu: Option<FusedRelu<'_>>,
         partial: u64,
     ) -> Result<()> {
@@ -177,7 +173,6 @@ impl Cuda {
             .i32("mode", mode as i32)
             .buf("a", a)
             .opt_buf("b", b)
-            .opt_buf("mean", mean)
             .opt_buf("scale", relu.map(|r| r.scale))
             .opt_buf("shift", relu.map(|r| r.shift))
             .f32("slope", relu.map_or(0.0, |r| r.slope))
@@ -203,7 +198,7 @@ impl Cuda {
         let parts = parts_of(d);
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-        self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, None, partial)?;
+        self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, partial)?;
         Launch::new(dev, CHANNEL_AFFINE_SUMS)
             .elems(d.channels)
             .u64("channels", d.channels)
@@ -214,8 +209,8 @@ impl Cuda {
             .run()
     }
 
-    /// Mean, variance and (when given) std of every channel of `x`, into the buffers.
-    #[allow(clippy::too_many_arguments)]
+    /// Mean, variance and (when given) std of every channel of `x`, into the buffers: one pass
+    /// over `x` (see `crema_channel_moments`).
     fn moments_into(
         &self,
         d: ChannelDims,
@@ -226,28 +221,19 @@ impl Cuda {
     ) -> Result<()> {
         let dev = &*self.dev;
         let parts = parts_of(d);
-        let m = d.per_channel() as f64;
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-        self.channel_sums(dev, d, parts, Sum::X, x, None, None, None, partial)?;
-        Launch::new(dev, CHANNEL_MEAN)
-            .elems(d.channels)
-            .u64("channels", d.channels)
-            .u64("parts", parts)
-            .f64("m", m)
-            .raw("partial", partial, 2 * d.channels * parts)
-            .buf("mean", mean)
-            .run()?;
-        self.channel_sums(dev, d, parts, Sum::Dev2, x, None, Some(mean), None, partial)?;
+        self.channel_sums(dev, d, parts, Sum::Moments, x, None, None, partial)?;
         let (eps, inside) = std.map_or((0.0, 1), |s| (s.1, (s.2 == EpsPlacement::InsideSqrt) as i32));
-        Launch::new(dev, CHANNEL_VAR)
+        Launch::new(dev, CHANNEL_MOMENTS)
             .elems(d.channels)
-            .u64("channels", d.channels)
+            .value("dims", &Dims::of(d))
             .u64("parts", parts)
-            .f64("m", m)
+            .buf("x", x)
             .raw("partial", partial, 2 * d.channels * parts)
             .f32("eps", eps)
             .i32("inside", inside)
+            .buf("mean", mean)
             .buf("var", var)
             .opt_buf("std", std.map(|s| s.0))
             .run()
@@ -409,7 +395,7 @@ impl Normalization for Cuda {
         );
         let want_sums = dscale.is_some() || dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
         if want_sums {
-            self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, None, relu, partial)?;
+            self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, relu, partial)?;
             let (mgp, mgxp) = if write_dx { (mg, mgx) } else { (0, 0) };
             Launch::new(dev, CHANNEL_GRAD_SUMS)
                 .elems(c)

@@ -6,29 +6,31 @@
 // (c, p) sums part p of channel c in double through block_sum's fixed tree, and a second pass
 // adds the parts in order. The sums are deterministic and at least as accurate as the CPU's (f32
 // within blocks, f64 across), so statistics agree with the CPU's to rounding; everything
-// element-wise is the CPU's formula, in its order.
+// element-wise is the CPU's formula, in its order. A batch normalisation reads its input twice
+// (statistics, then normalisation) and its gradient twice (sums, then dx); a ReLU fused into it
+// costs no pass of its own.
 
 // Must match `Dims` in cuda/norm.rs.
 struct Dims {
     u64 outer, channels, inner;
 };
 
-#define SUM_X 0         // s1 = sum(a)
-#define SUM_DEV2 1      // s1 = sum((a - mean[c])^2), the difference and square in float
-#define SUM_AND_DOT 2   // s1 = sum(a), s2 = sum(a * b) (0 when b is null)
-#define SUM_AND_DOT_RELU 3  // SUM_AND_DOT of g = relu_grad(a, relu(b * scale[c] + shift[c])): a
+#define SUM_MOMENTS 0   // s1 = sum(a - k), s2 = sum((a - k)^2) in double, k = channel c's first
+                        // element (a shift that keeps the variance from cancelling)
+#define SUM_AND_DOT 1   // s1 = sum(a), s2 = sum(a * b) (0 when b is null)
+#define SUM_AND_DOT_RELU 2  // SUM_AND_DOT of g = relu_grad(a, relu(b * scale[c] + shift[c])): a
                             // fused ReLU's bottom diff from its top diff `a` and x_hat `b`
 
 // First pass: partial[c * parts + p] (s1) and partial[(channels + c) * parts + p] (s2).
 // `scale`, `shift` and `slope` are read in SUM_AND_DOT_RELU only.
 extern "C" __global__ void crema_channel_sums(Dims d, u64 parts, int mode, const float* a, const float* b,
-                                              const float* mean, const float* scale, const float* shift,
-                                              float slope, double* partial) {
+                                              const float* scale, const float* shift, float slope,
+                                              double* partial) {
     u64 c = blockIdx.x, p = blockIdx.y;
     u64 m = d.outer * d.inner;
     u64 chunk = (m + parts - 1) / parts;
     u64 begin = p * chunk, end = begin + chunk < m ? begin + chunk : m;
-    float mu = mode == SUM_DEV2 ? mean[c] : 0.0f;
+    double k = mode == SUM_MOMENTS ? (double)a[c * d.inner] : 0.0;
     int relu = mode == SUM_AND_DOT_RELU;
     float sc = relu ? scale[c] : 0.0f, sh = relu ? shift[c] : 0.0f;
     double s1 = 0.0, s2 = 0.0;
@@ -37,9 +39,10 @@ extern "C" __global__ void crema_channel_sums(Dims d, u64 parts, int mode, const
     for (; j < end; j += blockDim.x) {
         u64 at = (o * d.channels + c) * d.inner + i;
         float v = a[at];
-        if (mode == SUM_DEV2) {
-            float e = v - mu;
-            s1 += (double)(e * e);
+        if (mode == SUM_MOMENTS) {
+            double e = (double)v - k;
+            s1 += e;
+            s2 += e * e;
         } else if (relu) {
             float xh = b[at];
             float g = relu_grad_of(v, relu_of(xh * sc + sh, slope), slope);
@@ -70,21 +73,25 @@ __device__ __forceinline__ double channel_total(const double* partial, u64 chann
     return t;
 }
 
-// mean[c] = s1 / m, rounded to float.
-extern "C" __global__ void crema_channel_mean(u64 channels, u64 parts, double m, const double* partial, float* mean) {
-    GRID_STRIDE(c, channels) mean[c] = (float)(channel_total(partial, channels, parts, c, 0) / m);
-}
-
 // std from var: sqrt(var + eps) (inside) or sqrt(var) + eps, in float.
 __device__ __forceinline__ float std_of(float var, float eps, int inside) { return inside ? sqrtf(var + eps) : sqrtf(var) + eps; }
 
-// var[c] = s1 / m, rounded to float; std[c] from it when `std` is not null.
-extern "C" __global__ void crema_channel_var(u64 channels, u64 parts, double m, const double* partial, float eps,
-                                             int inside, float* var, float* std) {
-    GRID_STRIDE(c, channels) {
-        float v = (float)(channel_total(partial, channels, parts, c, 0) / m);
-        var[c] = v;
-        if (std) std[c] = std_of(v, eps, inside);
+// From SUM_MOMENTS' sums about k = x[c * inner]: mean[c] = k + s1 / m and the biased variance
+// var[c] = s2 / m - (s1 / m)^2 (at least 0), in double, each rounded to float once; std[c] from
+// var when `std` is not null. One pass over the data where the CPU makes two: in double, the
+// shift leaves a cancellation of (mean - k)^2 / var, a few units for data spread as conv outputs
+// are, so both agree with the CPU's to rounding.
+extern "C" __global__ void crema_channel_moments(Dims d, u64 parts, const float* x, const double* partial, float eps,
+                                                 int inside, float* mean, float* var, float* std) {
+    double m = (double)(d.outer * d.inner);
+    GRID_STRIDE(c, d.channels) {
+        double d1 = channel_total(partial, d.channels, parts, c, 0) / m;
+        double d2 = channel_total(partial, d.channels, parts, c, 1) / m;
+        double v = d2 - d1 * d1;
+        float vf = (float)(v > 0.0 ? v : 0.0);
+        mean[c] = (float)((double)x[c * d.inner] + d1);
+        var[c] = vf;
+        if (std) std[c] = std_of(vf, eps, inside);
     }
 }
 
