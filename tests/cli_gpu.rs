@@ -335,3 +335,36 @@ fn time_train_and_inspect_report_device_memory() {
     let line = out.lines().find(|l| l.starts_with("device memory:")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("MiB once built;") && line.contains("MiB after one forward/backward (peak "), "{line}");
 }
+
+#[test]
+fn a_workspace_limit_keeps_cudnn_to_algorithms_within_it() {
+    let Some(emu) = emulator() else { return };
+    let dir = folder();
+    let d = dir.path();
+    // The workspace of each algorithm chosen, as `time --algorithms` lists them.
+    let chosen = |extra: &[&str]| -> Vec<u64> {
+        let args: Vec<&str> = ["time", "--model", "net.prototxt", "--gpu", "0", "--train", "--iterations", "1", "--algorithms"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let (code, out, err) = crema(d, Env::Emulator(&emu), &args);
+        assert_eq!(code, 0, "{err}");
+        let sizes: Vec<u64> = out
+            .lines()
+            .chain(err.lines())
+            .filter_map(|l| l.split(", ").find_map(|f| f.strip_suffix(" bytes of workspace")))
+            .map(|b| b.parse().unwrap())
+            .collect();
+        // Forward and backward filter (the data takes no gradient).
+        assert_eq!(sizes.len(), 2, "one algorithm per pass:\n{out}{err}");
+        sizes
+    };
+    // Without a limit some pass takes an algorithm that needs workspace (as the emulator's lists
+    // offer), so the limit below has something to change.
+    assert!(chosen(&[]).iter().any(|&b| b > 0));
+    assert_eq!(chosen(&["--workspace-limit", "0"]), vec![0, 0]);
+    let (code, _, err) = crema(d, Env::NoEmulator, &["time", "--model", "net.prototxt", "--iterations", "1", "--workspace-limit", "64"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: --workspace-limit applies to GPUs only"), "{err}");
+}

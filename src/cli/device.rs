@@ -1,6 +1,5 @@
-//! Where a command runs: `--gpu`, `--precision` and `--conv-algorithms` (shared by every command
-//! that builds a net),
-//! `CREMA_CONV_ENGINE`, and `crema device_query`.
+//! Where a command runs: `--gpu`, `--precision`, `--conv-algorithms` and `--workspace-limit`
+//! (shared by every command that builds a net), `CREMA_CONV_ENGINE`, and `crema device_query`.
 //!
 //! A command opens its backend with [`DeviceOpts::open`] and hands it to one generic body:
 //!
@@ -36,7 +35,7 @@ pub enum ConvAlgorithmsArg {
     Fastest,
 }
 
-/// `--gpu`, `--precision` and `--conv-algorithms`.
+/// `--gpu`, `--precision`, `--conv-algorithms` and `--workspace-limit`.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct DeviceOpts {
     /// Run on the CUDA backend, on GPU N (numbered from 0). One GPU only: Caffe's `0,1` and
@@ -51,6 +50,11 @@ pub struct DeviceOpts {
     /// or fastest (deterministic or not). Both are measured by cuDNN once per shape.
     #[arg(long, value_enum, value_name = "deterministic|fastest")]
     pub conv_algorithms: Option<ConvAlgorithmsArg>,
+    /// The most workspace a cuDNN convolution algorithm may use on the GPU, in MiB (default: up
+    /// to half the free memory). Lower it to fit a bigger net or batch, at some cost in speed;
+    /// 0 allows only the algorithms that need none.
+    #[arg(long, value_name = "MiB")]
+    pub workspace_limit: Option<u32>,
 }
 
 /// A backend, opened.
@@ -77,6 +81,7 @@ impl DeviceOpts {
                 Some(ConvAlgorithmsArg::Fastest) => ConvAlgorithms::Fastest,
                 Some(ConvAlgorithmsArg::Deterministic) | None => ConvAlgorithms::Deterministic,
             },
+            workspace_limit: self.workspace_limit.map(|mib| mib as usize * (1 << 20)),
         })
     }
 
@@ -84,7 +89,12 @@ impl DeviceOpts {
     pub fn open(&self) -> anyhow::Result<Opened> {
         match &self.gpu {
             None => {
-                for (given, flag) in [(self.precision.is_some(), "--precision"), (self.conv_algorithms.is_some(), "--conv-algorithms")] {
+                let flags = [
+                    (self.precision.is_some(), "--precision"),
+                    (self.conv_algorithms.is_some(), "--conv-algorithms"),
+                    (self.workspace_limit.is_some(), "--workspace-limit"),
+                ];
+                for (given, flag) in flags {
                     if given {
                         eprintln!("note: {flag} applies to GPUs only; running on the CPU (give --gpu N to use one)");
                     }

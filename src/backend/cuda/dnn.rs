@@ -2,7 +2,7 @@
 //! (`cudnnFind*Algorithm`), run with the device's shared workspace.
 //!
 //! Choice rules: among the algorithms that ran, those whose workspace fits in half the free
-//! memory; in strict FP32 only FMA arithmetic and no FFT or Winograd transforms (their rounding
+//! memory (and in [`super::CudaOptions::workspace_limit`] where set); in strict FP32 only FMA arithmetic and no FFT or Winograd transforms (their rounding
 //! is not that of a direct sum of products, which is what a comparison with the CPU expects);
 //! then, by default, the fastest deterministic one (reproducible gradients), else the fastest
 //! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not), where results within 2% of
@@ -307,6 +307,7 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     }
     let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
     let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
+    let limit = dev.options.workspace_limit.map_or(limit, |cap| cap.min(limit));
     let strict = !dev.tf32();
     let usable = |p: &Perf| p.ok && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
     Ok(choose(&perfs, usable, dev.options.algorithms))

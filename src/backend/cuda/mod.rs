@@ -113,6 +113,10 @@ pub struct CudaOptions {
     pub conv: ConvEngine,
     /// cuDNN's algorithm choice.
     pub algorithms: ConvAlgorithms,
+    /// The most workspace, in bytes, a cuDNN convolution algorithm may use (None: up to half
+    /// the free device memory). Caps the shared workspace's cuDNN part, trading speed for
+    /// memory: algorithms needing none always exist.
+    pub workspace_limit: Option<usize>,
 }
 
 /// The CUDA backend on one GPU. Cheap to clone (clones share the GPU, stream and caches).
