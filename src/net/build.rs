@@ -39,9 +39,9 @@ pub struct NetOptions {
     /// but blob diffs (other than loss tops and Input tops) cannot be read after backward.
     /// The solver turns it on for its training net.
     pub share_diffs: bool,
-    /// Run an in-place ReLU inside the layer before it where that layer can (SegNet's BN in
-    /// LEARN mode; see [`crate::layers::Layer::fuse_relu`]): the same numbers as running the
-    /// two, with fewer passes over memory. A whole forward or backward is unchanged; stepping
+    /// Run an in-place ReLU inside the in-place layer before it where that layer can (SegNet's
+    /// BN in LEARN mode; see [`crate::layers::Layer::fuse_relu`]): the same numbers as running
+    /// the two, with fewer passes over memory. A whole forward or backward is unchanged; stepping
     /// with [`Net::forward_layer`] shows the ReLU's output as the fused layer's. On by default
     /// ([`fusion_by_default`]).
     pub fuse: bool,
@@ -356,13 +356,19 @@ impl<B: Backend> Net<B> {
         }
     }
 
-    /// Hands each ReLU that runs in place on the top 0 of the layer just before it to that
-    /// layer, where the layer takes it ([`crate::layers::Layer::fuse_relu`]). Nothing between
-    /// the two could read the ReLU's input, and neither top is a loss. No later layer writes
-    /// the blob: Caffe's in-place ReLU computes its gradient from what the blob holds when its
-    /// backward runs, which is its own output only if nothing overwrote it (an in-place BN or
-    /// Dropout after it would have), and the fused layer recomputes the ReLU's output. The ReLU
-    /// entry stays (for its name, its blobs and diff planning) and is skipped when the net runs.
+    /// Hands each ReLU that runs in place on the blob of the layer just before it, itself in
+    /// place, to that layer, where the layer takes it ([`crate::layers::Layer::fuse_relu`]).
+    /// Every value a reader could see stays Caffe's:
+    /// - nothing between the two could read the ReLU's input, and neither top is a loss;
+    /// - the first layer runs in place, so its backward overwrites the diff the ReLU would have
+    ///   left (the ReLU's bottom diff is never seen);
+    /// - no later layer writes the blob: Caffe's in-place ReLU computes its gradient from what
+    ///   the blob holds when its backward runs, which is its own output only if nothing
+    ///   overwrote it (an in-place BN or Dropout after it would have), and the fused layer
+    ///   recomputes the ReLU's output.
+    ///
+    /// The ReLU entry stays (for its name, its blobs and diff planning) and is skipped when the
+    /// net runs.
     fn fuse_relus(&mut self) {
         let mut last_writer = vec![0; self.blobs.len()];
         for (k, l) in self.layers.iter().enumerate() {
@@ -374,6 +380,7 @@ impl<B: Backend> Net<B> {
             let in_place_on_prev = relu.bottoms.len() == 1
                 && relu.tops == relu.bottoms
                 && prev.tops.first() == Some(&relu.bottoms[0])
+                && prev.bottoms.first() == Some(&relu.bottoms[0])
                 && last_writer[relu.bottoms[0]] == j
                 && prev.fused_into.is_none();
             if relu.layer.type_name() != "ReLU"
