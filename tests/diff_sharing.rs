@@ -126,17 +126,7 @@ fn solver_on<B: Backend>(be: B, net: &str, mode: Mode, iter_size: i32, base_lr: 
         Mode::Shared => {}
         Mode::Poisoned => s.net_mut().poison_shared_diffs(true),
     }
-    let net = s.net_mut();
-    for i in net.inputs().to_vec() {
-        let name = net.blob_name(i).to_string();
-        let blob = net.blob_mut(&name).unwrap();
-        let n = blob.count();
-        let values: Vec<f32> = match name.as_str() {
-            "label" => (0..n).map(|j| ((j * 7 + j / 5) % 3) as f32).collect(),
-            _ => (0..n).map(|j| ((j * 37 % 101) as f32 - 50.0) / 40.0).collect(),
-        };
-        blob.set_data(&be, &values).unwrap();
-    }
+    fill_inputs(s.net_mut());
     s
 }
 

@@ -92,19 +92,9 @@ fn solver<B: Backend>(be: B, fuse: bool) -> Solver<B> {
         train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
         ..Default::default()
     };
-    let mut s = Solver::new(be.clone(), param).unwrap_or_else(|e| panic!("{e}"));
-    let net = s.net_mut();
-    net.set_fusion(fuse);
-    for i in net.inputs().to_vec() {
-        let name = net.blob_name(i).to_string();
-        let blob = net.blob_mut(&name).unwrap();
-        let n = blob.count();
-        let values: Vec<f32> = match name.as_str() {
-            "label" => (0..n).map(|j| ((j * 7 + j / 5) % 3) as f32).collect(),
-            _ => (0..n).map(|j| ((j * 37 % 101) as f32 - 50.0) / 40.0).collect(),
-        };
-        blob.set_data(&be, &values).unwrap();
-    }
+    let mut s = Solver::new(be, param).unwrap_or_else(|e| panic!("{e}"));
+    s.net_mut().set_fusion(fuse);
+    common::fill_inputs(s.net_mut());
     s
 }
 
