@@ -135,3 +135,26 @@ fn forward_rejects_a_top_diff_of_the_wrong_dtype() {
     assert_eq!(code, 1);
     assert!(err.contains("ints.npy") && err.contains("<i4"), "{err}");
 }
+
+#[test]
+fn time_and_inspect_show_which_relus_run_fused() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/lung_segnet_lite/bench.prototxt");
+    let run = |cmd: &[&str], fuse: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_crema")).args(cmd).env("CREMA_FUSE", fuse).output().expect("run crema");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let time = ["time", "--model", model, "--iterations", "1"];
+    let inspect = ["inspect", "--model", model, "--phase", "TRAIN"];
+    // All 25 of SegNet's conv-BN-ReLU triples fuse.
+    let out = run(&time, "1");
+    assert_eq!(out.lines().filter(|l| l.starts_with("conv1_1_relu") && l.ends_with("runs in conv1_1_bn")).count(), 1, "{out}");
+    assert!(out.contains("25 in-place ReLUs run inside the layer before them"), "{out}");
+    let out = run(&inspect, "1");
+    assert_eq!(out.matches("(fused; CREMA_FUSE=0 runs it on its own)").count(), 25, "{out}");
+    assert!(out.contains("runs inside conv5_3_D_bn"), "{out}");
+    // CREMA_FUSE=0: every layer on its own, timed apart.
+    let out = run(&time, "0");
+    assert!(!out.contains("runs in") && out.lines().any(|l| l.starts_with("conv1_1_relu ")), "{out}");
+    assert!(!run(&inspect, "0").contains("fused"));
+}

@@ -105,6 +105,9 @@ fn print_layers<B: Backend>(net: &Net<B>) {
         for p in params {
             println!("{:<28}   param {}", "", shape_string(p.shape()));
         }
+        if let Some(host) = l.fused_into {
+            println!("{:<28}   runs inside {} (fused; CREMA_FUSE=0 runs it on its own)", "", net.layers()[host].name());
+        }
     }
     let data: usize = net.blobs().iter().map(|b| b.count()).sum();
     let diffs = net.diff_memory();
