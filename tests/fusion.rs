@@ -76,7 +76,17 @@ layer { name: "score" type: "Convolution" bottom: "c9" top: "score"
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" }
 "#;
 
-fn solver<B: Backend>(be: B, fuse: bool) -> Solver<B> {
+/// How the solver's train net runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Unfused,
+    Fused,
+    /// Fused, and every lent diff buffer that is not zeroed is filled with a huge value first
+    /// (a fused backward reading a diff it should not would show).
+    FusedPoisoned,
+}
+
+fn solver<B: Backend>(be: B, mode: Mode) -> Solver<B> {
     let net: NetParameter = crema::prototxt::parse(NET, "fusion.prototxt").unwrap_or_else(|e| panic!("{e}"));
     let param = SolverParameter {
         net_param: Some(net),
@@ -93,7 +103,8 @@ fn solver<B: Backend>(be: B, fuse: bool) -> Solver<B> {
         ..Default::default()
     };
     let mut s = Solver::new(be, param).unwrap_or_else(|e| panic!("{e}"));
-    s.net_mut().set_fusion(fuse);
+    s.net_mut().set_fusion(mode != Mode::Unfused);
+    s.net_mut().poison_shared_diffs(mode == Mode::FusedPoisoned);
     common::fill_inputs(s.net_mut());
     s
 }
@@ -124,36 +135,39 @@ fn blob_bits<B: Backend>(s: &mut Solver<B>) -> Vec<(String, Vec<u32>, Vec<u32>)>
         .collect()
 }
 
-/// Trains 4 iterations fused and not; the losses and weights agree to the bit, and training
-/// moved the weights. Then every blob's data and diff agree after one more pass: what a user
-/// dumps is the same.
+/// Trains 4 iterations fused and not (with shared diffs, as the solver runs); the losses and
+/// weights agree to the bit, and training moved the weights. Then every blob's data and diff
+/// agree after one more pass: what a user dumps is the same.
 fn trains_alike<B: Backend>(be: B) {
-    let run = |fuse: bool| {
-        let mut s = solver(be.clone(), fuse);
+    let run = |mode: Mode| {
+        let mut s = solver(be.clone(), mode);
         let mut losses = Vec::new();
         for _ in 0..4 {
-            s.step(1).unwrap_or_else(|e| panic!("fuse {fuse}: {e}"));
+            s.step(1).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
             losses.push(s.smoothed_loss().to_bits());
         }
         (losses, bits(&s), blob_bits(&mut s))
     };
-    let (plain, fused) = (run(false), run(true));
-    assert_eq!(fused.0, plain.0, "losses differ");
-    assert!(fused.1 == plain.1, "weights differ");
-    for ((name, data, diff), (_, want_data, want_diff)) in fused.2.iter().zip(&plain.2) {
-        assert!(data == want_data, "the data of blob `{name}` differs");
-        assert!(diff == want_diff, "the diff of blob `{name}` differs");
+    let plain = run(Mode::Unfused);
+    for mode in [Mode::Fused, Mode::FusedPoisoned] {
+        let fused = run(mode);
+        assert_eq!(fused.0, plain.0, "{mode:?}: losses differ");
+        assert!(fused.1 == plain.1, "{mode:?}: weights differ");
+        for ((name, data, diff), (_, want_data, want_diff)) in fused.2.iter().zip(&plain.2) {
+            assert!(data == want_data, "{mode:?}: the data of blob `{name}` differs");
+            assert!(diff == want_diff, "{mode:?}: the diff of blob `{name}` differs");
+        }
     }
-    assert_ne!(bits(&solver(be, false)), plain.1, "training did not change the weights");
+    assert_ne!(bits(&solver(be, Mode::Unfused)), plain.1, "training did not change the weights");
 }
 
 #[test]
 fn exactly_the_in_place_relus_after_learning_bns_fuse() {
-    let s = solver(Cpu::new(), true);
+    let s = solver(Cpu::new(), Mode::Fused);
     let want: Vec<(String, String)> =
         [("relu1", "bn1"), ("relu3", "bn3"), ("relu3b", "bn3b"), ("relu8", "bn8")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(fused(s.net()), want);
-    let mut s = solver(Cpu::new(), false);
+    let mut s = solver(Cpu::new(), Mode::Unfused);
     assert!(fused(s.net()).is_empty());
     s.net_mut().set_fusion(true);
     assert_eq!(fused(s.net()), want);

@@ -343,8 +343,8 @@ impl<B: Backend> Net<B> {
         Ok(id)
     }
 
-    /// Turns layer fusion on or off (see [`NetOptions::fuse`]). What a whole forward and
-    /// backward compute does not change.
+    /// Turns layer fusion on or off (see [`NetOptions::fuse`]) between passes (not between a
+    /// forward and its backward). What a whole forward and backward compute does not change.
     pub fn set_fusion(&mut self, on: bool) {
         for j in 0..self.layers.len() {
             if let Some(i) = self.layers[j].fused_into.take() {
