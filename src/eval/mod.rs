@@ -1,8 +1,8 @@
 //! Evaluation of segmentations: Dice, IoU and pixel accuracy per image and their summaries
 //! ([`metrics`], [`report`]), masks read from files ([`mask`]), lists and folders of cases
 //! ([`sources`]), and the pictures of the original report: the X-ray with the prediction in
-//! translucent red and the truth's boundary as a white line ([`overlay`]), best and worst cases
-//! side by side ([`montage`]) with labels in a built-in bitmap font ([`font`]).
+//! translucent red and the truth's boundary as a white line ([`overlay`](mod@overlay)), best and worst cases
+//! side by side ([`montage`](mod@montage)) with labels in a built-in bitmap font ([`font`]).
 //!
 //! [`write_results`] writes an evaluation's files: `metrics.csv`, `summary.json` and
 //! `best_worst.png`.

@@ -3,7 +3,7 @@
 //! learnable blobs, `reshape` (before every forward) gives the top shapes, `forward` and
 //! `backward` compute.
 //!
-//! Every layer type is one entry of [`registry`]; the net builds layers only through it.
+//! Every layer type is one entry of `registry`; the net builds layers only through it.
 
 mod ctx;
 mod registry;

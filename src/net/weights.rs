@@ -108,7 +108,7 @@ impl<B: crate::backend::Backend> super::Net<B> {
         Ok(report)
     }
 
-    /// Loads each of `paths` in order with [`Net::copy_trained_layers`] (later files win).
+    /// Loads each of `paths` in order with [`Self::copy_trained_layers`] (later files win).
     pub fn load_weights_files(&mut self, paths: &[std::path::PathBuf]) -> Result<WeightsReport> {
         let mut report = WeightsReport::default();
         for path in paths {

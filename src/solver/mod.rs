@@ -5,8 +5,8 @@
 //! restoring as Caffe does, so that a run matches Caffe's weights to float rounding and a
 //! resumed run continues bit for bit.
 //!
-//! - [`lr`]: learning-rate policies; [`update`](mod@update): one update step; [`run`]: step,
-//!   solve and display; [`scores`]: testing and output scores; [`snapshot`]: snapshots and
+//! - [`lr`]: learning-rate policies; `update`: one update step; `run`: step,
+//!   solve and display; [`scores`]: testing and output scores; `snapshot`: snapshots and
 //!   restore; [`paths`]: where files named in files are; [`monitor`]: what a running solver
 //!   reports.
 

@@ -12,7 +12,7 @@
 //!
 //! Solvers have one upgrade ([`solver`]): the `solver_type` enum to the `type` string.
 //! [`dialect`] renumbers binary files written by the SegNet fork; [`load`] reads files and
-//! [`write`] writes the upgraded ones back.
+//! [`write`](mod@write) writes the upgraded ones back.
 //!
 //! Where Caffe would abort or log an error and drop a setting, these functions return an
 //! [`Error::Upgrade`] that says what and where; they never panic on a user's file.

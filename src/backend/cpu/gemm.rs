@@ -1,7 +1,7 @@
 //! Single-precision matrix products on row-major slices: a BLIS-style blocked GEMM over
-//! packed panels and a register-tile microkernel ([`gemm_kernel`](super::gemm_kernel)).
+//! packed panels and a register-tile microkernel (`gemm_kernel`).
 //!
-//! The driver is generic over how the operands are packed ([`PackA`], [`PackB`]), so a
+//! The driver is generic over how the operands are packed (`PackA`, `PackB`), so a
 //! convolution can pack its im2col matrix straight from the image without materialising it.
 //!
 //! Loop nest (per thread): `jc` over N in `nc` blocks, `pc` over K in `kc` blocks (pack B̃,
