@@ -45,12 +45,25 @@ pub(super) const KERNELS: &[Kernel] = &[
     LRN_WITHIN_BACKWARD,
 ];
 
-/// The `SUM_*` modes of `crema_channel_sums`.
+/// What `crema_channel_sums` sums (its `SUM_*` modes).
 #[derive(Clone, Copy)]
-enum Sum {
-    Moments = 0,
-    AndDot = 1,
-    AndDotRelu = 2,
+enum Sum<'a> {
+    /// `a - k` and `(a - k)^2`, `k` the channel's first element (SUM_MOMENTS).
+    Moments,
+    /// `a` and `a * b` (SUM_AND_DOT); with a fused ReLU, of `a` turned into the ReLU's bottom
+    /// diff first (SUM_AND_DOT_RELU).
+    AndDot(Option<FusedRelu<'a>>),
+}
+
+impl Sum<'_> {
+    /// The kernel's `mode`.
+    fn code(self) -> i32 {
+        match self {
+            Sum::Moments => 0,
+            Sum::AndDot(None) => 1,
+            Sum::AndDot(Some(_)) => 2,
+        }
+    }
 }
 
 /// Mirrors `Dims` in kernels/norm.cu.
@@ -152,25 +165,23 @@ impl Cuda {
         dev: &Device,
         d: ChannelDims,
         parts: usize,
-        mode: Sum,
+        sum: Sum<'_>,
         a: &CudaBuf,
         b: Option<&CudaBuf>,
-        relu: Option<FusedRelu<'_>>,
         partial: u64,
     ) -> Result<()> {
         if d.channels > i32::MAX as usize {
             return Err(Error::Internal(format!("{} channels exceed a grid", d.channels)));
         }
-        let mode = match (mode, relu) {
-            (Sum::AndDot, Some(_)) => Sum::AndDotRelu,
-            (m, None) => m,
-            (_, Some(_)) => return Err(Error::Internal("channel_sums: a fused ReLU goes with AndDot only".into())),
+        let relu = match sum {
+            Sum::AndDot(relu) => relu,
+            Sum::Moments => None,
         };
         Launch::new(dev, CHANNEL_SUMS)
             .dims((d.channels as u32, parts as u32, 1), (BLOCK, 1, 1))
             .value("dims", &Dims::of(d))
             .u64("parts", parts)
-            .i32("mode", mode as i32)
+            .i32("mode", sum.code())
             .buf("a", a)
             .opt_buf("b", b)
             .opt_buf("scale", relu.map(|r| r.scale))
@@ -198,7 +209,7 @@ impl Cuda {
         let parts = parts_of(d);
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-        self.channel_sums(dev, d, parts, Sum::AndDot, dy, if dscale.is_some() { x } else { None }, None, partial)?;
+        self.channel_sums(dev, d, parts, Sum::AndDot(None), dy, if dscale.is_some() { x } else { None }, partial)?;
         Launch::new(dev, CHANNEL_AFFINE_SUMS)
             .elems(d.channels)
             .u64("channels", d.channels)
@@ -223,7 +234,7 @@ impl Cuda {
         let parts = parts_of(d);
         let mut ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
         let partial = ws.get(dev, 2 * d.channels * parts * 8)?;
-        self.channel_sums(dev, d, parts, Sum::Moments, x, None, None, partial)?;
+        self.channel_sums(dev, d, parts, Sum::Moments, x, None, partial)?;
         let (eps, inside) = std.map_or((0.0, 1), |s| (s.1, (s.2 == EpsPlacement::InsideSqrt) as i32));
         Launch::new(dev, CHANNEL_MOMENTS)
             .elems(d.channels)
@@ -395,7 +406,7 @@ impl Normalization for Cuda {
         );
         let want_sums = dscale.is_some() || dshift.is_some() || (write_dx && grad != NormGrad::Fixed);
         if want_sums {
-            self.channel_sums(dev, d, parts, Sum::AndDot, dy, x_norm, relu, partial)?;
+            self.channel_sums(dev, d, parts, Sum::AndDot(relu), dy, x_norm, partial)?;
             let (mgp, mgxp) = if write_dx { (mg, mgx) } else { (0, 0) };
             Launch::new(dev, CHANNEL_GRAD_SUMS)
                 .elems(c)
