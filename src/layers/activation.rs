@@ -114,6 +114,12 @@ impl<B: Backend> Layer<B> for ActivationLayer {
     fn has_backward(&self) -> bool {
         !matches!(self.f, Activation::Threshold { .. })
     }
+    fn relu_slope(&self) -> Option<f32> {
+        match self.f {
+            Activation::ReLU { negative_slope } => Some(negative_slope),
+            _ => None,
+        }
+    }
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         Ok(vec![bottoms[0].to_vec()])
     }

@@ -193,6 +193,11 @@ pub trait Layer<B: Backend>: Send {
     fn reads_top_diff(&self, _top: usize) -> bool {
         true
     }
+    /// `Some(negative_slope)` for a ReLU, which the net may run inside the layer before it
+    /// (see `fuse_relu`); None for every other layer.
+    fn relu_slope(&self) -> Option<f32> {
+        None
+    }
     /// `Some(negative_slope)`: asks the layer to run, from now on, the ReLU that runs in place
     /// on its top 0 right after it: forward then writes that ReLU's output, and backward takes
     /// the ReLU's top diff, as the pair would (the net then skips the ReLU; see

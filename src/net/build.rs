@@ -377,22 +377,15 @@ impl<B: Backend> Net<B> {
         for j in 1..self.layers.len() {
             let (head, tail) = self.layers.split_at_mut(j);
             let (prev, relu) = (&mut head[j - 1], &mut tail[0]);
-            let in_place_on_prev = relu.bottoms.len() == 1
-                && relu.tops == relu.bottoms
-                && prev.tops.first() == Some(&relu.bottoms[0])
-                && prev.bottoms.first() == Some(&relu.bottoms[0])
-                && last_writer[relu.bottoms[0]] == j
-                && prev.fused_into.is_none();
-            if relu.layer.type_name() != "ReLU"
-                || !in_place_on_prev
-                || prev.loss_weights[0] != 0.0
-                || relu.loss_weights[0] != 0.0
-                || relu.need_backward != prev.need_backward
-            {
-                continue;
-            }
-            let slope = relu.param.relu_param.as_ref().map(|p| p.negative_slope()).unwrap_or(0.0);
-            if prev.layer.fuse_relu(Some(slope)) {
+            let (Some(slope), &[b]) = (relu.layer.relu_slope(), relu.bottoms.as_slice()) else { continue };
+            let fusable = relu.tops == [b]
+                && prev.bottoms.first() == Some(&b)
+                && prev.tops.first() == Some(&b)
+                && last_writer[b] == j
+                && prev.loss_weights[0] == 0.0
+                && relu.loss_weights[0] == 0.0
+                && relu.need_backward == prev.need_backward;
+            if fusable && prev.layer.fuse_relu(Some(slope)) {
                 relu.fused_into = Some(j - 1);
             }
         }
