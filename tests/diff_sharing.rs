@@ -9,7 +9,7 @@ use crema::backend::cpu::Cpu;
 use crema::backend::cuda::{ConvEngine, Cuda, CudaOptions, Precision};
 use crema::backend::Backend;
 use crema::net::Net;
-use crema::proto::{NetParameter, NetState, Phase, SolverParameter};
+use crema::proto::{NetParameter, Phase};
 use crema::solver::Solver;
 use serde_json::Value;
 
@@ -104,22 +104,7 @@ fn solver(net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<Cpu> {
 }
 
 fn solver_on<B: Backend>(be: B, net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<B> {
-    let param = SolverParameter {
-        net_param: Some(net_param(net)),
-        r#type: Some("SGD".into()),
-        base_lr: Some(base_lr),
-        lr_policy: Some("fixed".into()),
-        momentum: Some(0.9),
-        weight_decay: Some(0.001),
-        iter_size: Some(iter_size),
-        max_iter: Some(100),
-        display: Some(0),
-        snapshot_after_train: Some(false),
-        random_seed: Some(7),
-        train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
-        ..Default::default()
-    };
-    let mut s = Solver::new(be.clone(), param).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Solver::new(be.clone(), sgd_param(net_param(net), base_lr, iter_size)).unwrap_or_else(|e| panic!("{e}"));
     assert!(s.net().shares_diffs(), "the solver's train net shares diffs");
     match mode {
         Mode::Owned => s.net_mut().set_diff_sharing(false, &[]).unwrap(),
@@ -128,10 +113,6 @@ fn solver_on<B: Backend>(be: B, net: &str, mode: Mode, iter_size: i32, base_lr: 
     }
     fill_inputs(s.net_mut());
     s
-}
-
-fn weight_bits<B: Backend>(s: &Solver<B>) -> Vec<Vec<u32>> {
-    s.net().params().iter().map(|p| p.data_to_vec(s.backend()).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 /// Trains `iters` iterations in each mode and checks the weights and losses agree to the bit.

@@ -5,10 +5,11 @@
 mod common;
 
 use common::conformance::strict_fp32_gpu;
+use common::weight_bits;
 use crema::backend::cpu::Cpu;
 use crema::backend::Backend;
 use crema::net::Net;
-use crema::proto::{NetParameter, NetState, Phase, SolverParameter};
+use crema::proto::NetParameter;
 use crema::solver::Solver;
 
 /// Every kind of pair, fusable or not:
@@ -88,21 +89,7 @@ enum Mode {
 
 fn solver<B: Backend>(be: B, mode: Mode) -> Solver<B> {
     let net: NetParameter = crema::prototxt::parse(NET, "fusion.prototxt").unwrap_or_else(|e| panic!("{e}"));
-    let param = SolverParameter {
-        net_param: Some(net),
-        r#type: Some("SGD".into()),
-        base_lr: Some(0.05),
-        lr_policy: Some("fixed".into()),
-        momentum: Some(0.9),
-        weight_decay: Some(0.001),
-        max_iter: Some(100),
-        display: Some(0),
-        snapshot_after_train: Some(false),
-        random_seed: Some(11),
-        train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
-        ..Default::default()
-    };
-    let mut s = Solver::new(be, param).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Solver::new(be, common::sgd_param(net, 0.05, 1)).unwrap_or_else(|e| panic!("{e}"));
     s.net_mut().set_fusion(mode != Mode::Unfused);
     s.net_mut().poison_shared_diffs(mode == Mode::FusedPoisoned);
     common::fill_inputs(s.net_mut());
@@ -113,10 +100,6 @@ fn solver<B: Backend>(be: B, mode: Mode) -> Solver<B> {
 fn fused<B: Backend>(net: &Net<B>) -> Vec<(String, String)> {
     let layers = net.layers();
     layers.iter().filter_map(|l| l.fused_into.map(|h| (l.name().to_string(), layers[h].name().to_string()))).collect()
-}
-
-fn bits<B: Backend>(s: &Solver<B>) -> Vec<Vec<u32>> {
-    s.net().params().iter().map(|p| p.data_to_vec(s.backend()).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 /// Every blob's data and diff, as bits, after a forward and backward with diffs of their own.
@@ -146,7 +129,7 @@ fn trains_alike<B: Backend>(be: B) {
             s.step(1).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
             losses.push(s.smoothed_loss().to_bits());
         }
-        (losses, bits(&s), blob_bits(&mut s))
+        (losses, weight_bits(&s), blob_bits(&mut s))
     };
     let plain = run(Mode::Unfused);
     for mode in [Mode::Fused, Mode::FusedPoisoned] {
@@ -158,7 +141,7 @@ fn trains_alike<B: Backend>(be: B) {
             assert!(diff == want_diff, "{mode:?}: the diff of blob `{name}` differs");
         }
     }
-    assert_ne!(bits(&solver(be, Mode::Unfused)), plain.1, "training did not change the weights");
+    assert_ne!(weight_bits(&solver(be, Mode::Unfused)), plain.1, "training did not change the weights");
 }
 
 #[test]

@@ -8,7 +8,8 @@ pub mod gradcheck;
 use crema::backend::Backend;
 use crema::backend::cpu::Cpu;
 use crema::net::Net;
-use crema::proto::Phase;
+use crema::proto::{NetParameter, NetState, Phase, SolverParameter};
+use crema::solver::Solver;
 use std::path::{Path, PathBuf};
 
 /// The convolution engine the CUDA tests use: `CREMA_CONV_ENGINE` (`cudnn` or `im2col`, as the
@@ -89,6 +90,32 @@ pub fn npy(dir: &Path, file: &str) -> crema::io::NpyArray {
 pub fn build_net(path: &Path, phase: Phase) -> Net<Cpu> {
     let param = conformance::read_net_param(path, phase);
     Net::new(Cpu::new(), &param, 1).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Plain SGD on `net` in the TRAIN phase: a fixed rate, momentum 0.9, weight decay 0.001, seed
+/// 7, up to 100 iterations, no display or snapshot (the solver the training-equivalence tests
+/// step).
+pub fn sgd_param(net: NetParameter, base_lr: f32, iter_size: i32) -> SolverParameter {
+    SolverParameter {
+        net_param: Some(net),
+        r#type: Some("SGD".into()),
+        base_lr: Some(base_lr),
+        lr_policy: Some("fixed".into()),
+        momentum: Some(0.9),
+        weight_decay: Some(0.001),
+        iter_size: Some(iter_size),
+        max_iter: Some(100),
+        display: Some(0),
+        snapshot_after_train: Some(false),
+        random_seed: Some(7),
+        train_state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The values of a solver's learnable blobs, as bits.
+pub fn weight_bits<B: Backend>(s: &Solver<B>) -> Vec<Vec<u32>> {
+    s.net().params().iter().map(|p| p.data_to_vec(s.backend()).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 /// Gives every Input top of `net` fixed values: labels in 0..3 for a blob called `label`,
