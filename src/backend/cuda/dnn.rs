@@ -2,8 +2,9 @@
 //! (`cudnnFind*Algorithm`), run with the device's shared workspace.
 //!
 //! Choice rules: among the algorithms that ran, those whose workspace fits in half the free
-//! memory (and in [`super::CudaOptions::workspace_limit`] where set); in strict FP32 only FMA arithmetic and no FFT or Winograd transforms (their rounding
-//! is not that of a direct sum of products, which is what a comparison with the CPU expects);
+//! memory (and in [`super::CudaOptions::workspace_limit`] where set); in strict FP32 only FMA
+//! arithmetic and no FFT or Winograd transforms (their rounding is not that of a direct sum of
+//! products, which is what a comparison with the CPU expects);
 //! then, by default, the fastest deterministic one (reproducible gradients), else the fastest
 //! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not), where results within 2% of
 //! that one's time count as equally fast and the one needing the least workspace wins. A shape

@@ -74,8 +74,8 @@ pub struct NormAffine<'a, T> {
     /// `r = max(y, 0) + slope * min(y, 0)`, Caffe's ReLU of `y`, instead of `y`; backward first
     /// turns the incoming diff into the ReLU's bottom diff, `dr * ((r > 0) + slope * (r <= 0))`
     /// (Caffe's in-place ReLU reads its own output), with `r` recomputed from `x_hat`, so the
-    /// ReLU's input `y` is never stored: the same numbers as the two layers, with two passes
-    /// over memory fewer each way.
+    /// ReLU's input `y` is never stored: the same numbers as the two layers, without the
+    /// ReLU's own passes over memory (two forward, three backward).
     pub relu: Option<f32>,
 }
 
@@ -145,9 +145,9 @@ pub trait Normalization: Storage {
     /// [`Normalization::channel_moments`] does (over the input, before anything is written),
     /// `std` as [`Normalization::channel_std`] does, then
     /// `x_hat = (x - mean[c]) / std[c]` and `y = x_hat`, or `y = x_hat * scale[c] + shift[c]`
-    /// when `affine` is given (then a fused ReLU of `y` where it says so). Writes `x_hat` to `x_norm` when given (the cache
-    /// backward needs when `y` is not `x_hat` or is overwritten later). Overwrites `mean`,
-    /// `var`, `std`, `y` and `x_norm`.
+    /// when `affine` is given (then a fused ReLU of `y` where it says so). Writes `x_hat` to
+    /// `x_norm` when given (the cache backward needs when `y` is not `x_hat` or is overwritten
+    /// later). Overwrites `mean`, `var`, `std`, `y` and `x_norm`.
     #[allow(clippy::too_many_arguments)]
     fn channel_norm_batch(
         &self,
