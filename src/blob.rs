@@ -3,7 +3,9 @@
 //!
 //! A blob's diff is either its own, or (when the net shares diff memory, see
 //! [`crate::net::NetOptions::share_diffs`]) lent to it by the net only while its gradient is live
-//! in a backward pass: the rest of the time such a blob holds an empty diff.
+//! in a backward pass: the rest of the time such a blob holds an empty diff. Likewise its data
+//! may be lent (see [`crate::net::Net::set_data_sharing`]) from the forward of the layer that
+//! writes it to the last forward or backward that reads it.
 
 use crate::backend::Storage;
 use crate::{Error, Result};
@@ -21,6 +23,9 @@ pub struct Blob<B: Storage> {
     with_diff: bool,
     /// The diff is lent by the net during backward, not owned (empty between lendings).
     shared_diff: bool,
+    /// The data is lent by the net while its values are live, not owned (empty between
+    /// lendings).
+    shared_data: bool,
 }
 
 impl<B: Storage> Blob<B> {
@@ -33,6 +38,7 @@ impl<B: Storage> Blob<B> {
             diff: be.alloc(if with_diff { count } else { 0 })?,
             with_diff,
             shared_diff: false,
+            shared_data: false,
         })
     }
 
@@ -42,7 +48,7 @@ impl<B: Storage> Blob<B> {
         if count != values.len() {
             return Err(Error::Internal(format!("blob of shape {shape:?} given {} values", values.len())));
         }
-        Ok(Blob { shape: shape.to_vec(), data: be.alloc_from(values)?, diff: be.alloc(0)?, with_diff: false, shared_diff: false })
+        Ok(Blob { shape: shape.to_vec(), data: be.alloc_from(values)?, diff: be.alloc(0)?, with_diff: false, shared_diff: false, shared_data: false })
     }
 
     /// The shape.
@@ -93,10 +99,26 @@ impl<B: Storage> Blob<B> {
         Ok(())
     }
 
-    /// Changes the shape, reallocating (zeroed) storage when the element count changes.
+    /// Whether the data is lent by the net while its values are live rather than owned:
+    /// outside that span it is empty.
+    pub fn data_is_shared(&self) -> bool {
+        self.shared_data
+    }
+
+    /// Makes the data lent (`shared`: the own data is freed) or owned again (zeroed).
+    pub(crate) fn set_data_shared(&mut self, be: &B, shared: bool) -> Result<()> {
+        if shared != self.shared_data {
+            self.shared_data = shared;
+            self.data = be.alloc(if shared { 0 } else { self.count() })?;
+        }
+        Ok(())
+    }
+
+    /// Changes the shape, reallocating (zeroed) storage when the element count changes. Lent
+    /// storage is left alone: the net sizes it when it lends it.
     pub fn reshape(&mut self, be: &B, shape: &[usize]) -> Result<()> {
         let count = checked_count(shape)?;
-        if count != be.len(&self.data) {
+        if !self.shared_data && count != be.len(&self.data) {
             self.data = be.alloc(count)?;
             if self.with_diff && !self.shared_diff {
                 self.diff = be.alloc(count)?;
@@ -112,24 +134,28 @@ impl<B: Storage> Blob<B> {
         self.set_diff_mode(be, with_diff, false)
     }
 
-    /// The data on the host.
+    /// The data on the host. Fails for a blob whose shared data is not lent to it now (its
+    /// values were not kept).
     pub fn data_to_vec(&self, be: &B) -> Result<Vec<f32>> {
+        self.check_held(be, &self.data, "data", self.shared_data)?;
         be.to_vec(&self.data)
     }
 
     /// The diff on the host. Fails for a blob whose shared diff is not lent to it now (its
     /// values were not kept).
     pub fn diff_to_vec(&self, be: &B) -> Result<Vec<f32>> {
-        self.check_diff_held(be)?;
+        self.check_held(be, &self.diff, "diff", self.shared_diff)?;
         be.to_vec(&self.diff)
     }
 
-    /// An error when the diff is shared and not lent to this blob now.
-    fn check_diff_held(&self, be: &B) -> Result<()> {
-        if self.shared_diff && be.len(&self.diff) != self.count() {
+    /// An error when `buf`, the blob's `what` ("data" or "diff"), is `shared` and not lent to
+    /// this blob now.
+    fn check_held(&self, be: &B, buf: &B::Buf, what: &str, shared: bool) -> Result<()> {
+        if shared && be.len(buf) != self.count() {
+            let when = if what == "diff" { "during backward" } else { "while its values are needed" };
             return Err(Error::Internal(format!(
-                "the diff of a blob of shape {:?} is shared with other blobs and held only during backward \
-                 (build the net without diff sharing, or keep this blob's diff, to read or set it)",
+                "the {what} of a blob of shape {:?} is shared with other blobs and held only {when} \
+                 (build the net without {what} sharing, or keep this blob's {what}, to read or set it)",
                 self.shape
             )));
         }
@@ -141,12 +167,13 @@ impl<B: Storage> Blob<B> {
         if values.len() != self.count() {
             return Err(Error::Internal(format!("{} values for a blob of shape {:?}", values.len(), self.shape)));
         }
+        self.check_held(be, &self.data, "data", self.shared_data)?;
         be.upload(values, &mut self.data, 0)
     }
 
     /// Replaces the diff with host `values` of the same count.
     pub fn set_diff(&mut self, be: &B, values: &[f32]) -> Result<()> {
-        self.check_diff_held(be)?;
+        self.check_held(be, &self.diff, "diff", self.shared_diff)?;
         if !self.with_diff || values.len() != self.count() {
             return Err(Error::Internal(format!("cannot set {} diff values on a blob of shape {:?}", values.len(), self.shape)));
         }

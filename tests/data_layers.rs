@@ -38,7 +38,7 @@ fn net_text(layer: &str) -> String {
 fn build(text: &str, phase: Phase, seed: u64, model_dir: Option<&Path>) -> crema::Result<Net<Cpu>> {
     let mut param: NetParameter = crema::prototxt::parse(text, "test.prototxt")?;
     param.state = Some(NetState { phase: Some(phase as i32), ..Default::default() });
-    Net::with_options(Cpu::new(), &param, &NetOptions { seed, model_dir: model_dir.map(Path::to_path_buf), share_diffs: false, fuse: true })
+    Net::with_options(Cpu::new(), &param, &NetOptions { seed, model_dir: model_dir.map(Path::to_path_buf), share_diffs: false, share_data: false, fuse: true })
 }
 
 fn dense(dir: &Path, params: &str, extra: &str) -> String {

@@ -1,6 +1,7 @@
-//! Diff sharing (blobs taking turns with pooled gradient buffers in backward) must not change
-//! a number: training through the solver gives bit-identical weights with and without it, and
-//! every conformance layer case gives bit-identical gradients; and it must save memory.
+//! Diff sharing (blobs taking turns with pooled gradient buffers in backward), with data
+//! sharing (the same for values; tests/data_sharing.rs has its own), must not change a number:
+//! training through the solver gives bit-identical weights with and without them, and every
+//! conformance layer case gives bit-identical gradients; and diff sharing must save memory.
 
 mod common;
 
@@ -90,9 +91,10 @@ fn net_param(text: &str) -> NetParameter {
     crema::prototxt::parse(text, "net.prototxt").unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// How a solver's train net handles diffs.
+/// How a solver's train net handles diffs and data.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
+    /// Every blob keeps its diff and data.
     Owned,
     Shared,
     /// Shared, and every lent buffer that is not zeroed is filled with a huge value first.
@@ -105,11 +107,18 @@ fn solver(net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<Cpu> {
 
 fn solver_on<B: Backend>(be: B, net: &str, mode: Mode, iter_size: i32, base_lr: f32) -> Solver<B> {
     let mut s = Solver::new(be.clone(), sgd_param(net_param(net), base_lr, iter_size)).unwrap_or_else(|e| panic!("{e}"));
-    assert!(s.net().shares_diffs(), "the solver's train net shares diffs");
+    assert!(s.net().shares_diffs() && s.net().shares_data(), "the solver's train net shares diffs and data");
+    let net = s.net_mut();
     match mode {
-        Mode::Owned => s.net_mut().set_diff_sharing(false, &[]).unwrap(),
+        Mode::Owned => {
+            net.set_diff_sharing(false, &[]).unwrap();
+            net.set_data_sharing(false, &[]).unwrap();
+        }
         Mode::Shared => {}
-        Mode::Poisoned => s.net_mut().poison_shared_diffs(true),
+        Mode::Poisoned => {
+            net.poison_shared_diffs(true);
+            net.poison_shared_data(true);
+        }
     }
     fill_inputs(s.net_mut());
     s
@@ -237,6 +246,8 @@ fn case_gradients(name: &str, share: bool) -> Vec<(String, Vec<u32>)> {
         let keep: Vec<&str> = top_diff.keys().chain(input_grad.keys()).map(String::as_str).collect();
         net.set_diff_sharing(true, &keep).unwrap_or_else(|e| panic!("{name}: {e}"));
         net.poison_shared_diffs(true);
+        net.set_data_sharing(true, &keep).unwrap_or_else(|e| panic!("{name}: {e}"));
+        net.poison_shared_data(true);
     }
     let weights = dir.join("weights.caffemodel");
     if weights.exists() {
@@ -269,6 +280,18 @@ fn case_gradients(name: &str, share: bool) -> Vec<(String, Vec<u32>)> {
             let arr = npy(&dir, file.as_str().unwrap());
             net.blob_mut(blob).unwrap().set_diff(&be, &arr.data).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+        if share && pass == 1 {
+            // What data sharing relies on: backward does not read the values a layer says it
+            // does not (the inputs are set again for no later pass).
+            for b in unread_in_backward(&net) {
+                let name = net.blob_name(b).to_string();
+                let blob = net.blob_mut(&name).unwrap();
+                if !blob.data_is_shared() {
+                    let n = blob.count();
+                    blob.set_data(&be, &vec![1.0e30; n]).unwrap();
+                }
+            }
+        }
         net.clear_param_diffs().unwrap();
         net.backward().unwrap_or_else(|e| panic!("{name}: backward (shared {share}): {e}"));
         for blob in input_grad.keys() {
@@ -281,6 +304,17 @@ fn case_gradients(name: &str, share: bool) -> Vec<(String, Vec<u32>)> {
     out
 }
 
+/// The blobs whose values no layer's backward reads, by the layers' own account
+/// ([`crema::layers::Layer::backward_reads_bottom`] and `backward_reads_top`).
+fn unread_in_backward(net: &Net<Cpu>) -> Vec<usize> {
+    let mut read = vec![false; net.blobs().len()];
+    for l in net.layers().iter().filter(|l| l.need_backward && l.fused_into.is_none()) {
+        l.bottoms.iter().enumerate().filter(|&(k, _)| l.layer.backward_reads_bottom(k)).for_each(|(_, &b)| read[b] = true);
+        l.tops.iter().enumerate().filter(|&(j, _)| l.layer.backward_reads_top(j)).for_each(|(_, &t)| read[t] = true);
+    }
+    (0..read.len()).filter(|&b| !read[b]).collect()
+}
+
 /// Whether a layer's backward writes the whole diff of blob `name` (as a propagated bottom).
 fn written(net: &Net<Cpu>, name: &str) -> bool {
     let i = net.blob_index(name).unwrap();
@@ -291,7 +325,7 @@ fn written(net: &Net<Cpu>, name: &str) -> bool {
 }
 
 #[test]
-fn every_layer_case_gives_the_same_gradients_with_shared_diffs() {
+fn every_layer_case_gives_the_same_gradients_with_shared_diffs_and_data() {
     let mut checked = 0;
     for name in case_names("layers") {
         let owned = case_gradients(&name, false);

@@ -90,7 +90,7 @@ enum Mode {
 fn solver<B: Backend>(be: B, mode: Mode) -> Solver<B> {
     let net: NetParameter = crema::prototxt::parse(NET, "fusion.prototxt").unwrap_or_else(|e| panic!("{e}"));
     let mut s = Solver::new(be, common::sgd_param(net, 0.05, 1)).unwrap_or_else(|e| panic!("{e}"));
-    s.net_mut().set_fusion(mode != Mode::Unfused);
+    s.net_mut().set_fusion(mode != Mode::Unfused).unwrap();
     s.net_mut().poison_shared_diffs(mode == Mode::FusedPoisoned);
     common::fill_inputs(s.net_mut());
     s
@@ -102,11 +102,13 @@ fn fused<B: Backend>(net: &Net<B>) -> Vec<(String, String)> {
     layers.iter().filter_map(|l| l.fused_into.map(|h| (l.name().to_string(), layers[h].name().to_string()))).collect()
 }
 
-/// Every blob's data and diff, as bits, after a forward and backward with diffs of their own.
+/// Every blob's data and diff, as bits, after a forward and backward with data and diffs of
+/// their own.
 fn blob_bits<B: Backend>(s: &mut Solver<B>) -> Vec<(String, Vec<u32>, Vec<u32>)> {
     let be = s.backend().clone();
     let net = s.net_mut();
     net.set_diff_sharing(false, &[]).unwrap();
+    net.set_data_sharing(false, &[]).unwrap();
     net.forward().unwrap();
     net.backward().unwrap();
     let to_bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
@@ -152,7 +154,7 @@ fn exactly_the_in_place_relus_after_learning_bns_fuse() {
     assert_eq!(fused(s.net()), want);
     let mut s = solver(Cpu::new(), Mode::Unfused);
     assert!(fused(s.net()).is_empty());
-    s.net_mut().set_fusion(true);
+    s.net_mut().set_fusion(true).unwrap();
     assert_eq!(fused(s.net()), want);
 }
 

@@ -109,20 +109,21 @@ fn print_layers<B: Backend>(net: &Net<B>) {
             println!("{:<28}   runs inside {} (fused; CREMA_FUSE=0 runs it on its own)", "", net.layers()[host].name());
         }
     }
-    let data: usize = net.blobs().iter().map(|b| b.count()).sum();
+    let data = net.data_memory();
     let diffs = net.diff_memory();
     let par: usize = net.params().iter().map(|b| b.count() * if b.has_diff() { 2 } else { 1 }).sum();
     println!();
     println!("learnable parameters: {total_params} ({} unique)", net.params().iter().map(|p| p.count()).sum::<usize>());
     println!("forward compute:      {:.3} GFLOP", total_flops as f64 / 1e9);
     if diffs.owned == 0 {
-        println!("activation memory:    {} (data)", human(data as u64 * 4));
+        println!("activation memory:    {} (data)", human(data.owned as u64));
     } else {
-        // Training shares diff memory between blobs whose gradients are not live together.
+        // Training shares memory between blobs whose values, or gradients, are not live together.
         println!(
-            "activation memory:    {} data + {} diff ({} with shared diffs in training)",
-            human(data as u64 * 4),
+            "activation memory:    {} data + {} diff ({} data + {} diff shared in training)",
+            human(data.owned as u64),
             human(diffs.owned as u64),
+            human(data.shared as u64),
             human(diffs.shared as u64)
         );
     }

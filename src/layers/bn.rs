@@ -91,6 +91,14 @@ impl<B: Backend> Layer<B> for Bn<B> {
         self.relu = negative_slope.filter(|_| self.learn);
         self.learn
     }
+    /// LEARN backward works from the normalized input it kept (and recomputes a fused ReLU's
+    /// output from it); the other modes may read the input for the scale gradient.
+    fn backward_reads_bottom(&self, _bottom: usize) -> bool {
+        !self.learn
+    }
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        false
+    }
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         self.channels = legacy_dims(bottoms[0])?.channels;

@@ -85,6 +85,13 @@ impl<B: Backend> Layer<B> for Concat {
     fn tops(&self) -> Arity {
         Arity::exactly(1)
     }
+    /// Backward copies gradients; no values.
+    fn backward_reads_bottom(&self, _bottom: usize) -> bool {
+        false
+    }
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        false
+    }
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let first = bottoms[0];
         let axis = self.axis.resolve(first.len(), "concat_dim")?;
@@ -193,6 +200,13 @@ impl<B: Backend> Layer<B> for Slice {
     }
     fn tops(&self) -> Arity {
         Arity::at_least(1)
+    }
+    /// Backward copies gradients; no values.
+    fn backward_reads_bottom(&self, _bottom: usize) -> bool {
+        false
+    }
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        false
     }
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let shape = bottoms[0];

@@ -168,6 +168,10 @@ impl<B: Backend> Layer<B> for Conv {
     fn tops(&self) -> Arity {
         Arity::at_least(1)
     }
+    /// Backward needs the input for the filter gradient, never the output.
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        false
+    }
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         let shape = bottoms[0];

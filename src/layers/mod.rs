@@ -193,6 +193,19 @@ pub trait Layer<B: Backend>: Send {
     fn reads_top_diff(&self, _top: usize) -> bool {
         true
     }
+    /// Whether backward reads bottom `bottom`'s data (values). The net's data sharing lends a
+    /// blob's values a pooled buffer only until the last forward or backward that reads them;
+    /// answering true keeps them, so it is the default. False where backward works from what
+    /// forward kept (a pooling mask, softmax probabilities, BN's normalized input) or from
+    /// gradients alone.
+    fn backward_reads_bottom(&self, _bottom: usize) -> bool {
+        true
+    }
+    /// Whether backward reads top `top`'s data (see [`Layer::backward_reads_bottom`]; for an
+    /// in-place top, either answer true keeps the blob).
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        true
+    }
     /// `Some(negative_slope)` for a ReLU, which the net may run inside the layer before it
     /// (see `fuse_relu`); None for every other layer.
     fn relu_slope(&self) -> Option<f32> {

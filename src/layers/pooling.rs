@@ -186,6 +186,13 @@ impl<B: Backend> Layer<B> for Pooling<B> {
     fn reads_top_diff(&self, top: usize) -> bool {
         top == 0
     }
+    /// MAX backward scatters through the mask; AVE needs shapes only.
+    fn backward_reads_bottom(&self, _bottom: usize) -> bool {
+        self.method == PoolMethod::Stochastic
+    }
+    fn backward_reads_top(&self, top: usize) -> bool {
+        top == 1 || self.method == PoolMethod::Stochastic
+    }
 
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let spec = self.spec_for(bottoms[0])?;

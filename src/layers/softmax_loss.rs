@@ -68,6 +68,14 @@ impl<B: Backend> Layer<B> for SoftmaxWithLoss<B> {
     fn allow_force_backward(&self, bottom: usize) -> bool {
         bottom != 1
     }
+    /// Backward reads the labels and the probabilities (kept, or the top that shows them),
+    /// not the scores.
+    fn backward_reads_bottom(&self, bottom: usize) -> bool {
+        bottom != 0
+    }
+    fn backward_reads_top(&self, top: usize) -> bool {
+        top == 1
+    }
 
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (data, label) = (bottoms[0], bottoms[1]);

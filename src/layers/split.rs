@@ -27,6 +27,13 @@ impl<B: Backend> Layer<B> for Split {
     fn tops(&self) -> Arity {
         Arity::at_least(1)
     }
+    /// Backward adds gradients; no values.
+    fn backward_reads_bottom(&self, _bottom: usize) -> bool {
+        false
+    }
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        false
+    }
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         Ok(vec![bottoms[0].to_vec(); self.tops])
     }

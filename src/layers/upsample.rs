@@ -70,6 +70,13 @@ impl<B: Backend> Layer<B> for Upsample {
     fn allow_force_backward(&self, bottom: usize) -> bool {
         bottom == 0
     }
+    /// Backward gathers through the mask (bottom 1).
+    fn backward_reads_bottom(&self, bottom: usize) -> bool {
+        bottom == 1
+    }
+    fn backward_reads_top(&self, _top: usize) -> bool {
+        false
+    }
 
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let (x, m) = (bottoms[0], bottoms[1]);

@@ -39,6 +39,12 @@ pub struct NetOptions {
     /// but blob diffs (other than loss tops and Input tops) cannot be read after backward.
     /// The solver turns it on for its training net.
     pub share_diffs: bool,
+    /// Share data memory between blobs whose values are never needed at the same time in a
+    /// forward and backward pass (see [`Net::set_data_sharing`]): in SegNet, the blobs that
+    /// feed only a max pooling or the loss lend their memory to the decoder's blobs. The same
+    /// numbers, but those blobs' data cannot be read after the pass. The solver turns it on
+    /// for its training net.
+    pub share_data: bool,
     /// Run an in-place ReLU inside the in-place layer before it where that layer can (SegNet's
     /// BN in LEARN mode; see [`crate::layers::Layer::fuse_relu`]): the same numbers as running
     /// the two, with fewer passes over memory. A whole forward or backward is unchanged; stepping
@@ -57,7 +63,7 @@ impl NetOptions {
     /// Options for a net read from `model` (a .prototxt path), with `seed`.
     pub fn for_file(model: &Path, seed: u64) -> Self {
         let dir = model.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
-        NetOptions { seed, model_dir: dir.map(Path::to_path_buf), share_diffs: false, fuse: fusion_by_default() }
+        NetOptions { seed, model_dir: dir.map(Path::to_path_buf), share_diffs: false, share_data: false, fuse: fusion_by_default() }
     }
 }
 
@@ -67,7 +73,7 @@ impl<B: Backend> Net<B> {
     /// random streams of `seed`. Data layers resolve their files relative to the working
     /// directory only; [`Net::with_options`] also gives them the model's directory.
     pub fn new(be: B, param: &NetParameter, seed: u64) -> Result<Self> {
-        Self::with_options(be, param, &NetOptions { seed, model_dir: None, share_diffs: false, fuse: fusion_by_default() })
+        Self::with_options(be, param, &NetOptions { seed, model_dir: None, share_diffs: false, share_data: false, fuse: fusion_by_default() })
     }
 
     /// Builds the net `param` on `be` with `opts` (see [`Net::new`]).
@@ -88,6 +94,7 @@ impl<B: Backend> Net<B> {
             outputs: Vec::new(),
             inputs: Vec::new(),
             share: None,
+            data_share: None,
             unread: Vec::new(),
             diff_values: Vec::new(),
         };
@@ -245,7 +252,7 @@ impl<B: Backend> Net<B> {
         net.outputs = available;
         net.tell_label_ranges()?;
         net.prune_backward(param.force_backward());
-        net.set_fusion(opts.fuse);
+        net.set_fusion(opts.fuse)?;
         let with_diff = net.layers.iter().any(|l| l.need_backward);
         for p in &mut net.params {
             p.set_with_diff(&net.be, with_diff)?;
@@ -256,6 +263,9 @@ impl<B: Backend> Net<B> {
         }
         if opts.share_diffs {
             net.set_diff_sharing(true, &[])?;
+        }
+        if opts.share_data {
+            net.set_data_sharing(true, &[])?;
         }
         Ok(net)
     }
@@ -345,7 +355,7 @@ impl<B: Backend> Net<B> {
 
     /// Turns layer fusion on or off (see [`NetOptions::fuse`]) between passes (not between a
     /// forward and its backward). What a whole forward and backward compute does not change.
-    pub fn set_fusion(&mut self, on: bool) {
+    pub fn set_fusion(&mut self, on: bool) -> Result<()> {
         for j in 0..self.layers.len() {
             if let Some(i) = self.layers[j].fused_into.take() {
                 self.layers[i].layer.fuse_relu(None);
@@ -354,6 +364,8 @@ impl<B: Backend> Net<B> {
         if on {
             self.fuse_relus();
         }
+        // Fused layers read nothing: the data plan follows.
+        self.replan_data_sharing()
     }
 
     /// Hands each ReLU that runs in place on the blob of the layer just before it, itself in

@@ -5,6 +5,7 @@
 //! shared parameter is one index used by several layers.
 
 mod build;
+mod data_share;
 pub mod filter;
 mod labels;
 mod run;
@@ -14,6 +15,7 @@ pub mod split;
 mod weights;
 
 pub use build::{fusion_by_default, NetOptions};
+pub use data_share::DataMemory;
 pub use diffs::DiffMemory;
 pub use weights::{legacy_shape_equals, WeightsReport};
 
@@ -88,6 +90,8 @@ pub struct Net<B: Backend> {
     inputs: Vec<usize>,
     /// The pooled diff buffers, when diffs are shared (see [`NetOptions::share_diffs`]).
     share: Option<share::DiffPool<B>>,
+    /// The pooled data buffers, when data is shared (see [`NetOptions::share_data`]).
+    data_share: Option<data_share::DataPool<B>>,
     /// Per blob: whether no layer reads it (a loss top's diff is then written by the net
     /// alone).
     unread: Vec<bool>,

@@ -9,6 +9,10 @@ impl<B: Backend> Net<B> {
     /// Runs every layer forward (reshaping each first, so inputs of a new size flow through)
     /// and returns the total loss.
     pub fn forward(&mut self) -> Result<f32> {
+        if let Some(pool) = &mut self.data_share {
+            // A new pass: every value is written again.
+            pool.reclaim_all(&mut self.blobs);
+        }
         let mut loss = 0.0f32;
         for i in 0..self.layers.len() {
             loss += self.forward_layer(i)?;
@@ -39,6 +43,9 @@ impl<B: Backend> Net<B> {
         self.be.enter_layer(Some((entry.param.name(), entry.param.r#type())));
         let result = self.run_forward(i);
         self.be.enter_layer(None);
+        if let Some(pool) = &mut self.data_share {
+            pool.after_forward(i, &mut self.blobs);
+        }
         result
     }
 
@@ -57,6 +64,8 @@ impl<B: Backend> Net<B> {
                 self.blobs[t].reshape(&self.be, s).map_err(wrap)?;
             }
         }
+        self.lend_data(i).map_err(wrap)?;
+        let entry = &mut self.layers[i];
         let mut ctx = Ctx::new(
             &mut self.blobs,
             &mut self.params,
@@ -112,6 +121,9 @@ impl<B: Backend> Net<B> {
         self.be.enter_layer(None);
         if let Some(pool) = &mut self.share {
             pool.reclaim(i, &mut self.blobs);
+        }
+        if let Some(pool) = &mut self.data_share {
+            pool.after_backward(i, &mut self.blobs);
         }
         result
     }

@@ -94,46 +94,61 @@ pub(super) struct Plan {
     pub sizes: Vec<usize>,
 }
 
-/// Interval colouring: each blob goes into the first buffer whose blobs' intervals are all
-/// disjoint from its own (closed intervals: at one layer's backward a top's diff is read while
-/// a bottom's is written), else into a new buffer; a buffer is as large as its largest blob.
-/// Two greedy orders are tried and the smaller total kept: by decreasing size (large blobs
-/// share first), and by interval (optimal in the number of buffers, which suits a chain whose
-/// neighbours alternate between two buffers).
+/// Interval colouring of the lent diffs (see [`colour_spans`]). Backward meets a diff's
+/// interval at its last layer, so on the time line of the backward pass the interval of layers
+/// `first..=last` runs from `-last` to `-first`.
 pub(super) fn colour(uses: &[DiffUse], counts: &[usize]) -> Plan {
-    let lent: Vec<(usize, usize, usize)> = (0..uses.len())
+    let spans: Vec<Span> = (0..uses.len())
         .filter_map(|b| match uses[b] {
-            DiffUse::Lent { first, last, .. } => Some((b, first, last)),
+            DiffUse::Lent { first, last, .. } => Some(Span { blob: b, start: usize::MAX - last, end: usize::MAX - first }),
             _ => None,
         })
         .collect();
-    let mut by_size = lent.clone();
-    by_size.sort_by(|a, b| counts[b.0].cmp(&counts[a.0]).then(a.0.cmp(&b.0)));
-    let mut by_interval = lent;
-    // Backward meets intervals by their last layer, from the end.
-    by_interval.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
-    let a = first_fit(&by_size, uses.len(), counts);
-    let b = first_fit(&by_interval, uses.len(), counts);
+    colour_spans(&spans, uses.len(), counts)
+}
+
+/// A blob that needs a buffer from time `start` to time `end`, both included.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span {
+    pub blob: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Interval colouring: each blob goes into the first buffer whose blobs' spans are all
+/// disjoint from its own (closed: at one layer's backward a top's diff is read while a
+/// bottom's is written; at one layer's forward a bottom is read while a top is written), else
+/// into a new buffer; a buffer is as large as its largest blob. Two greedy orders are tried
+/// and the smaller total kept: by decreasing size (large blobs share first), and by start
+/// (optimal in the number of buffers, which suits a chain whose neighbours alternate between
+/// two buffers). `blobs` is the number of blobs in the net.
+pub(super) fn colour_spans(spans: &[Span], blobs: usize, counts: &[usize]) -> Plan {
+    let mut by_size = spans.to_vec();
+    by_size.sort_by(|a, b| counts[b.blob].cmp(&counts[a.blob]).then(a.blob.cmp(&b.blob)));
+    let mut by_start = spans.to_vec();
+    by_start.sort_by(|a, b| a.start.cmp(&b.start).then(a.end.cmp(&b.end)).then(a.blob.cmp(&b.blob)));
+    let a = first_fit(&by_size, blobs, counts);
+    let b = first_fit(&by_start, blobs, counts);
     if b.sizes.iter().sum::<usize>() < a.sizes.iter().sum::<usize>() { b } else { a }
 }
 
-/// Places `(blob, first, last)` in order, each into the first buffer it fits in.
-fn first_fit(order: &[(usize, usize, usize)], blobs: usize, counts: &[usize]) -> Plan {
-    let mut spans: Vec<Vec<(usize, usize)>> = Vec::new();
+/// Places the spans in order, each into the first buffer it fits in.
+fn first_fit(order: &[Span], blobs: usize, counts: &[usize]) -> Plan {
+    let mut taken: Vec<Vec<(usize, usize)>> = Vec::new();
     let mut plan = Plan { slot_of: vec![None; blobs], sizes: Vec::new() };
-    for &(b, first, last) in order {
-        let fits = |s: &Vec<(usize, usize)>| s.iter().all(|&(f, l)| last < f || l < first);
-        let slot = match spans.iter().position(fits) {
-            Some(s) => s,
+    for s in order {
+        let fits = |t: &Vec<(usize, usize)>| t.iter().all(|&(start, end)| s.end < start || end < s.start);
+        let slot = match taken.iter().position(fits) {
+            Some(k) => k,
             None => {
-                spans.push(Vec::new());
+                taken.push(Vec::new());
                 plan.sizes.push(0);
-                spans.len() - 1
+                taken.len() - 1
             }
         };
-        spans[slot].push((first, last));
-        plan.sizes[slot] = plan.sizes[slot].max(counts[b]);
-        plan.slot_of[b] = Some(slot);
+        taken[slot].push((s.start, s.end));
+        plan.sizes[slot] = plan.sizes[slot].max(counts[s.blob]);
+        plan.slot_of[s.blob] = Some(slot);
     }
     plan
 }
@@ -155,7 +170,7 @@ struct Slot<B: Backend> {
 /// A finite value far from any gradient, written into lent buffers in place of the previous
 /// holder's values when poisoning is on (for tests: a layer that read a diff before writing
 /// it would carry it into the weights).
-const POISON: f32 = 1.0e30;
+pub(super) const POISON: f32 = 1.0e30;
 
 /// The net's pooled diff buffers and when each blob holds one.
 pub(super) struct DiffPool<B: Backend> {

@@ -192,13 +192,14 @@ impl<B: Backend> Solver<B> {
 
         let (train_param, _, train_dir) = train_net_param(&param, file)?;
         // Nothing reads a blob's diff after a training step (the update reads parameter
-        // diffs only; a test net never runs backward), so every net shares diff memory.
-        let net = Net::with_options(be.clone(), &train_param, &NetOptions { seed, model_dir: train_dir, share_diffs: true, fuse: fusion_by_default() })?;
+        // diffs only; a test net never runs backward), nor a blob's values but the outputs
+        // (displayed losses, test scores), so every net shares diff and data memory.
+        let shared = |seed, model_dir| NetOptions { seed, model_dir, share_diffs: true, share_data: true, fuse: fusion_by_default() };
+        let net = Net::with_options(be.clone(), &train_param, &shared(seed, train_dir))?;
         let mut test_nets = Vec::new();
         for (i, (tp, dir)) in test_net_params(&param, file)?.into_iter().enumerate() {
             let test_seed = crate::rng::Rng::stream(seed, 1 + i as u64).next_u64();
-            let opts = NetOptions { seed: test_seed, model_dir: dir, share_diffs: true, fuse: fusion_by_default() };
-            test_nets.push(Net::with_options(be.clone(), &tp, &opts).map_err(|e| in_test_net(i, e))?);
+            test_nets.push(Net::with_options(be.clone(), &tp, &shared(test_seed, dir)).map_err(|e| in_test_net(i, e))?);
         }
 
         let mut solver = Solver {

@@ -11,7 +11,7 @@ crate=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$crate"
 for engine in ${CHECK_ENGINES:-cudnn im2col}; do
     echo "== convolutions on $engine"
-    tests="--test cuda_conformance --test cuda_solvers --test cuda_segnet --test diff_sharing --test fusion --test cli_gpu"
+    tests="--test cuda_conformance --test cuda_solvers --test cuda_segnet --test diff_sharing --test data_sharing --test fusion --test cli_gpu"
     [ "$engine" = cudnn ] && tests="--test cuda_kernels --test cuda_parity $tests"
     log="$crate/target/cuda-emu/check-$engine.log"
     # --show-output: a test that says SKIPPED passes, so its message is the only sign of it.
