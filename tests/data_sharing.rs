@@ -1,7 +1,7 @@
 //! Data sharing (blobs whose values are never needed at the same time taking turns with pooled
 //! buffers) must not change a number: training through the solver gives bit-identical losses
-//! and weights with and without it, fused or not, on the CPU and on CUDA; a net that runs no
-//! backward gives the same outputs. And it must lend exactly the memory SegNet allows.
+//! and weights with and without it, fused or not, on the CPU and on CUDA; a forward-only net
+//! gives the same outputs. And it must lend exactly the memory SegNet allows.
 
 mod common;
 
@@ -175,34 +175,43 @@ fn shared_data_cannot_be_read_after_a_step_but_outputs_and_kept_blobs_can() {
     assert_eq!(net.blob("c1b").unwrap().data_to_vec(&be).unwrap(), kept);
 }
 
-/// A net that runs no backward (no loss) lends every blob once its last reader ran forward:
-/// more than training does, with the same outputs.
+/// A net made forward-only (as the solver makes its test nets) lends every blob once its last
+/// reader ran forward, more than training does, keeps no gradients and refuses backward; its
+/// outputs are those of the plain net.
 #[test]
-fn a_net_that_runs_no_backward_shares_more_and_computes_the_same_outputs() {
-    let loss = r#"layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" }"#;
-    assert!(SEGNET_MINI.contains(loss));
-    let param = net_param(&SEGNET_MINI.replace(loss, ""));
-    let outputs = |share: bool| {
-        let opts = NetOptions { seed: 3, model_dir: None, share_diffs: false, share_data: false, fuse: true };
+fn a_forward_only_net_shares_more_and_computes_the_same_outputs() {
+    let mut param = net_param(SEGNET_MINI);
+    param.state = Some(NetState { phase: Some(Phase::Test as i32), ..Default::default() });
+    let outputs = |forward_only: bool| {
+        let opts = NetOptions { seed: 3, model_dir: None, share_diffs: false, share_data: forward_only, fuse: true };
         let mut net = Net::with_options(Cpu::new(), &param, &opts).unwrap();
-        assert!(net.layers().iter().all(|l| !l.need_backward));
-        net.set_data_sharing(share, &["score"]).unwrap();
+        if forward_only {
+            net.set_data_sharing(true, &["score"]).unwrap();
+            net.make_forward_only().unwrap();
+        }
         fill_inputs(&mut net);
         let mut seen = Vec::new();
         // Twice: the second pass lends buffers that held other blobs.
         for _ in 0..2 {
             net.forward().unwrap();
-            for name in ["score", "acc"] {
+            for name in ["score", "loss", "acc"] {
                 seen.extend(net.blob(name).unwrap().data_to_vec(net.backend()).unwrap().iter().map(|v| v.to_bits()));
             }
         }
-        (seen, net.data_memory(), lent(&net))
+        (seen, net)
     };
-    let (owned, _, _) = outputs(false);
-    let (shared, mem, lent_blobs) = outputs(true);
-    assert!(shared == owned, "the outputs differ with shared data");
+    let (plain, _) = outputs(false);
+    let (shared, mut net) = outputs(true);
+    assert!(shared == plain, "the outputs differ forward-only with shared data");
+    assert!(net.is_forward_only() && net.layers().iter().all(|l| !l.need_backward));
+    assert_eq!(net.diff_memory().owned, 0, "a forward-only net keeps no gradients");
+    assert!(net.params().iter().all(|p| !p.has_diff()));
+    let err = net.backward().unwrap_err().to_string();
+    assert!(err.contains("forward only"), "{err}");
+    let mem = net.data_memory();
     let trained = solver(Cpu::new(), Mode::Shared, true, 1).net().data_memory();
-    assert!(lent_blobs.len() > 6 && mem.shared < trained.shared, "{lent_blobs:?} lent, {mem:?} vs training {trained:?}");
+    assert_eq!(mem.owned, trained.owned);
+    assert!(lent(&net).len() > 6 && mem.shared < trained.shared, "{:?} lent, {mem:?} vs training {trained:?}", lent(&net));
 }
 
 /// The lung SegNet at 32x32: the blobs that feed only a max pooling (conv1_2 .. conv5_3) or

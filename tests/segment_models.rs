@@ -33,6 +33,27 @@ fn lung_segnet_lite_inference_segments_an_image_at_its_own_size() {
     assert!(seg.segment(&rgb).unwrap_err().to_string().contains("3-channel image for an input of 1 channels"));
 }
 
+/// The segmenter's net runs forward only, sharing blob memory, and computes the bits a plain
+/// net computes from the same input.
+#[test]
+fn segmenting_runs_forward_only_with_shared_memory_and_the_same_probabilities() {
+    let mut seg = Segmenter::new(lite_net(), options(None)).unwrap();
+    let img = Image8 { width: 128, height: 128, channels: 1, data: (0..128 * 128).map(|i| (i * 7 % 253) as u8).collect() };
+    seg.segment(&img).unwrap();
+    let net = seg.net();
+    assert!(net.is_forward_only() && net.shares_data());
+    assert!(net.blobs().iter().filter(|b| b.data_is_shared()).count() > 10);
+    let be = net.backend().clone();
+    let input = net.blob(net.blob_name(net.inputs()[0])).unwrap().data_to_vec(&be).unwrap();
+    let got = net.blob("prob").unwrap().data_to_vec(&be).unwrap();
+    let mut plain = lite_net();
+    let name = plain.blob_name(plain.inputs()[0]).to_string();
+    plain.blob_mut(&name).unwrap().set_data(&be, &input).unwrap();
+    plain.forward().unwrap();
+    let want = plain.blob("prob").unwrap().data_to_vec(&be).unwrap();
+    assert!(got.iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())), "probabilities differ");
+}
+
 #[test]
 fn the_input_size_can_be_changed_to_what_the_net_was_trained_at() {
     let mut seg = Segmenter::new(lite_net(), options(Some((64, 96)))).unwrap();

@@ -56,6 +56,10 @@ fn score<B: Backend>(be: B, a: &Args, weights: &str) -> anyhow::Result<()> {
     let mut net = Net::with_options(be, &param, &NetOptions::for_file(&a.model, 0)).with_context(|| format!("building {}", a.model.display()))?;
     let files: Vec<PathBuf> = split_list(weights).into_iter().map(PathBuf::from).collect();
     net.load_weights_files(&files)?;
+    // Scoring runs forward only and reads the outputs alone (as `caffe test`): no gradients,
+    // nothing kept for backward, and each blob's memory lent only while its values are needed.
+    net.make_forward_only()?;
+    net.set_data_sharing(true, &[])?;
     eprintln!("Running for {} iterations.", a.iterations);
     let result = evaluate(&mut net, a.iterations, |i, scores| {
         for s in scores {

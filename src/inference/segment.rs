@@ -74,12 +74,18 @@ fn pick<B: Backend>(net: &Net<B>, ids: &[usize], name: Option<&str>, what: &str)
 
 impl<B: Backend> Segmenter<B> {
     /// Wraps `net`; checks that its input is `N x C x H x W` with C 1 or 3, and that the class
-    /// is named.
+    /// is named. The net is made forward-only and shares its blobs' memory: of its blobs, only
+    /// the input and the output can be read after a segmentation.
     pub fn new(mut net: Net<B>, opts: Options) -> Result<Self> {
         let inputs = net.inputs().to_vec();
         let input = pick(&net, &inputs, opts.input.as_deref(), "input")?;
         let outputs = net.outputs().to_vec();
         let output = pick(&net, &outputs, opts.output.as_deref(), "output")?;
+        // Segmenting runs forward only and reads the output alone: no gradients, nothing kept
+        // for backward, and each other blob's memory lent only while its values are needed.
+        let output_name = net.blob_name(output).to_string();
+        net.make_forward_only()?;
+        net.set_data_sharing(true, &[&output_name])?;
         let name = net.blob_name(input).to_string();
         let shape = net.blobs()[input].shape().to_vec();
         let [_, c, mut h, mut w] = shape[..] else {

@@ -9,7 +9,7 @@
 //!
 //! SegNet runs BN in place (top == bottom), so the layer keeps what backward needs: the
 //! normalised input in LEARN mode, a copy of the input in INFERENCE mode when the scale's
-//! gradient is wanted.
+//! gradient is wanted; nothing in a net that runs forward only.
 
 use super::{Arity, Ctx, Layer, LayerContext, ParamDef};
 use crate::backend::{Backend, ChannelDims, EpsPlacement, Io, NormAffine, NormGrad};
@@ -25,7 +25,8 @@ struct Bufs<B: Backend> {
     mean: B::Buf,
     var: B::Buf,
     std: B::Buf,
-    /// LEARN: the normalised input of the last forward. INFERENCE in place: the input.
+    /// LEARN: the normalised input of the last forward. INFERENCE in place, with the scale's
+    /// gradient wanted: the input. Otherwise empty.
     cache: B::Buf,
 }
 
@@ -41,6 +42,8 @@ struct Bn<B: Backend> {
     cached_input: bool,
     /// The negative slope of the in-place ReLU the net fused into this layer (LEARN only).
     relu: Option<f32>,
+    /// Whether the net may run backward (it keeps nothing for backward otherwise).
+    backward: bool,
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -55,6 +58,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
         bufs: None,
         cached_input: false,
         relu: None,
+        backward: true,
     }))
 }
 
@@ -99,6 +103,9 @@ impl<B: Backend> Layer<B> for Bn<B> {
     fn backward_reads_top(&self, _top: usize) -> bool {
         false
     }
+    fn forward_only(&mut self) {
+        self.backward = false;
+    }
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         self.channels = legacy_dims(bottoms[0])?.channels;
@@ -120,17 +127,16 @@ impl<B: Backend> Layer<B> for Bn<B> {
             )));
         }
         self.dims = dims;
-        let cache_len = dims.count();
+        // The cache is sized by forward, which knows whether it keeps anything.
         match &mut self.bufs {
-            Some(b) if be.len(&b.cache) == cache_len => {}
-            Some(b) => b.cache = be.alloc(cache_len)?,
+            Some(_) => {}
             None => {
                 let c = self.channels;
                 self.bufs = Some(Bufs {
                     mean: be.alloc(c)?,
                     var: be.alloc(c)?,
                     std: be.alloc(c)?,
-                    cache: be.alloc(cache_len)?,
+                    cache: be.alloc(0)?,
                 });
             }
         }
@@ -141,9 +147,15 @@ impl<B: Backend> Layer<B> for Bn<B> {
 
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let dims = self.dims;
-        let keep_input = !self.learn && ctx.in_place() && ctx.param_propagate(0);
-        let (learn, relu) = (self.learn, self.relu);
+        let keep_input = !self.learn && self.backward && ctx.in_place() && ctx.param_propagate(0);
+        let (learn, relu, backward) = (self.learn, self.relu, self.backward);
         let bufs = self.bufs()?;
+        // Allocated at the first forward that keeps something (not when the net is built).
+        let cache_len = if (learn && backward) || keep_input { dims.count() } else { 0 };
+        if be.len(&bufs.cache) != cache_len {
+            bufs.cache = be.alloc(0)?;
+            bufs.cache = be.alloc(cache_len)?;
+        }
         {
             let u = ctx.unary()?;
             let (scale, shift) = (&u.params[0].data, &u.params[1].data);
@@ -157,7 +169,7 @@ impl<B: Backend> Layer<B> for Bn<B> {
                     &mut bufs.var,
                     &mut bufs.std,
                     Some(NormAffine { scale, shift, relu }),
-                    Some(&mut bufs.cache),
+                    backward.then_some(&mut bufs.cache),
                 )?;
             } else {
                 if let (true, Io::InPlace(x)) = (keep_input, &u.data) {

@@ -95,6 +95,7 @@ impl<B: Backend> Net<B> {
             inputs: Vec::new(),
             share: None,
             data_share: None,
+            forward_only: false,
             unread: Vec::new(),
             diff_values: Vec::new(),
         };
@@ -351,6 +352,36 @@ impl<B: Backend> Net<B> {
             sharing.by_name.insert(name, id);
         }
         Ok(id)
+    }
+
+    /// Makes the net run forward only, for good (a solver's test net, which Caffe never runs
+    /// backward): no layer needs backward any more, so no blob or learnable blob keeps a
+    /// gradient, layers stop keeping what only backward reads (BN's normalised input), and data
+    /// sharing, where on, lends each blob's values only until its last reader ran forward.
+    /// [`Net::backward`] then fails.
+    pub fn make_forward_only(&mut self) -> Result<()> {
+        self.forward_only = true;
+        if let Some(mut pool) = self.share.take() {
+            pool.reclaim_all(&mut self.blobs);
+        }
+        for l in &mut self.layers {
+            l.need_backward = false;
+            l.bottom_need_backward.iter_mut().for_each(|b| *b = false);
+            l.layer.forward_only();
+        }
+        for b in &mut self.blobs {
+            b.set_diff_mode(&self.be, false, false)?;
+        }
+        for p in &mut self.params {
+            p.set_with_diff(&self.be, false)?;
+        }
+        self.diff_values.iter_mut().for_each(|v| *v = None);
+        self.replan_data_sharing()
+    }
+
+    /// Whether the net runs forward only ([`Net::make_forward_only`]).
+    pub fn is_forward_only(&self) -> bool {
+        self.forward_only
     }
 
     /// Turns layer fusion on or off (see [`NetOptions::fuse`]) between passes (not between a

@@ -92,6 +92,8 @@ pub struct Net<B: Backend> {
     share: Option<share::DiffPool<B>>,
     /// The pooled data buffers, when data is shared (see [`NetOptions::share_data`]).
     data_share: Option<data_share::DataPool<B>>,
+    /// The net runs forward only ([`Net::make_forward_only`]).
+    forward_only: bool,
     /// Per blob: whether no layer reads it (a loss top's diff is then written by the net
     /// alone).
     unread: Vec<bool>,

@@ -99,6 +99,7 @@ impl<B: Backend> Net<B> {
 
     /// Runs every layer that needs it backward, from the last to the first.
     pub fn backward(&mut self) -> Result<()> {
+        self.check_backward()?;
         if let Some(pool) = &mut self.share {
             pool.reclaim_all(&mut self.blobs);
         }
@@ -112,6 +113,7 @@ impl<B: Backend> Net<B> {
     /// in reverse order, as [`Net::backward`] does: it lends the pooled diff buffers to the
     /// blobs whose gradients become live at this layer and takes back those that die here.
     pub fn backward_layer(&mut self, i: usize) -> Result<()> {
+        self.check_backward()?;
         if let Some(pool) = &mut self.share {
             pool.lend(i, &self.be, &mut self.blobs)?;
         }
@@ -126,6 +128,14 @@ impl<B: Backend> Net<B> {
             pool.after_backward(i, &mut self.blobs);
         }
         result
+    }
+
+    /// An error for a net made forward-only.
+    fn check_backward(&self) -> Result<()> {
+        if self.forward_only {
+            return Err(Error::Config(format!("the net `{}` runs forward only (a test net): it has no backward pass", self.name)));
+        }
+        Ok(())
     }
 
     fn run_backward(&mut self, i: usize) -> Result<()> {

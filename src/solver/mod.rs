@@ -199,7 +199,11 @@ impl<B: Backend> Solver<B> {
         let mut test_nets = Vec::new();
         for (i, (tp, dir)) in test_net_params(&param, file)?.into_iter().enumerate() {
             let test_seed = crate::rng::Rng::stream(seed, 1 + i as u64).next_u64();
-            test_nets.push(Net::with_options(be.clone(), &tp, &shared(test_seed, dir)).map_err(|e| in_test_net(i, e))?);
+            let mut net = Net::with_options(be.clone(), &tp, &shared(test_seed, dir)).map_err(|e| in_test_net(i, e))?;
+            // Caffe never runs a test net backward: it keeps no gradients, nothing for backward,
+            // and lends each value only until its last reader ran.
+            net.make_forward_only().map_err(|e| in_test_net(i, e))?;
+            test_nets.push(net);
         }
 
         let mut solver = Solver {
