@@ -278,13 +278,7 @@ impl<B: Backend> Net<B> {
     /// Which blobs keep their data: `keep`, the outputs, loss tops and tops of layers with no
     /// bottoms (they may fill them once).
     fn kept_data(&self, keep: &[&str]) -> Result<Vec<bool>> {
-        let mut own = vec![false; self.blobs.len()];
-        for name in keep {
-            let i = self.blob_index(name).ok_or_else(|| {
-                Error::Config(format!("cannot keep the data of `{name}`: the net `{}` has no blob of that name", self.name))
-            })?;
-            own[i] = true;
-        }
+        let mut own = self.named_blobs(keep, "data")?;
         for l in &self.layers {
             for (&t, &w) in l.tops.iter().zip(&l.loss_weights) {
                 if w != 0.0 || l.bottoms.is_empty() {
@@ -296,5 +290,28 @@ impl<B: Backend> Net<B> {
             own[b] = true;
         }
         Ok(own)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(blob: usize, start: usize, end: usize) -> Span {
+        Span { blob, start, end }
+    }
+
+    #[test]
+    fn a_buffer_serving_one_blob_stays_that_blobs_own() {
+        // Blob 0 lives through the pass; blob 1 dies at time 3 and blob 2 is made at time 4:
+        // they share. Blob 3 overlaps all three: alone in a buffer, it keeps its data, as does
+        // blob 4, which no span names (kept by the caller).
+        let spans = [span(0, 0, 19), span(1, 1, 3), span(2, 4, 15), span(3, 2, 12)];
+        let counts = [8, 6, 10, 4, 99];
+        let (slot_of, buffers) = slots_of(&spans, 5, &counts);
+        assert_eq!(buffers, 1);
+        assert_eq!(slot_of, vec![None, Some(0), Some(0), None, None]);
+        // The shared buffer is as large as blob 2; the others keep their own.
+        assert_eq!(shared_floats(&slot_of, buffers, &counts), 8 + 10 + 4 + 99);
     }
 }

@@ -4,7 +4,7 @@
 use super::share::{analyse, shared_floats, DiffPool, DiffUse};
 use super::Net;
 use crate::backend::Backend;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Bytes of blob gradients (diffs) at the blobs' current shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,13 +23,7 @@ impl<B: Backend> Net<B> {
     /// live in a backward pass. Turning it off gives every blob a zeroed diff of its own again.
     /// Fails when `keep` names a blob the net does not have.
     pub fn set_diff_sharing(&mut self, share: bool, keep: &[&str]) -> Result<()> {
-        let mut own = vec![false; self.blobs.len()];
-        for name in keep {
-            let i = self.blob_index(name).ok_or_else(|| {
-                Error::Config(format!("cannot keep the diff of `{name}`: the net `{}` has no blob of that name", self.name))
-            })?;
-            own[i] = true;
-        }
+        let own = self.named_blobs(keep, "diff")?;
         if let Some(mut pool) = self.share.take() {
             pool.reclaim_all(&mut self.blobs);
         }

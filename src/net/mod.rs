@@ -174,6 +174,18 @@ impl<B: Backend> Net<B> {
     pub fn layer_index(&self, name: &str) -> Option<usize> {
         self.layers.iter().position(|l| l.name() == name)
     }
+    /// Per blob, whether `names` names it; an error naming the first name the net lacks, as a
+    /// blob whose `what` ("data" or "diff") was to be kept.
+    fn named_blobs(&self, names: &[&str], what: &str) -> crate::Result<Vec<bool>> {
+        let mut named = vec![false; self.blobs.len()];
+        for name in names {
+            let i = self.blob_index(name).ok_or_else(|| {
+                crate::Error::Config(format!("cannot keep the {what} of `{name}`: the net `{}` has no blob of that name", self.name))
+            })?;
+            named[i] = true;
+        }
+        Ok(named)
+    }
     /// The learnable blobs of layer `i`, as the layer sees them (shared ones included).
     pub fn layer_params(&self, i: usize) -> Vec<&Blob<B>> {
         self.layers[i].params.iter().map(|&p| &self.params[p]).collect()
