@@ -103,9 +103,10 @@ fn means(mut sums: Vec<Score>, n: u32) -> Vec<Score> {
     sums
 }
 
-/// Caffe's `ShareTrainedLayersWith`: every layer of `dst` named like a layer of `src` gets
-/// `src`'s learnable values (copied on the backend); the blob counts and shapes must agree.
-pub fn share_trained_layers<B: Backend>(dst: &mut Net<B>, src: &Net<B>) -> Result<()> {
+/// The learnable blobs Caffe's `ShareTrainedLayersWith` pairs: those of every layer of `dst`
+/// named like a layer of `src`, as (index in `src`, index in `dst`), in Caffe's order; an
+/// error where the blob counts or shapes of a pair of layers disagree.
+fn trained_pairs<B: Backend>(dst: &Net<B>, src: &Net<B>) -> Result<Vec<(usize, usize)>> {
     let mut pairs = Vec::new();
     for s in src.layers() {
         let Some(di) = dst.layer_index(s.name()) else { continue };
@@ -131,11 +132,14 @@ pub fn share_trained_layers<B: Backend>(dst: &mut Net<B>, src: &Net<B>) -> Resul
             pairs.push((sp, dp));
         }
     }
-    let be = src.backend().clone();
-    for (sp, dp) in pairs {
-        be.copy(&src.params()[sp].data, &mut dst.params_mut()[dp].data)?;
+    Ok(pairs)
+}
+
+/// Swaps the values of each pair's learnable blobs between the two nets.
+fn swap_values<B: Backend>(test: &mut Net<B>, train: &mut Net<B>, lent: &[(usize, usize)]) {
+    for &(sp, dp) in lent {
+        std::mem::swap(&mut train.params_mut()[sp].data, &mut test.params_mut()[dp].data);
     }
-    Ok(())
 }
 
 impl<B: Backend> Solver<B> {
@@ -159,7 +163,29 @@ impl<B: Backend> Solver<B> {
         }
         self.monitor.log(&format!("Iteration {}, Testing net (#{id})", self.iter));
         let test_iter = self.param.test_iter.get(id).copied().unwrap_or(0).max(0) as u32;
-        share_trained_layers(&mut self.test_nets[id], &self.net)?;
+        // The test net computes with the train net's own values, lent for the test (Caffe's
+        // test nets share them), and keeps none between tests; a test blob that several train
+        // blobs feed (a shared parameter split in training) is copied in Caffe's order instead.
+        let pairs = trained_pairs(&self.test_nets[id], &self.net)?;
+        let once = |i: usize, f: fn(&(usize, usize)) -> usize| pairs.iter().filter(|p| f(p) == f(&pairs[i])).count() == 1;
+        let (lent, copied): (Vec<_>, Vec<_>) = (0..pairs.len()).partition(|&i| once(i, |p| p.0) && once(i, |p| p.1));
+        let lent: Vec<(usize, usize)> = lent.into_iter().map(|i| pairs[i]).collect();
+        let (test, train) = (&mut self.test_nets[id], &mut self.net);
+        for i in copied {
+            let (sp, dp) = pairs[i];
+            self.be.copy(&train.params()[sp].data, &mut test.params_mut()[dp].data)?;
+        }
+        for &(_, dp) in &lent {
+            test.params_mut()[dp].set_data_shared(&self.be, true)?;
+        }
+        swap_values(test, train, &lent);
+        let result = self.run_test(id, test_iter);
+        swap_values(&mut self.test_nets[id], &mut self.net, &lent);
+        result
+    }
+
+    /// `test_iter` forward passes of test net `id` and their scores, logged.
+    fn run_test(&mut self, id: usize, test_iter: u32) -> Result<Option<TestRecord>> {
         let compute_loss = self.param.test_compute_loss();
         let mut loss = 0.0f32;
         let mut sums: Vec<Score> = Vec::new();

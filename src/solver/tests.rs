@@ -285,6 +285,64 @@ fn display_and_tests_log_as_caffe_does() {
 }
 
 #[test]
+fn test_nets_borrow_the_trained_values_and_keep_none() {
+    let case = Case::new(r#"base_lr: 0.01 lr_policy: "fixed" test_iter: 1 test_interval: 1 test_compute_loss: true"#);
+    let mut s = case.solver();
+    let be = s.backend().clone();
+    let values = |s: &Solver<Cpu>| s.net().params().iter().map(|p| p.data_to_vec(&be).unwrap()).collect::<Vec<_>>();
+    s.step(1).unwrap();
+    let trained = values(&s);
+    let first = s.test(0).unwrap().unwrap();
+    // Testing leaves the train net's values in place; the test net keeps none of its own.
+    assert_eq!(values(&s), trained);
+    for p in s.test_nets()[0].params() {
+        assert!(p.data_is_shared());
+        assert!(p.data_to_vec(&be).unwrap_err().to_string().contains("shared"));
+    }
+    let again = s.test(0).unwrap().unwrap();
+    assert_eq!(again.loss, first.loss);
+    assert!(first.loss.is_some());
+}
+
+/// NET with a square InnerProduct applied twice with one shared weight.
+const SHARED_NET: &str = r#"
+name: "shared"
+layer { name: "data" type: "Input" top: "data" top: "target"
+  input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
+  inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "sq1" type: "InnerProduct" bottom: "ip1" top: "sq1" param { name: "sq" }
+  inner_product_param { num_output: 5 bias_term: false weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "sq2" type: "InnerProduct" bottom: "sq1" top: "sq2" param { name: "sq" }
+  inner_product_param { num_output: 5 bias_term: false weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "ip2" type: "InnerProduct" bottom: "sq2" top: "ip2"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "ip2" bottom: "target" top: "loss" }
+"#;
+
+#[test]
+fn a_test_net_copies_the_values_of_a_shared_parameter() {
+    let body = r#"base_lr: 0.01 lr_policy: "fixed" max_iter: 2 test_iter: 1 test_interval: 2 test_compute_loss: true
+                  snapshot_after_train: false"#;
+    let case = Case::with_net(SHARED_NET, body);
+    let mut s = case.solver();
+    let rec = Recorder::default();
+    s.set_monitor(Box::new(rec.clone()));
+    assert_eq!(s.solve().unwrap(), Outcome::Finished);
+    // The test net computes with the train net's values: at iteration 0, the same loss.
+    let (tests, its) = (rec.tests.lock().unwrap(), rec.iterations.lock().unwrap());
+    assert_eq!(tests[0].loss, Some(its[0].loss));
+    let be = Cpu::new();
+    let mut check = s.net().params().iter().map(|p| p.data_to_vec(&be).unwrap()).collect::<Vec<_>>();
+    let net = &s.test_nets()[0];
+    // The shared weight (used by two layers) was copied and is the test net's own; the others
+    // are lent for each test.
+    let shared: Vec<bool> = net.params().iter().map(|p| p.data_is_shared()).collect();
+    assert_eq!(shared, [true, true, false, true, true]);
+    assert_eq!(net.params()[2].data_to_vec(&be).unwrap(), check.remove(2));
+}
+
+#[test]
 fn actions_snapshot_and_stop() {
     let case = Case::new(r#"base_lr: 0.01 lr_policy: "fixed" max_iter: 10 snapshot_prefix: "out/run""#);
     let mut s = case.solver();
