@@ -233,6 +233,11 @@ fn lung_segnet_lends_the_memory_of_every_blob_it_reads_only_in_forward() {
     let mem = net.data_memory();
     assert_eq!(mem.owned - mem.shared, size(&net, &dying), "{mem:?}");
     assert_eq!(build(false).data_memory(), mem, "the report does not depend on whether the net shares");
+    // Forward-only, every blob dies after its last reader's forward: what the report foresaw.
+    let mut forward_only = build(true);
+    forward_only.make_forward_only().unwrap();
+    assert_eq!(forward_only.data_memory().shared, mem.forward_only);
+    assert!(mem.forward_only * 2 < mem.shared, "{mem:?}");
     let mut got = lent(&net);
     got.sort();
     let mut want: Vec<String> = dying.iter().chain(&["pool1_D", "conv1_2_D"]).map(|s| s.to_string()).collect();

@@ -127,6 +127,7 @@ fn print_layers<B: Backend>(net: &Net<B>) {
             human(diffs.shared as u64)
         );
     }
+    println!("forward only:         {} data shared (test nets, crema test, crema segment)", human(data.forward_only as u64));
     println!("parameter memory:     {}", human(par as u64 * 4));
     println!("net outputs:          {}", net.outputs().iter().map(|&o| net.blob_name(o)).collect::<Vec<_>>().join(", "));
 }

@@ -7,10 +7,11 @@
 //! the last backward that reads them ([`crate::layers::Layer::backward_reads_bottom`] and
 //! `backward_reads_top`). Most blobs are read by the backward of the layer they feed, so
 //! their spans reach into the backward pass; those that are not (SegNet's blobs that feed only
-//! a max pooling, whose backward goes through the mask, and the scores that feed only the loss)
-//! die during the forward pass, and their buffers serve blobs made later in it (the decoder's
+//! a max pooling or an upsampling's data input, whose backwards go through the mask) die
+//! during the forward pass, and their buffers serve blobs made later in it (the decoder's
 //! blobs of the same size). Spans that do not overlap share a buffer, assigned by the
-//! colouring diff sharing uses; a blob alone in its buffer keeps its data.
+//! colouring diff sharing uses; a blob alone in its buffer keeps its data. In a net that runs
+//! no backward ([`Net::make_forward_only`]) every span ends in forward.
 //!
 //! What keeps the numbers unchanged:
 //! - A layer's forward writes every element of its tops that are not in place without reading
@@ -28,8 +29,9 @@ use crate::backend::Backend;
 use crate::blob::Blob;
 use crate::{Error, Result};
 
-/// The spans of the blobs whose data may be lent (`own[b]`: blob `b` keeps its data).
-fn spans<B: Backend>(layers: &[LayerEntry<B>], own: &[bool]) -> Vec<Span> {
+/// The spans of the blobs whose data may be lent (`own[b]`: blob `b` keeps its data), over a
+/// forward pass and, where `backward`, the backward of the layers that need it.
+fn spans<B: Backend>(layers: &[LayerEntry<B>], own: &[bool], backward: bool) -> Vec<Span> {
     let n = layers.len();
     let mut span: Vec<Option<(usize, usize)>> = vec![None; own.len()];
     let mut touch = |b: usize, t: usize| {
@@ -43,7 +45,7 @@ fn spans<B: Backend>(layers: &[LayerEntry<B>], own: &[bool]) -> Vec<Span> {
             continue;
         }
         l.bottoms.iter().chain(&l.tops).for_each(|&b| touch(b, i));
-        if l.need_backward {
+        if backward && l.need_backward {
             let back = 2 * n - 1 - i;
             let bottoms = l.bottoms.iter().enumerate().filter(|&(k, _)| l.layer.backward_reads_bottom(k));
             let tops = l.tops.iter().enumerate().filter(|&(j, _)| l.layer.backward_reads_top(j));
@@ -181,6 +183,8 @@ pub struct DataMemory {
     /// With data sharing in a training pass: the blobs that keep their data plus the pooled
     /// buffers the others take turns with.
     pub shared: usize,
+    /// With data sharing in a net made forward-only (a test net, segmenting).
+    pub forward_only: usize,
 }
 
 impl<B: Backend> Net<B> {
@@ -203,7 +207,7 @@ impl<B: Backend> Net<B> {
             return Ok(());
         }
         let counts: Vec<usize> = self.blobs.iter().map(|b| b.count()).collect();
-        let spans = spans(&self.layers, &own);
+        let spans = spans(&self.layers, &own, true);
         let (slot_of, buffers) = slots_of(&spans, self.blobs.len(), &counts);
         let n = self.layers.len();
         let (mut lend, mut after_forward, mut after_backward) = (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
@@ -234,20 +238,23 @@ impl<B: Backend> Net<B> {
         self.data_share.is_some()
     }
 
-    /// Data memory with every blob keeping its values and with data sharing, at the current blob
-    /// shapes (whether or not this net shares its data). The sharing follows the layers that run
-    /// backward: in a net that runs none, more blobs would share than in training.
+    /// Data memory with every blob keeping its values, with data sharing, and with data sharing
+    /// forward-only, at the current blob shapes (whether or not this net shares its data).
+    /// `shared` follows the layers that run backward (in a forward-only net, as many as
+    /// `forward_only`).
     pub fn data_memory(&self) -> DataMemory {
         let counts: Vec<usize> = self.blobs.iter().map(|b| b.count()).collect();
         let owned = counts.iter().sum::<usize>();
-        let (slot_of, buffers) = match &self.data_share {
-            Some(pool) => (pool.slot_of.clone(), pool.slots.len()),
-            None => {
-                let own = self.kept_data(&[]).unwrap_or_else(|_| vec![true; counts.len()]);
-                slots_of(&spans(&self.layers, &own), counts.len(), &counts)
-            }
+        let own = self.kept_data(&[]).unwrap_or_else(|_| vec![true; counts.len()]);
+        let plan = |backward| {
+            let (slot_of, buffers) = slots_of(&spans(&self.layers, &own, backward), counts.len(), &counts);
+            shared_floats(&slot_of, buffers, &counts) * 4
         };
-        DataMemory { owned: owned * 4, shared: shared_floats(&slot_of, buffers, &counts) * 4 }
+        let shared = match &self.data_share {
+            Some(pool) => shared_floats(&pool.slot_of, pool.slots.len(), &counts) * 4,
+            None => plan(true),
+        };
+        DataMemory { owned: owned * 4, shared, forward_only: plan(false) }
     }
 
     /// For tests: fills every lent data buffer with a huge value before the forward that
