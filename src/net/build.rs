@@ -41,9 +41,9 @@ pub struct NetOptions {
     pub share_diffs: bool,
     /// Share data memory between blobs whose values are never needed at the same time in a
     /// forward and backward pass (see [`Net::set_data_sharing`]): in SegNet, the blobs that
-    /// feed only a max pooling or the loss lend their memory to the decoder's blobs. The same
-    /// numbers, but those blobs' data cannot be read after the pass. The solver turns it on
-    /// for its training net.
+    /// feed only a max pooling or an upsampling's data input lend their memory to the decoder's
+    /// blobs. The same numbers, but those blobs' data cannot be read after the pass. The solver
+    /// turns it on for its nets.
     pub share_data: bool,
     /// Run an in-place ReLU inside the in-place layer before it where that layer can (SegNet's
     /// BN in LEARN mode; see [`crate::layers::Layer::fuse_relu`]): the same numbers as running
@@ -369,11 +369,8 @@ impl<B: Backend> Net<B> {
             l.bottom_need_backward.iter_mut().for_each(|b| *b = false);
             l.layer.forward_only();
         }
-        for b in &mut self.blobs {
-            b.set_diff_mode(&self.be, false, false)?;
-        }
-        for p in &mut self.params {
-            p.set_with_diff(&self.be, false)?;
+        for b in self.blobs.iter_mut().chain(&mut self.params) {
+            b.set_with_diff(&self.be, false)?;
         }
         self.diff_values.iter_mut().for_each(|v| *v = None);
         self.replan_data_sharing()

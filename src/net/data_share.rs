@@ -23,7 +23,7 @@
 //! - The plan follows the layers the net runs: fused layers, which it skips, read nothing; it is
 //!   remade when fusion is turned on or off.
 
-use super::share::{colour_spans, Span};
+use super::share::{colour_spans, Slot, Span};
 use super::{LayerEntry, Net};
 use crate::backend::Backend;
 use crate::blob::Blob;
@@ -90,14 +90,6 @@ fn shared_floats(slot_of: &[Option<usize>], buffers: usize, counts: &[usize]) ->
     owned + sizes.iter().sum::<usize>()
 }
 
-/// A pooled buffer and the blob it is lent to.
-struct Slot<B: Backend> {
-    buf: B::Buf,
-    /// Elements allocated (the buffer grows to the largest blob lent it).
-    cap: usize,
-    holder: Option<usize>,
-}
-
 /// The net's pooled data buffers and when each blob holds one.
 pub(super) struct DataPool<B: Backend> {
     slot_of: Vec<Option<usize>>,
@@ -107,6 +99,7 @@ pub(super) struct DataPool<B: Backend> {
     after_forward: Vec<Vec<usize>>,
     /// Per layer: blobs whose buffer is taken back after its backward.
     after_backward: Vec<Vec<usize>>,
+    /// The buffers, each grown to the largest blob lent it so far.
     slots: Vec<Slot<B>>,
     /// The blobs the caller asked to keep (the plan is remade when fusion changes).
     keep: Vec<String>,
@@ -119,8 +112,7 @@ impl<B: Backend> DataPool<B> {
     /// Takes back the buffer of blob `b` when it holds one.
     fn take_back(&mut self, b: usize, blobs: &mut [Blob<B>]) {
         if let Some(slot) = self.slot_of[b].map(|k| &mut self.slots[k]).filter(|s| s.holder == Some(b)) {
-            std::mem::swap(&mut blobs[b].data, &mut slot.buf);
-            slot.holder = None;
+            slot.take_back(&mut blobs[b].data);
         }
     }
 
@@ -136,14 +128,9 @@ impl<B: Backend> DataPool<B> {
             let slot = &mut self.slots[k];
             let n = blobs[b].count();
             if n > slot.cap {
-                // Free the old buffer before allocating its replacement.
-                slot.buf = be.alloc(0)?;
-                slot.buf = be.alloc(n)?;
-                slot.cap = n;
+                slot.realloc(be, n)?;
             }
-            std::mem::swap(&mut blobs[b].data, &mut slot.buf);
-            slot.holder = Some(b);
-            be.set_len(&mut blobs[b].data, n)?;
+            slot.lend_to(be, b, &mut blobs[b].data, n)?;
             if self.poison {
                 be.fill(&mut blobs[b].data, 0, n, super::share::POISON)?;
             }
@@ -168,8 +155,8 @@ impl<B: Backend> DataPool<B> {
     /// Takes every lent buffer back.
     pub fn reclaim_all(&mut self, blobs: &mut [Blob<B>]) {
         for slot in &mut self.slots {
-            if let Some(b) = slot.holder.take() {
-                std::mem::swap(&mut blobs[b].data, &mut slot.buf);
+            if let Some(b) = slot.holder {
+                slot.take_back(&mut blobs[b].data);
             }
         }
     }
@@ -227,7 +214,7 @@ impl<B: Backend> Net<B> {
                 }
             }
         }
-        let slots = (0..buffers).map(|_| Ok(Slot { buf: self.be.alloc(0)?, cap: 0, holder: None })).collect::<Result<_>>()?;
+        let slots = (0..buffers).map(|_| Slot::new(&self.be, 0)).collect::<Result<_>>()?;
         let keep = keep.iter().map(|k| k.to_string()).collect();
         self.data_share = Some(DataPool { slot_of, lend, after_forward, after_backward, slots, keep, poison: false });
         Ok(())
@@ -293,7 +280,7 @@ impl<B: Backend> Net<B> {
                 }
             }
         }
-        for &b in self.outputs.iter().chain(&self.inputs) {
+        for &b in &self.outputs {
             own[b] = true;
         }
         Ok(own)

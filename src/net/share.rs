@@ -159,12 +159,43 @@ pub(super) fn shared_floats(uses: &[DiffUse], blobs_with_diff: &[bool], counts: 
     owned + colour(uses, counts).sizes.iter().sum::<usize>()
 }
 
-/// A pooled buffer and the blob it is lent to.
-struct Slot<B: Backend> {
+/// A pooled buffer and the blob it is lent to, in the diff pool and the data pool alike.
+pub(super) struct Slot<B: Backend> {
     buf: B::Buf,
     /// Elements allocated.
-    cap: usize,
-    holder: Option<usize>,
+    pub cap: usize,
+    /// The blob holding the buffer now.
+    pub holder: Option<usize>,
+}
+
+impl<B: Backend> Slot<B> {
+    /// A buffer of `n` elements, lent to no blob.
+    pub fn new(be: &B, n: usize) -> Result<Self> {
+        Ok(Slot { buf: be.alloc(n)?, cap: n, holder: None })
+    }
+
+    /// Reallocates the buffer (not lent) to `n` elements, freeing the old one before allocating
+    /// its replacement.
+    pub fn realloc(&mut self, be: &B, n: usize) -> Result<()> {
+        self.buf = be.alloc(0)?;
+        self.buf = be.alloc(n)?;
+        self.cap = n;
+        Ok(())
+    }
+
+    /// Lends the buffer to blob `b` as `part` (its diff or its data, empty now), sized to its
+    /// `n` elements.
+    pub fn lend_to(&mut self, be: &B, b: usize, part: &mut B::Buf, n: usize) -> Result<()> {
+        std::mem::swap(part, &mut self.buf);
+        self.holder = Some(b);
+        be.set_len(part, n)
+    }
+
+    /// Takes the buffer back from its holder's `part`, which is left empty.
+    pub fn take_back(&mut self, part: &mut B::Buf) {
+        std::mem::swap(part, &mut self.buf);
+        self.holder = None;
+    }
 }
 
 /// A finite value far from any gradient, written into lent buffers in place of the previous
@@ -222,13 +253,8 @@ impl<B: Backend> DiffPool<B> {
         for (j, &size) in self.plan.sizes.iter().enumerate() {
             match self.slots.get_mut(j) {
                 Some(s) if s.cap == size => {}
-                Some(s) => {
-                    // Free the old buffer before allocating its replacement.
-                    s.buf = be.alloc(0)?;
-                    s.buf = be.alloc(size)?;
-                    s.cap = size;
-                }
-                None => self.slots.push(Slot { buf: be.alloc(size)?, cap: size, holder: None }),
+                Some(s) => s.realloc(be, size)?,
+                None => self.slots.push(Slot::new(be, size)?),
             }
         }
         Ok(())
@@ -256,10 +282,8 @@ impl<B: Backend> DiffPool<B> {
                 None => {}
             }
             let blob = &mut blobs[b];
-            std::mem::swap(&mut blob.diff, &mut slot.buf);
-            slot.holder = Some(b);
             let n = blob.count();
-            be.set_len(&mut blob.diff, n)?;
+            slot.lend_to(be, b, &mut blob.diff, n)?;
             if zero || self.poison {
                 be.fill(&mut blob.diff, 0, n, if zero { 0.0 } else { POISON })?;
             }
@@ -272,8 +296,7 @@ impl<B: Backend> DiffPool<B> {
         for &b in &self.reclaim[i] {
             let slot = self.plan.slot_of.get(b).copied().flatten().and_then(|s| self.slots.get_mut(s));
             if let Some(slot) = slot.filter(|s| s.holder == Some(b)) {
-                std::mem::swap(&mut blobs[b].diff, &mut slot.buf);
-                slot.holder = None;
+                slot.take_back(&mut blobs[b].diff);
             }
         }
     }
@@ -281,8 +304,8 @@ impl<B: Backend> DiffPool<B> {
     /// Takes every lent buffer back (after a backward pass that stopped early).
     pub fn reclaim_all(&mut self, blobs: &mut [Blob<B>]) {
         for slot in &mut self.slots {
-            if let Some(b) = slot.holder.take() {
-                std::mem::swap(&mut blobs[b].diff, &mut slot.buf);
+            if let Some(b) = slot.holder {
+                slot.take_back(&mut blobs[b].diff);
             }
         }
     }

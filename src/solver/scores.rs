@@ -167,12 +167,11 @@ impl<B: Backend> Solver<B> {
         // test nets share them), and keeps none between tests; a test blob that several train
         // blobs feed (a shared parameter split in training) is copied in Caffe's order instead.
         let pairs = trained_pairs(&self.test_nets[id], &self.net)?;
-        let once = |i: usize, f: fn(&(usize, usize)) -> usize| pairs.iter().filter(|p| f(p) == f(&pairs[i])).count() == 1;
-        let (lent, copied): (Vec<_>, Vec<_>) = (0..pairs.len()).partition(|&i| once(i, |p| p.0) && once(i, |p| p.1));
-        let lent: Vec<(usize, usize)> = lent.into_iter().map(|i| pairs[i]).collect();
+        // A pair is lent when no other pair names either of its blobs.
+        let alone = |&(sp, dp): &(usize, usize)| pairs.iter().filter(|&&(s, d)| s == sp || d == dp).count() == 1;
+        let (lent, copied): (Vec<_>, Vec<_>) = pairs.iter().copied().partition(alone);
         let (test, train) = (&mut self.test_nets[id], &mut self.net);
-        for i in copied {
-            let (sp, dp) = pairs[i];
+        for (sp, dp) in copied {
             self.be.copy(&train.params()[sp].data, &mut test.params_mut()[dp].data)?;
         }
         for &(_, dp) in &lent {
