@@ -28,8 +28,13 @@ const BIAS: [f32; 2] = [5.0, -5.0];
 
 /// Writes model.prototxt and weights.caffemodel into `dir`.
 fn write_model(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
+    write_net(dir, &net_text(extra))
+}
+
+/// Writes `text` as model.prototxt and its convolution's weights as weights.caffemodel.
+fn write_net(dir: &Path, text: &str) -> (PathBuf, PathBuf) {
     let model = dir.join("model.prototxt");
-    std::fs::write(&model, net_text(extra)).unwrap();
+    std::fs::write(&model, text).unwrap();
     let param = crema::upgrade::read_net(&model).unwrap();
     let mut net = Net::new(Cpu::new(), &param, 0).unwrap();
     let be = net.backend().clone();
@@ -272,4 +277,38 @@ fn bad_inputs_are_errors_that_name_the_file() {
     let (code, _, err) = crema(&["segment", "--model", &m, "--weights", &w, "--gpu", "0", &missing, "--out", &out]);
     assert_eq!(code, 1);
     assert!(err.contains("CUDA"), "{err}");
+}
+
+/// A Bayesian net (Monte-Carlo dropout on the scores) is averaged over `--samples` forward
+/// passes and gets an uncertainty map; a deterministic net refuses more than one sample.
+#[test]
+fn segment_averages_the_samples_of_a_bayesian_net() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = net_text("").replace("dim: 1 dim: 1 dim: 8", "dim: 4 dim: 1 dim: 8").replace(
+        r#"layer { name: "prob""#,
+        r#"layer { name: "drop" type: "Dropout" bottom: "score" top: "score" dropout_param { sample_weights_test: true } }
+layer { name: "prob""#,
+    );
+    let (model, weights) = write_net(dir.path(), &text);
+    write_cases(dir.path());
+    let out = dir.path().join("seg");
+    let img = s(&dir.path().join("images/a.png"));
+    let (code, _, err) = crema(&["segment", "--model", &s(&model), "--weights", &s(&weights), &img, "--out", &s(&out), "--samples", "16"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("mean of 16 forward passes"), "{err}");
+    assert!(err.contains("uncertainty=") && err.contains("probability and uncertainty maps"), "{err}");
+    let u = image::open(out.join("a_uncertainty.png")).unwrap().to_luma8();
+    assert_eq!(u.dimensions(), (8, 8));
+    // With half the scores dropped, some samples of some pixels tie at 0.5: not all certain.
+    assert!(u.pixels().any(|p| p[0] > 0), "no uncertainty in 16 samples");
+    // The model's batch of 4 is the default number of samples.
+    let (code, _, err) = crema(&["segment", "--model", &s(&model), "--weights", &s(&weights), &img, "--out", &s(&out)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("mean of 4 forward passes"), "{err}");
+
+    let (model, weights) = write_model(dir.path(), "");
+    let (code, _, err) = crema(&["segment", "--model", &s(&model), "--weights", &s(&weights), &img, "--out", &s(&out), "--samples", "3"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("3 samples asked") && err.contains("sample_weights_test"), "{err}");
+    assert!(err.contains("model.prototxt"), "the error names the model: {err}");
 }

@@ -55,6 +55,12 @@ pub struct ModelOpts {
     /// multiples of 32), e.g. 256 for a lite net trained on 256x256 images.
     #[arg(long)]
     pub size: Option<String>,
+    /// Forward passes averaged per image, for a net that samples at test time (Bayesian
+    /// SegNet: Dropout with sample_weights_test): the mask and probabilities come from the
+    /// samples' mean, and segment also writes <name>_uncertainty.png. Default: the batch size of
+    /// the model's input for such a net (as SegNet's Bayesian test script), else 1.
+    #[arg(long)]
+    pub samples: Option<usize>,
 }
 
 impl ModelOpts {
@@ -110,7 +116,7 @@ impl ModelOpts {
             Mean::Values(v) => format!("{v:?}"),
             Mean::File { path, .. } => path.clone(),
         });
-        let options = Options { input: None, output: self.output.clone(), class: self.class, transform, filter, size };
+        let options = Options { input: None, output: self.output.clone(), class: self.class, transform, filter, size, samples: self.samples };
         let seg = Segmenter::new(net, options).with_context(|| model.display().to_string())?;
         let [c, h, w] = seg.input_shape();
         eprintln!(
@@ -118,6 +124,9 @@ impl ModelOpts {
             if c == 1 { "gray" } else { "BGR" },
             self.resize
         );
+        if seg.samples() > 1 {
+            eprintln!("the net samples at test time: each image's output is the mean of {} forward passes (--samples)", seg.samples());
+        }
         Ok(seg)
     }
 }
@@ -142,7 +151,8 @@ pub struct Args {
     /// Images to segment, or folders of images.
     #[arg(required = true, value_name = "IMAGES")]
     images: Vec<PathBuf>,
-    /// Folder to write <name>_mask.png, <name>_prob.png and <name>_overlay.png into.
+    /// Folder to write <name>_mask.png, <name>_prob.png and <name>_overlay.png into (and
+    /// <name>_uncertainty.png when several samples are averaged).
     #[arg(long)]
     out: PathBuf,
     /// Folder of true masks (<name>.png; lung where nonzero in a 0/1 or 0/255 mask, see
@@ -233,12 +243,19 @@ fn go<B: Backend>(be: B, a: &Args, files: &[PathBuf]) -> anyhow::Result<()> {
         write_png(&a.out.join(format!("{name}_mask.png")), &DynamicImage::ImageLuma8(result.mask.to_image()))?;
         write_png(&a.out.join(format!("{name}_prob.png")), &DynamicImage::ImageLuma8(result.prob_image()))?;
         write_png(&a.out.join(format!("{name}_overlay.png")), &DynamicImage::ImageRgb8(overlay))?;
-        let score = match &truth {
-            Some(t) => format!(" dice={:.4}", eval::score(&result.mask, t)?.dice),
-            None => String::new(),
-        };
-        eprintln!("[{}/{}] {name} {}x{}{score}", i + 1, files.len(), img.width, img.height);
+        if let Some(u) = result.uncertainty_image() {
+            write_png(&a.out.join(format!("{name}_uncertainty.png")), &DynamicImage::ImageLuma8(u))?;
+        }
+        let mut line = format!("[{}/{}] {name} {}x{}", i + 1, files.len(), img.width, img.height);
+        if let Some(t) = &truth {
+            line += &format!(" dice={:.4}", eval::score(&result.mask, t)?.dice);
+        }
+        if let Some(u) = result.mean_uncertainty() {
+            line += &format!(" uncertainty={u:.5}");
+        }
+        eprintln!("{line}");
     }
-    eprintln!("wrote {} images' masks, probability maps and overlays to {}", files.len(), a.out.display());
+    let maps = if seg.samples() > 1 { "probability and uncertainty maps" } else { "probability maps" };
+    eprintln!("wrote {} images' masks, {maps} and overlays to {}", files.len(), a.out.display());
     Ok(())
 }

@@ -66,6 +66,9 @@ impl<B: Backend> Layer<B> for Dropout<B> {
     fn allows_in_place(&self) -> bool {
         true
     }
+    fn is_stochastic(&self) -> bool {
+        self.sample
+    }
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let count: usize = bottoms[0].iter().product();
         if self.sample && self.mask.as_ref().map(|m| be.len(m)) != Some(count) {

@@ -226,6 +226,12 @@ pub trait Layer<B: Backend>: Send {
     fn has_backward(&self) -> bool {
         true
     }
+    /// Whether forward draws random numbers, so that two forwards of the same input give
+    /// different outputs (Dropout in TRAIN, or in TEST with SegNet's `sample_weights_test`:
+    /// Monte-Carlo dropout).
+    fn is_stochastic(&self) -> bool {
+        false
+    }
     /// The `ParamSpec` of learnable blob `index` when the layer's `param` list has no entry
     /// for it (None: Caffe's defaults, lr_mult 1 and decay_mult 1). BatchNorm answers lr_mult 0
     /// for its statistics, as Caffe's BatchNormLayer adds `param { lr_mult: 0 }` entries.
