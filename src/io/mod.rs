@@ -7,6 +7,7 @@
 //! - [`caffemodel`]: writing a net's definition and parameters as Caffe's snapshots do.
 //! - [`solverstate`]: `.solverstate` files.
 //! - [`npy`]: NumPy `.npy` arrays.
+//! - [`lmdb`]: LMDB databases of Caffe `Datum` records (read only).
 //!
 //! Every reader checks each length and count against the bytes that remain before it
 //! allocates, so a corrupt or hostile file gives an [`Error::Decode`],
@@ -14,6 +15,7 @@
 
 pub mod blob;
 pub mod caffemodel;
+pub mod lmdb;
 pub mod npy;
 pub mod solverstate;
 pub mod weights;

@@ -144,5 +144,5 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         transformer,
         ranges: LabelRanges::default(),
     };
-    image_layer(loader, batch)
+    image_layer(loader, batch, lp.top.len())
 }

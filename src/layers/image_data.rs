@@ -110,6 +110,8 @@ pub(super) fn resolver(root: &str, first: &str, source: &Path, cx: &LayerContext
 pub(super) trait ImageSource: Send + Sync + Sized + 'static {
     /// Caffe's type string.
     const TYPE: &'static str;
+    /// The tops the layer takes: data and label (the label top may be optional).
+    const TOPS: Arity = Arity::exactly(2);
     /// The order the source's samples are drawn in.
     fn order(&self) -> &Order;
     /// Sample `idx` of the source, drawn at position `pos` of the run.
@@ -142,17 +144,19 @@ pub(super) fn order(n: usize, batch: usize, shuffle: bool, rand_skip: u32, cx: &
     Ok(order)
 }
 
-/// The layer reading `loader`'s batches of `batch` samples; the top shapes it reports before
-/// the first batch come from the first sample, read here.
-pub(super) fn image_layer<B: Backend, S: ImageSource>(loader: S, batch: usize) -> Result<Box<dyn Layer<B>>> {
+/// The layer reading `loader`'s batches of `batch` samples into its `tops` tops (data, then
+/// label where there are two); the top shapes it reports before the first batch come from the
+/// first sample, read here.
+pub(super) fn image_layer<B: Backend, S: ImageSource>(loader: S, batch: usize, tops: usize) -> Result<Box<dyn Layer<B>>> {
     let (pos, idx) = loader.order().first();
     let [c, h, w] = loader.sample(pos, idx)?.shape;
     let probe = vec![vec![batch, c, h, w], S::label_shape(batch, h, w)];
-    Ok(Box::new(ImageLayer { feed: Feed::new(loader, probe) }))
+    Ok(Box::new(ImageLayer { feed: Feed::new(loader, probe), tops }))
 }
 
 struct ImageLayer<S: ImageSource> {
     feed: Feed<S>,
+    tops: usize,
 }
 
 impl<B: Backend, S: ImageSource> Layer<B> for ImageLayer<S> {
@@ -163,13 +167,15 @@ impl<B: Backend, S: ImageSource> Layer<B> for ImageLayer<S> {
         Arity::exactly(0)
     }
     fn tops(&self) -> Arity {
-        Arity::exactly(2)
+        S::TOPS
     }
     fn has_backward(&self) -> bool {
         false
     }
     fn reshape(&mut self, _: &B, _: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
-        self.feed.shapes()
+        let mut shapes = self.feed.shapes()?;
+        shapes.truncate(self.tops);
+        Ok(shapes)
     }
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let batch = self.feed.take()?;
@@ -253,5 +259,5 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         color: color_mode(p.is_color(), &transformer),
         transformer,
     };
-    image_layer(loader, batch)
+    image_layer(loader, batch, lp.top.len())
 }

@@ -12,6 +12,7 @@ mod activation;
 mod batch_norm;
 mod bn;
 mod conv;
+mod data;
 mod dense_image_data;
 mod image_data;
 mod dropout;

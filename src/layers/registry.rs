@@ -23,6 +23,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("Convolution", super::conv::create_convolution),
         ("Crop", super::crop::create),
         ("Deconvolution", super::conv::create_deconvolution),
+        ("Data", super::data::create),
         ("DenseImageData", super::dense_image_data::create),
         ("Dropout", super::dropout::create),
         ("DummyData", super::input::create_dummy_data),

@@ -1,0 +1,134 @@
+//! Data (BVLC Caffe): `Datum` records read from a database, through `transform_param`.
+//! Tops: data `(N, C, H, W)` and, optionally, label `(N)`.
+//!
+//! As Caffe: records are read in the database's key order, from the start again after the
+//! last (a batch may span the wrap); `rand_skip` skips a random number of records at the start;
+//! a record holds raw pixels (`channels x height x width` bytes, channel-major) or, with
+//! `encoded`, an image file (PNG, JPEG, ...) decoded with its own channels unless
+//! `force_color`/`force_gray` ask otherwise; each batch takes the shape of its first record.
+//! Only LMDB databases are read (`backend: LMDB`, what Caffe's examples and tools make);
+//! LevelDB, the field's default, is refused with a message. Loading runs ahead in background
+//! threads, as for the image-list layers.
+
+use super::image_data::{batch_size, image_layer, order, ImageSource, Sample};
+use super::{Arity, Layer, LayerContext};
+use crate::backend::Backend;
+use crate::data::decode::{decode_image, ColorMode, Image8};
+use crate::data::labels::LabelRanges;
+use crate::data::order::Order;
+use crate::data::prefetch::Feed;
+use crate::data::source::resolve_file;
+use crate::data::transform::Transformer;
+use crate::io::lmdb::Lmdb;
+use crate::proto::{data_parameter::Db, Datum, LayerParameter};
+use crate::{Error, Result};
+use prost::Message;
+use std::path::PathBuf;
+
+struct DataLoader {
+    db: Lmdb,
+    order: Order,
+    transformer: Transformer,
+    ranges: LabelRanges,
+}
+
+impl DataLoader {
+    /// The name of record `idx` in errors: the database and the record's key.
+    fn name(&self, idx: usize) -> PathBuf {
+        let key = self.db.get(idx).map(|(k, _)| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+        PathBuf::from(format!("{} (record {idx}, key `{key}`)", self.db.path().display()))
+    }
+
+    /// Record `idx` as an image and its label.
+    fn datum(&self, idx: usize) -> Result<(Image8, i32)> {
+        let file = || self.name(idx).display().to_string();
+        let (_, value) = self.db.get(idx).ok_or_else(|| Error::Internal(format!("record {idx} of {}", self.db.len())))?;
+        let d = Datum::decode(value).map_err(|e| Error::Decode { file: file(), msg: format!("not a Caffe Datum: {e}") })?;
+        if d.encoded() {
+            let mode = self.transformer.force_color.map(|c| if c { ColorMode::Bgr } else { ColorMode::Gray });
+            let (img, info) = decode_image(d.data(), &self.name(idx), mode.unwrap_or(ColorMode::Bgr))?;
+            // OpenCV's native decoding: a gray file stays one channel.
+            let img = match mode {
+                None if !info.color => Image8 { channels: 1, data: img.data.iter().step_by(3).copied().collect(), ..img },
+                _ => img,
+            };
+            return Ok((img, d.label()));
+        }
+        if !d.float_data.is_empty() && d.data().is_empty() {
+            return Err(Error::Decode { file: file(), msg: "a Datum of float_data: crema reads Datums of 8-bit pixels (data) only".into() });
+        }
+        let dims = [d.channels(), d.height(), d.width()];
+        if dims.iter().any(|&v| v <= 0) {
+            return Err(Error::Decode { file: file(), msg: format!("a Datum of {}x{}x{} (channels x height x width)", dims[0], dims[1], dims[2]) });
+        }
+        let [c, h, w] = dims.map(|v| v as usize);
+        let data = d.data();
+        if c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(data.len()) {
+            return Err(Error::Decode { file: file(), msg: format!("a {c}x{h}x{w} Datum holds {} bytes of data", data.len()) });
+        }
+        // Channel-major planes to interleaved pixels, the layout the transformer reads.
+        let mut img = Image8::new(w, h, c);
+        for (ch, plane) in data.chunks_exact(h * w).enumerate() {
+            for (px, &v) in plane.iter().enumerate() {
+                img.data[px * c + ch] = v;
+            }
+        }
+        Ok((img, d.label()))
+    }
+}
+
+impl ImageSource for DataLoader {
+    const TYPE: &'static str = "Data";
+    const TOPS: Arity = Arity::range(1, 2);
+    fn order(&self) -> &Order {
+        &self.order
+    }
+    fn sample(&self, pos: u64, idx: usize) -> Result<Sample> {
+        let (img, label) = self.datum(idx)?;
+        let file = self.name(idx);
+        if !self.ranges.is_empty() && !self.ranges.accepts(label) {
+            return Err(Error::Decode {
+                file: file.display().to_string(),
+                msg: format!("label {label} is out of range: the loss takes {}", self.ranges.describe()),
+            });
+        }
+        let (oh, ow) = self.transformer.out_size(img.height, img.width, &file)?;
+        let draw = self.transformer.draw(&mut self.order.augment_rng(pos), img.height, img.width);
+        let mut data = vec![0.0; img.channels * oh * ow];
+        self.transformer.apply(&img, draw, &mut data, false, &file)?;
+        Ok(Sample { shape: [img.channels, oh, ow], data, label: vec![label as f32], file })
+    }
+    fn label_shape(n: usize, _: usize, _: usize) -> Vec<usize> {
+        vec![n]
+    }
+    fn set_label_range(feed: &mut Feed<Self>, classes: usize, ignore_label: Option<i32>) -> Result<()> {
+        feed.loader_mut()?.ranges.add(classes, ignore_label);
+        Ok(())
+    }
+}
+
+pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+    let p = lp.data_param.clone().unwrap_or_default();
+    let source = p.source.clone().ok_or_else(|| Error::Config("data_param: missing `source`".into()))?;
+    let batch = batch_size(p.batch_size(), "data_param.batch_size")?;
+    let path = resolve_file(&source, cx.model_dir.as_deref(), "data source")?;
+    if p.backend() == Db::Leveldb {
+        let lmdb = path.join("data.mdb").exists();
+        return Err(Error::Config(format!(
+            "data_param.backend is LEVELDB{}, which crema does not read; {}",
+            if p.backend.is_none() { " (the default)" } else { "" },
+            if lmdb {
+                format!("{} is an LMDB database: set `backend: LMDB`", path.display())
+            } else {
+                "convert the data to LMDB (Caffe's convert_imageset -backend lmdb) and set `backend: LMDB`".into()
+            }
+        )));
+    }
+    let transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
+    let db = Lmdb::open(&path)?;
+    if db.is_empty() {
+        return Err(Error::Decode { file: db.path().display().to_string(), msg: "the database holds no records".into() });
+    }
+    let order = order(db.len(), batch, false, p.rand_skip(), cx, "records")?;
+    image_layer(DataLoader { db, order, transformer, ranges: LabelRanges::default() }, batch, lp.top.len())
+}
