@@ -219,6 +219,187 @@ fn data_layer_errors_name_what_is_wrong() {
         + "layer { name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip' inner_product_param { num_output: 5 } }\n\
            layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'label' top: 'loss' }\n";
     let mut net = build(&text, Phase::Train).unwrap();
-    let e = net.forward().err().expect("label 5 with 5 classes").to_string();
+    let e = net.forward().expect_err("label 5 with 5 classes").to_string();
     assert!(e.contains("key `00000005_img5.png`") && e.contains("label 5 is out of range"), "{e}");
+}
+
+/// Record `i` of the interop set: keys of 9 to 308 bytes (so branch pages hold few and the tree
+/// grows deep), values of 0 to 4,999 bytes (across LMDB's overflow limit). tools/check_lmdb.py
+/// makes the same records to check the LMDB library's reading of crema's file.
+fn interop_record(i: usize) -> (Vec<u8>, Vec<u8>) {
+    let key = format!("{i:08}_{}", "k".repeat(i % 300)).into_bytes();
+    let len = (i * 977) % 5000;
+    (key, (0..len).map(|j| ((i * 31 + j) % 256) as u8).collect())
+}
+
+/// crema writes what its reader (checked against the LMDB library's files above) reads back,
+/// through every tree shape: empty, one leaf, overflow values, and a deep tree. The databases
+/// stay in the test's target folder for tools/check_lmdb.py, which CI runs with the LMDB
+/// library.
+#[test]
+fn written_databases_read_back_record_for_record() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lmdb-interop");
+    let _ = std::fs::remove_dir_all(&out);
+    let write = |name: &str, records: Vec<(Vec<u8>, Vec<u8>)>| {
+        let w = crema::io::lmdb::write_lmdb(&out.join(name), records.clone().into_iter().map(Ok)).unwrap();
+        let db = Lmdb::open(&out.join(name)).unwrap();
+        assert_eq!((db.len(), w.entries), (records.len(), records.len() as u64));
+        for (i, (k, v)) in records.iter().enumerate() {
+            assert_eq!(db.get(i).unwrap(), (k.as_slice(), v.as_slice()), "{name}: record {i}");
+        }
+        let size = std::fs::metadata(out.join(name).join("data.mdb")).unwrap().len();
+        assert_eq!(size, w.pages * crema::io::lmdb::PAGE_SIZE as u64);
+        w
+    };
+    assert_eq!(write("empty", vec![]).depth, 0);
+    assert_eq!(write("one", vec![(b"a".to_vec(), b"b".to_vec())]).depth, 1);
+    let many = write("many", (0..3000).map(interop_record).collect());
+    assert!(many.depth >= 3, "depth {}", many.depth);
+    // The fixture made by the LMDB library, written again by crema: the same records.
+    let digits = Lmdb::open(&fixture("digits")).unwrap();
+    write("digits", (0..digits.len()).map(|i| digits.get(i).map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect());
+}
+
+#[test]
+fn writing_refuses_bad_keys_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let write = |records: Vec<crema::Result<(Vec<u8>, Vec<u8>)>>| crema::io::lmdb::write_lmdb(&db, records).err().map(|e| e.to_string());
+    let e = write(vec![Ok((b"b".to_vec(), vec![])), Ok((b"a".to_vec(), vec![]))]).unwrap();
+    assert!(e.contains("key `a` does not come after"), "{e}");
+    let e = write(vec![Ok((b"a".to_vec(), vec![])), Ok((b"a".to_vec(), vec![]))]).unwrap();
+    assert!(e.contains("key `a` does not come after"), "{e}");
+    let e = write(vec![Ok((vec![b'k'; 512], vec![]))]).unwrap();
+    assert!(e.contains("a key of 512 bytes"), "{e}");
+    let e = write(vec![Ok((b"a".to_vec(), vec![1; 10_000])), Err(crema::Error::Config("image 2 is broken".into()))]).unwrap();
+    assert_eq!(e, "image 2 is broken");
+    assert!(!db.exists(), "a failed write leaves nothing");
+    assert!(write(vec![Ok((b"a".to_vec(), b"x".to_vec()))]).is_none());
+    let e = write(vec![Ok((b"b".to_vec(), b"y".to_vec()))]).unwrap();
+    assert!(e.contains("already there"), "{e}");
+    assert_eq!(Lmdb::open(&db).unwrap().get(0).unwrap(), (b"a".as_slice(), b"x".as_slice()));
+}
+
+/// A 28x28 gray "digit" of class `k`: a bright bar over rows `2k + 4 .. 2k + 6` on a textured
+/// background that varies with `i`.
+fn bar_image(k: usize, i: usize) -> image::GrayImage {
+    image::GrayImage::from_fn(28, 28, |x, y| {
+        let on = (2 * k as u32 + 4..2 * k as u32 + 6).contains(&y);
+        image::Luma([if on { 220 } else { ((x * 7 + y * 13 + i as u32 * 31) % 60) as u8 }])
+    })
+}
+
+/// Caffe's own LeNet example (examples/mnist/lenet_train_test.prototxt and lenet_solver.prototxt
+/// from BVLC Caffe, in ../shared/conformance/prototxt) runs as Caffe runs it, from Caffe's root
+/// folder, on databases `crema convert_imageset` makes: only the sizes change (batches of 16
+/// and 20, 60 iterations, testing every 30, the CPU, a fixed seed).
+#[test]
+fn caffes_lenet_example_trains_on_databases_convert_imageset_makes() {
+    let conformance = std::env::var_os("CREMA_CONFORMANCE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
+    let net = std::fs::read_to_string(conformance.join("prototxt/mnist_lenet_train_test.prototxt")).expect("the conformance cases beside the checkout");
+    let solver = std::fs::read_to_string(conformance.join("prototxt/mnist_lenet_solver.prototxt")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mnist = root.path().join("examples/mnist");
+    let images = root.path().join("data/bars");
+    std::fs::create_dir_all(&mnist).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    for (list, n) in [("train.txt", 200), ("test.txt", 40)] {
+        let mut text = String::new();
+        for i in 0..n {
+            let (k, name) = (i % 10, format!("{list}_{i}.png"));
+            bar_image(k, i).save(images.join(&name)).unwrap();
+            text += &format!("{name} {k}\n");
+        }
+        std::fs::write(images.join(list), text).unwrap();
+    }
+    let crema = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crema")).args(args).current_dir(root.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "crema {args:?}: {err}");
+        err
+    };
+    // Caffe's create_mnist.sh makes these two databases (with convert_mnist_data).
+    let err = crema(&["convert_imageset", "-gray", "-shuffle", "data/bars/", "data/bars/train.txt", "examples/mnist/mnist_train_lmdb"]);
+    assert!(err.contains("Processed 200 files"), "{err}");
+    crema(&["convert_imageset", "-gray", "data/bars/", "data/bars/test.txt", "examples/mnist/mnist_test_lmdb"]);
+    let db = Lmdb::open(&mnist.join("mnist_test_lmdb")).unwrap();
+    let (key, d) = datum(&db, 3);
+    assert_eq!(key, "00000003_test.txt_3.png");
+    assert_eq!((d.channels(), d.height(), d.width(), d.label(), d.encoded()), (1, 28, 28, 3, false));
+    assert_eq!(d.data(), bar_image(3, 3).into_raw());
+    // The bytes Caffe's CVMatToDatum and protobuf write: channels, height, width, data (784
+    // bytes), label, and `encoded` set to false.
+    let bytes = db.get(3).unwrap().1;
+    assert_eq!(bytes[..9], [0x08, 1, 0x10, 28, 0x18, 28, 0x22, 0x90, 0x06]);
+    assert_eq!(bytes[9 + 784..], [0x28, 3, 0x38, 0]);
+
+    std::fs::write(mnist.join("lenet_train_test.prototxt"), net.replace("batch_size: 64", "batch_size: 16").replace("batch_size: 100", "batch_size: 20")).unwrap();
+    let solver = solver
+        .replace("test_iter: 100", "test_iter: 2")
+        .replace("test_interval: 500", "test_interval: 30")
+        .replace("display: 100", "display: 10")
+        .replace("max_iter: 10000", "max_iter: 60")
+        .replace("snapshot: 5000", "snapshot: 0")
+        .replace("solver_mode: GPU", "solver_mode: CPU")
+        + "random_seed: 1\n";
+    std::fs::write(mnist.join("lenet_solver.prototxt"), solver).unwrap();
+    let err = crema(&["train", "-solver", "examples/mnist/lenet_solver.prototxt"]);
+    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
+    let losses: Vec<f32> = err.lines().filter(|l| l.contains("Iteration") && l.contains("loss =")).map(value).collect();
+    let accuracy: Vec<f32> = err.lines().filter(|l| l.contains("Test net output") && l.contains("accuracy =")).map(value).collect();
+    assert!(losses.len() >= 6 && accuracy.len() >= 2, "{err}");
+    assert!(losses[0] > 2.0 && *losses.last().unwrap() < 0.5, "LeNet did not learn the bars: {losses:?}\n{err}");
+    assert!(*accuracy.last().unwrap() > 0.9, "test accuracy {accuracy:?}");
+}
+
+/// `crema bn-stats` runs one pass over the training data by default: for a Data layer, its
+/// database's records over the batch size.
+#[test]
+fn an_epoch_of_a_data_layer_is_its_records_over_the_batch() {
+    let text = data_net("digits", "top: 'data'", "batch_size: 7 backend: LMDB", "");
+    let param: NetParameter = crema::prototxt::parse(&text, "t").unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(crema::inference::bn_stats::epoch_iterations(&param, Some(dir)), Some(300usize.div_ceil(7)));
+}
+
+/// Raw and encoded databases of the same images feed a Data layer the same values; resizing
+/// is Caffe's bilinear one, and a size check refuses a differing image.
+#[test]
+fn convert_imageset_raw_and_encoded_give_the_same_batches() {
+    use crema::data::imageset::{convert_imageset, ImagesetOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = String::new();
+    for i in 0..5 {
+        let img = image::RgbImage::from_fn(9, 7, |x, y| image::Rgb([(x * 20 + i) as u8, (y * 30) as u8, (x * y + 5 * i) as u8]));
+        img.save(dir.path().join(format!("c{i}.png"))).unwrap();
+        list += &format!("c{i}.png {i}\n");
+    }
+    std::fs::write(dir.path().join("list.txt"), list).unwrap();
+    let root = format!("{}/", dir.path().display());
+    let convert = |name: &str, opts: ImagesetOptions| convert_imageset(&root, &dir.path().join("list.txt"), &dir.path().join(name), &opts, |_| {});
+    convert("raw", ImagesetOptions::default()).unwrap();
+    convert("enc", ImagesetOptions { encoded: true, ..Default::default() }).unwrap();
+    let enc = Lmdb::open(&dir.path().join("enc")).unwrap();
+    assert_eq!(datum(&enc, 2).1.data(), std::fs::read(dir.path().join("c2.png")).unwrap());
+    let batch = |name: &str| {
+        let text = format!("layer {{ name: 'd' type: 'Data' top: 'data' top: 'label' data_param {{ source: '{}' batch_size: 5 backend: LMDB }} }}", dir.path().join(name).display());
+        let mut net = build(&text, Phase::Test).unwrap();
+        net.forward().unwrap();
+        (blob(&net, "data"), blob(&net, "label"))
+    };
+    let (raw, enc) = (batch("raw"), batch("enc"));
+    assert_eq!(raw.0 .0, [5, 3, 7, 9]);
+    assert_eq!(raw, enc);
+    // B, G, R planes: the first pixel of image 1 is (R, G, B) = (1, 0, 5).
+    assert_eq!([raw.0 .1[63 * 3], raw.0 .1[63 * 4], raw.0 .1[63 * 5]], [5.0, 0.0, 1.0]);
+
+    convert("small", ImagesetOptions { resize: Some((4, 6)), gray: true, ..Default::default() }).unwrap();
+    let (_, d) = datum(&Lmdb::open(&dir.path().join("small")).unwrap(), 0);
+    assert_eq!((d.channels(), d.height(), d.width()), (1, 4, 6));
+    let e = convert("bad", ImagesetOptions { resize: Some((4, 6)), encoded: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("cannot be resized"), "{e}");
+    image::RgbImage::new(3, 3).save(dir.path().join("c4.png")).unwrap();
+    let e = convert("checked", ImagesetOptions { check_size: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("c4.png (line 5) is 3x3, not 9x7"), "{e}");
+    assert!(!dir.path().join("checked").exists(), "a failed conversion leaves no database");
 }

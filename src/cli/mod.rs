@@ -5,6 +5,7 @@
 mod args;
 mod bn_stats;
 mod common;
+mod convert;
 mod curves;
 mod dataset;
 mod device;
@@ -57,6 +58,10 @@ enum Command {
     /// (SegNet's compute_bn_statistics.py).
     #[command(name = "bn-stats")]
     BnStats(bn_stats::Args),
+    /// Make an LMDB database of Datums from listed images, for the Data layer (Caffe's
+    /// `convert_imageset`).
+    #[command(name = "convert_imageset", alias = "convert-imageset")]
+    ConvertImageset(convert::Args),
     /// Describe a GPU and the CUDA libraries crema loads (Caffe's `caffe device_query`).
     #[command(name = "device_query", alias = "device-query")]
     DeviceQuery(device::QueryArgs),
@@ -83,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate::run(a),
         Command::BnStats(a) => bn_stats::run(a),
         Command::DeviceQuery(a) => device::query(a),
+        Command::ConvertImageset(a) => convert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

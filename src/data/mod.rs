@@ -2,12 +2,14 @@
 //! them ([`decode`]), resizing ([`resize`]), source lists and path resolution ([`source`]),
 //! Caffe's `DataTransformer` ([`transform`]), the seeded sample order that makes runs resumable
 //! ([`order`]), label checks ([`labels`]), background loading ([`prefetch`]), and the
-//! preparation of segmentation datasets behind `crema dataset` ([`dataset`]).
+//! preparation of segmentation datasets behind `crema dataset` ([`dataset`]), and Caffe's
+//! `convert_imageset` into an LMDB database ([`imageset`]).
 //!
 //! The layers themselves (`DenseImageData`, `ImageData`) live in `crate::layers`.
 
 pub mod dataset;
 pub mod decode;
+pub mod imageset;
 pub mod labels;
 pub mod order;
 pub mod prefetch;

@@ -257,28 +257,36 @@ pub fn write_inference_weights<B: Backend>(net: &Net<B>, path: &Path) -> Result<
 }
 
 /// One pass over the training data: for each data layer that reads a list file (DenseImageData,
-/// ImageData), the number of lines of its source divided by its batch size, rounded up; the
-/// largest over such layers. `None` when the net has none or a source cannot be read. The
+/// ImageData) or a database (Data), the number of lines or records of its source divided by its
+/// batch size, rounded up; the largest over such layers. `None` when the net has none or a source cannot be read. The
 /// source is found as the data layers find it: as given (relative to the working directory),
 /// else relative to `model_dir`.
 pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Option<usize> {
     let mut best: Option<usize> = None;
     for l in &param.layer {
-        let (source, batch) = match l.r#type() {
+        let (source, batch, database) = match l.r#type() {
             "DenseImageData" => {
                 let p = l.dense_image_data_param.as_ref()?;
-                (p.source().to_string(), p.batch_size() as usize)
+                (p.source().to_string(), p.batch_size() as usize, false)
             }
             "ImageData" => {
                 let p = l.image_data_param.as_ref()?;
-                (p.source().to_string(), p.batch_size() as usize)
+                (p.source().to_string(), p.batch_size() as usize, false)
+            }
+            "Data" => {
+                let p = l.data_param.as_ref()?;
+                (p.source().to_string(), p.batch_size() as usize, true)
             }
             _ => continue,
         };
         let direct = Path::new(&source).to_path_buf();
-        let path = if direct.is_file() { direct } else { model_dir?.join(&source) };
-        let text = std::fs::read_to_string(path).ok()?;
-        let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+        let path = if direct.exists() { direct } else { model_dir?.join(&source) };
+        let lines = if database {
+            crate::io::lmdb::Lmdb::open(&path).ok()?.len()
+        } else {
+            let text = std::fs::read_to_string(path).ok()?;
+            text.lines().filter(|l| !l.trim().is_empty()).count()
+        };
         if batch == 0 || lines == 0 {
             return None;
         }

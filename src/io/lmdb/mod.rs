@@ -9,7 +9,10 @@
 //! lives in a run of overflow pages that the node names. Every offset, count and page number
 //! read from the file is checked against the file before it is used, so a truncated or
 //! corrupt database gives an [`Error::Decode`] naming it, never a panic, and the walk visits
-//! no page twice.
+//! no page twice. [`write_lmdb`] writes a database the LMDB library reads.
+
+mod write;
+pub use write::{write_lmdb, Written, MAX_KEY, PAGE_SIZE};
 
 use super::FileBytes;
 use crate::{Error, Result};
