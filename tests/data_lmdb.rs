@@ -403,3 +403,40 @@ fn convert_imageset_raw_and_encoded_give_the_same_batches() {
     assert!(e.contains("c4.png (line 5) is 3x3, not 9x7"), "{e}");
     assert!(!dir.path().join("checked").exists(), "a failed conversion leaves no database");
 }
+
+/// `crema compute_image_mean` averages every record value by value (in f32, key order, as
+/// Caffe), writes a mean file the Data layer's `mean_file` takes, and prints channel means.
+#[test]
+fn compute_image_mean_gives_caffes_mean_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mean.binaryproto");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["compute_image_mean", "-backend", "lmdb"])
+        .arg(fixture("color"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let mean = crema::io::read_binaryproto(&out).unwrap();
+    assert_eq!(mean.shape, [1, 3, 40, 30]);
+    assert!(mean.legacy_4d, "Caffe writes num, channels, height, width");
+    let pixel = |i: usize, v: usize| ((50 * i + 80 * (v / 1200) + 3 * (v % 1200 / 30) + v % 30) % 256) as f32;
+    for v in 0..3600 {
+        let want = (0..4).fold(0f32, |s, i| s + pixel(i, v)) / 4.0;
+        assert_eq!(mean.data[v], want, "value {v}");
+    }
+    let channel0 = mean.data[..1200].iter().fold(0f32, |a, &v| a + v) / 1200.0;
+    assert!(err.contains("Number of channels: 3") && err.contains(&format!("mean_value channel [0]: {channel0}")), "{err}");
+
+    // The Data layer subtracts it value by value.
+    let text = data_net("color", "top: 'data'", "batch_size: 4 backend: LMDB", &format!("transform_param {{ mean_file: '{}' }}", out.display()));
+    let mut net = build(&text, Phase::Test).unwrap();
+    net.forward().unwrap();
+    let (_, data) = blob(&net, "data");
+    assert!((0..4 * 3600).all(|k| data[k] == pixel(k / 3600, k % 3600) - mean.data[k % 3600]));
+
+    // Records of different sizes have no mean.
+    let e = crema::data::imageset::compute_image_mean(&Lmdb::open(&fixture("encoded")).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("key `00000002`") && e.contains("a mean needs one size"), "{e}");
+}

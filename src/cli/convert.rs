@@ -1,5 +1,6 @@
-//! `crema convert_imageset ROOTFOLDER/ LISTFILE DB_NAME`: Caffe's tool of that name, with its
-//! flags, making the LMDB database a Data layer reads.
+//! `crema convert_imageset ROOTFOLDER/ LISTFILE DB_NAME` and `crema compute_image_mean DB
+//! MEAN`: Caffe's tools of those names, with their flags, making the LMDB database a Data layer
+//! reads and its mean file.
 
 use anyhow::bail;
 use crema::data::imageset::{convert_imageset, ImagesetOptions};
@@ -86,5 +87,33 @@ fn check_extensions(list: &std::path::Path, kind: &str) -> anyhow::Result<()> {
             bail!("{} (line {} of {}) is not a .{kind} file; crema stores files as they are and does not re-encode them", e.image, e.line, list.display());
         }
     }
+    Ok(())
+}
+
+/// `crema compute_image_mean DB OUT.binaryproto`.
+#[derive(clap::Args)]
+pub struct MeanArgs {
+    /// The LMDB database folder (as `convert_imageset` makes).
+    db: PathBuf,
+    /// The mean file to write (`.binaryproto`, for `transform_param { mean_file }`).
+    out: PathBuf,
+    /// The database kind: lmdb.
+    #[arg(long, default_value = "lmdb")]
+    backend: String,
+}
+
+pub fn mean(a: MeanArgs) -> anyhow::Result<()> {
+    if !a.backend.eq_ignore_ascii_case("lmdb") {
+        bail!("--backend {}: crema reads LMDB databases only", a.backend);
+    }
+    let db = crema::io::lmdb::Lmdb::open(&a.db)?;
+    let blob = crema::data::imageset::compute_image_mean(&db)?;
+    crema::io::write_binaryproto(&a.out, &blob)?;
+    let means = crema::data::imageset::channel_means(&blob);
+    eprintln!("Number of channels: {}", means.len());
+    for (c, m) in means.iter().enumerate() {
+        eprintln!("mean_value channel [{c}]: {m}");
+    }
+    eprintln!("the mean of {} records ({:?}) written to {}", db.len(), blob.shape, a.out.display());
     Ok(())
 }

@@ -62,6 +62,10 @@ enum Command {
     /// `convert_imageset`).
     #[command(name = "convert_imageset", alias = "convert-imageset")]
     ConvertImageset(convert::Args),
+    /// The mean of an LMDB database's images as a mean file (.binaryproto), and each
+    /// channel's mean value (Caffe's `compute_image_mean`).
+    #[command(name = "compute_image_mean", alias = "compute-image-mean")]
+    ComputeImageMean(convert::MeanArgs),
     /// Describe a GPU and the CUDA libraries crema loads (Caffe's `caffe device_query`).
     #[command(name = "device_query", alias = "device-query")]
     DeviceQuery(device::QueryArgs),
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::BnStats(a) => bn_stats::run(a),
         Command::DeviceQuery(a) => device::query(a),
         Command::ConvertImageset(a) => convert::run(a),
+        Command::ComputeImageMean(a) => convert::mean(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

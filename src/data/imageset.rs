@@ -1,5 +1,5 @@
 //! Caffe's `convert_imageset`: images listed with their labels, made into an LMDB database of
-//! `Datum` records for the Data layer.
+//! `Datum` records for the Data layer; and its `compute_image_mean` over such a database.
 //!
 //! As Caffe: the list holds `path label` lines (split at the last space); each image is read
 //! from `root + path` (plain concatenation) in colour (B, G, R) or gray, resized with OpenCV's
@@ -10,10 +10,12 @@
 //! global random generator, which cannot be reproduced; crema's shuffle is a function of the
 //! seed.
 
+use super::datum::{channel_major, datum_image, raw_datum};
 use super::decode::{read_image, ColorMode};
 use super::resize;
 use super::source::read_labeled;
-use crate::io::lmdb::{write_lmdb, Written};
+use crate::io::lmdb::{write_lmdb, Lmdb, Written};
+use crate::io::BlobData;
 use crate::proto::Datum;
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -63,7 +65,7 @@ pub fn convert_imageset(root: &str, list: &Path, out: &Path, opts: &ImagesetOpti
             // Checked to be an image the Data layer can decode.
             read_image(file, mode)?;
             let bytes = std::fs::read(file).map_err(|err| Error::io(file, err))?;
-            Datum { data: Some(bytes), label: Some(e.label), encoded: Some(true), ..Default::default() }
+            Datum { data: Some(bytes), label: Some(e.label), encoded: Some(true), ..Default::default() }.encode_to_vec()
         } else {
             let mut img = read_image(file, mode)?;
             if let Some((h, w)) = opts.resize {
@@ -78,24 +80,9 @@ pub fn convert_imageset(root: &str, list: &Path, out: &Path, opts: &ImagesetOpti
                     )));
                 }
             }
-            let (c, hw) = (img.channels, img.height * img.width);
-            let mut data = vec![0u8; c * hw];
-            for (px, pixel) in img.data.chunks_exact(c).enumerate() {
-                for (ch, &v) in pixel.iter().enumerate() {
-                    data[ch * hw + px] = v;
-                }
-            }
-            Datum {
-                channels: Some(c as i32),
-                height: Some(img.height as i32),
-                width: Some(img.width as i32),
-                data: Some(data),
-                label: Some(e.label),
-                encoded: Some(false),
-                ..Default::default()
-            }
+            raw_datum(&img, e.label)
         };
-        Ok((format!("{i:08}_{}", e.image).into_bytes(), datum.encode_to_vec()))
+        Ok((format!("{i:08}_{}", e.image).into_bytes(), datum))
     };
     // The first image fixes the size check's reference before any runs in parallel.
     if opts.check_size && !opts.encoded {
@@ -110,4 +97,53 @@ pub fn convert_imageset(root: &str, list: &Path, out: &Path, opts: &ImagesetOpti
         chunk
     });
     write_lmdb(out, records)
+}
+
+/// Caffe's `compute_image_mean`: the mean of every record of `db` (decoded as the Data layer
+/// does without `force_color`/`force_gray`), value by value, as a `1 x C x H x W` mean file
+/// blob, summed and divided in `f32` in key order as Caffe does. Every record must have the
+/// first one's size.
+pub fn compute_image_mean(db: &Lmdb) -> Result<BlobData> {
+    let name = |i: usize| {
+        let key = db.get(i).map(|(k, _)| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+        std::path::PathBuf::from(format!("{} (record {i}, key `{key}`)", db.path().display()))
+    };
+    let mut sum: Vec<f32> = Vec::new();
+    let mut shape = [0; 3];
+    for i in 0..db.len() {
+        let (_, value) = db.get(i).ok_or_else(|| Error::Internal(format!("record {i} of {}", db.len())))?;
+        let (img, _) = datum_image(value, &name(i), None)?;
+        let dims = [img.channels, img.height, img.width];
+        if i == 0 {
+            (shape, sum) = (dims, vec![0.0; dims.iter().product()]);
+        } else if dims != shape {
+            return Err(Error::Shape(format!(
+                "{}: {}x{}x{} (channels x height x width), but the first record is {}x{}x{}; a mean needs one size",
+                name(i).display(),
+                dims[0],
+                dims[1],
+                dims[2],
+                shape[0],
+                shape[1],
+                shape[2]
+            )));
+        }
+        for (s, v) in sum.iter_mut().zip(channel_major(&img)) {
+            *s += v as f32;
+        }
+    }
+    if db.is_empty() {
+        return Err(Error::Decode { file: db.path().display().to_string(), msg: "the database holds no records".into() });
+    }
+    let count = db.len() as f32;
+    let data = sum.into_iter().map(|s| s / count).collect();
+    Ok(BlobData { shape: vec![1, shape[0], shape[1], shape[2]], legacy_4d: true, data, diff: Vec::new() })
+}
+
+/// Each channel's mean over the pixels of a `1 x C x H x W` mean blob (what Caffe's
+/// `compute_image_mean` prints as `mean_value` lines), summed in `f32` as Caffe does.
+pub fn channel_means(mean: &BlobData) -> Vec<f32> {
+    let c = mean.shape.get(1).copied().unwrap_or(1).max(1);
+    let dim = mean.data.len() / c;
+    mean.data.chunks(dim.max(1)).map(|ch| ch.iter().fold(0f32, |a, &v| a + v) / dim as f32).collect()
 }

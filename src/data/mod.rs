@@ -8,6 +8,7 @@
 //! The layers themselves (`DenseImageData`, `ImageData`) live in `crate::layers`.
 
 pub mod dataset;
+pub mod datum;
 pub mod decode;
 pub mod imageset;
 pub mod labels;

@@ -206,7 +206,9 @@ pub fn read_binaryproto(path: impl AsRef<Path>) -> Result<BlobData> {
 }
 
 /// Writes `blob` as a mean file (one `BlobProto`, as Caffe's `WriteProtoToBinaryFile` would),
-/// atomically. The diff is written when the blob has one.
+/// atomically. The diff is written when the blob has one. A 4-axis blob marked `legacy_4d` is
+/// described by `num`, `channels`, `height` and `width`, as Caffe's `compute_image_mean`
+/// writes it (and as every Caffe version, old ones included, reads it); others by `shape`.
 pub fn write_binaryproto(path: impl AsRef<Path>, blob: &BlobData) -> Result<()> {
     let path = path.as_ref();
     let view = BlobRef::of(blob);
@@ -216,7 +218,19 @@ pub fn write_binaryproto(path: impl AsRef<Path>, blob: &BlobData) -> Result<()> 
             file: path.display().to_string(),
             msg,
         })?;
-    super::atomic_write(path, |w| write_blob_body(w, view.shape, view.data, diff))
+    let legacy = blob.legacy_4d && blob.shape.len() == 4;
+    super::atomic_write(path, |w| {
+        if !legacy {
+            return write_blob_body(w, view.shape, view.data, diff);
+        }
+        let mut dims = Vec::new();
+        for (field, &d) in [F_NUM, F_CHANNELS, F_HEIGHT, F_WIDTH].into_iter().zip(&blob.shape) {
+            wire::put_tag(&mut dims, field, wire::WT_VARINT);
+            wire::put_varint(&mut dims, d as u64);
+        }
+        w.write_all(&dims)?;
+        write_blob_body(w, &[], view.data, diff)
+    })
 }
 
 /// A borrowed blob handed to a writer: shape, data and (used when a writer is asked to write

@@ -13,16 +13,16 @@
 use super::image_data::{batch_size, image_layer, order, ImageSource, Sample};
 use super::{Arity, Layer, LayerContext};
 use crate::backend::Backend;
-use crate::data::decode::{decode_image, ColorMode, Image8};
+use crate::data::datum::datum_image;
+use crate::data::decode::{ColorMode, Image8};
 use crate::data::labels::LabelRanges;
 use crate::data::order::Order;
 use crate::data::prefetch::Feed;
 use crate::data::source::resolve_file;
 use crate::data::transform::Transformer;
 use crate::io::lmdb::Lmdb;
-use crate::proto::{data_parameter::Db, Datum, LayerParameter};
+use crate::proto::{data_parameter::Db, LayerParameter};
 use crate::{Error, Result};
-use prost::Message;
 use std::path::PathBuf;
 
 struct DataLoader {
@@ -41,39 +41,9 @@ impl DataLoader {
 
     /// Record `idx` as an image and its label.
     fn datum(&self, idx: usize) -> Result<(Image8, i32)> {
-        let file = || self.name(idx).display().to_string();
         let (_, value) = self.db.get(idx).ok_or_else(|| Error::Internal(format!("record {idx} of {}", self.db.len())))?;
-        let d = Datum::decode(value).map_err(|e| Error::Decode { file: file(), msg: format!("not a Caffe Datum: {e}") })?;
-        if d.encoded() {
-            let mode = self.transformer.force_color.map(|c| if c { ColorMode::Bgr } else { ColorMode::Gray });
-            let (img, info) = decode_image(d.data(), &self.name(idx), mode.unwrap_or(ColorMode::Bgr))?;
-            // OpenCV's native decoding: a gray file stays one channel.
-            let img = match mode {
-                None if !info.color => Image8 { channels: 1, data: img.data.iter().step_by(3).copied().collect(), ..img },
-                _ => img,
-            };
-            return Ok((img, d.label()));
-        }
-        if !d.float_data.is_empty() && d.data().is_empty() {
-            return Err(Error::Decode { file: file(), msg: "a Datum of float_data: crema reads Datums of 8-bit pixels (data) only".into() });
-        }
-        let dims = [d.channels(), d.height(), d.width()];
-        if dims.iter().any(|&v| v <= 0) {
-            return Err(Error::Decode { file: file(), msg: format!("a Datum of {}x{}x{} (channels x height x width)", dims[0], dims[1], dims[2]) });
-        }
-        let [c, h, w] = dims.map(|v| v as usize);
-        let data = d.data();
-        if c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(data.len()) {
-            return Err(Error::Decode { file: file(), msg: format!("a {c}x{h}x{w} Datum holds {} bytes of data", data.len()) });
-        }
-        // Channel-major planes to interleaved pixels, the layout the transformer reads.
-        let mut img = Image8::new(w, h, c);
-        for (ch, plane) in data.chunks_exact(h * w).enumerate() {
-            for (px, &v) in plane.iter().enumerate() {
-                img.data[px * c + ch] = v;
-            }
-        }
-        Ok((img, d.label()))
+        let force = self.transformer.force_color.map(|c| if c { ColorMode::Bgr } else { ColorMode::Gray });
+        datum_image(value, &self.name(idx), force)
     }
 }
 
