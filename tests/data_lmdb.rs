@@ -437,6 +437,7 @@ fn compute_image_mean_gives_caffes_mean_file() {
     assert!((0..4 * 3600).all(|k| data[k] == pixel(k / 3600, k % 3600) - mean.data[k % 3600]));
 
     // Records of different sizes have no mean.
-    let e = crema::data::imageset::compute_image_mean(&Lmdb::open(&fixture("encoded")).unwrap()).unwrap_err().to_string();
+    let encoded = crema::io::db::Database::Lmdb(Lmdb::open(&fixture("encoded")).unwrap());
+    let e = crema::data::imageset::compute_image_mean(&encoded).unwrap_err().to_string();
     assert!(e.contains("key `00000002`") && e.contains("a mean needs one size"), "{e}");
 }

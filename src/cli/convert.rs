@@ -93,20 +93,22 @@ fn check_extensions(list: &std::path::Path, kind: &str) -> anyhow::Result<()> {
 /// `crema compute_image_mean DB OUT.binaryproto`.
 #[derive(clap::Args)]
 pub struct MeanArgs {
-    /// The LMDB database folder (as `convert_imageset` makes).
+    /// The database folder (as `convert_imageset` makes).
     db: PathBuf,
     /// The mean file to write (`.binaryproto`, for `transform_param { mean_file }`).
     out: PathBuf,
-    /// The database kind: lmdb.
+    /// The database kind: lmdb or leveldb.
     #[arg(long, default_value = "lmdb")]
     backend: String,
 }
 
 pub fn mean(a: MeanArgs) -> anyhow::Result<()> {
-    if !a.backend.eq_ignore_ascii_case("lmdb") {
-        bail!("--backend {}: crema reads LMDB databases only", a.backend);
-    }
-    let db = crema::io::lmdb::Lmdb::open(&a.db)?;
+    let leveldb = match a.backend.to_ascii_lowercase().as_str() {
+        "lmdb" => false,
+        "leveldb" => true,
+        other => bail!("--backend {other}: lmdb or leveldb"),
+    };
+    let db = crema::io::db::Database::open(&a.db, leveldb)?;
     let blob = crema::data::imageset::compute_image_mean(&db)?;
     crema::io::write_binaryproto(&a.out, &blob)?;
     let means = crema::data::imageset::channel_means(&blob);

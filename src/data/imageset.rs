@@ -14,7 +14,8 @@ use super::datum::{channel_major, datum_image, raw_datum};
 use super::decode::{read_image, ColorMode};
 use super::resize;
 use super::source::read_labeled;
-use crate::io::lmdb::{write_lmdb, Lmdb, Written};
+use crate::io::db::Database;
+use crate::io::lmdb::{write_lmdb, Written};
 use crate::io::BlobData;
 use crate::proto::Datum;
 use crate::rng::Rng;
@@ -103,16 +104,12 @@ pub fn convert_imageset(root: &str, list: &Path, out: &Path, opts: &ImagesetOpti
 /// does without `force_color`/`force_gray`), value by value, as a `1 x C x H x W` mean file
 /// blob, summed and divided in `f32` in key order as Caffe does. Every record must have the
 /// first one's size.
-pub fn compute_image_mean(db: &Lmdb) -> Result<BlobData> {
-    let name = |i: usize| {
-        let key = db.get(i).map(|(k, _)| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        std::path::PathBuf::from(format!("{} (record {i}, key `{key}`)", db.path().display()))
-    };
+pub fn compute_image_mean(db: &Database) -> Result<BlobData> {
+    let name = |i: usize| db.describe(i);
     let mut sum: Vec<f32> = Vec::new();
     let mut shape = [0; 3];
     for i in 0..db.len() {
-        let (_, value) = db.get(i).ok_or_else(|| Error::Internal(format!("record {i} of {}", db.len())))?;
-        let (img, _) = datum_image(value, &name(i), None)?;
+        let (img, _) = datum_image(&db.value(i)?, &name(i), None)?;
         let dims = [img.channels, img.height, img.width];
         if i == 0 {
             (shape, sum) = (dims, vec![0.0; dims.iter().product()]);

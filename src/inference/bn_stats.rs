@@ -264,25 +264,27 @@ pub fn write_inference_weights<B: Backend>(net: &Net<B>, path: &Path) -> Result<
 pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Option<usize> {
     let mut best: Option<usize> = None;
     for l in &param.layer {
+        // For a Data layer, whether its database is a LevelDB.
         let (source, batch, database) = match l.r#type() {
             "DenseImageData" => {
                 let p = l.dense_image_data_param.as_ref()?;
-                (p.source().to_string(), p.batch_size() as usize, false)
+                (p.source().to_string(), p.batch_size() as usize, None)
             }
             "ImageData" => {
                 let p = l.image_data_param.as_ref()?;
-                (p.source().to_string(), p.batch_size() as usize, false)
+                (p.source().to_string(), p.batch_size() as usize, None)
             }
             "Data" => {
                 let p = l.data_param.as_ref()?;
-                (p.source().to_string(), p.batch_size() as usize, true)
+                let leveldb = p.backend() == crate::proto::data_parameter::Db::Leveldb;
+                (p.source().to_string(), p.batch_size() as usize, Some(leveldb))
             }
             _ => continue,
         };
         let direct = Path::new(&source).to_path_buf();
         let path = if direct.exists() { direct } else { model_dir?.join(&source) };
-        let lines = if database {
-            crate::io::lmdb::Lmdb::open(&path).ok()?.len()
+        let lines = if let Some(leveldb) = database {
+            crate::io::db::Database::open(&path, leveldb).ok()?.len()
         } else {
             let text = std::fs::read_to_string(path).ok()?;
             text.lines().filter(|l| !l.trim().is_empty()).count()

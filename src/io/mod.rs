@@ -7,7 +7,8 @@
 //! - [`caffemodel`]: writing a net's definition and parameters as Caffe's snapshots do.
 //! - [`solverstate`]: `.solverstate` files.
 //! - [`npy`]: NumPy `.npy` arrays.
-//! - [`lmdb`]: LMDB databases of Caffe `Datum` records (read only).
+//! - [`lmdb`], [`leveldb`], [`db`]: the databases of Caffe `Datum` records Data layers read
+//!   (LMDB also written).
 //!
 //! Every reader checks each length and count against the bytes that remain before it
 //! allocates, so a corrupt or hostile file gives an [`Error::Decode`],
@@ -15,6 +16,8 @@
 
 pub mod blob;
 pub mod caffemodel;
+pub mod db;
+pub mod leveldb;
 pub mod lmdb;
 pub mod npy;
 pub mod solverstate;

@@ -6,9 +6,9 @@
 //! a record holds raw pixels (`channels x height x width` bytes, channel-major) or, with
 //! `encoded`, an image file (PNG, JPEG, ...) decoded with its own channels unless
 //! `force_color`/`force_gray` ask otherwise; each batch takes the shape of its first record.
-//! Only LMDB databases are read (`backend: LMDB`, what Caffe's examples and tools make);
-//! LevelDB, the field's default, is refused with a message. Loading runs ahead in background
-//! threads, as for the image-list layers.
+//! Both of Caffe's databases are read: LMDB (`backend: LMDB`, what its later examples and
+//! tools make) and LevelDB (the field's default, used by its early ones). Loading runs ahead in
+//! background threads, as for the image-list layers.
 
 use super::image_data::{batch_size, image_layer, order, ImageSource, Sample};
 use super::{Arity, Layer, LayerContext};
@@ -20,13 +20,13 @@ use crate::data::order::Order;
 use crate::data::prefetch::Feed;
 use crate::data::source::resolve_file;
 use crate::data::transform::Transformer;
-use crate::io::lmdb::Lmdb;
+use crate::io::db::Database;
 use crate::proto::{data_parameter::Db, LayerParameter};
 use crate::{Error, Result};
 use std::path::PathBuf;
 
 struct DataLoader {
-    db: Lmdb,
+    db: Database,
     order: Order,
     transformer: Transformer,
     ranges: LabelRanges,
@@ -35,15 +35,14 @@ struct DataLoader {
 impl DataLoader {
     /// The name of record `idx` in errors: the database and the record's key.
     fn name(&self, idx: usize) -> PathBuf {
-        let key = self.db.get(idx).map(|(k, _)| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        PathBuf::from(format!("{} (record {idx}, key `{key}`)", self.db.path().display()))
+        self.db.describe(idx)
     }
 
     /// Record `idx` as an image and its label.
     fn datum(&self, idx: usize) -> Result<(Image8, i32)> {
-        let (_, value) = self.db.get(idx).ok_or_else(|| Error::Internal(format!("record {idx} of {}", self.db.len())))?;
+        let value = self.db.value(idx)?;
         let force = self.transformer.force_color.map(|c| if c { ColorMode::Bgr } else { ColorMode::Gray });
-        datum_image(value, &self.name(idx), force)
+        datum_image(&value, &self.name(idx), force)
     }
 }
 
@@ -82,20 +81,16 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
     let source = p.source.clone().ok_or_else(|| Error::Config("data_param: missing `source`".into()))?;
     let batch = batch_size(p.batch_size(), "data_param.batch_size")?;
     let path = resolve_file(&source, cx.model_dir.as_deref(), "data source")?;
-    if p.backend() == Db::Leveldb {
-        let lmdb = path.join("data.mdb").exists();
+    let transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
+    let leveldb = p.backend() == Db::Leveldb;
+    if leveldb && path.join("data.mdb").exists() && !path.join("CURRENT").exists() {
         return Err(Error::Config(format!(
-            "data_param.backend is LEVELDB{}, which crema does not read; {}",
+            "data_param.backend is LEVELDB{}, but {} is an LMDB database: set `backend: LMDB`",
             if p.backend.is_none() { " (the default)" } else { "" },
-            if lmdb {
-                format!("{} is an LMDB database: set `backend: LMDB`", path.display())
-            } else {
-                "convert the data to LMDB (Caffe's convert_imageset -backend lmdb) and set `backend: LMDB`".into()
-            }
+            path.display()
         )));
     }
-    let transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
-    let db = Lmdb::open(&path)?;
+    let db = Database::open(&path, leveldb)?;
     if db.is_empty() {
         return Err(Error::Decode { file: db.path().display().to_string(), msg: "the database holds no records".into() });
     }
