@@ -1,5 +1,5 @@
 //! LevelDB databases made by the real LevelDB library (fixtures/leveldb, see
-//! tools/leveldb_fixtures.py): records only in the log (as Caffe's 256 MB write buffer leaves a
+//! tools/db_fixtures.py): records only in the log (as Caffe's 256 MB write buffer leaves a
 //! small database), in tables over several levels with overwrites and deletions in the log,
 //! and in Snappy-compressed blocks; corruption is an error, never a panic; the Data layer reads
 //! them with `backend: LEVELDB`.
@@ -131,4 +131,6 @@ fn data_layer_reads_leveldb_by_default() {
     // An LMDB named with the default backend is refused with a hint.
     let e = build(&net("fixtures/lmdb/digits", "")).err().unwrap().to_string();
     assert!(e.contains("LEVELDB (the default)") && e.contains("set `backend: LMDB`"), "{e}");
+    let e = build(&net("fixtures/leveldb/log", "backend: LMDB")).err().unwrap().to_string();
+    assert!(e.contains("is a LevelDB database: set `backend: LEVELDB`"), "{e}");
 }

@@ -1,4 +1,4 @@
-//! LMDB databases made by the real LMDB library (fixtures/lmdb, see tools/lmdb_fixtures.py):
+//! LMDB databases made by the real LMDB library (fixtures/lmdb, see tools/db_fixtures.py):
 //! the reader gives every record in key order, through branch pages, a three-level tree and
 //! overflow pages; corrupt and truncated files give errors, never panics; the Data layer reads
 //! raw and encoded Datums through transform_param, as Caffe's examples use it.

@@ -129,6 +129,9 @@ fn log_records(b: &[u8], file: &Path) -> Result<Vec<Vec<u8>>> {
             continue;
         }
         if b.len() - at < LOG_HEADER {
+            if b[at..].iter().all(|&v| v == 0) {
+                break;
+            }
             return Err(corrupt(file, format!("the log ends inside a record header at byte {at}")));
         }
         let (crc, len, kind) = (u32_at(b, at), u16::from_le_bytes([b[at + 4], b[at + 5]]) as usize, b[at + 6]);

@@ -90,6 +90,9 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
             path.display()
         )));
     }
+    if !leveldb && path.join("CURRENT").exists() && !path.join("data.mdb").exists() {
+        return Err(Error::Config(format!("data_param.backend is LMDB, but {} is a LevelDB database: set `backend: LEVELDB`", path.display())));
+    }
     let db = Database::open(&path, leveldb)?;
     if db.is_empty() {
         return Err(Error::Decode { file: db.path().display().to_string(), msg: "the database holds no records".into() });
