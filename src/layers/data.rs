@@ -23,7 +23,7 @@ use crate::data::transform::Transformer;
 use crate::io::db::Database;
 use crate::proto::{data_parameter::Db, LayerParameter};
 use crate::{Error, Result};
-use std::path::PathBuf;
+use std::path::Path;
 
 struct DataLoader {
     db: Database,
@@ -33,16 +33,11 @@ struct DataLoader {
 }
 
 impl DataLoader {
-    /// The name of record `idx` in errors: the database and the record's key.
-    fn name(&self, idx: usize) -> PathBuf {
-        self.db.describe(idx)
-    }
-
-    /// Record `idx` as an image and its label.
-    fn datum(&self, idx: usize) -> Result<(Image8, i32)> {
+    /// Record `idx` as an image and its label; `name` names it in errors.
+    fn datum(&self, idx: usize, name: &Path) -> Result<(Image8, i32)> {
         let value = self.db.value(idx)?;
         let force = self.transformer.force_color.map(|c| if c { ColorMode::Bgr } else { ColorMode::Gray });
-        datum_image(&value, &self.name(idx), force)
+        datum_image(&value, name, force)
     }
 }
 
@@ -53,8 +48,8 @@ impl ImageSource for DataLoader {
         &self.order
     }
     fn sample(&self, pos: u64, idx: usize) -> Result<Sample> {
-        let (img, label) = self.datum(idx)?;
-        let file = self.name(idx);
+        let file = self.db.describe(idx);
+        let (img, label) = self.datum(idx, &file)?;
         if !self.ranges.is_empty() && !self.ranges.accepts(label) {
             return Err(Error::Decode {
                 file: file.display().to_string(),
