@@ -280,6 +280,47 @@ fn writing_refuses_bad_keys_and_never_overwrites() {
     assert_eq!(Lmdb::open(&db).unwrap().get(0).unwrap(), (b"a".as_slice(), b"x".as_slice()));
 }
 
+/// A file of Caffe's examples, from ../shared/conformance/prototxt.
+fn caffe_example(name: &str) -> String {
+    let dir = std::env::var_os("CREMA_CONFORMANCE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
+    std::fs::read_to_string(dir.join("prototxt").join(name)).expect("the conformance cases beside the checkout")
+}
+
+/// Runs the crema binary in `dir` (as Caffe's examples run from Caffe's root), returning its
+/// log; fails the test if it fails.
+fn crema_in(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crema")).args(args).current_dir(dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "crema {args:?}: {err}");
+    err
+}
+
+/// The training losses and test accuracies a `crema train` log shows.
+fn losses_and_accuracies(log: &str) -> (Vec<f32>, Vec<f32>) {
+    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
+    let pick = |a: &str, b: &str| log.lines().filter(|l| l.contains(a) && l.contains(b)).map(value).collect();
+    (pick("Iteration", "loss ="), pick("Test net output", "accuracy ="))
+}
+
+/// A solver of Caffe's examples cut down for a test: `test_iter` 2, `max_iter` and
+/// `test_interval` as given, display every 10, no snapshot, the CPU, a fixed seed.
+fn small_solver(text: &str, max_iter: &str, test_interval: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let key = line.split(':').next().unwrap_or("").trim();
+        out.push(match key {
+            "test_iter" => "test_iter: 2".to_string(),
+            "test_interval" => format!("test_interval: {test_interval}"),
+            "display" => "display: 10".to_string(),
+            "max_iter" => format!("max_iter: {max_iter}"),
+            "snapshot" => "snapshot: 0".to_string(),
+            "solver_mode" => "solver_mode: CPU".to_string(),
+            _ => line.to_string(),
+        });
+    }
+    out.join("\n") + "\nrandom_seed: 1\n"
+}
+
 /// A 28x28 gray "digit" of class `k`: a bright bar over rows `2k + 4 .. 2k + 6` on a textured
 /// background that varies with `i`.
 fn bar_image(k: usize, i: usize) -> image::GrayImage {
@@ -295,9 +336,6 @@ fn bar_image(k: usize, i: usize) -> image::GrayImage {
 /// and 20, 60 iterations, testing every 30, the CPU, a fixed seed).
 #[test]
 fn caffes_lenet_example_trains_on_databases_convert_imageset_makes() {
-    let conformance = std::env::var_os("CREMA_CONFORMANCE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
-    let net = std::fs::read_to_string(conformance.join("prototxt/mnist_lenet_train_test.prototxt")).expect("the conformance cases beside the checkout");
-    let solver = std::fs::read_to_string(conformance.join("prototxt/mnist_lenet_solver.prototxt")).unwrap();
     let root = tempfile::tempdir().unwrap();
     let mnist = root.path().join("examples/mnist");
     let images = root.path().join("data/bars");
@@ -312,12 +350,7 @@ fn caffes_lenet_example_trains_on_databases_convert_imageset_makes() {
         }
         std::fs::write(images.join(list), text).unwrap();
     }
-    let crema = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crema")).args(args).current_dir(root.path()).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "crema {args:?}: {err}");
-        err
-    };
+    let crema = |args: &[&str]| crema_in(root.path(), args);
     // Caffe's create_mnist.sh makes these two databases (with convert_mnist_data).
     let err = crema(&["convert_imageset", "-gray", "-shuffle", "data/bars/", "data/bars/train.txt", "examples/mnist/mnist_train_lmdb"]);
     assert!(err.contains("Processed 200 files"), "{err}");
@@ -333,20 +366,11 @@ fn caffes_lenet_example_trains_on_databases_convert_imageset_makes() {
     assert_eq!(bytes[..9], [0x08, 1, 0x10, 28, 0x18, 28, 0x22, 0x90, 0x06]);
     assert_eq!(bytes[9 + 784..], [0x28, 3, 0x38, 0]);
 
-    std::fs::write(mnist.join("lenet_train_test.prototxt"), net.replace("batch_size: 64", "batch_size: 16").replace("batch_size: 100", "batch_size: 20")).unwrap();
-    let solver = solver
-        .replace("test_iter: 100", "test_iter: 2")
-        .replace("test_interval: 500", "test_interval: 30")
-        .replace("display: 100", "display: 10")
-        .replace("max_iter: 10000", "max_iter: 60")
-        .replace("snapshot: 5000", "snapshot: 0")
-        .replace("solver_mode: GPU", "solver_mode: CPU")
-        + "random_seed: 1\n";
-    std::fs::write(mnist.join("lenet_solver.prototxt"), solver).unwrap();
+    let net = caffe_example("mnist_lenet_train_test.prototxt").replace("batch_size: 64", "batch_size: 16").replace("batch_size: 100", "batch_size: 20");
+    std::fs::write(mnist.join("lenet_train_test.prototxt"), net).unwrap();
+    std::fs::write(mnist.join("lenet_solver.prototxt"), small_solver(&caffe_example("mnist_lenet_solver.prototxt"), "60", "30")).unwrap();
     let err = crema(&["train", "-solver", "examples/mnist/lenet_solver.prototxt"]);
-    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
-    let losses: Vec<f32> = err.lines().filter(|l| l.contains("Iteration") && l.contains("loss =")).map(value).collect();
-    let accuracy: Vec<f32> = err.lines().filter(|l| l.contains("Test net output") && l.contains("accuracy =")).map(value).collect();
+    let (losses, accuracy) = losses_and_accuracies(&err);
     assert!(losses.len() >= 6 && accuracy.len() >= 2, "{err}");
     assert!(losses[0] > 2.0 && *losses.last().unwrap() < 0.5, "LeNet did not learn the bars: {losses:?}\n{err}");
     assert!(*accuracy.last().unwrap() > 0.9, "test accuracy {accuracy:?}");
@@ -440,4 +464,51 @@ fn compute_image_mean_gives_caffes_mean_file() {
     let encoded = crema::io::db::Database::Lmdb(Lmdb::open(&fixture("encoded")).unwrap());
     let e = crema::data::imageset::compute_image_mean(&encoded).unwrap_err().to_string();
     assert!(e.contains("key `00000002`") && e.contains("a mean needs one size"), "{e}");
+}
+
+/// A 32x32 colour image of class `k`: an 8x8 block of colour `k` at a place of its own, on a
+/// background varying with `i`.
+fn block_image(k: usize, i: usize) -> image::RgbImage {
+    let (bx, by) = ((k % 4) as u32 * 8, (k / 4) as u32 * 8);
+    image::RgbImage::from_fn(32, 32, |x, y| {
+        if (bx..bx + 8).contains(&x) && (by..by + 8).contains(&y) {
+            image::Rgb([(40 * k) as u8, 255 - (20 * k) as u8, 200])
+        } else {
+            let v = ((x * 5 + y * 3 + i as u32 * 17) % 50) as u8;
+            image::Rgb([v, v / 2, 60 - v])
+        }
+    })
+}
+
+/// Caffe's CIFAR-10 example (cifar10_quick_solver.prototxt and its net) from its own files:
+/// colour databases from `convert_imageset` and the mean file from `compute_image_mean`, as
+/// Caffe's create_cifar10.sh makes them; only the sizes change.
+#[test]
+fn caffes_cifar10_example_trains_with_the_mean_compute_image_mean_makes() {
+    let root = tempfile::tempdir().unwrap();
+    let (cifar, images) = (root.path().join("examples/cifar10"), root.path().join("data/blocks"));
+    std::fs::create_dir_all(&cifar).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    for (list, n) in [("train.txt", 200), ("test.txt", 40)] {
+        let mut text = String::new();
+        for i in 0..n {
+            let name = format!("{list}_{i}.png");
+            block_image(i % 10, i).save(images.join(&name)).unwrap();
+            text += &format!("{name} {}\n", i % 10);
+        }
+        std::fs::write(images.join(list), text).unwrap();
+    }
+    let crema = |args: &[&str]| crema_in(root.path(), args);
+    crema(&["convert_imageset", "-shuffle", "data/blocks/", "data/blocks/train.txt", "examples/cifar10/cifar10_train_lmdb"]);
+    crema(&["convert_imageset", "data/blocks/", "data/blocks/test.txt", "examples/cifar10/cifar10_test_lmdb"]);
+    let err = crema(&["compute_image_mean", "examples/cifar10/cifar10_train_lmdb", "examples/cifar10/mean.binaryproto"]);
+    assert!(err.contains("Number of channels: 3"), "{err}");
+    let net = caffe_example("cifar10_cifar10_quick_train_test.prototxt").replace("batch_size: 100", "batch_size: 20");
+    std::fs::write(cifar.join("cifar10_quick_train_test.prototxt"), net).unwrap();
+    std::fs::write(cifar.join("cifar10_quick_solver.prototxt"), small_solver(&caffe_example("cifar10_cifar10_quick_solver.prototxt"), "40", "40")).unwrap();
+    let err = crema(&["train", "-solver", "examples/cifar10/cifar10_quick_solver.prototxt"]);
+    let (losses, accuracy) = losses_and_accuracies(&err);
+    assert!(losses.len() >= 4 && accuracy.len() >= 2, "{err}");
+    assert!(*losses.last().unwrap() < losses[0] * 0.5, "CIFAR-10 quick did not learn the blocks: {losses:?}");
+    assert!(*accuracy.last().unwrap() > 0.5, "test accuracy {accuracy:?}");
 }
