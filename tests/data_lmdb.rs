@@ -252,6 +252,8 @@ fn written_databases_read_back_record_for_record() {
         w
     };
     assert_eq!(write("empty", vec![]).depth, 0);
+    let e = crema::io::db::Database::open(&out.join("empty"), false).err().expect("nothing to read").to_string();
+    assert!(e.contains("the database holds no records"), "{e}");
     assert_eq!(write("one", vec![(b"a".to_vec(), b"b".to_vec())]).depth, 1);
     let many = write("many", (0..3000).map(interop_record).collect());
     assert!(many.depth >= 3, "depth {}", many.depth);

@@ -258,8 +258,8 @@ pub fn write_inference_weights<B: Backend>(net: &Net<B>, path: &Path) -> Result<
 
 /// One pass over the training data: for each data layer that reads a list file (DenseImageData,
 /// ImageData) or a database (Data), the number of lines or records of its source divided by its
-/// batch size, rounded up; the largest over such layers. `None` when the net has none or a source cannot be read. The
-/// source is found as the data layers find it: as given (relative to the working directory),
+/// batch size, rounded up; the largest over such layers. `None` when the net has none or a
+/// source cannot be read. The source is found as the data layers find it: as given (relative to the working directory),
 /// else relative to `model_dir`.
 pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Option<usize> {
     let mut best: Option<usize> = None;

@@ -15,9 +15,13 @@ pub enum Database {
 
 impl Database {
     /// The database at `path`: LMDB (an environment folder or its data file) or LevelDB (a
-    /// folder).
+    /// folder). A database with no record is refused: there is nothing to read from it.
     pub fn open(path: &Path, leveldb: bool) -> Result<Database> {
-        Ok(if leveldb { Database::LevelDb(LevelDb::open(path)?) } else { Database::Lmdb(Lmdb::open(path)?) })
+        let db = if leveldb { Database::LevelDb(LevelDb::open(path)?) } else { Database::Lmdb(Lmdb::open(path)?) };
+        if db.is_empty() {
+            return Err(crate::Error::Decode { file: path.display().to_string(), msg: "the database holds no records".into() });
+        }
+        Ok(db)
     }
 
     /// The file or folder read.

@@ -78,20 +78,18 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
     let path = resolve_file(&source, cx.model_dir.as_deref(), "data source")?;
     let transformer = Transformer::from_param(lp.transform_param.as_ref(), cx.phase, cx.model_dir.as_deref())?;
     let leveldb = p.backend() == Db::Leveldb;
-    if leveldb && path.join("data.mdb").exists() && !path.join("CURRENT").exists() {
-        return Err(Error::Config(format!(
-            "data_param.backend is LEVELDB{}, but {} is an LMDB database: set `backend: LMDB`",
-            if p.backend.is_none() { " (the default)" } else { "" },
-            path.display()
-        )));
-    }
-    if !leveldb && path.join("CURRENT").exists() && !path.join("data.mdb").exists() {
-        return Err(Error::Config(format!("data_param.backend is LMDB, but {} is a LevelDB database: set `backend: LEVELDB`", path.display())));
+    // Whether the folder plainly holds a LevelDB (its CURRENT) or an LMDB (its data.mdb).
+    let holds_leveldb = match (path.join("CURRENT").exists(), path.join("data.mdb").exists()) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    };
+    if holds_leveldb.is_some_and(|l| l != leveldb) {
+        let (given, found, set) = if leveldb { ("LEVELDB", "an LMDB", "LMDB") } else { ("LMDB", "a LevelDB", "LEVELDB") };
+        let default = if p.backend.is_none() { " (the default)" } else { "" };
+        return Err(Error::Config(format!("data_param.backend is {given}{default}, but {} is {found} database: set `backend: {set}`", path.display())));
     }
     let db = Database::open(&path, leveldb)?;
-    if db.is_empty() {
-        return Err(Error::Decode { file: db.path().display().to_string(), msg: "the database holds no records".into() });
-    }
     let order = order(db.len(), batch, false, p.rand_skip(), cx, "records")?;
     image_layer(DataLoader { db, order, transformer, ranges: LabelRanges::default() }, batch, lp.top.len())
 }
