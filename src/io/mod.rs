@@ -17,6 +17,7 @@
 pub mod blob;
 pub mod caffemodel;
 pub mod db;
+pub mod hdf5;
 pub mod leveldb;
 pub mod lmdb;
 pub mod npy;
