@@ -57,7 +57,7 @@ fn stack(samples: Vec<Sample>, label_shape: impl Fn(usize, usize, usize) -> Vec<
 }
 
 /// Copies a batch into the layer's tops, reshaping them if its shapes differ.
-fn upload<B: Backend>(be: &B, ctx: &mut Ctx<'_, B>, batch: &Batch) -> Result<()> {
+pub(super) fn upload<B: Backend>(be: &B, ctx: &mut Ctx<'_, B>, batch: &Batch) -> Result<()> {
     for (i, (shape, values)) in batch.tops.iter().enumerate().take(ctx.num_tops()) {
         let top = ctx.top_mut(i);
         if top.shape() != shape.as_slice() {

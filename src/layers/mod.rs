@@ -14,6 +14,7 @@ mod bn;
 mod conv;
 mod data;
 mod dense_image_data;
+mod hdf5_data;
 mod image_data;
 mod dropout;
 mod prelu;

@@ -31,6 +31,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("ELU", super::activation::create_elu),
         ("Embed", super::embed::create),
         ("EuclideanLoss", super::euclidean_loss::create),
+        ("HDF5Data", super::hdf5_data::create),
         ("ImageData", super::image_data::create),
         ("Exp", super::activation::create_exp),
         ("Flatten", super::reshape::create_flatten),
