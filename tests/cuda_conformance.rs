@@ -27,3 +27,52 @@ fn run_case(name: &str) {
 }
 
 layer_cases!(run_case);
+
+/// Runs `text` (inputs named in `inputs`, `force_backward`) forward and backward on `be`: the
+/// loss and each input's gradient.
+fn loss_and_gradients<B: crema::backend::Backend>(be: B, text: &str, inputs: &[(&str, Vec<f32>)]) -> (f32, Vec<Vec<f32>>) {
+    let mut param: crema::proto::NetParameter = crema::prototxt::parse(text, "loss.prototxt").unwrap();
+    param.state = Some(crema::proto::NetState { phase: Some(crema::proto::Phase::Train as i32), ..Default::default() });
+    let mut net = crema::net::Net::new(be.clone(), &param, 1).unwrap();
+    for (name, values) in inputs {
+        net.blob_mut(name).unwrap().set_data(&be, values).unwrap();
+    }
+    let loss = net.forward().unwrap();
+    net.backward().unwrap();
+    let grads = inputs.iter().map(|(name, _)| net.blob(name).unwrap().diff_to_vec(&be).unwrap()).collect();
+    (loss, grads)
+}
+
+/// The loss layers Caffe's cases do not cover (ContrastiveLoss in both forms, HingeLoss L1 and
+/// L2, MultinomialLogisticLoss) give the CPU's loss and gradients on the GPU.
+#[test]
+fn losses_without_a_caffe_case_match_the_cpu() {
+    let Some(g) = strict_fp32_gpu() else { return };
+    let input = |name: &str, dims: &str| format!("layer {{ name: '{name}' type: 'Input' top: '{name}' input_param {{ shape {{ {dims} }} }} }}\n");
+    let values = |n: usize, k: usize| -> Vec<f32> { (0..n).map(|i| ((i * 37 + k) % 23) as f32 / 23.0 - 0.5).collect() };
+    let pairs = format!("force_backward: true\n{}{}{}", input("a", "dim: 6 dim: 5"), input("b", "dim: 6 dim: 5"), input("y", "dim: 6"));
+    let scores = format!("force_backward: true\n{}{}", input("x", "dim: 6 dim: 5"), input("label", "dim: 6"));
+    let contrastive = |p: &str| format!("{pairs}layer {{ name: 'l' type: 'ContrastiveLoss' bottom: 'a' bottom: 'b' bottom: 'y' top: 'l' {p} }}");
+    let label_loss = |t: &str, p: &str| format!("{scores}layer {{ name: 'l' type: '{t}' bottom: 'x' bottom: 'label' top: 'l' {p} }}");
+    let sim = vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+    let labels = vec![0.0, 4.0, 2.0, 1.0, 3.0, 2.0];
+    let probs: Vec<f32> = values(30, 3).iter().map(|v| v + 0.55).collect();
+    type Case<'a> = (String, Vec<(&'a str, Vec<f32>)>);
+    let cases: Vec<Case> = vec![
+        (contrastive(""), vec![("a", values(30, 0)), ("b", values(30, 5)), ("y", sim.clone())]),
+        (contrastive("loss_weight: 2 contrastive_loss_param { margin: 0.5 legacy_version: true }"), vec![("a", values(30, 0)), ("b", values(30, 5)), ("y", sim)]),
+        (label_loss("HingeLoss", ""), vec![("x", values(30, 1)), ("label", labels.clone())]),
+        (label_loss("HingeLoss", "hinge_loss_param { norm: L2 }"), vec![("x", values(30, 1)), ("label", labels.clone())]),
+        (label_loss("MultinomialLogisticLoss", ""), vec![("x", probs), ("label", labels)]),
+    ];
+    for (text, inputs) in &cases {
+        let (cpu_loss, cpu_grads) = loss_and_gradients(crema::backend::cpu::Cpu::new(), text, inputs);
+        let (gpu_loss, gpu_grads) = loss_and_gradients(g.clone(), text, inputs);
+        assert!((gpu_loss - cpu_loss).abs() <= 1e-6 * cpu_loss.abs().max(1.0), "{text}: loss {gpu_loss} vs {cpu_loss}");
+        for ((name, _), (gg, cg)) in inputs.iter().zip(gpu_grads.iter().zip(&cpu_grads)) {
+            let worst = gg.iter().zip(cg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-6, "{text}: gradient of {name} differs by {worst}");
+        }
+    }
+    println!("ContrastiveLoss, HingeLoss, MultinomialLogisticLoss: match the CPU on {}", g.describe());
+}

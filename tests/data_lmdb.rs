@@ -514,3 +514,45 @@ fn caffes_cifar10_example_trains_with_the_mean_compute_image_mean_makes() {
     assert!(*losses.last().unwrap() < losses[0] * 0.5, "CIFAR-10 quick did not learn the blocks: {losses:?}");
     assert!(*accuracy.last().unwrap() > 0.5, "test accuracy {accuracy:?}");
 }
+
+/// Caffe's siamese example (examples/siamese/mnist_siamese_train_test.prototxt in the V1 format
+/// and mnist_siamese_solver.prototxt from BVLC Caffe's history, in ../shared/conformance/prototxt):
+/// two LeNet towers sharing their weights by name, a Slice of 2-channel pair Datums, and
+/// ContrastiveLoss, trained from Caffe's root folder after the V1 upgrade. The pair databases
+/// are made as Caffe's convert_mnist_siamese_data makes them (two images as the channels of one
+/// Datum, label 1 for a pair of the same class), here as LMDB (`backend: LMDB` is the one line
+/// added; crema writes LMDB, not LevelDB); batches of 16 and 20, 120 iterations.
+#[test]
+fn caffes_siamese_example_trains_with_contrastive_loss() {
+    let root = tempfile::tempdir().unwrap();
+    let siamese = root.path().join("examples/siamese");
+    std::fs::create_dir_all(&siamese).unwrap();
+    for (name, pairs, offset) in [("mnist_siamese_train_leveldb", 400, 0), ("mnist_siamese_test_leveldb", 60, 1000)] {
+        let records = (0..pairs).map(|p: usize| {
+            let (i, j) = (p + offset, (p * 7 + 3 + offset) % 997);
+            // Every other pair is of one class, so similar and dissimilar pairs are balanced.
+            let (ki, kj) = (i % 10, if p.is_multiple_of(2) { i % 10 } else { (i + 1 + p % 9) % 10 });
+            let mut data = bar_image(ki, i).into_raw();
+            data.extend(bar_image(kj, j).into_raw());
+            let d = Datum { channels: Some(2), height: Some(28), width: Some(28), data: Some(data), label: Some((ki == kj) as i32), ..Default::default() };
+            Ok((format!("{p:08}").into_bytes(), d.encode_to_vec()))
+        });
+        crema::io::lmdb::write_lmdb(&siamese.join(name), records).unwrap();
+    }
+    let net = caffe_example("v1_siamese_mnist_siamese_train_test.prototxt")
+        .replace("batch_size: 64", "batch_size: 16")
+        .replace("batch_size: 100", "batch_size: 20")
+        .replace("_leveldb\"", "_leveldb\"\n    backend: LMDB");
+    assert_eq!(net.matches("backend: LMDB").count(), 2);
+    std::fs::write(siamese.join("mnist_siamese_train_test.prototxt"), net).unwrap();
+    std::fs::write(siamese.join("mnist_siamese_solver.prototxt"), small_solver(&caffe_example("siamese_mnist_siamese_solver.prototxt"), "120", "60")).unwrap();
+    let err = crema_in(root.path(), &["train", "-solver", "examples/siamese/mnist_siamese_solver.prototxt"]);
+    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
+    let losses: Vec<f32> = err.lines().filter(|l| l.contains("Iteration") && l.contains("loss =")).map(value).collect();
+    let tests: Vec<f32> = err.lines().filter(|l| l.contains("Test net output") && l.contains("loss =")).map(value).collect();
+    assert!(losses.len() >= 10 && tests.len() >= 2, "{err}");
+    println!("siamese: train losses {losses:?}, test losses {tests:?}");
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < first / 2.0, "the siamese net did not learn: {losses:?}\n{err}");
+    assert!(tests.last().unwrap() < &tests[0], "test loss {tests:?}");
+}

@@ -194,3 +194,55 @@ fn infogain_loss_h_from_source_axis_2_with_prob_top() {
     let inputs = [Input::uniform("x", &[2, 3, 4], -2.0, 2.0), Input::given("label", &[2, 3], labels(6, 4, None))];
     check(&net, &inputs, &["x"], &GradCheck::default());
 }
+
+/// ContrastiveLoss on 4 pairs of 3-d features, similar and dissimilar, every dissimilar pair
+/// inside the margin (where the loss has a gradient), in Caffe's current and legacy forms, with
+/// a loss weight. Caffe's gradient divides by `d + 1e-4`, not `d`: within the threshold here.
+#[test]
+fn contrastive_loss_both_forms() {
+    for (param, weight) in [("margin: 3", ""), ("margin: 3 legacy_version: true", "loss_weight: 2")] {
+        let net = format!(
+            r#"
+            force_backward: true
+            layer {{ name: "a" type: "Input" top: "a" input_param {{ shape {{ dim: 4 dim: 3 }} }} }}
+            layer {{ name: "b" type: "Input" top: "b" input_param {{ shape {{ dim: 4 dim: 3 dim: 1 dim: 1 }} }} }}
+            layer {{ name: "y" type: "Input" top: "y" input_param {{ shape {{ dim: 4 }} }} }}
+            layer {{ name: "loss" type: "ContrastiveLoss" bottom: "a" bottom: "b" bottom: "y" top: "loss" {weight}
+              contrastive_loss_param {{ {param} }} }}"#
+        );
+        let inputs = [
+            Input::uniform("a", &[4, 3], -0.5, 0.5),
+            Input::uniform("b", &[4, 3, 1, 1], -0.5, 0.5),
+            Input::given("y", &[4], vec![1.0, 0.0, 1.0, 0.0]),
+        ];
+        check(&net, &inputs, &["a", "b"], &GradCheck::default());
+    }
+}
+
+/// HingeLoss, L1 and L2, on scores kept away from the hinges at `s = ±1`.
+#[test]
+fn hinge_loss_l1_and_l2() {
+    let scores: Vec<f32> = (0..20).map(|i| ((i * 37 % 17) as f32 - 8.5) / 5.0).collect();
+    for norm in ["L1", "L2"] {
+        let net = format!(
+            r#"
+            force_backward: true
+            layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 4 dim: 5 }} }} }}
+            layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ dim: 4 }} }} }}
+            layer {{ name: "loss" type: "HingeLoss" bottom: "x" bottom: "label" top: "loss" hinge_loss_param {{ norm: {norm} }} }}"#
+        );
+        let inputs = [Input::given("x", &[4, 5], scores.clone()), Input::given("label", &[4], vec![0.0, 3.0, 4.0, 1.0])];
+        check(&net, &inputs, &["x"], &GradCheck::default());
+    }
+}
+
+#[test]
+fn multinomial_logistic_loss() {
+    let net = r#"
+        force_backward: true
+        layer { name: "p" type: "Input" top: "p" input_param { shape { dim: 3 dim: 4 dim: 1 dim: 1 } } }
+        layer { name: "label" type: "Input" top: "label" input_param { shape { dim: 3 dim: 1 dim: 1 dim: 1 } } }
+        layer { name: "loss" type: "MultinomialLogisticLoss" bottom: "p" bottom: "label" top: "loss" loss_weight: 3 }"#;
+    let inputs = [Input::uniform("p", &[3, 4, 1, 1], 0.2, 1.0), Input::given("label", &[3, 1, 1, 1], vec![2.0, 0.0, 3.0])];
+    check(net, &inputs, &["p"], &GradCheck::default());
+}

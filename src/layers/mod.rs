@@ -41,6 +41,8 @@ mod loss;
 mod accuracy;
 mod argmax;
 mod infogain;
+mod contrastive;
+mod label_losses;
 mod sigmoid_xent;
 mod softmax;
 mod softmax_loss;
