@@ -556,3 +556,51 @@ fn caffes_siamese_example_trains_with_contrastive_loss() {
     assert!(last < first / 2.0, "the siamese net did not learn: {losses:?}\n{err}");
     assert!(tests.last().unwrap() < &tests[0], "test loss {tests:?}");
 }
+
+/// Datums of `float_data` (what pycaffe's `array_to_datum` writes for an array not of uint8:
+/// features, regression targets, normalised images) feed the Data layer through crop, mirror,
+/// mean and scale as Caffe's DataTransformer takes them, and have a mean; a count that does not
+/// fit the shape is an error naming the record.
+#[test]
+fn float_data_datums_are_read_and_transformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = |i: usize, c: usize, y: usize, x: usize| (i as f32) * 0.5 - (c * 100 + y * 10 + x) as f32 * 0.01;
+    let records = (0..5).map(|i| {
+        let data: Vec<f32> = (0..2 * 3 * 4).map(|k| value(i, k / 12, k % 12 / 4, k % 4)).collect();
+        let d = Datum { channels: Some(2), height: Some(3), width: Some(4), float_data: data, label: Some(i as i32), ..Default::default() };
+        Ok((format!("{i:08}").into_bytes(), d.encode_to_vec()))
+    });
+    let db = dir.path().join("floats");
+    crema::io::lmdb::write_lmdb(&db, records).unwrap();
+    // TEST phase: the centre 2x2 crop (rows 0..2, columns 1..3), mean values per channel, scale.
+    let text = format!(
+        "name: 't'\nlayer {{ name: 'data' type: 'Data' top: 'data' top: 'label' data_param {{ source: '{}' batch_size: 3 backend: LMDB }} \
+         transform_param {{ crop_size: 2 mean_value: 1 mean_value: -1 scale: 2 }} }}\n",
+        db.display()
+    );
+    let mut net = build(&text, Phase::Test).unwrap();
+    net.forward().unwrap();
+    let (shape, data) = blob(&net, "data");
+    assert_eq!(shape, [3, 2, 2, 2]);
+    for i in 0..3 {
+        for c in 0..2 {
+            for y in 0..2 {
+                for x in 0..2 {
+                    let want = (value(i, c, y, x + 1) - [1.0, -1.0][c]) * 2.0;
+                    assert_eq!(data[((i * 2 + c) * 2 + y) * 2 + x], want, "record {i} at ({c}, {y}, {x})");
+                }
+            }
+        }
+    }
+    assert_eq!(blob(&net, "label").1, [0.0, 1.0, 2.0]);
+    let mean = crema::data::imageset::compute_image_mean(&crema::io::db::Database::Lmdb(Lmdb::open(&db).unwrap())).unwrap();
+    assert_eq!(mean.shape, [1, 2, 3, 4]);
+    assert_eq!(mean.data[5], (0..5).fold(0f32, |s, i| s + value(i, 0, 1, 1)) / 5.0);
+
+    let bad = dir.path().join("bad");
+    let d = Datum { channels: Some(2), height: Some(3), width: Some(4), float_data: vec![0.5; 23], ..Default::default() };
+    crema::io::lmdb::write_lmdb(&bad, std::iter::once(Ok((b"00000000_x".to_vec(), d.encode_to_vec())))).unwrap();
+    let text = format!("name: 't'\nlayer {{ name: 'data' type: 'Data' top: 'data' data_param {{ source: '{}' batch_size: 1 backend: LMDB }} }}\n", bad.display());
+    let e = build(&text, Phase::Test).err().expect("refused").to_string();
+    assert!(e.contains("00000000_x") && e.contains("a 2x3x4 Datum holds 23 values of float_data"), "{e}");
+}

@@ -7,10 +7,40 @@ use crate::{Error, Result};
 use prost::Message;
 use std::path::Path;
 
-/// The image and label of the serialized Datum `bytes`; `name` names the record in errors.
+/// A Datum's values: 8-bit pixels (raw, or decoded from an encoded image), or the floats of
+/// `float_data` (what pycaffe's `array_to_datum` writes for any array not of uint8),
+/// channel-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatumValues {
+    /// 8-bit pixels.
+    Pixels(Image8),
+    /// `channels x height x width` floats, channel-major.
+    Floats { shape: [usize; 3], data: Vec<f32> },
+}
+
+impl DatumValues {
+    /// Channels, height, width.
+    pub fn shape(&self) -> [usize; 3] {
+        match self {
+            DatumValues::Pixels(img) => [img.channels, img.height, img.width],
+            DatumValues::Floats { shape, .. } => *shape,
+        }
+    }
+
+    /// The values as f32, channel-major.
+    pub fn chw(&self) -> Vec<f32> {
+        match self {
+            DatumValues::Pixels(img) => channel_major(img).into_iter().map(f32::from).collect(),
+            DatumValues::Floats { data, .. } => data.clone(),
+        }
+    }
+}
+
+/// The values and label of the serialized Datum `bytes`; `name` names the record in errors.
 /// An encoded record is decoded as `force` asks, else with its own channels (OpenCV's native
-/// decoding: a gray file stays one channel), as Caffe's DataTransformer does.
-pub fn datum_image(bytes: &[u8], name: &Path, force: Option<ColorMode>) -> Result<(Image8, i32)> {
+/// decoding: a gray file stays one channel), as Caffe's DataTransformer does. A raw record's
+/// 8-bit `data` is used when present, else its `float_data`, as Caffe's DataTransformer does.
+pub fn datum_values(bytes: &[u8], name: &Path, force: Option<ColorMode>) -> Result<(DatumValues, i32)> {
     let bad = |msg: String| Error::Decode { file: name.display().to_string(), msg };
     let d = Datum::decode(bytes).map_err(|e| bad(format!("not a Caffe Datum: {e}")))?;
     if d.encoded() {
@@ -19,17 +49,22 @@ pub fn datum_image(bytes: &[u8], name: &Path, force: Option<ColorMode>) -> Resul
             None if !info.color => Image8 { channels: 1, data: img.data.iter().step_by(3).copied().collect(), ..img },
             _ => img,
         };
-        return Ok((img, d.label()));
-    }
-    if !d.float_data.is_empty() && d.data().is_empty() {
-        return Err(bad("a Datum of float_data: crema reads Datums of 8-bit pixels (data) only".into()));
+        return Ok((DatumValues::Pixels(img), d.label()));
     }
     let dims = [d.channels(), d.height(), d.width()];
     if dims.iter().any(|&v| v <= 0) {
         return Err(bad(format!("a Datum of {}x{}x{} (channels x height x width)", dims[0], dims[1], dims[2])));
     }
     let [c, h, w] = dims.map(|v| v as usize);
-    if c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(d.data().len()) {
+    let count = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+    if d.data().is_empty() && !d.float_data.is_empty() {
+        if count != Some(d.float_data.len()) {
+            return Err(bad(format!("a {c}x{h}x{w} Datum holds {} values of float_data", d.float_data.len())));
+        }
+        let label = d.label();
+        return Ok((DatumValues::Floats { shape: [c, h, w], data: d.float_data }, label));
+    }
+    if count != Some(d.data().len()) {
         return Err(bad(format!("a {c}x{h}x{w} Datum holds {} bytes of data", d.data().len())));
     }
     let mut img = Image8::new(w, h, c);
@@ -38,7 +73,7 @@ pub fn datum_image(bytes: &[u8], name: &Path, force: Option<ColorMode>) -> Resul
             img.data[px * c + ch] = v;
         }
     }
-    Ok((img, d.label()))
+    Ok((DatumValues::Pixels(img), d.label()))
 }
 
 /// The pixels of `img` channel-major, as a raw Datum holds them.

@@ -10,7 +10,7 @@
 //! global random generator, which cannot be reproduced; crema's shuffle is a function of the
 //! seed.
 
-use super::datum::{channel_major, datum_image, raw_datum};
+use super::datum::{datum_values, raw_datum};
 use super::decode::{read_image, ColorMode};
 use super::resize;
 use super::source::read_labeled;
@@ -109,8 +109,8 @@ pub fn compute_image_mean(db: &Database) -> Result<BlobData> {
     let mut sum: Vec<f32> = Vec::new();
     let mut shape = [0; 3];
     for i in 0..db.len() {
-        let (img, _) = datum_image(&db.value(i)?, &name(i), None)?;
-        let dims = [img.channels, img.height, img.width];
+        let (values, _) = datum_values(&db.value(i)?, &name(i), None)?;
+        let dims = values.shape();
         if i == 0 {
             (shape, sum) = (dims, vec![0.0; dims.iter().product()]);
         } else if dims != shape {
@@ -125,8 +125,8 @@ pub fn compute_image_mean(db: &Database) -> Result<BlobData> {
                 shape[2]
             )));
         }
-        for (s, v) in sum.iter_mut().zip(channel_major(&img)) {
-            *s += v as f32;
+        for (s, v) in sum.iter_mut().zip(values.chw()) {
+            *s += v;
         }
     }
     let count = db.len() as f32;

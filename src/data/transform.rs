@@ -142,8 +142,30 @@ impl Transformer {
     /// Writes `img` transformed into `out` (`channels * oh * ow` values, CHW). A label
     /// (`preserve_pixel_vals`) gets no mean and scale 1. `file` names the image in errors.
     pub fn apply(&self, img: &Image8, d: Draw, out: &mut [f32], preserve_pixel_vals: bool, file: &Path) -> Result<()> {
-        let (oh, ow) = self.out_size(img.height, img.width, file)?;
-        let ch = img.channels;
+        let (w, ch) = (img.width, img.channels);
+        let px = |c: usize, y: usize, x: usize| img.data[(y * w + x) * ch + c] as f32;
+        self.transform([ch, img.height, w], px, d, out, preserve_pixel_vals, file)
+    }
+
+    /// [`Transformer::apply`] for float values stored channel-major (`channels x height x
+    /// width`), as a Datum's `float_data` holds them.
+    pub fn apply_chw(&self, shape: [usize; 3], data: &[f32], d: Draw, out: &mut [f32], file: &Path) -> Result<()> {
+        let [_, h, w] = shape;
+        self.transform(shape, |c, y, x| data[(c * h + y) * w + x], d, out, false, file)
+    }
+
+    /// Caffe's transformation of the `channels x height x width` values `px(c, y, x)`: crop,
+    /// mirror, then `(value - mean) * scale`.
+    fn transform(
+        &self,
+        [ch, height, width]: [usize; 3],
+        px: impl Fn(usize, usize, usize) -> f32,
+        d: Draw,
+        out: &mut [f32],
+        preserve_pixel_vals: bool,
+        file: &Path,
+    ) -> Result<()> {
+        let (oh, ow) = self.out_size(height, width, file)?;
         if out.len() != ch * oh * ow {
             return Err(Error::Internal(format!("transform output of {} values for a {ch}x{oh}x{ow} image", out.len())));
         }
@@ -166,15 +188,13 @@ impl Transformer {
         };
         let mean_image = match mean {
             Mean::File { path, shape, data } => {
-                if *shape != [ch, img.height, img.width] {
+                if *shape != [ch, height, width] {
                     return Err(Error::Shape(format!(
-                        "mean file {path} is {}x{}x{} (CxHxW) but image {} is {ch}x{}x{}",
+                        "mean file {path} is {}x{}x{} (CxHxW) but image {} is {ch}x{height}x{width}",
                         shape[0],
                         shape[1],
                         shape[2],
                         file.display(),
-                        img.height,
-                        img.width
                     )));
                 }
                 Some(data.as_slice())
@@ -182,13 +202,13 @@ impl Transformer {
             _ => None,
         };
         for h in 0..oh {
-            let row = ((d.h_off + h) * img.width + d.w_off) * ch;
+            let y = d.h_off + h;
             for w in 0..ow {
-                let tw = if d.mirror { ow - 1 - w } else { w };
+                let (tw, x) = (if d.mirror { ow - 1 - w } else { w }, d.w_off + w);
                 for c in 0..ch {
-                    let pixel = img.data[row + w * ch + c] as f32;
+                    let pixel = px(c, y, x);
                     let v = if let Some(m) = mean_image {
-                        (pixel - m[(c * img.height + d.h_off + h) * img.width + d.w_off + w]) * scale
+                        (pixel - m[(c * height + y) * width + x]) * scale
                     } else if let Some(m) = per_channel {
                         (pixel - m[c]) * scale
                     } else {

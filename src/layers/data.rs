@@ -13,8 +13,8 @@
 use super::image_data::{batch_size, image_layer, order, ImageSource, Sample};
 use super::{Arity, Layer, LayerContext};
 use crate::backend::Backend;
-use crate::data::datum::datum_image;
-use crate::data::decode::{ColorMode, Image8};
+use crate::data::datum::{datum_values, DatumValues};
+use crate::data::decode::ColorMode;
 use crate::data::labels::LabelRanges;
 use crate::data::order::Order;
 use crate::data::prefetch::Feed;
@@ -33,11 +33,11 @@ struct DataLoader {
 }
 
 impl DataLoader {
-    /// Record `idx` as an image and its label; `name` names it in errors.
-    fn datum(&self, idx: usize, name: &Path) -> Result<(Image8, i32)> {
+    /// Record `idx`'s values and label; `name` names it in errors.
+    fn datum(&self, idx: usize, name: &Path) -> Result<(DatumValues, i32)> {
         let value = self.db.value(idx)?;
         let force = self.transformer.force_color.map(|c| if c { ColorMode::Bgr } else { ColorMode::Gray });
-        datum_image(&value, name, force)
+        datum_values(&value, name, force)
     }
 }
 
@@ -49,18 +49,22 @@ impl ImageSource for DataLoader {
     }
     fn sample(&self, pos: u64, idx: usize) -> Result<Sample> {
         let file = self.db.describe(idx);
-        let (img, label) = self.datum(idx, &file)?;
+        let (values, label) = self.datum(idx, &file)?;
         if !self.ranges.is_empty() && !self.ranges.accepts(label) {
             return Err(Error::Decode {
                 file: file.display().to_string(),
                 msg: format!("label {label} is out of range: the loss takes {}", self.ranges.describe()),
             });
         }
-        let (oh, ow) = self.transformer.out_size(img.height, img.width, &file)?;
-        let draw = self.transformer.draw(&mut self.order.augment_rng(pos), img.height, img.width);
-        let mut data = vec![0.0; img.channels * oh * ow];
-        self.transformer.apply(&img, draw, &mut data, false, &file)?;
-        Ok(Sample { shape: [img.channels, oh, ow], data, label: vec![label as f32], file })
+        let [c, h, w] = values.shape();
+        let (oh, ow) = self.transformer.out_size(h, w, &file)?;
+        let draw = self.transformer.draw(&mut self.order.augment_rng(pos), h, w);
+        let mut data = vec![0.0; c * oh * ow];
+        match &values {
+            DatumValues::Pixels(img) => self.transformer.apply(img, draw, &mut data, false, &file)?,
+            DatumValues::Floats { shape, data: v } => self.transformer.apply_chw(*shape, v, draw, &mut data, &file)?,
+        }
+        Ok(Sample { shape: [c, oh, ow], data, label: vec![label as f32], file })
     }
     fn label_shape(n: usize, _: usize, _: usize) -> Vec<usize> {
         vec![n]
