@@ -604,3 +604,83 @@ fn float_data_datums_are_read_and_transformed() {
     let e = build(&text, Phase::Test).err().expect("refused").to_string();
     assert!(e.contains("00000000_x") && e.contains("a 2x3x4 Datum holds 23 values of float_data"), "{e}");
 }
+
+/// `crema extract_features`, with Caffe's arguments: the blobs of every item of N batches as
+/// Datums of float_data, keys `%010d`, one LMDB per blob, the byte layout Caffe's tool writes
+/// (channels, height, width, then unpacked float_data); the Data layer reads them back. A blob
+/// the net lacks, or a database already there, is refused before anything is written.
+#[test]
+fn extract_features_stores_blobs_as_caffes_tool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("extract.prototxt");
+    std::fs::write(
+        &model,
+        format!(
+            "name: 'x'\nlayer {{ name: 'data' type: 'Data' top: 'data' top: 'label' data_param {{ source: '{}' batch_size: 7 backend: LMDB }} \
+             transform_param {{ scale: 0.01 }} }}\n\
+             layer {{ name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip' inner_product_param {{ num_output: 2 }} }}\n\
+             layer {{ name: 'pool' type: 'Pooling' bottom: 'data' top: 'pool' pooling_param {{ pool: MAX kernel_h: 2 kernel_w: 5 stride: 2 }} }}\n",
+            fixture("digits").display()
+        ),
+    )
+    .unwrap();
+    // ip: unit 0 sums the pixels, unit 1 takes pixel 3 minus 1.
+    let mut w = vec![1.0; 30];
+    w.extend((0..30).map(|j| if j == 3 { 1.0 } else { 0.0 }));
+    let weights = crema::io::WeightsFile {
+        name: "x".into(),
+        layers: vec![crema::io::LayerWeights {
+            name: "ip".into(),
+            type_name: "InnerProduct".into(),
+            format: crema::io::LayerFormat::Current,
+            blobs: vec![crema::io::BlobData::new(vec![2, 30], w), crema::io::BlobData::new(vec![2], vec![0.0, -1.0])],
+        }],
+    };
+    let caffemodel = dir.path().join("x.caffemodel");
+    crema::io::write_weights(&caffemodel, &weights).unwrap();
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_crema")).arg("extract_features").args(args).current_dir(dir.path()).output().unwrap();
+    let out = run(&["x.caffemodel", "extract.prototxt", "ip,pool", "ip_db,pool_db", "3", "lmdb", "CPU"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Extracted features of 21 query images for feature blob pool") && err.contains("Successfully extracted"), "{err}");
+    let pixel = |i: usize, j: usize| ((7 * i + 3 * j) % 256) as f32 * 0.01;
+    let ip = Lmdb::open(&dir.path().join("ip_db")).unwrap();
+    assert_eq!(ip.len(), 21);
+    for i in 0..21 {
+        let (key, d) = datum(&ip, i);
+        assert_eq!(key, format!("{i:010}"));
+        assert_eq!((d.channels(), d.height(), d.width(), d.data(), d.label, d.encoded), (2, 1, 1, &[][..], None, None));
+        let sum = (0..30).fold(0f32, |s, j| s + pixel(i, j));
+        assert!((d.float_data[0] - sum).abs() < 1e-4 && d.float_data[1] == pixel(i, 3) - 1.0, "item {i}: {:?}", d.float_data);
+    }
+    // Caffe's bytes: channels, height, width, then each float as its own field 6 (not packed).
+    let bytes = ip.get(0).unwrap().1;
+    assert_eq!(bytes[..6], [0x08, 2, 0x10, 1, 0x18, 1]);
+    assert_eq!((bytes[6], bytes[11], bytes.len()), (0x35, 0x35, 16));
+    let pool = Lmdb::open(&dir.path().join("pool_db")).unwrap();
+    let (_, d) = datum(&pool, 4);
+    assert_eq!((d.channels(), d.height(), d.width()), (1, 3, 1));
+    let want: Vec<f32> = (0..3).map(|r| (0..2).flat_map(|dy| (0..5).map(move |x| (2 * r + dy) * 5 + x)).map(|j| pixel(4, j)).fold(f32::MIN, f32::max)).collect();
+    assert_eq!(d.float_data, want);
+    // The Data layer reads the features back.
+    let text = format!("name: 'r'\nlayer {{ name: 'd' type: 'Data' top: 'f' data_param {{ source: '{}' batch_size: 21 backend: LMDB }} }}\n", dir.path().join("pool_db").display());
+    let mut back = build(&text, Phase::Test).unwrap();
+    back.forward().unwrap();
+    assert_eq!(blob(&back, "f").0, [21, 1, 3, 1]);
+    assert_eq!(blob(&back, "f").1[12..15], want);
+
+    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "fc7", "fc7_db", "1", "lmdb"]).stderr).into_owned();
+    assert!(e.contains("no blob `fc7`") && e.contains("ip, pool"), "{e}");
+    assert!(!dir.path().join("fc7_db").exists());
+    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "ip", "ip_db", "1", "lmdb"]).stderr).into_owned();
+    assert!(e.contains("ip_db: a database is already there"), "{e}");
+    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "ip", "new_db", "1", "leveldb"]).stderr).into_owned();
+    assert!(e.contains("crema writes LMDB databases only"), "{e}");
+    // A net that fails in its third batch (a colour record after two gray ones) leaves no
+    // database behind.
+    let text = std::fs::read_to_string(&model).unwrap().replace(&fixture("digits").display().to_string(), &fixture("encoded").display().to_string());
+    std::fs::write(&model, text.replace("batch_size: 7", "batch_size: 1")).unwrap();
+    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "data,ip", "d_db,i_db", "3", "lmdb"]).stderr).into_owned();
+    assert!(e.contains("ip"), "{e}");
+    assert!(!dir.path().join("d_db").exists() && !dir.path().join("i_db").exists(), "{e}");
+}

@@ -10,6 +10,7 @@ mod curves;
 mod dataset;
 mod device;
 mod evaluate;
+mod extract;
 mod forward;
 mod inspect;
 mod segment;
@@ -66,6 +67,10 @@ enum Command {
     /// channel's mean value (Caffe's `compute_image_mean`).
     #[command(name = "compute_image_mean", alias = "compute-image-mean")]
     ComputeImageMean(convert::MeanArgs),
+    /// Store blobs of a net's forward passes as Datums in LMDB databases, one per blob (Caffe's
+    /// `extract_features`).
+    #[command(name = "extract_features", alias = "extract-features")]
+    ExtractFeatures(extract::Args),
     /// Describe a GPU and the CUDA libraries crema loads (Caffe's `caffe device_query`).
     #[command(name = "device_query", alias = "device-query")]
     DeviceQuery(device::QueryArgs),
@@ -94,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::DeviceQuery(a) => device::query(a),
         Command::ConvertImageset(a) => convert::run(a),
         Command::ComputeImageMean(a) => convert::mean(a),
+        Command::ExtractFeatures(a) => extract::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
