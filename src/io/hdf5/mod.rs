@@ -27,6 +27,9 @@
 //! instead.
 
 mod filters;
+mod write;
+
+pub use write::{write_hdf5, Group};
 
 use super::FileBytes;
 use crate::{Error, Result};
@@ -75,20 +78,27 @@ pub enum Dtype {
     Int { size: usize, signed: bool, big_endian: bool },
     /// An IEEE float of `size` bytes (2, 4 or 8).
     Float { size: usize, big_endian: bool },
+    /// A fixed-length string of `size` bytes.
+    Str { size: usize },
 }
 
 impl Dtype {
     /// Bytes per element.
     pub fn size(&self) -> usize {
         match *self {
-            Dtype::Int { size, .. } | Dtype::Float { size, .. } => size,
+            Dtype::Int { size, .. } | Dtype::Float { size, .. } | Dtype::Str { size } => size,
         }
+    }
+    /// Whether the elements are numbers.
+    pub fn is_numeric(&self) -> bool {
+        !matches!(self, Dtype::Str { .. })
     }
     /// A name like `float32`, `uint8` or `big-endian int16`.
     pub fn describe(&self) -> String {
         let (name, big) = match *self {
             Dtype::Int { size, signed, big_endian } => (format!("{}int{}", if signed { "" } else { "u" }, size * 8), big_endian),
             Dtype::Float { size, big_endian } => (format!("float{}", size * 8), big_endian),
+            Dtype::Str { size } => (format!("strings of {size} bytes"), false),
         };
         if big && self.size() > 1 { format!("big-endian {name}") } else { name }
     }
@@ -491,23 +501,95 @@ impl Hdf5 {
         Ok(names)
     }
 
-    /// The dataset at `name` (a member of the root group, or a path like `group/data`).
-    pub fn dataset(&self, name: &str) -> Result<Dataset> {
+    /// The names of the members of the group at `path` (`""` for the root), sorted.
+    pub fn members_of(&self, path: &str) -> Result<Vec<String>> {
+        let msgs = self.object(path, "group")?;
+        if msgs.iter().any(|m| m.kind == MSG_LAYOUT) {
+            return Err(self.err_plain(format!("`{path}` is a dataset, not a group")));
+        }
+        let mut names: Vec<String> = self.members(&msgs)?.into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Whether an object (group or dataset) exists at `path`.
+    pub fn exists(&self, path: &str) -> Result<bool> {
+        match self.object(path, "object") {
+            Ok(_) => Ok(true),
+            Err(Error::Decode { msg, .. }) if msg.starts_with(&format!("no object `{path}`")) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The header messages of the object at `path`; `what` names it in the error for a
+    /// missing one.
+    fn object(&self, path: &str, what: &str) -> Result<Vec<Msg>> {
         let mut msgs = self.header(self.root)?;
-        let mut depth = 0;
-        for part in name.split('/').filter(|p| !p.is_empty()) {
-            depth += 1;
-            if depth > MAX_DEPTH {
-                return Err(self.err_plain(format!("dataset path `{name}` is too deep")));
+        for (depth, part) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
+            if depth >= MAX_DEPTH {
+                return Err(self.err_plain(format!("path `{path}` is too deep")));
             }
             let members = self.members(&msgs)?;
             let Some((_, to)) = members.iter().find(|(n, _)| n == part) else {
                 let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
                 names.sort();
-                return Err(self.err_plain(format!("no dataset `{name}`: the file holds {}", list(&names))));
+                let holder = if depth == 0 { "the file" } else { "its group" };
+                return Err(self.err_plain(format!("no {what} `{path}`: {holder} holds {}", list(&names))));
             };
             msgs = self.header(*to)?;
         }
+        Ok(msgs)
+    }
+
+    /// The stored bytes of a dataset kept whole (compact or contiguous), for the scalars and
+    /// strings of snapshots.
+    fn whole_bytes(&self, ds: &Dataset) -> Result<&[u8]> {
+        let count = ds.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        let bytes = count.checked_mul(ds.dtype.size()).ok_or_else(|| self.err(format!("dataset `{}` is too large", ds.name)))?;
+        match &ds.layout {
+            Layout::Compact(at, len) if *len == bytes => self.slice(*at, bytes, "compact data"),
+            Layout::Contiguous(Some(addr)) => {
+                let p = if bytes == 0 { 0 } else { self.pos(*addr, "dataset values")? };
+                self.slice(p, bytes, &format!("dataset `{}`'s values", ds.name))
+            }
+            _ => Err(self.err_plain(format!("dataset `{}` is chunked or unwritten; crema reads such datasets as floats only", ds.name))),
+        }
+    }
+
+    /// A string dataset's text (up to its first NUL).
+    pub fn read_text(&self, ds: &Dataset) -> Result<String> {
+        if ds.dtype.is_numeric() || ds.shape.iter().product::<usize>() != 1 {
+            return Err(self.err_plain(format!("dataset `{}` is not a single string", ds.name)));
+        }
+        let b = self.whole_bytes(ds)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(String::from_utf8_lossy(&b[..end]).trim_end().to_string())
+    }
+
+    /// An integer dataset's values.
+    pub fn read_ints(&self, ds: &Dataset) -> Result<Vec<i64>> {
+        let Dtype::Int { size, signed, big_endian } = ds.dtype else {
+            return Err(self.err_plain(format!("dataset `{}` holds {}, not integers", ds.name, ds.dtype.describe())));
+        };
+        Ok(self
+            .whole_bytes(ds)?
+            .chunks_exact(size)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..size].copy_from_slice(c);
+                if big_endian {
+                    b[..size].reverse();
+                }
+                let v = u64::from_le_bytes(b);
+                let shift = 64 - 8 * size as u32;
+                if signed { ((v << shift) as i64) >> shift } else { v as i64 }
+            })
+            .collect())
+    }
+
+    /// The dataset at `name` (a member of the root group, or a path like `group/data`).
+    pub fn dataset(&self, name: &str) -> Result<Dataset> {
+        let msgs = self.object(name, "dataset")?;
         self.describe(name, &msgs)
     }
 
@@ -579,10 +661,10 @@ impl Hdf5 {
                 }
                 Ok(Dtype::Float { size, big_endian })
             }
+            3 => Ok(Dtype::Str { size }),
             _ => {
                 let what = match class {
                     2 => "times",
-                    3 => "strings",
                     4 => "bit fields",
                     5 => "opaque values",
                     6 => "compound records",
@@ -736,6 +818,9 @@ impl Hdf5 {
     /// Reads every value of `ds` as f32 (C order), converting as HDF5 converts to a float.
     pub fn read_f32(&self, ds: &Dataset) -> Result<Vec<f32>> {
         let name = &ds.name;
+        if !ds.dtype.is_numeric() {
+            return Err(self.err_plain(format!("dataset `{name}` holds {}; HDF5Data reads integers and IEEE floats", ds.dtype.describe())));
+        }
         let count = ds.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
         let count = count.ok_or_else(|| {
             self.err_plain(format!("dataset `{name}` of shape {:?} has more than 2^31 - 1 values, Caffe's limit for a blob", ds.shape))
@@ -965,6 +1050,7 @@ fn convert(dtype: Dtype, src: &[u8], dst: &mut [f32]) {
         Dtype::Int { size: _, signed, big_endian } => {
             each!(8, big_endian, |b| if signed { i64::from_le_bytes(b) as f32 } else { u64::from_le_bytes(b) as f32 })
         }
+        Dtype::Str { .. } => {}
     }
 }
 

@@ -152,3 +152,48 @@ fn truncated_and_corrupted_files_are_refused_not_panicked_on() {
         }
     }
 }
+
+/// A tree of every kind of member crema writes: nested and empty groups, float32 and int32
+/// datasets of several ranks, an empty dataset, a string, and a group wide enough to need
+/// several symbol-table nodes.
+pub(crate) fn sample_tree() -> Group {
+    let mut root = Group::new();
+    root.ints("iter", &[1], vec![1234]);
+    root.text("learned_net", "snapshots/net_iter_1234.caffemodel.h5");
+    let data = root.group("data");
+    for k in 0..300 {
+        let layer = data.group(&format!("layer{k:03}"));
+        if k % 3 != 0 {
+            layer.floats("0", &[2, k % 5 + 1], (0..2 * (k % 5 + 1)).map(|i| i as f32 * 0.5 - k as f32).collect());
+            layer.floats("1", &[2], vec![k as f32, -0.25]);
+        }
+    }
+    data.group("inception_3a/1x1").floats("0", &[1, 1, 1, 1], vec![3.5]);
+    root.floats("empty", &[0, 4], Vec::new());
+    root.ints("negative", &[2, 2], vec![-1, 2, i32::MIN, i32::MAX]);
+    root
+}
+
+#[test]
+fn written_files_read_back_member_for_member() {
+    let bytes = write::encode(&sample_tree()).unwrap();
+    let f = Hdf5::from_bytes(bytes, Path::new("written.h5")).unwrap();
+    assert_eq!(f.names().unwrap(), ["data", "empty", "iter", "learned_net", "negative"]);
+    assert_eq!(f.read_ints(&f.dataset("iter").unwrap()).unwrap(), [1234]);
+    assert_eq!(f.read_text(&f.dataset("learned_net").unwrap()).unwrap(), "snapshots/net_iter_1234.caffemodel.h5");
+    assert_eq!(f.read_ints(&f.dataset("negative").unwrap()).unwrap(), [-1, 2, i32::MIN as i64, i32::MAX as i64]);
+    let layers = f.members_of("data").unwrap();
+    assert_eq!(layers.len(), 301);
+    assert_eq!(f.members_of("data/layer000").unwrap(), Vec::<String>::new());
+    for k in [1, 2, 149, 299] {
+        let w = f.dataset(&format!("data/layer{k:03}/0")).unwrap();
+        assert_eq!(w.shape, [2, k % 5 + 1]);
+        assert_eq!(f.read_f32(&w).unwrap(), (0..2 * (k % 5 + 1)).map(|i| i as f32 * 0.5 - k as f32).collect::<Vec<_>>());
+        assert_eq!(f.read_f32(&f.dataset(&format!("data/layer{k:03}/1")).unwrap()).unwrap(), [k as f32, -0.25]);
+    }
+    assert_eq!(f.read_f32(&f.dataset("data/inception_3a/1x1/0").unwrap()).unwrap(), [3.5]);
+    let empty = f.dataset("empty").unwrap();
+    assert_eq!((empty.shape.as_slice(), f.read_f32(&empty).unwrap().len()), (&[0, 4][..], 0));
+    assert!(f.exists("data/layer007/1").unwrap() && !f.exists("data/layer007/2").unwrap() && !f.exists("nothing").unwrap());
+    assert!(f.read_f32(&f.dataset("learned_net").unwrap()).unwrap_err().to_string().contains("holds strings"));
+}
