@@ -200,3 +200,14 @@ fn caffes_hdf5_classification_example_trains() {
         assert!(*accuracy.last().unwrap() >= 0.9, "{solver}: test accuracy {accuracy:?}");
     }
 }
+
+/// `crema bn-stats` runs one pass over the training data by default: for HDF5Data, the rows of
+/// every listed file over the batch size.
+#[test]
+fn an_epoch_of_hdf5_data_is_its_rows_over_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = source(dir.path(), &["classify.h5", "classify2.h5"]);
+    let text = format!("name: 't'\nlayer {{ name: 'd' type: 'HDF5Data' top: 'data' top: 'label' hdf5_data_param {{ source: '{}' batch_size: 5 }} }}\n", list.display());
+    let param: NetParameter = crema::prototxt::parse(&text, "t").unwrap();
+    assert_eq!(crema::inference::bn_stats::epoch_iterations(&param, Some(dir.path())), Some(16usize.div_ceil(5)));
+}

@@ -29,6 +29,15 @@ Every value follows a formula, so tests check them without an HDF5 library:
   train gzip-compressed, test not), here 80 and 40 rows of a separable problem:
   x[i, j] = sin(1.7 i + 2.3 j + 0.5 i j + o) (o = 0 for train, 100 for test),
   label = 1 where x0 + 0.5 x1 - x2 > 0, else 0.
+- snapshot/net_iter_3.caffemodel.h5, snapshot/net_iter_3.solverstate.h5: an HDF5 snapshot
+  laid out as Caffe's `snapshot_format: HDF5` writes one (Net::ToHDF5 and
+  SnapshotSolverStateToHDF5, through the HDF5 Lite calls Caffe uses: float32 datasets, int32
+  datasets of one value, a fixed-length string), for the net of tests/hdf5_snapshots.rs:
+  layers data, ip1 (weights "shared_w", bias), relu, ip2 (sharing "shared_w", own bias), loss.
+  A group per layer; ip2 holds only its bias `1`. ip1/0 = [[.1, .2, .3], [.4, .5, .6]],
+  ip1/1 = [1, 2], ip2/1 = [-1, -2]; iter 3, current_step 0, learned_net
+  "net_iter_3.caffemodel.h5", history/0 = 0.01 k (k = 0..5, shape 2x3), history/1 = [.5, .25],
+  history/2 = [-.5, .125].
 
 Run from the crate root: python3 tools/hdf5_fixtures.py
 """
@@ -110,6 +119,24 @@ def main():
         with h5py.File(path(name), "w") as f:
             f.create_dataset("data", data=x, **comp)
             f.create_dataset("label", data=y, **comp)
+
+    snap = os.path.join(OUT, "snapshot")
+    os.makedirs(snap, exist_ok=True)
+    with h5py.File(os.path.join(snap, "net_iter_3.caffemodel.h5"), "w") as f:
+        data = f.create_group("data")
+        for layer in ["data", "ip1", "relu", "ip2", "loss"]:
+            data.create_group(layer)
+        data["ip1/0"] = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], dtype=np.float32)
+        data["ip1/1"] = np.array([1, 2], dtype=np.float32)
+        data["ip2/1"] = np.array([-1, -2], dtype=np.float32)
+    with h5py.File(os.path.join(snap, "net_iter_3.solverstate.h5"), "w") as f:
+        f["iter"] = np.array([3], dtype=np.int32)
+        f["learned_net"] = np.bytes_(b"net_iter_3.caffemodel.h5")
+        f["current_step"] = np.array([0], dtype=np.int32)
+        h = f.create_group("history")
+        h["0"] = (0.01 * np.arange(6, dtype=np.float32)).reshape(2, 3)
+        h["1"] = np.array([0.5, 0.25], dtype=np.float32)
+        h["2"] = np.array([-0.5, 0.125], dtype=np.float32)
 
     for name in sorted(os.listdir(OUT)):
         print(name, os.path.getsize(path(name)))

@@ -257,8 +257,8 @@ pub fn write_inference_weights<B: Backend>(net: &Net<B>, path: &Path) -> Result<
 }
 
 /// One pass over the training data: for each data layer that reads a list file (DenseImageData,
-/// ImageData) or a database (Data), the number of lines or records of its source divided by its
-/// batch size, rounded up; the largest over such layers. `None` when the net has none or a
+/// ImageData), a database (Data) or HDF5 files (HDF5Data), the number of lines, records or
+/// rows of its source divided by its batch size, rounded up; the largest over such layers. `None` when the net has none or a
 /// source cannot be read. The source is found as the data layers find it: as given (relative to the working directory),
 /// else relative to `model_dir`.
 pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Option<usize> {
@@ -279,6 +279,16 @@ pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Optio
                 let leveldb = p.backend() == crate::proto::data_parameter::Db::Leveldb;
                 (p.source().to_string(), p.batch_size() as usize, Some(leveldb))
             }
+            "HDF5Data" => {
+                let p = l.hdf5_data_param.as_ref()?;
+                let rows = hdf5_rows(p.source(), l.top.first()?, model_dir)?;
+                let batch = p.batch_size() as usize;
+                if batch == 0 || rows == 0 {
+                    return None;
+                }
+                best = Some(best.unwrap_or(0).max(rows.div_ceil(batch)));
+                continue;
+            }
             _ => continue,
         };
         let direct = Path::new(&source).to_path_buf();
@@ -295,6 +305,26 @@ pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Optio
         best = Some(best.unwrap_or(0).max(lines.div_ceil(batch)));
     }
     best
+}
+
+/// The rows of an HDF5Data source: the first dimension of dataset `top` summed over the files
+/// it lists (each found as given, else beside the model, else beside the list).
+fn hdf5_rows(source: &str, top: &str, model_dir: Option<&Path>) -> Option<usize> {
+    let find = |p: &str, near: Option<&Path>| -> Option<std::path::PathBuf> {
+        let direct = Path::new(p).to_path_buf();
+        if direct.exists() {
+            return Some(direct);
+        }
+        [model_dir, near].into_iter().flatten().map(|d| d.join(p)).find(|c| c.exists())
+    };
+    let list = find(source, None)?;
+    let text = std::fs::read_to_string(&list).ok()?;
+    let mut rows = 0;
+    for name in text.split_whitespace() {
+        let f = crate::io::hdf5::Hdf5::open(&find(name, list.parent())?).ok()?;
+        rows += *f.dataset(top).ok()?.shape.first()?;
+    }
+    Some(rows)
 }
 
 #[cfg(test)]

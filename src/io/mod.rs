@@ -9,6 +9,8 @@
 //! - [`npy`]: NumPy `.npy` arrays.
 //! - [`lmdb`], [`leveldb`], [`db`]: the databases of Caffe `Datum` records Data layers read
 //!   (LMDB also written).
+//! - [`hdf5`]: HDF5 files (HDF5Data's input; written too), and [`hdf5_snapshot`]: Caffe's
+//!   `.caffemodel.h5` and `.solverstate.h5`.
 //!
 //! Every reader checks each length and count against the bytes that remain before it
 //! allocates, so a corrupt or hostile file gives an [`Error::Decode`],
@@ -18,6 +20,7 @@ pub mod blob;
 pub mod caffemodel;
 pub mod db;
 pub mod hdf5;
+pub mod hdf5_snapshot;
 pub mod leveldb;
 pub mod lmdb;
 pub mod npy;

@@ -38,6 +38,9 @@ pub struct SolverStateFile {
 /// Reads the solver snapshot at `path`.
 pub fn read_solverstate(path: impl AsRef<Path>) -> Result<SolverStateFile> {
     let path = path.as_ref();
+    if super::hdf5_snapshot::is_hdf5(path) {
+        return super::hdf5_snapshot::read_solverstate_hdf5(path);
+    }
     let bytes = super::FileBytes::open(path)?;
     decode_solverstate(&bytes, &path.display().to_string())
 }

@@ -52,6 +52,9 @@ pub enum LayerFormat {
     V1,
     /// `V1LayerParameter.layer` (field 1): `V0LayerParameter`, type as a lower-case string.
     V0,
+    /// A group of a `.caffemodel.h5` (Caffe's HDF5 snapshot): no type; a blob the layer shares
+    /// is absent, an empty [`BlobData`].
+    Hdf5,
 }
 
 impl WeightsFile {
@@ -65,6 +68,9 @@ impl WeightsFile {
 /// straight into each blob's vector).
 pub fn read_weights(path: impl AsRef<Path>) -> Result<WeightsFile> {
     let path = path.as_ref();
+    if super::hdf5_snapshot::is_hdf5(path) {
+        return super::hdf5_snapshot::read_weights_hdf5(path);
+    }
     let bytes = super::FileBytes::open(path)?;
     decode_weights(&bytes, &path.display().to_string())
 }
@@ -149,7 +155,7 @@ fn decode_layer(
         }
     };
     let fields = match format {
-        LayerFormat::Current => CURRENT,
+        LayerFormat::Current | LayerFormat::Hdf5 => CURRENT,
         LayerFormat::V1 => V1,
         LayerFormat::V0 => V0,
     };
@@ -169,7 +175,7 @@ fn decode_layer(
                 type_name = match format {
                     LayerFormat::V1 => v1_type_name(expect_varint(&f, "type")?),
                     LayerFormat::V0 => v0_type_name(&expect_string(&f, "type")?),
-                    LayerFormat::Current => expect_string(&f, "type")?,
+                    LayerFormat::Current | LayerFormat::Hdf5 => expect_string(&f, "type")?,
                 };
             } else if f.number == fields.blobs {
                 blobs.push(expect_len(&f, "blobs")?);

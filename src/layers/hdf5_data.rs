@@ -246,6 +246,9 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         let mut shapes = Vec::with_capacity(tops.len());
         for top in &tops {
             let ds = h5.dataset(top)?;
+            if !ds.dtype.is_numeric() {
+                return Err(bad(format!("dataset `{top}` holds {}; HDF5Data reads integers and IEEE floats", ds.dtype.describe())));
+            }
             let Some((&n, rest)) = ds.shape.split_first() else {
                 return Err(bad(format!("dataset `{top}` is a single value; HDF5Data reads datasets of rows (rank 1 or more)")));
             };

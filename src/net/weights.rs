@@ -69,7 +69,11 @@ impl<B: crate::backend::Backend> super::Net<B> {
                 continue;
             };
             let entry = &self.layers[li];
-            if entry.params.len() != source.blobs.len() {
+            // An HDF5 file may have fewer blobs than the layer, and omit the ones it shares
+            // (Caffe writes only the blobs a layer owns).
+            let hdf5 = source.format == crate::io::LayerFormat::Hdf5;
+            let fits = if hdf5 { source.blobs.len() <= entry.params.len() } else { source.blobs.len() == entry.params.len() };
+            if !fits {
                 return Err(Error::Weights {
                     file: file.to_string(),
                     msg: format!(
@@ -80,7 +84,22 @@ impl<B: crate::backend::Backend> super::Net<B> {
                     ),
                 });
             }
+            if hdf5 {
+                for (j, &pid) in entry.params.iter().enumerate() {
+                    let absent = source.blobs.get(j).is_none_or(|b| b.shape.is_empty() && b.data.is_empty());
+                    let owner = &self.param_info[pid];
+                    if absent && owner.layer == source.name && owner.index == j {
+                        return Err(Error::Weights {
+                            file: file.to_string(),
+                            msg: format!("layer `{}` has no dataset `{j}` for its blob {j}, which it does not share", source.name),
+                        });
+                    }
+                }
+            }
             for (j, (blob, &pid)) in source.blobs.iter().zip(&entry.params).enumerate() {
+                if hdf5 && blob.shape.is_empty() && blob.data.is_empty() {
+                    continue;
+                }
                 let target = self.params[pid].shape().to_vec();
                 let matches = if blob.legacy_4d { legacy_shape_equals(&blob.shape, &target) } else { blob.shape == target };
                 if !matches {
@@ -139,6 +158,32 @@ impl<B: crate::backend::Backend> super::Net<B> {
                     .collect()
             })
             .collect()
+    }
+
+    /// Writes the net's learnable blobs as Caffe's `Net::ToHDF5` does (a `.caffemodel.h5`,
+    /// atomically): every layer's group, holding the blobs it owns; `with_diff` adds the
+    /// gradients.
+    pub fn save_hdf5(&self, path: &std::path::Path, with_diff: bool) -> Result<()> {
+        let blobs = self.layer_blobs_host(with_diff)?;
+        let layers: Vec<crate::io::hdf5_snapshot::Hdf5Layer<'_>> = self
+            .layers
+            .iter()
+            .zip(&blobs)
+            .map(|(l, values)| crate::io::hdf5_snapshot::Hdf5Layer {
+                name: l.name(),
+                blobs: l
+                    .params
+                    .iter()
+                    .zip(values)
+                    .enumerate()
+                    .map(|(j, (&pid, v))| {
+                        let owner = &self.param_info[pid];
+                        (owner.layer == l.name() && owner.index == j).then_some(v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        crate::io::hdf5_snapshot::write_weights_hdf5(path, &layers, with_diff)
     }
 
     /// Writes the net's layers and learnable blobs as a caffemodel (atomically), as Caffe's

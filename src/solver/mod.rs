@@ -354,11 +354,6 @@ fn check_settings(p: &SolverParameter) -> Result<()> {
     if let Some(&bad) = p.test_iter.iter().find(|&&t| t < 0) {
         return Err(Error::Config(format!("test_iter must not be negative (given {bad})")));
     }
-    if p.snapshot_format() == crate::proto::solver_parameter::SnapshotFormat::Hdf5 {
-        return Err(Error::Config(
-            "snapshot_format HDF5 is not supported by crema; use BINARYPROTO (the default)".into(),
-        ));
-    }
     Ok(())
 }
 

@@ -8,45 +8,56 @@ use super::monitor::SnapshotFiles;
 use super::{paths, Solver};
 use crate::backend::Backend;
 use crate::io::{self, BlobRef};
+use crate::proto::solver_parameter::SnapshotFormat;
 use crate::{Error, Result};
 use std::path::Path;
 
 impl<B: Backend> Solver<B> {
     /// Writes `<prefix>_iter_<N>.caffemodel` (with gradients when `snapshot_diff`) and
     /// `<prefix>_iter_<N>.solverstate` (iteration, the caffemodel's path, history, current
-    /// step).
+    /// step); with `snapshot_format: HDF5`, `.caffemodel.h5` and `.solverstate.h5` in Caffe's
+    /// HDF5 layout (see [`io::hdf5_snapshot`]).
     pub fn snapshot(&mut self) -> Result<SnapshotFiles> {
         let prefix = self.prefix.clone().ok_or_else(|| {
             Error::Config("cannot snapshot: the solver has no snapshot_prefix (and came from no file)".into())
         })?;
-        let model = paths::snapshot_file(&prefix, self.iter, ".caffemodel");
-        self.monitor.log(&format!("Snapshotting to binary proto file {}", model.display()));
-        self.net.save_caffemodel(&model, self.param.snapshot_diff())?;
+        let hdf5 = self.param.snapshot_format() == SnapshotFormat::Hdf5;
+        let (ext, kind) = if hdf5 { (".h5", "HDF5 file") } else { ("", "binary proto file") };
+        let model = paths::snapshot_file(&prefix, self.iter, &format!(".caffemodel{ext}"));
+        self.monitor.log(&format!("Snapshotting to {kind} {}", model.display()));
+        if hdf5 {
+            self.net.save_hdf5(&model, self.param.snapshot_diff())?;
+        } else {
+            self.net.save_caffemodel(&model, self.param.snapshot_diff())?;
+        }
 
-        let state = paths::snapshot_file(&prefix, self.iter, ".solverstate");
-        self.monitor.log(&format!("Snapshotting solver state to binary proto file {}", state.display()));
+        let state = paths::snapshot_file(&prefix, self.iter, &format!(".solverstate{ext}"));
+        self.monitor.log(&format!("Snapshotting solver state to {kind} {}", state.display()));
         let host = self
             .history
             .iter()
-            .map(|h| Ok((h.shape().to_vec(), h.data_to_vec(&self.be)?)))
+            .map(|h| Ok(io::BlobData::new(h.shape().to_vec(), h.data_to_vec(&self.be)?)))
             .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<BlobRef<'_>> = host.iter().map(|(s, d)| BlobRef { shape: s, data: d, diff: &[] }).collect();
-        io::write_solverstate(&state, self.iter as i64, &model.to_string_lossy(), &refs, self.current_step)?;
+        let learned_net = model.to_string_lossy();
+        if hdf5 {
+            io::hdf5_snapshot::write_solverstate_hdf5(&state, self.iter as i64, &learned_net, &host, self.current_step)?;
+        } else {
+            let refs: Vec<BlobRef<'_>> = host.iter().map(BlobRef::of).collect();
+            io::write_solverstate(&state, self.iter as i64, &learned_net, &refs, self.current_step)?;
+        }
         let files = SnapshotFiles { iter: self.iter, model, state };
         self.monitor.snapshotted(&files);
         Ok(files)
     }
 
-    /// Restores the solver from a solverstate (Caffe's `Restore`): the iteration, the weights
+    /// Restores the solver from a solverstate (Caffe's `Restore`; a path ending in `.h5` is an
+    /// HDF5 one, whatever this solver's `snapshot_format`): the iteration, the weights
     /// of its `learned_net`, the learning-rate step and the history. Everything is checked
     /// before anything changes: the history must have as many blobs as this solver keeps for
     /// this net, each of the shape of its learnable blob.
     pub fn restore(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "h5") {
-            return Err(Error::Config(format!("{file}: HDF5 solverstates are not supported by crema")));
-        }
         let state = io::read_solverstate(path)?;
         let bad = |msg: String| Error::Weights { file: file.clone(), msg };
         if state.iter < 0 || state.current_step < 0 {
