@@ -29,6 +29,8 @@ Every value follows a formula, so tests check them without an HDF5 library:
   train gzip-compressed, test not), here 80 and 40 rows of a separable problem:
   x[i, j] = sin(1.7 i + 2.3 j + 0.5 i j + o) (o = 0 for train, 100 for test),
   label = 1 where x0 + 0.5 x1 - x2 > 0, else 0.
+- maxshape.h5: libver "latest", `data` float32 (4, 4) = 10 i + j with maxshape (4, 8) and
+  chunks (2, 2): a fixed array numbering its chunks over the grid of the maximum shape.
 - snapshot/net_iter_3.caffemodel.h5, snapshot/net_iter_3.solverstate.h5: an HDF5 snapshot
   laid out as Caffe's `snapshot_format: HDF5` writes one (Net::ToHDF5 and
   SnapshotSolverStateToHDF5, through the HDF5 Lite calls Caffe uses: float32 datasets, int32
@@ -101,6 +103,10 @@ def main():
         early = h5py.h5d.create(f.id, b"early", h5py.h5t.STD_I32LE, h5py.h5s.create_simple((12, 3)), dcpl=dcpl)
         early.write(h5py.h5s.ALL, h5py.h5s.ALL, grid((12, 3), lambda i, j: 3 * i + j).astype(np.int32))
         f.create_group("group")["inner"] = np.array([1, 2], dtype=np.float32)
+
+    with h5py.File(path("maxshape.h5"), "w", libver="latest") as f:
+        f.create_dataset("data", data=grid((4, 4), lambda i, j: 10 * i + j).astype(np.float32),
+                         maxshape=(4, 8), chunks=(2, 2))
 
     with h5py.File(path("userblock.h5"), "w", userblock_size=512) as f:
         f["data"] = grid((3, 2), lambda i, j: i + j).astype(np.float32)

