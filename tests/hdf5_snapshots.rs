@@ -126,6 +126,24 @@ fn crema_writes_caffes_hdf5_snapshots() {
     assert_eq!(params(&fresh), p);
 }
 
+/// With gradients (`snapshot_diff`), Caffe writes `diff/<layer>/<j>` for every blob, shared
+/// ones included, while `data` holds only the owners' values.
+#[test]
+fn gradients_are_written_for_shared_blobs_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = solver(&setup(dir.path()));
+    s.net_mut().forward().unwrap();
+    s.net_mut().backward().unwrap();
+    let path = dir.path().join("g.caffemodel.h5");
+    s.net().save_hdf5(&path, true).unwrap();
+    let f = Hdf5::open(&path).unwrap();
+    assert_eq!(f.members_of("data/ip2").unwrap(), ["1"]);
+    assert_eq!(f.members_of("diff/ip2").unwrap(), ["0", "1"]);
+    let shared = s.net().params()[0].diff_to_vec(&Cpu::new()).unwrap();
+    assert_eq!(f.read_f32(&f.dataset("diff/ip2/0").unwrap()).unwrap(), shared);
+    assert_eq!(f.read_f32(&f.dataset("diff/ip1/0").unwrap()).unwrap(), shared);
+}
+
 #[test]
 fn a_missing_blob_the_layer_owns_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,30 +23,51 @@ pub fn is_hdf5(path: &Path) -> bool {
     path.to_string_lossy().ends_with(".h5")
 }
 
-/// One layer's entry for [`write_weights_hdf5`]: its name, and its blobs where the layer owns
-/// them (`None` for a blob it shares from an earlier layer, which Caffe does not write again).
+/// One layer's entry for [`write_weights_hdf5`]: its name, and each blob with whether the
+/// layer owns it (a blob it shares from an earlier layer has no value dataset here, as in
+/// Caffe, but has its gradient).
 pub struct Hdf5Layer<'a> {
     /// The layer's name.
     pub name: &'a str,
-    /// Values (and, when writing gradients, diffs) of each blob, `None` where shared.
-    pub blobs: Vec<Option<&'a BlobData>>,
+    /// Values (and, when writing gradients, diffs) of each blob, and whether the layer owns it.
+    pub blobs: Vec<(&'a BlobData, bool)>,
 }
 
-/// Writes weights as Caffe's `Net::ToHDF5` does (atomically); `with_diff` adds the `diff` group.
+/// Writes weights as Caffe's `Net::ToHDF5` does (atomically): `data/<layer>/<j>` for each blob
+/// the layer owns and, with `with_diff`, `diff/<layer>/<j>` for every blob. A layer name with
+/// an empty part, or one that would land on another layer's blob, is refused.
 pub fn write_weights_hdf5(path: &Path, layers: &[Hdf5Layer<'_>], with_diff: bool) -> Result<()> {
+    let bad = |msg: String| Error::Encode { file: path.display().to_string(), msg };
+    for l in layers {
+        if l.name.split('/').any(str::is_empty) {
+            return Err(bad(format!("layer name `{}` cannot name an HDF5 group (an empty part)", l.name)));
+        }
+        if let Some((parent, last)) = l.name.rsplit_once('/')
+            && last.parse::<usize>().is_ok()
+            && layers.iter().any(|o| o.name == parent && !o.blobs.is_empty())
+        {
+            return Err(bad(format!("layer name `{}` would land on blob {last} of layer `{parent}`", l.name)));
+        }
+    }
     let mut root = Group::new();
-    for part in if with_diff { ["data", "diff"].as_slice() } else { ["data"].as_slice() } {
-        let group = root.group(part);
+    let data = root.group("data");
+    for l in layers {
+        let g = data.group(l.name);
+        for (j, (b, owned)) in l.blobs.iter().enumerate() {
+            if *owned {
+                g.floats(&j.to_string(), &b.shape, b.data.clone());
+            }
+        }
+    }
+    if with_diff {
+        let diff = root.group("diff");
         for l in layers {
-            let g = group.group(l.name);
-            for (j, b) in l.blobs.iter().enumerate() {
-                if let Some(b) = b {
-                    let values = if *part == "data" { b.data.clone() } else { b.diff.clone() };
-                    if values.len() != b.data.len() {
-                        return Err(Error::Encode { file: path.display().to_string(), msg: format!("layer `{}` blob {j} has no gradient to write", l.name) });
-                    }
-                    g.floats(&j.to_string(), &b.shape, values);
+            let g = diff.group(l.name);
+            for (j, (b, _)) in l.blobs.iter().enumerate() {
+                if b.diff.len() != b.data.len() {
+                    return Err(bad(format!("layer `{}` blob {j} has no gradient to write", l.name)));
                 }
+                g.floats(&j.to_string(), &b.shape, b.diff.clone());
             }
         }
     }
@@ -72,7 +93,11 @@ fn collect_layers(f: &Hdf5, at: &str, prefix: &str, out: &mut Vec<LayerWeights>)
     for name in f.members_of(at)? {
         let path = format!("{at}/{name}");
         let layer = format!("{prefix}{name}");
-        let members = f.members_of(&path)?;
+        // A dataset directly under `data` is no layer of Caffe's; Caffe never looks at it.
+        let members = match f.members_of(&path) {
+            Err(Error::Decode { msg, .. }) if msg.ends_with("is a dataset, not a group") => continue,
+            m => m?,
+        };
         let indices: Vec<usize> = members.iter().filter_map(|m| m.parse::<usize>().ok().filter(|i| i.to_string() == *m)).collect();
         if indices.is_empty() && !members.is_empty() {
             collect_layers(f, &path, &format!("{layer}/"), out)?;

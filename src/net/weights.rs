@@ -178,7 +178,7 @@ impl<B: crate::backend::Backend> super::Net<B> {
                     .enumerate()
                     .map(|(j, (&pid, v))| {
                         let owner = &self.param_info[pid];
-                        (owner.layer == l.name() && owner.index == j).then_some(v)
+                        (v, owner.layer == l.name() && owner.index == j)
                     })
                     .collect(),
             })

@@ -222,7 +222,8 @@ impl Writer {
         for (addr, last) in &nodes {
             u64s(&mut node, &[*addr, *last]);
         }
-        node.resize(8 + 16 + (2 * BTREE_CHILDREN + 1) * 8 + 2 * BTREE_CHILDREN * 8, 0);
+        // Signature, type, level, entries; two siblings; 2K + 1 keys and 2K children.
+        node.resize(8 + 16 + (BTREE_CHILDREN + 1) * 8 + BTREE_CHILDREN * 8, 0);
         self.out.extend_from_slice(&node);
         let mut table = Vec::new();
         u64s(&mut table, &[btree, heap]);
