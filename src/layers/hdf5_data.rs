@@ -17,8 +17,8 @@
 //! of the seed and the forward pass (see `data::order`), so a resumed run sees the batches the
 //! unbroken one would have (Caffe shuffles with `std::random_shuffle`, which no seed governs).
 
-use super::image_data::{batch_size, resolver, upload};
-use super::{Arity, Ctx, Layer, LayerContext, Pass};
+use super::image_data::{batch_size, resolver, FeedLayer, FeedSource};
+use super::{Arity, Layer, LayerContext};
 use crate::backend::Backend;
 use crate::data::labels::LabelRanges;
 use crate::data::order::Order;
@@ -173,38 +173,11 @@ impl BatchLoader for Hdf5Loader {
     }
 }
 
-struct Hdf5Data {
-    feed: Feed<Hdf5Loader>,
-}
-
-impl<B: Backend> Layer<B> for Hdf5Data {
-    fn type_name(&self) -> &'static str {
-        "HDF5Data"
-    }
-    fn bottoms(&self) -> Arity {
-        Arity::exactly(0)
-    }
-    fn tops(&self) -> Arity {
-        Arity::at_least(1)
-    }
-    fn has_backward(&self) -> bool {
-        false
-    }
-    fn reshape(&mut self, _: &B, _: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
-        self.feed.shapes()
-    }
-    fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
-        let batch = self.feed.take()?;
-        upload(be, ctx, &batch)
-    }
-    fn backward(&mut self, _: &B, _: &mut Ctx<'_, B>, _: &[bool]) -> Result<()> {
-        Ok(())
-    }
-    fn set_pass(&mut self, pass: Pass) {
-        self.feed.seek(pass.index());
-    }
-    fn set_label_range(&mut self, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
-        let loader = self.feed.loader_mut()?;
+impl FeedSource for Hdf5Loader {
+    const TYPE: &'static str = "HDF5Data";
+    const TOPS: Arity = Arity::at_least(1);
+    fn set_label_range(feed: &mut Feed<Self>, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
+        let loader = feed.loader_mut()?;
         if let Some(r) = loader.ranges.get_mut(top) {
             r.add(classes, ignore_label);
         }
@@ -297,5 +270,6 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         cache: Mutex::new(None),
     };
     let probe = loader.top_shapes();
-    Ok(Box::new(Hdf5Data { feed: Feed::new(loader, probe) }))
+    let tops = probe.len();
+    Ok(Box::new(FeedLayer { feed: Feed::new(loader, probe), tops }))
 }

@@ -57,7 +57,7 @@ fn stack(samples: Vec<Sample>, label_shape: impl Fn(usize, usize, usize) -> Vec<
 }
 
 /// Copies a batch into the layer's tops, reshaping them if its shapes differ.
-pub(super) fn upload<B: Backend>(be: &B, ctx: &mut Ctx<'_, B>, batch: &Batch) -> Result<()> {
+fn upload<B: Backend>(be: &B, ctx: &mut Ctx<'_, B>, batch: &Batch) -> Result<()> {
     for (i, (shape, values)) in batch.tops.iter().enumerate().take(ctx.num_tops()) {
         let top = ctx.top_mut(i);
         if top.shape() != shape.as_slice() {
@@ -151,15 +151,36 @@ pub(super) fn image_layer<B: Backend, S: ImageSource>(loader: S, batch: usize, t
     let (pos, idx) = loader.order().first();
     let [c, h, w] = loader.sample(pos, idx)?.shape;
     let probe = vec![vec![batch, c, h, w], S::label_shape(batch, h, w)];
-    Ok(Box::new(ImageLayer { feed: Feed::new(loader, probe), tops }))
+    Ok(Box::new(FeedLayer { feed: Feed::new(loader, probe), tops }))
 }
 
-struct ImageLayer<S: ImageSource> {
-    feed: Feed<S>,
-    tops: usize,
+/// What a data layer fed by a [`Feed`] says of itself: its type, its tops, and how it takes
+/// the class count of the loss that reads one of its tops.
+pub(super) trait FeedSource: BatchLoader + Sized {
+    const TYPE: &'static str;
+    const TOPS: Arity;
+    fn set_label_range(feed: &mut Feed<Self>, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()>;
 }
 
-impl<B: Backend, S: ImageSource> Layer<B> for ImageLayer<S> {
+impl<S: ImageSource> FeedSource for S {
+    const TYPE: &'static str = <S as ImageSource>::TYPE;
+    const TOPS: Arity = <S as ImageSource>::TOPS;
+    fn set_label_range(feed: &mut Feed<Self>, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
+        if top != 1 {
+            return Ok(());
+        }
+        <S as ImageSource>::set_label_range(feed, classes, ignore_label)
+    }
+}
+
+/// A data layer whose batches come from a [`Feed`] (loaded ahead in background threads), the
+/// first `tops` of each batch's arrays going to its tops.
+pub(super) struct FeedLayer<S: FeedSource> {
+    pub feed: Feed<S>,
+    pub tops: usize,
+}
+
+impl<B: Backend, S: FeedSource> Layer<B> for FeedLayer<S> {
     fn type_name(&self) -> &'static str {
         S::TYPE
     }
@@ -188,10 +209,7 @@ impl<B: Backend, S: ImageSource> Layer<B> for ImageLayer<S> {
         self.feed.seek(pass.index());
     }
     fn set_label_range(&mut self, top: usize, classes: usize, ignore_label: Option<i32>) -> Result<()> {
-        if top != 1 {
-            return Ok(());
-        }
-        S::set_label_range(&mut self.feed, classes, ignore_label)
+        S::set_label_range(&mut self.feed, top, classes, ignore_label)
     }
 }
 
