@@ -68,6 +68,10 @@ fn get<T>(buf: &Option<T>) -> Result<&T> {
     buf.as_ref().ok_or_else(|| Error::Internal("ContrastiveLoss used before reshape".into()))
 }
 
+fn get_mut<T>(buf: &mut Option<T>) -> Result<&mut T> {
+    buf.as_mut().ok_or_else(|| Error::Internal("ContrastiveLoss used before reshape".into()))
+}
+
 impl<B: Backend> Layer<B> for ContrastiveLoss<B> {
     fn type_name(&self) -> &'static str {
         "ContrastiveLoss"
@@ -110,12 +114,12 @@ impl<B: Backend> Layer<B> for ContrastiveLoss<B> {
     }
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let mut parts = ctx.parts()?;
-        let diff = self.diff.as_mut().ok_or_else(|| Error::Internal("ContrastiveLoss used before reshape".into()))?;
+        let diff = get_mut(&mut self.diff)?;
         be.copy(&parts.bottoms[0].data, diff)?;
         be.axpby(-1.0, &parts.bottoms[1].data, 1.0, diff)?;
-        let square = self.square.as_mut().ok_or_else(|| Error::Internal("ContrastiveLoss used before reshape".into()))?;
+        let square = get_mut(&mut self.square)?;
         be.mul(diff, diff, square)?;
-        let dist_sq = self.dist_sq.as_mut().ok_or_else(|| Error::Internal("ContrastiveLoss used before reshape".into()))?;
+        let dist_sq = get_mut(&mut self.dist_sq)?;
         be.gemm(&Gemm::new(false, false, self.num, 1, self.channels), square, get(&self.ones)?, dist_sq)?;
         self.host_dist_sq.resize(self.num, 0.0);
         be.download(dist_sq, 0, &mut self.host_dist_sq)?;
@@ -166,7 +170,7 @@ impl<B: Backend> Layer<B> for ContrastiveLoss<B> {
                     if mdist > 0.0 { beta } else { 0.0 }
                 })
                 .collect();
-            let c = self.coef.as_mut().ok_or_else(|| Error::Internal("ContrastiveLoss used before reshape".into()))?;
+            let c = get_mut(&mut self.coef)?;
             be.upload(&coef, c, 0)?;
             be.channel_affine(ChannelDims::new(1, self.num, self.channels), Io::Pair(diff, &mut bottom.diff), Some(c), None)?;
         }
