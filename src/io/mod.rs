@@ -19,6 +19,7 @@
 pub mod blob;
 pub mod caffemodel;
 pub mod db;
+pub mod dicom;
 pub mod hdf5;
 pub mod hdf5_snapshot;
 pub mod leveldb;

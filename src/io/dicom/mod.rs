@@ -1,0 +1,3 @@
+//! DICOM radiographs: the decoders their compressed pixel data needs.
+
+pub mod jpeg_lossless;
