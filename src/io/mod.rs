@@ -11,6 +11,7 @@
 //!   (LMDB also written).
 //! - [`hdf5`]: HDF5 files (HDF5Data's input; written too), and [`hdf5_snapshot`]: Caffe's
 //!   `.caffemodel.h5` and `.solverstate.h5`.
+//! - [`dicom`]: DICOM radiographs (read for display; every image reader takes them).
 //!
 //! Every reader checks each length and count against the bytes that remain before it
 //! allocates, so a corrupt or hostile file gives an [`Error::Decode`],
