@@ -187,6 +187,35 @@ fn images_are_resized_to_the_input_and_masks_back_to_the_image() {
 }
 
 #[test]
+fn segment_reads_dicom_radiographs_as_their_png() {
+    // A folder as a PACS export leaves it: an extensionless DICOM file (the fixture holding
+    // exactly MCUCXR_0001_0.png's pixels, JPEG lossless) and a DICOMDIR index, beside the PNG.
+    let dir = tempfile::tempdir().unwrap();
+    let (model, weights) = write_model(dir.path(), "");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(root.join("fixtures/cxr-lite/images/MCUCXR_0001_0.png"), images.join("png.png")).unwrap();
+    std::fs::copy(root.join("fixtures/dicom/cxr_MCUCXR_0001_0.dcm"), images.join("IM000001")).unwrap();
+    std::fs::write(images.join("DICOMDIR"), [0u8; 200]).unwrap();
+    std::fs::write(images.join("notes"), "not an image").unwrap();
+    let out = dir.path().join("seg");
+    let (code, _, err) = crema(&["segment", "--model", &s(&model), "--weights", &s(&weights), &s(&images), "--out", &s(&out)]);
+    assert_eq!(code, 0, "{err}");
+    let mut written: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    written.sort();
+    let want = ["IM000001_mask.png", "IM000001_overlay.png", "IM000001_prob.png", "png_mask.png", "png_overlay.png", "png_prob.png"];
+    assert_eq!(written, want);
+    for kind in ["mask", "prob", "overlay"] {
+        let a = image::open(out.join(format!("IM000001_{kind}.png"))).unwrap();
+        assert_eq!(a, image::open(out.join(format!("png_{kind}.png"))).unwrap(), "{kind}");
+    }
+    // A lung mask of some pixels, not a blank: the net thresholds the radiograph at 128.
+    let m = image::open(out.join("IM000001_mask.png")).unwrap().to_luma8();
+    assert!(m.pixels().any(|p| p.0[0] == 255) && m.pixels().any(|p| p.0[0] == 0));
+}
+
+#[test]
 fn preprocessing_comes_from_flags_then_the_input_layer_then_the_default() {
     let dir = tempfile::tempdir().unwrap();
     // With scale 1/128 a pixel of 100 is lung (100/128 > 0.5); with 1/256 it is not.

@@ -3,7 +3,9 @@
 //! interleaved, one byte a sample.
 //!
 //! Formats: PNG (1-16 bit, palette, alpha), JPEG, BMP, GIF (first frame), TIFF, PGM/PPM/PNM,
-//! through the `image` crate, detected by content as OpenCV does; and JSRT's headerless `.IMG`.
+//! through the `image` crate, detected by content as OpenCV does; JSRT's headerless `.IMG`;
+//! and DICOM radiographs (first frame, windowed for display as [`crate::io::dicom`] says),
+//! which OpenCV cannot read.
 //!
 //! How samples become bytes (OpenCV's rules where it has one):
 //! - **16-bit samples keep their high byte** (`v >> 8`): OpenCV's PNG decoder asks libpng to
@@ -144,6 +146,16 @@ pub fn decode_image(bytes: &[u8], path: &Path, mode: ColorMode) -> Result<(Image
         return Ok((to_mode(img, mode), SourceInfo { bits: 12, color: false }));
     }
     let file = || path.display().to_string();
+    if crate::io::dicom::is_dicom(bytes, path) {
+        let d = crate::io::dicom::decode(bytes).map_err(|msg| Error::Decode { file: file(), msg: format!("DICOM: {msg}") })?;
+        let info = SourceInfo { bits: d.bits, color: d.channels == 3 };
+        let img = if d.channels == 1 {
+            to_mode(Image8 { width: d.width, height: d.height, channels: 1, data: d.data }, mode)
+        } else {
+            rgb_in_mode(d.width, d.height, d.data, mode, false)
+        };
+        return Ok((img, info));
+    }
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Decode { file: file(), msg: format!("cannot read: {e}") })?;
@@ -153,7 +165,7 @@ pub fn decode_image(bytes: &[u8], path: &Path, mode: ColorMode) -> Result<(Image
         } else {
             String::new()
         };
-        return Err(Error::Decode { file: file(), msg: format!("not an image crema can read (PNG, JPEG, BMP, GIF, TIFF, PNM){hint}") });
+        return Err(Error::Decode { file: file(), msg: format!("not an image crema can read (PNG, JPEG, BMP, GIF, TIFF, PNM, DICOM){hint}") });
     };
     let png = format == image::ImageFormat::Png;
     let decoded = reader.decode().map_err(|e| Error::Decode { file: file(), msg: format!("corrupt or unsupported {format:?} image: {e}") })?;
@@ -166,17 +178,25 @@ pub fn decode_image(bytes: &[u8], path: &Path, mode: ColorMode) -> Result<(Image
     })?;
     let img = match (px, mode) {
         (Px::Gray(g), _) => to_mode(Image8 { width: w, height: h, channels: 1, data: g }, mode),
-        (Px::Rgb(rgb), ColorMode::Bgr) => {
-            let mut data = rgb;
-            data.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
-            Image8 { width: w, height: h, channels: 3, data }
-        }
-        (Px::Rgb(rgb), ColorMode::Gray) => {
-            let data = rgb.chunks_exact(3).map(|p| if png { gray_libpng(p[0], p[1], p[2]) } else { gray_opencv(p[0], p[1], p[2]) }).collect();
-            Image8 { width: w, height: h, channels: 1, data }
-        }
+        (Px::Rgb(rgb), _) => rgb_in_mode(w, h, rgb, mode, png),
     };
     Ok((img, info))
+}
+
+/// Interleaved RGB pixels as `mode` gives them: BGR, or gray by libpng's formula (`png`) or
+/// OpenCV's.
+fn rgb_in_mode(width: usize, height: usize, rgb: Vec<u8>, mode: ColorMode, png: bool) -> Image8 {
+    match mode {
+        ColorMode::Bgr => {
+            let mut data = rgb;
+            data.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+            Image8 { width, height, channels: 3, data }
+        }
+        ColorMode::Gray => {
+            let data = rgb.chunks_exact(3).map(|p| if png { gray_libpng(p[0], p[1], p[2]) } else { gray_opencv(p[0], p[1], p[2]) }).collect();
+            Image8 { width, height, channels: 1, data }
+        }
+    }
 }
 
 /// JSRT samples (big-endian, 12-bit, inverted) to display-convention 8-bit gray.
