@@ -98,7 +98,7 @@ pub const JSRT_BYTES: usize = JSRT_SIDE * JSRT_SIDE * 2;
 /// What the decoded file held, before conversion to [`Image8`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceInfo {
-    /// Bits per sample in the file (8 or 16; 12 for JSRT).
+    /// Bits per sample in the file (8 or 16; 12 for JSRT; Bits Stored for DICOM).
     pub bits: u8,
     /// Whether the file had colour (not gray) pixels by its colour type.
     pub color: bool,
@@ -123,8 +123,8 @@ pub fn read_label_image(path: &Path) -> Result<Image8> {
         return Err(Error::Decode {
             file: path.display().to_string(),
             msg: format!(
-                "a {}-bit label image: Caffe (OpenCV) would keep only the high byte of each value, turning \
-                 class indices below 256 into 0; save labels as 8-bit images",
+                "a {}-bit label image: reducing it to 8 bits (Caffe, through OpenCV, keeps the high byte; DICOM is \
+                 windowed) would change its class indices; save labels as 8-bit images",
                 info.bits
             ),
         });

@@ -5,7 +5,7 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Extensions of the image files looked at in folders (compared without case).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "pgm", "ppm", "pnm", "pbm", "dcm", "dicom"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "pgm", "ppm", "pnm", "pbm", "dcm", "dicom", "dic"];
 
 /// The suffix `crema segment` gives its mask files (`<name>_mask.png`).
 pub const MASK_SUFFIX: &str = "_mask";
@@ -59,17 +59,20 @@ pub struct MaskPair {
     pub truth: PathBuf,
 }
 
-/// The image files of `dir` (by extension; DICOM files without one by content), sorted by name.
+/// Whether `p` is read as an image: by one of `extensions`, or as a DICOM file by its content
+/// (PACS exports name files `IM000001`, or by UID, `1.2.840.113619.2.1`).
+pub fn is_image_file(p: &Path, extensions: &[&str]) -> bool {
+    p.extension().and_then(|x| x.to_str()).is_some_and(|x| extensions.iter().any(|k| k.eq_ignore_ascii_case(x)))
+        || crate::io::dicom::is_dicom_file(p)
+}
+
+/// The image files of `dir` (by extension; DICOM files by content), sorted by name.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut files = Vec::new();
     for e in entries {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
-        let is_image = match p.extension().and_then(|x| x.to_str()) {
-            Some(x) => IMAGE_EXTENSIONS.iter().any(|k| k.eq_ignore_ascii_case(x)),
-            None => crate::io::dicom::is_dicom_file(&p),
-        };
-        if is_image && p.is_file() {
+        if p.is_file() && is_image_file(&p, IMAGE_EXTENSIONS) {
             files.push(p);
         }
     }

@@ -20,15 +20,10 @@ pub struct Case {
 }
 
 /// File extensions read as images (JSRT's `.IMG` and DICOM's `.dcm` included).
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "pgm", "ppm", "pnm", "pbm", "img", "dcm", "dicom"];
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "pgm", "ppm", "pnm", "pbm", "img", "dcm", "dicom", "dic"];
 
-/// Whether `p` is read as an image: by its extension, or, without one, as a DICOM file by
-/// content (PACS exports name files `IM000001`).
 fn is_image(p: &Path) -> bool {
-    match p.extension().and_then(|e| e.to_str()) {
-        Some(e) => IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)),
-        None => crate::io::dicom::is_dicom_file(p),
-    }
+    crate::eval::sources::is_image_file(p, IMAGE_EXTENSIONS)
 }
 
 fn stem(p: &Path) -> String {

@@ -131,6 +131,8 @@ fn first_frame(h: &Header, bytes: &[u8]) -> Res<Samples> {
         match h.photometric.as_str() {
             "RGB" | "YBR_FULL" => {}
             "YBR_FULL_422" if h.syntax == Syntax::JpegBaseline => {}
+            // JPEG 2000's colour transforms, which its decoder undoes.
+            "YBR_RCT" | "YBR_ICT" if h.syntax == Syntax::Jpeg2000 => {}
             p => return Err(format!("colour photometric interpretation {p} (RGB and YBR_FULL can be read)")),
         }
     } else {
@@ -145,7 +147,7 @@ fn first_frame(h: &Header, bytes: &[u8]) -> Res<Samples> {
     }
     let count = pixels.checked_mul(h.samples).ok_or("image size overflows")?;
     match &h.pixels {
-        PixelData::Native(range) => {
+        PixelData::Native { range, ow } => {
             let bps = h.bits_allocated as usize / 8;
             let need = count.checked_mul(bps).ok_or("image size overflows")?;
             if range.len() < need {
@@ -158,8 +160,14 @@ fn first_frame(h: &Header, bytes: &[u8]) -> Res<Samples> {
                     h.bits_allocated
                 ));
             }
-            let raw = &bytes[range.start..range.start + need];
             let be = h.syntax == Syntax::ExplicitBe;
+            let mut raw = std::borrow::Cow::Borrowed(&bytes[range.start..range.start + need]);
+            if be && *ow && bps == 1 {
+                // 8-bit samples in OW words: a big-endian file swaps each pair.
+                let mut swapped = raw.into_owned();
+                swapped.chunks_exact_mut(2).for_each(|p| p.swap(0, 1));
+                raw = std::borrow::Cow::Owned(swapped);
+            }
             let word = |c: &[u8]| -> u32 {
                 match (c.len(), be) {
                     (1, _) => c[0] as u32,
@@ -170,7 +178,7 @@ fn first_frame(h: &Header, bytes: &[u8]) -> Res<Samples> {
                 }
             };
             if h.samples == 3 {
-                return Ok(Samples::Rgb(interleave(raw, pixels, h.planar == 1, &h.photometric)));
+                return Ok(Samples::Rgb(interleave(&raw, pixels, h.planar == 1, &h.photometric)));
             }
             Ok(Samples::Gray(raw.chunks_exact(bps).map(|c| stored(h, word(c))).collect()))
         }
@@ -295,10 +303,22 @@ fn encapsulated(h: &Header, data: &[u8], pixels: usize, count: usize) -> Res<Sam
             Ok(gray_or_rgb(f.samples.into_iter().map(u32::from).collect(), false))
         }
         Syntax::JpegBaseline => {
-            let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg).map_err(|e| {
+            let fail = |e: image::ImageError| {
                 let hint = if h.bits_stored > 8 { " (12-bit JPEG is not supported; convert the file with `gdcmconv --raw`)" } else { "" };
                 format!("JPEG pixel data does not decode: {e}{hint}")
-            })?;
+            };
+            let reader = || image::ImageReader::with_format(std::io::Cursor::new(data), image::ImageFormat::Jpeg);
+            // The stream's size must be the header's before anything is decoded, and decoding
+            // may then take no more memory than that size needs.
+            let (w, ht) = reader().into_dimensions().map_err(fail)?;
+            if (w as usize, ht as usize) != (h.cols, h.rows) {
+                return Err(mismatch("JPEG", w as usize, ht as usize, h.samples));
+            }
+            let mut r = reader();
+            let mut limits = image::Limits::default();
+            limits.max_alloc = Some(count as u64 * 4 + (1 << 20));
+            r.limits(limits);
+            let img = r.decode().map_err(fail)?;
             let (w, ht) = (img.width() as usize, img.height() as usize);
             let c = img.color().channel_count() as usize;
             let values: Vec<u8> = if h.samples == 3 { img.into_rgb8().into_raw() } else { img.into_luma8().into_raw() };
@@ -316,7 +336,7 @@ fn encapsulated(h: &Header, data: &[u8], pixels: usize, count: usize) -> Res<Sam
 }
 
 /// The most samples of a JPEG 2000 frame crema decodes.
-const MAX_JPEG2000_SAMPLES: usize = 1 << 28;
+const MAX_JPEG2000_SAMPLES: usize = 1 << 25;
 
 fn jpeg2000(h: &Header, data: &[u8], count: usize, mismatch: &dyn Fn(&str, usize, usize, usize) -> String) -> Res<Samples> {
     use hayro_jpeg2000::{DecodeSettings, DecoderContext, Image};
@@ -327,8 +347,8 @@ fn jpeg2000(h: &Header, data: &[u8], count: usize, mismatch: &dyn Fn(&str, usize
         return Err(mismatch("JPEG 2000", w, ht, h.samples));
     }
     // JPEG 2000 has no bound on how far a stream expands (a blank image takes a few bytes), so
-    // frames are bounded absolutely, far above any radiograph (a 43 cm detector at 0.1 mm is
-    // 18.5 megapixels).
+    // frames are bounded absolutely, above any radiograph (a 43 cm detector at 0.1 mm is 18.5
+    // megapixels); the decoder needs about 16 bytes a sample.
     if count > MAX_JPEG2000_SAMPLES {
         return Err(format!("a JPEG 2000 frame of {w} x {ht} x {} samples, more than the {MAX_JPEG2000_SAMPLES} crema decodes", h.samples));
     }
@@ -354,9 +374,18 @@ fn jpeg2000(h: &Header, data: &[u8], count: usize, mismatch: &dyn Fn(&str, usize
     let depth = c.bit_depth().clamp(1, 31) as u32;
     let top = ((1u64 << depth) - 1) as f32;
     // The decoder adds the DC level shift of unsigned data to every component, signed or not;
-    // a signed component's values come back by taking it away again.
-    let shift = if h.signed { 1i32 << (depth - 1) } else { 0 };
-    Ok(Samples::Gray(c.samples().iter().map(|&v| (v.clamp(0.0, top) + 0.5).floor() as i32 - shift).collect()))
+    // a component the codestream marks signed comes back by taking it away again. The header's
+    // Pixel Representation then decides how the bits read (as pydicom corrects files whose two
+    // disagree).
+    let shift = if j2k_first_signed(data) { 1i64 << (depth - 1) } else { 0 };
+    Ok(Samples::Gray(c.samples().iter().map(|&v| codec(h, ((v.clamp(0.0, top) + 0.5).floor() as i64 - shift) as u32)).collect()))
+}
+
+/// Whether the first component of a JPEG 2000 codestream (bare, or inside a JP2 file) is
+/// signed, by its SIZ marker's Ssiz byte.
+fn j2k_first_signed(data: &[u8]) -> bool {
+    let start = data.windows(4).take(4096).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]);
+    start.and_then(|s| data.get(s + 42)).is_some_and(|ssiz| ssiz & 0x80 != 0)
 }
 
 /// Gray stored values to display bytes by the modality and VOI transforms.
@@ -371,9 +400,11 @@ fn gray_to_8bit(h: &Header, values: &[i32]) -> Res<Vec<u8>> {
             (None, None) => v as f64,
         }
     };
-    // The range of the modality values (a modality LUT need not be monotonic).
-    let (m_lo, m_hi) = if h.modality_lut.is_some() {
-        values.iter().map(|&v| modality(v)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), m| (a.min(m), b.max(m)))
+    // The range of the modality values (a modality LUT need not be monotonic), padding (the
+    // stored values Pixel Padding Value marks as outside the image) left out.
+    let padded = |v: i32| h.padding.is_some_and(|(a, b)| (a..=b).contains(&(v as i64)));
+    let (m_lo, m_hi) = if h.modality_lut.is_some() || h.padding.is_some() {
+        values.iter().filter(|&&v| !padded(v)).map(|&v| modality(v)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), m| (a.min(m), b.max(m)))
     } else {
         let (a, b) = (modality(lo), modality(hi));
         (a.min(b), a.max(b))
@@ -386,9 +417,6 @@ fn gray_to_8bit(h: &Header, values: &[i32]) -> Res<Vec<u8>> {
     } else if let Some((c, w)) = h.window {
         match h.voi_function.as_str() {
             "" | "LINEAR" => {
-                if w < 1.0 {
-                    return Err(format!("Window Width {w} (a LINEAR window is at least 1 wide)"));
-                }
                 Box::new(move |m| {
                     if m <= c - 0.5 - (w - 1.0) / 2.0 {
                         0.0
@@ -400,7 +428,6 @@ fn gray_to_8bit(h: &Header, values: &[i32]) -> Res<Vec<u8>> {
                     }
                 })
             }
-            "LINEAR_EXACT" | "SIGMOID" if w <= 0.0 => return Err(format!("Window Width {w} (it must be positive)")),
             "LINEAR_EXACT" => Box::new(move |m| {
                 if m <= c - w / 2.0 {
                     0.0
@@ -416,11 +443,14 @@ fn gray_to_8bit(h: &Header, values: &[i32]) -> Res<Vec<u8>> {
     } else if identity {
         Box::new(|m| m)
     } else if m_hi > m_lo {
+        // (Padding outside the range clamps to 0 or 255.)
         Box::new(move |m| (m - m_lo) / (m_hi - m_lo) * 255.0)
     } else {
         Box::new(|_| 0.0)
     };
-    let invert = h.photometric == "MONOCHROME1";
+    // MONOCHROME1, or a Presentation LUT Shape of INVERSE (which accompanies MONOCHROME1 in DX
+    // files, one inversion, not two).
+    let invert = h.photometric == "MONOCHROME1" || h.presentation_inverse;
     let out = |v: i32| -> u8 {
         let y = (voi(modality(v)) + 0.5).floor().clamp(0.0, 255.0) as u8;
         if invert { 255 - y } else { y }

@@ -93,8 +93,9 @@ pub struct Lut {
 /// Where the pixel data is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PixelData {
-    /// Native: the bytes of every frame, end to end.
-    Native(std::ops::Range<usize>),
+    /// Native: the bytes of every frame, end to end; `ow`: the element's VR is OW (whose words
+    /// a big-endian file swaps, 8-bit samples included).
+    Native { range: std::ops::Range<usize>, ow: bool },
     /// Encapsulated: the Basic Offset Table's offsets and each fragment's bytes.
     Fragments { offsets: Vec<u32>, fragments: Vec<std::ops::Range<usize>> },
 }
@@ -129,6 +130,10 @@ pub struct Header {
     pub window: Option<(f64, f64)>,
     /// VOI LUT Function (LINEAR when absent).
     pub voi_function: String,
+    /// Pixel Padding Value and Pixel Padding Range Limit: stored values outside the image.
+    pub padding: Option<(i64, i64)>,
+    /// Presentation LUT Shape INVERSE.
+    pub presentation_inverse: bool,
     /// The first VOI LUT of the VOI LUT Sequence.
     pub voi_lut: Option<Lut>,
     /// The pixel data.
@@ -147,7 +152,7 @@ const ITEM_END: u32 = 0xFFFE_E00D;
 const SEQ_END: u32 = 0xFFFE_E0DD;
 const PIXEL_DATA: u32 = 0x7FE0_0010;
 /// Nesting of sequences crema follows before calling a file hostile.
-const MAX_DEPTH: usize = 32;
+const MAX_DEPTH: usize = 64;
 
 /// Whether `bytes` hold a Part-10 file ("DICM" after a 128-byte preamble).
 pub fn has_preamble(bytes: &[u8]) -> bool {
@@ -235,7 +240,7 @@ impl<'b> Reader<'b> {
     /// little endian.
     fn skip_undefined(&self, e: &Elem, depth: usize) -> Res<usize> {
         if depth > MAX_DEPTH {
-            return Err(format!("sequences nested deeper than {MAX_DEPTH}"));
+            return Err("sequences nested too deeply".into());
         }
         let inner = if &e.vr == b"UN" { Reader { explicit: false, be: false, ..*self } } else { *self };
         let mut at = e.at;
@@ -275,22 +280,28 @@ impl<'b> Reader<'b> {
 
     /// The elements of the first item of the sequence `e`, as (tag, VR, value) triples of the
     /// item's top level.
+    /// The walk never passes the sequence's own end (for one of undefined length, the item's
+    /// delimiter or a sequence delimiter ends it), so each sequence costs its own length.
     fn first_item(&self, e: &Elem) -> Res<Vec<ItemElem<&'b [u8]>>> {
         let inner = if &e.vr == b"UN" { Reader { explicit: false, be: false, ..*self } } else { *self };
-        let end = e.len.map(|n| e.at + n);
-        if end == Some(e.at) {
+        let seq_end = e.len.map_or(self.b.len(), |n| e.at + n);
+        if seq_end == e.at {
             return Ok(Vec::new());
         }
         let item = inner.elem(e.at)?;
         if item.tag != ITEM {
             return Ok(Vec::new());
         }
+        let stop = match item.len {
+            Some(n) if item.at + n > seq_end => return Err(format!("an item at byte {} runs past the end of its sequence", e.at)),
+            Some(n) => item.at + n,
+            None => seq_end,
+        };
         let mut out = Vec::new();
         let mut at = item.at;
-        let stop = item.len.map(|n| item.at + n);
-        while stop.is_none_or(|s| at < s) {
+        while at < stop {
             let el = inner.elem(at)?;
-            if el.tag == ITEM_END {
+            if el.tag == ITEM_END || el.tag == SEQ_END {
                 break;
             }
             if el.len.is_some() {
@@ -335,6 +346,9 @@ struct Fields {
     center: Option<f64>,
     width: Option<f64>,
     voi_function: Option<String>,
+    padding: Option<Vec<u8>>,
+    padding_limit: Option<Vec<u8>>,
+    presentation_inverse: bool,
     modality_lut: Option<Vec<ItemElem<Vec<u8>>>>,
     voi_lut: Option<Vec<ItemElem<Vec<u8>>>>,
 }
@@ -342,25 +356,31 @@ struct Fields {
 /// Parses a whole file.
 pub fn parse(bytes: &[u8]) -> Res<Parsed<'_>> {
     let (syntax, start) = if has_preamble(bytes) {
-        meta(bytes)?
+        let (syntax, start) = meta(bytes)?;
+        // Writers that say explicit VR little endian but wrote implicit VR exist: the first
+        // element tells (a VR is two upper-case letters).
+        let syntax = match syntax {
+            Some(Syntax::ExplicitLe | Syntax::ImplicitLe) | None => sniff(&bytes[start..]),
+            Some(s) => s,
+        };
+        (syntax, start)
     } else if looks_bare(bytes) {
-        // A bare data set: explicit VR if the first element carries a VR, else implicit.
-        let explicit = bytes[4..6].iter().all(u8::is_ascii_uppercase);
-        (if explicit { Syntax::ExplicitLe } else { Syntax::ImplicitLe }, 0)
+        (sniff(bytes), 0)
     } else {
         return Err("not a DICOM file (no \"DICM\" at byte 128, and no data set at byte 0)".into());
     };
     let body: Cow<[u8]> = if syntax == Syntax::DeflatedLe {
         let rest = &bytes[start..];
-        // Deflate expands at most 1032-fold; refuse anything claiming more before holding it.
-        let cap = (rest.len() as u64).saturating_mul(1032).min(1 << 32);
+        // Deflate expands at most 1032-fold; refuse anything claiming more before holding it,
+        // and anything beyond 1 GiB (a 43 cm radiograph at 0.1 mm is 37 MB).
+        let cap = (rest.len() as u64).saturating_mul(1032).min(1 << 30);
         let mut out = Vec::new();
         flate2::read::DeflateDecoder::new(rest)
             .take(cap + 1)
             .read_to_end(&mut out)
             .map_err(|e| format!("the deflated data set does not inflate: {e}"))?;
         if out.len() as u64 > cap {
-            return Err("the deflated data set inflates beyond 1032 times its size".into());
+            return Err("the deflated data set inflates beyond 1032 times its size, or 1 GiB".into());
         }
         Cow::Owned(out)
     } else {
@@ -371,9 +391,18 @@ pub fn parse(bytes: &[u8]) -> Res<Parsed<'_>> {
     Ok(Parsed { header, bytes: body })
 }
 
-/// The file meta group: the transfer syntax and where the data set starts.
-fn meta(bytes: &[u8]) -> Res<(Syntax, usize)> {
-    let r = Reader { b: bytes, explicit: true, be: false };
+/// Whether a little-endian data set starting at `b` is in explicit VR (its first element has
+/// a VR) or implicit.
+fn sniff(b: &[u8]) -> Syntax {
+    if b.get(4..6).is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase)) { Syntax::ExplicitLe } else { Syntax::ImplicitLe }
+}
+
+/// The file meta group: the transfer syntax (`None` where the group names none) and where the
+/// data set starts. The group is explicit VR little endian, or, from some old writers,
+/// implicit.
+fn meta(bytes: &[u8]) -> Res<(Option<Syntax>, usize)> {
+    let explicit = matches!(sniff(&bytes[132..]), Syntax::ExplicitLe);
+    let r = Reader { b: bytes, explicit, be: false };
     let mut at = 132;
     let mut uid = None;
     loop {
@@ -389,8 +418,7 @@ fn meta(bytes: &[u8]) -> Res<(Syntax, usize)> {
             None => return Err("file meta group: an element of undefined length".into()),
         };
     }
-    let uid = uid.ok_or("the file meta group has no Transfer Syntax UID (0002,0010)")?;
-    Ok((Syntax::from_uid(&uid)?, at))
+    Ok((uid.map(|u| Syntax::from_uid(&u)).transpose()?, at))
 }
 
 /// Walks the data set up to the pixel data.
@@ -415,6 +443,11 @@ fn dataset(b: &[u8], syntax: Syntax) -> Res<Header> {
         if matches!(e.tag, 0x7FE0_0008 | 0x7FE0_0009) {
             return Err("float pixel data (7FE0,0008/0009) is not a radiograph crema can read".into());
         }
+        if e.tag >> 16 == 0xFFFE {
+            // A stray delimiter at the top level: step over it.
+            at = e.at + e.len.unwrap_or(0);
+            continue;
+        }
         if e.tag > PIXEL_DATA {
             return Err("the file has no pixel data (7FE0,0010)".into());
         }
@@ -424,22 +457,28 @@ fn dataset(b: &[u8], syntax: Syntax) -> Res<Header> {
                 0x0028_0002 => f.samples = Some(us(&e, v, "Samples per Pixel")?),
                 0x0028_0004 => f.photometric = Some(text(v)),
                 0x0028_0006 => f.planar = Some(us(&e, v, "Planar Configuration")?),
-                0x0028_0008 => f.frames = Some(first_number(v, "Number of Frames")?),
+                // Empty or unreadable: one frame, as viewers take it.
+                0x0028_0008 => f.frames = first_number(v, "Number of Frames").ok(),
                 0x0028_0010 => f.rows = Some(us(&e, v, "Rows")?),
                 0x0028_0011 => f.cols = Some(us(&e, v, "Columns")?),
                 0x0028_0100 => f.bits_allocated = Some(us(&e, v, "Bits Allocated")?),
                 0x0028_0101 => f.bits_stored = Some(us(&e, v, "Bits Stored")?),
                 0x0028_0102 => f.high_bit = Some(us(&e, v, "High Bit")?),
                 0x0028_0103 => f.signed = Some(us(&e, v, "Pixel Representation")?),
-                0x0028_1050 if !text(v).is_empty() => f.center = Some(first_number(v, "Window Center")?),
-                0x0028_1051 if !text(v).is_empty() => f.width = Some(first_number(v, "Window Width")?),
+                // An unreadable window is no window: the next VOI rule applies.
+                0x0028_1050 => f.center = first_number(v, "Window Center").ok(),
+                0x0028_1051 => f.width = first_number(v, "Window Width").ok(),
                 0x0028_1052 if !text(v).is_empty() => f.intercept = Some(first_number(v, "Rescale Intercept")?),
                 0x0028_1053 if !text(v).is_empty() => f.slope = Some(first_number(v, "Rescale Slope")?),
                 0x0028_1056 => f.voi_function = Some(text(v)),
+                0x0028_0120 => f.padding = Some(v.to_vec()),
+                0x0028_0121 => f.padding_limit = Some(v.to_vec()),
+                0x2050_0020 => f.presentation_inverse = text(v) == "INVERSE",
                 _ => {}
             }
         }
-        if matches!(e.tag, 0x0028_3000 | 0x0028_3010) {
+        let lut_seen = if e.tag == 0x0028_3000 { f.modality_lut.is_some() } else { f.voi_lut.is_some() };
+        if matches!(e.tag, 0x0028_3000 | 0x0028_3010) && !lut_seen {
             let item: Vec<_> = r.first_item(&e)?.into_iter().map(|(t, vr, v)| (t, vr, v.to_vec())).collect();
             if !item.is_empty() {
                 if e.tag == 0x0028_3000 { f.modality_lut = Some(item) } else { f.voi_lut = Some(item) }
@@ -453,7 +492,7 @@ fn dataset(b: &[u8], syntax: Syntax) -> Res<Header> {
 /// The pixel data element: its native bytes, or its fragments.
 fn pixel_data(r: &Reader, e: &Elem, syntax: Syntax) -> Res<PixelData> {
     match (e.len, syntax.encapsulated()) {
-        (Some(n), false) => Ok(PixelData::Native(e.at..e.at + n)),
+        (Some(n), false) => Ok(PixelData::Native { range: e.at..e.at + n, ow: &e.vr == b"OW" }),
         (None, true) => {
             let mut at = e.at;
             let mut offsets = Vec::new();
@@ -464,9 +503,13 @@ fn pixel_data(r: &Reader, e: &Elem, syntax: Syntax) -> Res<PixelData> {
                 match (item.tag, item.len) {
                     (SEQ_END, _) => break,
                     (ITEM, Some(n)) => {
-                        if first {
-                            // The Basic Offset Table: offsets of each frame's first fragment.
-                            offsets = r.value(&item).chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                        let v = r.value(&item);
+                        // The first item is the Basic Offset Table: empty, or offsets starting
+                        // at 0. Some writers leave it out; a first item that cannot be one (a
+                        // JPEG or RLE frame) is then a fragment.
+                        let is_table = v.len().is_multiple_of(4) && v.get(..4).is_none_or(|z| z == [0, 0, 0, 0]);
+                        if first && is_table {
+                            offsets = v.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
                         } else {
                             fragments.push(item.at..item.at + n);
                         }
@@ -501,13 +544,10 @@ fn lut(item: &[ItemElem<Vec<u8>>], be: bool, signed_input: bool, what: &str) -> 
         return Err(format!("{what}: LUT Descriptor has {} values, not 3", d.len()));
     }
     let entries = if d[0] == 0 { 65536 } else { d[0] as usize };
-    // The first value mapped is SS or US: the VR says which where there is one; in implicit VR,
-    // whether the input can be negative.
-    let signed_first = match &desc.1 {
-        b"SS" => true,
-        b"US" => false,
-        _ => signed_input,
-    };
+    // The first value mapped is signed when the LUT's input can be negative (PS3.3 C.11.1.1.1:
+    // for a Modality LUT, Pixel Representation), whatever VR a writer gave it, or when the VR
+    // is SS.
+    let signed_first = signed_input || &desc.1 == b"SS";
     let first = if signed_first { d[1] as i16 as i64 } else { d[1] as i64 };
     let bits = d[2] as u32;
     if !(1..=16).contains(&bits) {
@@ -549,7 +589,8 @@ fn finish(f: Fields, syntax: Syntax, pixels: PixelData, be: bool) -> Res<Header>
     }
     let frames = match f.frames {
         None => 1,
-        Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= 1e9 => n as usize,
+        Some(n) if n <= 1.0 => 1,
+        Some(n) if n.fract() == 0.0 && n <= 1e9 => n as usize,
         Some(n) => return Err(format!("Number of Frames is {n}")),
     };
     let signed = f.signed.unwrap_or(0) == 1;
@@ -563,11 +604,24 @@ fn finish(f: Fields, syntax: Syntax, pixels: PixelData, be: bool) -> Res<Header>
         Some(item) => lut(item, be, voi_signed, "VOI LUT Sequence")?,
         None => None,
     };
-    let rescale = if f.slope.is_some() || f.intercept.is_some() { Some((f.slope.unwrap_or(1.0), f.intercept.unwrap_or(0.0))) } else { None };
+    // An identity rescale is no rescale (8-bit data then shows as it is).
+    let rescale = Some((f.slope.unwrap_or(1.0), f.intercept.unwrap_or(0.0))).filter(|&r| r != (1.0, 0.0));
+    // A window the VOI LUT Function cannot use (LINEAR needs a width of at least 1, the others a
+    // positive one) is no window: the next VOI rule applies, as viewers do.
+    let linear = matches!(f.voi_function.as_deref(), None | Some("") | Some("LINEAR"));
     let window = match (f.center, f.width) {
-        (Some(c), Some(w)) => Some((c, w)),
+        (Some(c), Some(w)) if (linear && w >= 1.0) || (!linear && w > 0.0) => Some((c, w)),
         _ => None,
     };
+    let value = |v: &Option<Vec<u8>>| -> Option<i64> {
+        let v = v.as_ref().filter(|v| v.len() >= 2)?;
+        let u = if be { u16::from_be_bytes([v[0], v[1]]) } else { u16::from_le_bytes([v[0], v[1]]) };
+        Some(if signed { u as i16 as i64 } else { u as i64 })
+    };
+    let padding = value(&f.padding).map(|p| {
+        let limit = value(&f.padding_limit).unwrap_or(p);
+        (p.min(limit), p.max(limit))
+    });
     Ok(Header {
         syntax,
         rows,
@@ -584,6 +638,8 @@ fn finish(f: Fields, syntax: Syntax, pixels: PixelData, be: bool) -> Res<Header>
         modality_lut,
         window,
         voi_function: f.voi_function.unwrap_or_default(),
+        padding,
+        presentation_inverse: f.presentation_inverse,
         voi_lut,
         pixels,
     })

@@ -10,6 +10,9 @@ pub fn decode(frame: &[u8], pixels: usize, planes: usize) -> Res<Vec<Vec<u8>>> {
     if frame.len() < 64 {
         return Err(format!("RLE frame of {} bytes, shorter than its 64-byte header", frame.len()));
     }
+    if !(1..=15).contains(&planes) {
+        return Err(format!("RLE holds 1 to 15 segments; the image needs {planes}"));
+    }
     let word = |i: usize| u32::from_le_bytes([frame[4 * i], frame[4 * i + 1], frame[4 * i + 2], frame[4 * i + 3]]) as usize;
     let segments = word(0);
     if segments != planes {

@@ -299,3 +299,110 @@ fn truncated_and_corrupted_files_are_errors_not_panics() {
         }
     }
 }
+
+/// `gray` with the given `extra` elements, 1 x 4 pixels of 16/12 bits, as an explicit VR file.
+fn file_with(photometric: &str, extra: Vec<Vec<u8>>, px: &[u16]) -> Vec<u8> {
+    let enc = Enc::ExplicitLe;
+    let mut g = gray12(photometric, extra);
+    (g.rows, g.cols) = (1, px.len() as u16);
+    part10(EXPLICIT, &g.body(enc, &words(enc, px)))
+}
+
+#[test]
+fn vendor_quirks_fall_back_as_viewers_do() {
+    let enc = Enc::ExplicitLe;
+    let px = [100u16, 200, 300, 500];
+    let minmax: Vec<u8> = px.iter().map(|&v| (((v - 100) as f64 / 400.0 * 255.0) + 0.5).floor() as u8).collect();
+    // A window of width 0, or one that does not parse, is no window: min-max applies.
+    for (c, w) in [("200", "0"), ("abc", "100"), ("", "")] {
+        let f = file_with("MONOCHROME2", vec![el(enc, 0x0028_1050, "DS", &st(c)), el(enc, 0x0028_1051, "DS", &st(w))], &px);
+        assert_eq!(decode(&f).unwrap().data, minmax, "{c}/{w}");
+    }
+    // An empty Number of Frames is one frame.
+    let f = file_with("MONOCHROME2", vec![el(enc, 0x0028_0008, "IS", b"  ")], &px);
+    assert_eq!(decode(&f).unwrap().data, minmax);
+    // Pixel padding is left out of the range (and clamps to black).
+    let f = file_with("MONOCHROME2", vec![el(enc, 0x0028_0120, "US", &us(enc, 0))], &[0, 100, 300, 500]);
+    assert_eq!(decode(&f).unwrap().data, [0, 0, 128, 255]);
+    // Presentation LUT Shape INVERSE inverts a MONOCHROME2 image, and does not invert a
+    // MONOCHROME1 one twice.
+    let inverse = || el(enc, 0x2050_0020, "CS", &st("INVERSE"));
+    let f = file_with("MONOCHROME2", vec![inverse()], &px);
+    assert_eq!(decode(&f).unwrap().data, minmax.iter().map(|v| 255 - v).collect::<Vec<_>>());
+    let f = file_with("MONOCHROME1", vec![inverse()], &px);
+    assert_eq!(decode(&f).unwrap().data, minmax.iter().map(|v| 255 - v).collect::<Vec<_>>());
+    // A stray delimiter at the top level is stepped over.
+    let mut g = gray12("MONOCHROME2", vec![el(enc, 0xFFFE_E00D, "", &[])]);
+    (g.rows, g.cols) = (1, 4);
+    assert_eq!(decode(&part10(EXPLICIT, &g.body(enc, &words(enc, &px)))).unwrap().data, minmax);
+}
+
+#[test]
+fn eight_bit_data_with_an_identity_rescale_shows_as_it_is() {
+    let enc = Enc::ExplicitLe;
+    let mut g = Gray { rows: 1, cols: 4, allocated: 8, stored: 8, signed: false, photometric: "MONOCHROME2", extra: vec![] };
+    g.extra = vec![el(enc, 0x0028_1052, "DS", &st("0")), el(enc, 0x0028_1053, "DS", &st("1"))];
+    assert_eq!(decode(&part10(EXPLICIT, &g.body(enc, &[100, 110, 120, 130]))).unwrap().data, [100, 110, 120, 130]);
+    // 8-bit samples in OW words of a big-endian file are swapped pairwise.
+    let be = Enc::ExplicitBe;
+    g.extra.clear();
+    let mut body = g.body(be, &[]);
+    let native = el(be, 0x7FE0_0010, "OB", &[]);
+    body.truncate(body.len() - native.len());
+    body.extend(el(be, 0x7FE0_0010, "OW", &[110, 100, 130, 120]));
+    assert_eq!(decode(&part10("1.2.840.10008.1.2.2", &body)).unwrap().data, [100, 110, 120, 130]);
+}
+
+#[test]
+fn a_file_saying_explicit_but_written_implicit_reads() {
+    let px = [0u16, 4095, 2000, 1000];
+    let mut g = gray12("MONOCHROME2", vec![]);
+    (g.rows, g.cols) = (1, 4);
+    let implicit = part10(EXPLICIT, &g.body(Enc::ImplicitLe, &words(Enc::ImplicitLe, &px)));
+    let explicit = part10(EXPLICIT, &g.body(Enc::ExplicitLe, &words(Enc::ExplicitLe, &px)));
+    assert_eq!(decode(&implicit).unwrap(), decode(&explicit).unwrap());
+}
+
+#[test]
+fn signed_modality_luts_map_negative_inputs_whatever_their_vr() {
+    let enc = Enc::ExplicitLe;
+    // Signed pixels -2..1 through a Modality LUT from -2 (written as US 0xFFFE, as many writers
+    // do) of 4 entries 0, 1000, 2000, 4095: min-max then spreads them.
+    let item = [el(enc, 0x0028_3002, "US", &words(enc, &[4, 0xFFFE, 12])), el(enc, 0x0028_3006, "OW", &words(enc, &[0, 1000, 2000, 4095]))].concat();
+    let mut g = gray12("MONOCHROME2", vec![el(enc, 0x0028_3000, "SQ", &el(enc, 0xFFFE_E000, "", &item))]);
+    (g.rows, g.cols, g.signed) = (1, 4, true);
+    let d = decode(&part10(EXPLICIT, &g.body(enc, &words(enc, &[0x0FFE, 0x0FFF, 0, 1])))).unwrap();
+    let q = |m: f64| (m / 4095.0 * 255.0 + 0.5).floor() as u8;
+    assert_eq!(d.data, [0, q(1000.0), q(2000.0), 255]);
+}
+
+#[test]
+fn encapsulated_frames_without_an_offset_table_read() {
+    // RLE, 8-bit, 1 x 4: the frame as the first item, with no Basic Offset Table before it.
+    let mut frame = vec![0u8; 64];
+    frame[0] = 1;
+    frame[4] = 64;
+    frame.extend([3, 10, 20, 30, 40]);
+    frame.push(0);
+    let enc = Enc::ExplicitLe;
+    let g = Gray { rows: 1, cols: 4, allocated: 8, stored: 8, signed: false, photometric: "MONOCHROME2", extra: vec![] };
+    let mut body = g.body(enc, &[]);
+    let native = el(enc, 0x7FE0_0010, "OB", &[]);
+    body.truncate(body.len() - native.len());
+    body.extend(el_undefined(enc, 0x7FE0_0010, "OB", &[el(enc, 0xFFFE_E000, "", &frame), el(enc, 0xFFFE_E0DD, "", &[])].concat()));
+    assert_eq!(decode(&part10("1.2.840.10008.1.2.5", &body)).unwrap().data, [10, 20, 30, 40]);
+}
+
+#[test]
+fn lut_sequences_cost_their_own_length() {
+    // Many VOI LUT sequences of 8 bytes, each an item of undefined length that is never closed:
+    // a walk past each sequence's end would make this quadratic (minutes); it is linear.
+    let enc = Enc::ExplicitLe;
+    let one = el(enc, 0x0028_3010, "SQ", &el_undefined(enc, 0xFFFE_E000, "", &[]));
+    let mut extra = vec![one.clone(); 20_000];
+    extra.push(el(enc, 0xFFFE_E00D, "", &[]));
+    let t = std::time::Instant::now();
+    let _ = decode(&file_with("MONOCHROME2", extra, &[1, 2, 3, 4]));
+    // Generous: the quadratic walk took over 10 s for this size.
+    assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
+}
