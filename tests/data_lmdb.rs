@@ -3,6 +3,9 @@
 //! overflow pages; corrupt and truncated files give errors, never panics; the Data layer reads
 //! raw and encoded Datums through transform_param, as Caffe's examples use it.
 
+mod common;
+
+use common::examples::{bar_image, caffe_example, crema_in, losses_and_accuracies, small_solver};
 use crema::backend::cpu::Cpu;
 use crema::io::lmdb::Lmdb;
 use crema::net::{Net, NetOptions};
@@ -252,7 +255,7 @@ fn written_databases_read_back_record_for_record() {
         w
     };
     assert_eq!(write("empty", vec![]).depth, 0);
-    let e = crema::io::db::Database::open(&out.join("empty"), false).err().expect("nothing to read").to_string();
+    let e = crema::io::db::Database::open(&out.join("empty"), crema::io::db::DbKind::Lmdb).err().expect("nothing to read").to_string();
     assert!(e.contains("the database holds no records"), "{e}");
     assert_eq!(write("one", vec![(b"a".to_vec(), b"b".to_vec())]).depth, 1);
     let many = write("many", (0..3000).map(interop_record).collect());
@@ -280,56 +283,6 @@ fn writing_refuses_bad_keys_and_never_overwrites() {
     let e = write(vec![Ok((b"b".to_vec(), b"y".to_vec()))]).unwrap();
     assert!(e.contains("already there"), "{e}");
     assert_eq!(Lmdb::open(&db).unwrap().get(0).unwrap(), (b"a".as_slice(), b"x".as_slice()));
-}
-
-/// A file of Caffe's examples, from ../shared/conformance/prototxt.
-fn caffe_example(name: &str) -> String {
-    let dir = std::env::var_os("CREMA_CONFORMANCE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
-    std::fs::read_to_string(dir.join("prototxt").join(name)).expect("the conformance cases beside the checkout")
-}
-
-/// Runs the crema binary in `dir` (as Caffe's examples run from Caffe's root), returning its
-/// log; fails the test if it fails.
-fn crema_in(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crema")).args(args).current_dir(dir).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "crema {args:?}: {err}");
-    err
-}
-
-/// The training losses and test accuracies a `crema train` log shows.
-fn losses_and_accuracies(log: &str) -> (Vec<f32>, Vec<f32>) {
-    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
-    let pick = |a: &str, b: &str| log.lines().filter(|l| l.contains(a) && l.contains(b)).map(value).collect();
-    (pick("Iteration", "loss ="), pick("Test net output", "accuracy ="))
-}
-
-/// A solver of Caffe's examples cut down for a test: `test_iter` 2, `max_iter` and
-/// `test_interval` as given, display every 10, no snapshot, the CPU, a fixed seed.
-fn small_solver(text: &str, max_iter: &str, test_interval: &str) -> String {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let key = line.split(':').next().unwrap_or("").trim();
-        out.push(match key {
-            "test_iter" => "test_iter: 2".to_string(),
-            "test_interval" => format!("test_interval: {test_interval}"),
-            "display" => "display: 10".to_string(),
-            "max_iter" => format!("max_iter: {max_iter}"),
-            "snapshot" => "snapshot: 0".to_string(),
-            "solver_mode" => "solver_mode: CPU".to_string(),
-            _ => line.to_string(),
-        });
-    }
-    out.join("\n") + "\nrandom_seed: 1\n"
-}
-
-/// A 28x28 gray "digit" of class `k`: a bright bar over rows `2k + 4 .. 2k + 6` on a textured
-/// background that varies with `i`.
-fn bar_image(k: usize, i: usize) -> image::GrayImage {
-    image::GrayImage::from_fn(28, 28, |x, y| {
-        let on = (2 * k as u32 + 4..2 * k as u32 + 6).contains(&y);
-        image::Luma([if on { 220 } else { ((x * 7 + y * 13 + i as u32 * 31) % 60) as u8 }])
-    })
 }
 
 /// Caffe's own LeNet example (examples/mnist/lenet_train_test.prototxt and lenet_solver.prototxt
@@ -515,48 +468,6 @@ fn caffes_cifar10_example_trains_with_the_mean_compute_image_mean_makes() {
     assert!(*accuracy.last().unwrap() > 0.5, "test accuracy {accuracy:?}");
 }
 
-/// Caffe's siamese example (examples/siamese/mnist_siamese_train_test.prototxt in the V1 format
-/// and mnist_siamese_solver.prototxt from BVLC Caffe's history, in ../shared/conformance/prototxt):
-/// two LeNet towers sharing their weights by name, a Slice of 2-channel pair Datums, and
-/// ContrastiveLoss, trained from Caffe's root folder after the V1 upgrade. The pair databases
-/// are made as Caffe's convert_mnist_siamese_data makes them (two images as the channels of one
-/// Datum, label 1 for a pair of the same class), here as LMDB (`backend: LMDB` is the one line
-/// added; crema writes LMDB, not LevelDB); batches of 16 and 20, 120 iterations.
-#[test]
-fn caffes_siamese_example_trains_with_contrastive_loss() {
-    let root = tempfile::tempdir().unwrap();
-    let siamese = root.path().join("examples/siamese");
-    std::fs::create_dir_all(&siamese).unwrap();
-    for (name, pairs, offset) in [("mnist_siamese_train_leveldb", 400, 0), ("mnist_siamese_test_leveldb", 60, 1000)] {
-        let records = (0..pairs).map(|p: usize| {
-            let (i, j) = (p + offset, (p * 7 + 3 + offset) % 997);
-            // Every other pair is of one class, so similar and dissimilar pairs are balanced.
-            let (ki, kj) = (i % 10, if p.is_multiple_of(2) { i % 10 } else { (i + 1 + p % 9) % 10 });
-            let mut data = bar_image(ki, i).into_raw();
-            data.extend(bar_image(kj, j).into_raw());
-            let d = Datum { channels: Some(2), height: Some(28), width: Some(28), data: Some(data), label: Some((ki == kj) as i32), ..Default::default() };
-            Ok((format!("{p:08}").into_bytes(), d.encode_to_vec()))
-        });
-        crema::io::lmdb::write_lmdb(&siamese.join(name), records).unwrap();
-    }
-    let net = caffe_example("v1_siamese_mnist_siamese_train_test.prototxt")
-        .replace("batch_size: 64", "batch_size: 16")
-        .replace("batch_size: 100", "batch_size: 20")
-        .replace("_leveldb\"", "_leveldb\"\n    backend: LMDB");
-    assert_eq!(net.matches("backend: LMDB").count(), 2);
-    std::fs::write(siamese.join("mnist_siamese_train_test.prototxt"), net).unwrap();
-    std::fs::write(siamese.join("mnist_siamese_solver.prototxt"), small_solver(&caffe_example("siamese_mnist_siamese_solver.prototxt"), "120", "60")).unwrap();
-    let err = crema_in(root.path(), &["train", "-solver", "examples/siamese/mnist_siamese_solver.prototxt"]);
-    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
-    let losses: Vec<f32> = err.lines().filter(|l| l.contains("Iteration") && l.contains("loss =")).map(value).collect();
-    let tests: Vec<f32> = err.lines().filter(|l| l.contains("Test net output") && l.contains("loss =")).map(value).collect();
-    assert!(losses.len() >= 10 && tests.len() >= 2, "{err}");
-    println!("siamese: train losses {losses:?}, test losses {tests:?}");
-    let (first, last) = (losses[0], *losses.last().unwrap());
-    assert!(last < first / 2.0, "the siamese net did not learn: {losses:?}\n{err}");
-    assert!(tests.last().unwrap() < &tests[0], "test loss {tests:?}");
-}
-
 /// Datums of `float_data` (what pycaffe's `array_to_datum` writes for an array not of uint8:
 /// features, regression targets, normalised images) feed the Data layer through crop, mirror,
 /// mean and scale as Caffe's DataTransformer takes them, and have a mean; a count that does not
@@ -606,9 +517,10 @@ fn float_data_datums_are_read_and_transformed() {
 }
 
 /// `crema extract_features`, with Caffe's arguments: the blobs of every item of N batches as
-/// Datums of float_data, keys `%010d`, one LMDB per blob, the byte layout Caffe's tool writes
-/// (channels, height, width, then unpacked float_data); the Data layer reads them back. A blob
-/// the net lacks, or a database already there, is refused before anything is written.
+/// Datums of float_data, keys `%010d`, one LMDB (or LevelDB) per blob, the byte layout Caffe's
+/// tool writes (channels, height, width, then unpacked float_data); the Data layer reads them
+/// back. A blob the net lacks, or a database already there, is refused before anything is
+/// written.
 #[test]
 fn extract_features_stores_blobs_as_caffes_tool_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -674,8 +586,20 @@ fn extract_features_stores_blobs_as_caffes_tool_does() {
     assert!(!dir.path().join("fc7_db").exists());
     let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "ip", "ip_db", "1", "lmdb"]).stderr).into_owned();
     assert!(e.contains("ip_db: a database is already there"), "{e}");
-    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "ip", "new_db", "1", "leveldb"]).stderr).into_owned();
-    assert!(e.contains("crema writes LMDB databases only"), "{e}");
+    // LevelDB (Caffe's other db_type): the same records, byte for byte.
+    let out = run(&["x.caffemodel", "extract.prototxt", "ip", "ip_leveldb", "3", "leveldb", "CPU"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("ip_leveldb: 21 records of blob ip (LevelDB: 1 table file"), "{err}");
+    let ldb = crema::io::leveldb::LevelDb::open(&dir.path().join("ip_leveldb")).unwrap();
+    assert_eq!(ldb.len(), 21);
+    for i in 0..21 {
+        assert_eq!((ldb.key(i).unwrap(), &*ldb.value(i).unwrap()), ip.get(i).unwrap(), "record {i}");
+    }
+    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "ip", "ip_leveldb", "1", "leveldb"]).stderr).into_owned();
+    assert!(e.contains("ip_leveldb: a database is already there"), "{e}");
+    let e = String::from_utf8_lossy(&run(&["x.caffemodel", "extract.prototxt", "ip", "new_db", "1", "rocksdb"]).stderr).into_owned();
+    assert!(e.contains("database kind `rocksdb`: lmdb or leveldb"), "{e}");
+    assert!(!dir.path().join("new_db").exists());
     // A net that fails in its third batch (a colour record after two gray ones) leaves no
     // database behind.
     let text = std::fs::read_to_string(&model).unwrap().replace(&fixture("digits").display().to_string(), &fixture("encoded").display().to_string());

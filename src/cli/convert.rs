@@ -1,10 +1,16 @@
 //! `crema convert_imageset ROOTFOLDER/ LISTFILE DB_NAME` and `crema compute_image_mean DB
-//! MEAN`: Caffe's tools of those names, with their flags, making the LMDB database a Data layer
-//! reads and its mean file.
+//! MEAN`: Caffe's tools of those names, with their flags, making the LMDB or LevelDB database a
+//! Data layer reads and its mean file.
 
 use anyhow::bail;
 use crema::data::imageset::{convert_imageset, ImagesetOptions};
+use crema::io::db::DbKind;
 use std::path::PathBuf;
+
+/// `-backend lmdb|leveldb`, as Caffe's tools take it.
+fn db_kind(name: &str) -> Result<DbKind, String> {
+    DbKind::parse(name).map_err(|e| e.to_string())
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,7 +19,8 @@ pub struct Args {
     root: String,
     /// `path label` lines.
     list: PathBuf,
-    /// The database folder to create (it must not hold a database already).
+    /// The database folder to create: for LMDB one without a data.mdb, for LevelDB a new or
+    /// empty one.
     db: PathBuf,
     /// Read the images as one gray channel instead of B, G, R.
     #[arg(long)]
@@ -40,15 +47,13 @@ pub struct Args {
     /// Refuse images whose size differs from the first one's.
     #[arg(long = "check_size")]
     check_size: bool,
-    /// The database kind: lmdb (LevelDB is not written).
-    #[arg(long, default_value = "lmdb")]
-    backend: String,
+    /// The database kind: lmdb or leveldb (read it with `backend: LMDB` or `backend: LEVELDB`
+    /// in the Data layer).
+    #[arg(long, default_value = "lmdb", value_parser = db_kind)]
+    backend: DbKind,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if !a.backend.eq_ignore_ascii_case("lmdb") {
-        bail!("--backend {}: crema writes LMDB databases only (set `backend: LMDB` in the Data layer)", a.backend);
-    }
     if !a.encode_type.is_empty() {
         if !a.encoded {
             bail!("--encode_type needs --encoded");
@@ -60,7 +65,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         (h, w) if h > 0 && w > 0 => Some((h, w)),
         _ => bail!("--resize_height and --resize_width go together"),
     };
-    let opts = ImagesetOptions { gray: a.gray, shuffle: a.shuffle.then_some(a.seed), resize, check_size: a.check_size, encoded: a.encoded };
+    let opts = ImagesetOptions { gray: a.gray, shuffle: a.shuffle.then_some(a.seed), resize, check_size: a.check_size, encoded: a.encoded, backend: a.backend };
     if !a.encode_type.is_empty() {
         check_extensions(&a.list, &a.encode_type)?;
     }
@@ -71,7 +76,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         reported = done;
     })?;
-    eprintln!("Processed {} files: {} ({} pages, a tree {} deep)", written.entries, a.db.display(), written.pages, written.depth);
+    eprintln!("Processed {} files: {} ({written})", written.entries(), a.db.display());
     Ok(())
 }
 
@@ -98,17 +103,12 @@ pub struct MeanArgs {
     /// The mean file to write (`.binaryproto`, for `transform_param { mean_file }`).
     out: PathBuf,
     /// The database kind: lmdb or leveldb.
-    #[arg(long, default_value = "lmdb")]
-    backend: String,
+    #[arg(long, default_value = "lmdb", value_parser = db_kind)]
+    backend: DbKind,
 }
 
 pub fn mean(a: MeanArgs) -> anyhow::Result<()> {
-    let leveldb = match a.backend.to_ascii_lowercase().as_str() {
-        "lmdb" => false,
-        "leveldb" => true,
-        other => bail!("--backend {other}: lmdb or leveldb"),
-    };
-    let db = crema::io::db::Database::open(&a.db, leveldb)?;
+    let db = crema::io::db::Database::open(&a.db, a.backend)?;
     let blob = crema::data::imageset::compute_image_mean(&db)?;
     crema::io::write_binaryproto(&a.out, &blob)?;
     let means = crema::data::imageset::channel_means(&blob);

@@ -1,12 +1,13 @@
 //! `crema extract_features WEIGHTS NET BLOBS DBS BATCHES DB_TYPE [CPU|GPU] [DEVICE_ID]`:
 //! Caffe's `extract_features` tool, with its arguments: the named blobs of every item of
-//! `BATCHES` forward passes (TEST phase, trained weights) as Datums of `float_data` in LMDB
-//! databases, one per blob.
+//! `BATCHES` forward passes (TEST phase, trained weights) as Datums of `float_data` in LMDB or
+//! LevelDB databases (`DB_TYPE`), one per blob.
 
 use super::device::{DeviceOpts, Opened};
 use super::split_list;
 use anyhow::{bail, Context};
 use crema::backend::Backend;
+use crema::io::db::DbKind;
 use crema::net::{Net, NetOptions};
 use crema::proto::{NetState, Phase};
 use std::path::PathBuf;
@@ -23,8 +24,10 @@ pub struct Args {
     dbs: String,
     /// Forward passes to run: each stores its batch's items.
     num_mini_batches: usize,
-    /// Database kind: lmdb (LevelDB is not written).
-    db_type: String,
+    /// Database kind: lmdb or leveldb (read them back with `backend: LMDB` or `backend:
+    /// LEVELDB`).
+    #[arg(value_parser = |s: &str| DbKind::parse(s).map_err(|e| e.to_string()))]
+    db_type: DbKind,
     /// CPU or GPU, as Caffe's tool takes it (or give --gpu N).
     mode: Option<String>,
     /// The GPU with mode GPU (default 0).
@@ -34,9 +37,6 @@ pub struct Args {
 }
 
 pub fn run(mut a: Args) -> anyhow::Result<()> {
-    if !a.db_type.eq_ignore_ascii_case("lmdb") {
-        bail!("db_type {}: crema writes LMDB databases only (read them with `backend: LMDB`)", a.db_type);
-    }
     match a.mode.as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("CPU") => {
             if a.device_id.is_some() && a.device.gpu.is_none() {
@@ -67,16 +67,16 @@ fn extract<B: Backend>(be: B, a: &Args) -> anyhow::Result<()> {
     let blobs = split_list(&a.blobs);
     let dbs: Vec<PathBuf> = split_list(&a.dbs).into_iter().map(PathBuf::from).collect();
     let names: Vec<&str> = blobs.iter().map(String::as_str).collect();
-    crema::inference::extract::check(&net, &names, &dbs)?;
+    crema::inference::extract::check(&net, &names, &dbs, a.db_type)?;
     // Forward only, each blob's memory lent while its values are needed, the features kept.
     net.make_forward_only()?;
     net.set_data_sharing(true, &names)?;
     eprintln!("Extracting Features");
-    let written = crema::inference::extract::extract_features(&mut net, &names, &dbs, a.num_mini_batches, |blob, n| {
+    let written = crema::inference::extract::extract_features(&mut net, &names, &dbs, a.db_type, a.num_mini_batches, |blob, n| {
         eprintln!("Extracted features of {n} query images for feature blob {blob}");
     })?;
     for ((name, db), w) in names.iter().zip(&dbs).zip(&written) {
-        eprintln!("{}: {} records of blob {name}", db.display(), w.entries);
+        eprintln!("{}: {} records of blob {name} ({w})", db.display(), w.entries());
     }
     eprintln!("Successfully extracted the features!");
     Ok(())

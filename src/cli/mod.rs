@@ -59,16 +59,16 @@ enum Command {
     /// (SegNet's compute_bn_statistics.py).
     #[command(name = "bn-stats")]
     BnStats(bn_stats::Args),
-    /// Make an LMDB database of Datums from listed images, for the Data layer (Caffe's
-    /// `convert_imageset`).
+    /// Make an LMDB (or, with -backend leveldb, LevelDB) database of Datums from listed
+    /// images, for the Data layer (Caffe's `convert_imageset`).
     #[command(name = "convert_imageset", alias = "convert-imageset")]
     ConvertImageset(convert::Args),
-    /// The mean of an LMDB database's images as a mean file (.binaryproto), and each
-    /// channel's mean value (Caffe's `compute_image_mean`).
+    /// The mean of an LMDB (or LevelDB) database's images as a mean file (.binaryproto), and
+    /// each channel's mean value (Caffe's `compute_image_mean`).
     #[command(name = "compute_image_mean", alias = "compute-image-mean")]
     ComputeImageMean(convert::MeanArgs),
-    /// Store blobs of a net's forward passes as Datums in LMDB databases, one per blob (Caffe's
-    /// `extract_features`).
+    /// Store blobs of a net's forward passes as Datums in LMDB or LevelDB databases, one per
+    /// blob (Caffe's `extract_features`).
     #[command(name = "extract_features", alias = "extract-features")]
     ExtractFeatures(extract::Args),
     /// Describe a GPU and the CUDA libraries crema loads (Caffe's `caffe device_query`).

@@ -1,5 +1,6 @@
-//! Caffe's `convert_imageset`: images listed with their labels, made into an LMDB database of
-//! `Datum` records for the Data layer; and its `compute_image_mean` over such a database.
+//! Caffe's `convert_imageset`: images listed with their labels, made into an LMDB or LevelDB
+//! database of `Datum` records for the Data layer (`-backend`); and its `compute_image_mean`
+//! over such a database.
 //!
 //! As Caffe: the list holds `path label` lines (split at the last space); each image is read
 //! from `root + path` (plain concatenation) in colour (B, G, R) or gray, resized with OpenCV's
@@ -14,8 +15,7 @@ use super::datum::{datum_values, raw_datum};
 use super::decode::{read_image, ColorMode};
 use super::resize;
 use super::source::read_labeled;
-use crate::io::db::Database;
-use crate::io::lmdb::{write_lmdb, Written};
+use crate::io::db::{Database, DbKind, Written};
 use crate::io::BlobData;
 use crate::proto::Datum;
 use crate::rng::Rng;
@@ -38,13 +38,16 @@ pub struct ImagesetOptions {
     /// Store the image files' bytes instead of pixels (`-encoded`); only without resizing,
     /// where the file is stored as it is.
     pub encoded: bool,
+    /// The kind of database to write (`-backend`; LMDB by default, as Caffe's tool).
+    pub backend: DbKind,
 }
 
 /// Images converted per parallel step (they are written in order).
 const CHUNK: usize = 256;
 
-/// Converts the images `list` names (relative to `root`, prefixed as text) into the LMDB
-/// database `out`; `progress` hears the number of images done after each step.
+/// Converts the images `list` names (relative to `root`, prefixed as text) into the database
+/// `out`, of the kind `opts.backend` names; `progress` hears the number of images done after
+/// each step.
 pub fn convert_imageset(root: &str, list: &Path, out: &Path, opts: &ImagesetOptions, mut progress: impl FnMut(usize)) -> Result<Written> {
     if opts.encoded && opts.resize.is_some() {
         return Err(Error::Config(
@@ -97,7 +100,7 @@ pub fn convert_imageset(root: &str, list: &Path, out: &Path, opts: &ImagesetOpti
         progress(done);
         chunk
     });
-    write_lmdb(out, records)
+    crate::io::db::write(opts.backend, out, records)
 }
 
 /// Caffe's `compute_image_mean`: the mean of every record of `db` (decoded as the Data layer

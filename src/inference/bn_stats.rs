@@ -264,7 +264,7 @@ pub fn write_inference_weights<B: Backend>(net: &Net<B>, path: &Path) -> Result<
 pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Option<usize> {
     let mut best: Option<usize> = None;
     for l in &param.layer {
-        // For a Data layer, whether its database is a LevelDB.
+        // For a Data layer, its database's kind.
         let (source, batch, database) = match l.r#type() {
             "DenseImageData" => {
                 let p = l.dense_image_data_param.as_ref()?;
@@ -276,8 +276,7 @@ pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Optio
             }
             "Data" => {
                 let p = l.data_param.as_ref()?;
-                let leveldb = p.backend() == crate::proto::data_parameter::Db::Leveldb;
-                (p.source().to_string(), p.batch_size() as usize, Some(leveldb))
+                (p.source().to_string(), p.batch_size() as usize, Some(crate::io::db::DbKind::of_backend(p.backend())))
             }
             "HDF5Data" => {
                 let p = l.hdf5_data_param.as_ref()?;
@@ -293,8 +292,8 @@ pub fn epoch_iterations(param: &NetParameter, model_dir: Option<&Path>) -> Optio
         };
         let direct = Path::new(&source).to_path_buf();
         let path = if direct.exists() { direct } else { model_dir?.join(&source) };
-        let lines = if let Some(leveldb) = database {
-            crate::io::db::Database::open(&path, leveldb).ok()?.len()
+        let lines = if let Some(kind) = database {
+            crate::io::db::Database::open(&path, kind).ok()?.len()
         } else {
             let text = std::fs::read_to_string(path).ok()?;
             text.lines().filter(|l| !l.trim().is_empty()).count()

@@ -1,14 +1,14 @@
 //! Caffe's `extract_features`: runs a net forward for some batches and stores, for each named
 //! blob, every item's values as a Datum of `float_data` in a database of its own, as Caffe's
 //! tool does: keys `%010d` counting items from 0, `channels`, `height` and `width` the blob's
-//! (legacy) axes 1 to 3, no label. The databases are LMDB; a Data layer (or pycaffe's
-//! `datum_to_array`) reads them back.
+//! (legacy) axes 1 to 3, no label. The databases are LMDB or LevelDB, as asked; a Data layer
+//! (or pycaffe's `datum_to_array`) reads them back.
 //!
 //! Each database is written by its own thread as the batches come, so memory holds a batch, not
 //! the features of the whole run; a failure leaves no database behind.
 
 use crate::backend::Backend;
-use crate::io::lmdb::{write_lmdb, Written};
+use crate::io::db::{DbKind, Written};
 use crate::net::Net;
 use crate::proto::Datum;
 use crate::{Error, Result};
@@ -33,8 +33,9 @@ fn legacy_chw(name: &str, shape: &[usize]) -> Result<[usize; 3]> {
 }
 
 /// Checks a request before anything runs: one database per blob, every blob in the net with
-/// at most 4 axes, no database already there or named twice.
-pub fn check<B: Backend>(net: &Net<B>, blobs: &[&str], dbs: &[PathBuf]) -> Result<()> {
+/// at most 4 axes, no database of kind `kind` already there (for LevelDB, no file at all) or
+/// named twice.
+pub fn check<B: Backend>(net: &Net<B>, blobs: &[&str], dbs: &[PathBuf], kind: DbKind) -> Result<()> {
     if blobs.len() != dbs.len() {
         return Err(Error::Config(format!(
             "{} feature blobs but {} databases: name one database per blob",
@@ -50,31 +51,32 @@ pub fn check<B: Backend>(net: &Net<B>, blobs: &[&str], dbs: &[PathBuf]) -> Resul
         legacy_chw(name, b.shape())?;
     }
     for (i, db) in dbs.iter().enumerate() {
-        if db.join("data.mdb").exists() || dbs[..i].contains(db) {
+        if kind.occupied(db) || dbs[..i].contains(db) {
             return Err(Error::Config(format!("{}: a database is already there (or named twice); remove it or choose another name", db.display())));
         }
     }
     Ok(())
 }
 
-/// Runs `batches` forward passes of `net` and writes blob `blobs[i]` of every item to the LMDB
-/// database `dbs[i]`; `progress(blob, items)` hears every 1,000 items of each blob and its last
-/// count. Returns how many items each database holds.
+/// Runs `batches` forward passes of `net` and writes blob `blobs[i]` of every item to the
+/// database `dbs[i]`, of kind `kind`; `progress(blob, items)` hears every 1,000 items of each
+/// blob and its last count. Returns what each database holds.
 pub fn extract_features<B: Backend>(
     net: &mut Net<B>,
     blobs: &[&str],
     dbs: &[PathBuf],
+    kind: DbKind,
     batches: usize,
     mut progress: impl FnMut(&str, u64),
 ) -> Result<Vec<Written>> {
-    check(net, blobs, dbs)?;
+    check(net, blobs, dbs, kind)?;
     std::thread::scope(|scope| {
         let mut senders: Vec<SyncSender<Record>> = Vec::new();
         let mut writers = Vec::new();
         for db in dbs {
             let (tx, rx) = sync_channel::<Record>(QUEUE);
             senders.push(tx);
-            writers.push(scope.spawn(move || write_lmdb(db, rx)));
+            writers.push(scope.spawn(move || crate::io::db::write(kind, db, rx)));
         }
         // Ok(false): a writer stopped (its error says why).
         let run = (|| -> Result<bool> {

@@ -7,8 +7,8 @@
 //! - [`caffemodel`]: writing a net's definition and parameters as Caffe's snapshots do.
 //! - [`solverstate`]: `.solverstate` files.
 //! - [`npy`]: NumPy `.npy` arrays.
-//! - [`lmdb`], [`leveldb`], [`db`]: the databases of Caffe `Datum` records Data layers read
-//!   (LMDB also written).
+//! - [`lmdb`], [`leveldb`], [`db`]: the databases of Caffe `Datum` records Data layers read,
+//!   and `convert_imageset` and `extract_features` write (both kinds).
 //! - [`hdf5`]: HDF5 files (HDF5Data's input; written too), and [`hdf5_snapshot`]: Caffe's
 //!   `.caffemodel.h5` and `.solverstate.h5`.
 //! - [`dicom`]: DICOM radiographs (read for display; every image reader takes them).
@@ -111,7 +111,7 @@ where
 }
 
 /// A fresh temporary name beside `path`: `.<name>.<pid>.<n>.tmp`.
-fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path
@@ -123,7 +123,7 @@ fn temp_path(path: &Path) -> PathBuf {
 
 /// Makes a rename durable by syncing its directory, where the platform allows it (best effort:
 /// the file itself is already synced).
-fn sync_dir(path: &Path) {
+pub(crate) fn sync_dir(path: &Path) {
     #[cfg(unix)]
     {
         let dir = match path.parent() {

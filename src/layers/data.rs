@@ -20,7 +20,7 @@ use crate::data::order::Order;
 use crate::data::prefetch::Feed;
 use crate::data::source::resolve_file;
 use crate::data::transform::Transformer;
-use crate::io::db::Database;
+use crate::io::db::{Database, DbKind};
 use crate::proto::{data_parameter::Db, LayerParameter};
 use crate::{Error, Result};
 use std::path::Path;
@@ -93,7 +93,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         let default = if p.backend.is_none() { " (the default)" } else { "" };
         return Err(Error::Config(format!("data_param.backend is {given}{default}, but {} is {found} database: set `backend: {set}`", path.display())));
     }
-    let db = Database::open(&path, leveldb)?;
+    let db = Database::open(&path, DbKind::of_backend(p.backend()))?;
     let order = order(db.len(), batch, false, p.rand_skip(), cx, "records")?;
     image_layer(DataLoader { db, order, transformer, ranges: LabelRanges::default() }, batch, lp.top.len())
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod examples;
 pub mod gradcheck;
 
 use crema::backend::Backend;

@@ -1,5 +1,5 @@
-//! Reading LevelDB databases, the other store of Caffe's `Data` layer (`backend: LEVELDB`, the
-//! field's default, used by Caffe's early examples), without the LevelDB library.
+//! Reading and writing LevelDB databases, the other store of Caffe's `Data` layer (`backend:
+//! LEVELDB`, the field's default, used by Caffe's early examples), without the LevelDB library.
 //!
 //! A database folder holds a `CURRENT` file naming the `MANIFEST`, whose version edits list
 //! the live table files (`NNNNNN.ldb`, or `.sst`), and write-ahead logs (`NNNNNN.log`) holding
@@ -12,7 +12,11 @@
 //! Opening reads every live file once (the keys of a LevelDB lie beside its values). Values
 //! from logs are kept; values in tables are read again, block by block, when asked for.
 //! Every length, offset and checksum is checked, so a corrupt or truncated database gives an
-//! [`Error::Decode`] naming the file, never a panic.
+//! [`Error::Decode`] naming the file, never a panic. [`write_leveldb`] writes a database the
+//! LevelDB library reads.
+
+mod write;
+pub use write::{occupied, write_leveldb, Written, BLOCK_SIZE, TABLE_SIZE};
 
 use super::FileBytes;
 use crate::{Error, Result};

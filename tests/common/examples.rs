@@ -1,0 +1,55 @@
+//! Running Caffe's own examples (their prototxt files from ../shared/conformance/prototxt) as
+//! Caffe runs them, from its root folder, on small stand-ins for their data: shared by the
+//! tests of the databases (`data_lmdb.rs`, `data_leveldb.rs`).
+
+use std::path::Path;
+
+/// A file of Caffe's examples, from ../shared/conformance/prototxt.
+pub fn caffe_example(name: &str) -> String {
+    std::fs::read_to_string(super::conformance_dir().join("prototxt").join(name)).expect("the conformance cases beside the checkout")
+}
+
+/// Runs the crema binary in `dir` (as Caffe's examples run from Caffe's root), returning its
+/// log; fails the test if it fails.
+pub fn crema_in(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crema")).args(args).current_dir(dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "crema {args:?}: {err}");
+    err
+}
+
+/// The training losses and test accuracies a `crema train` log shows.
+pub fn losses_and_accuracies(log: &str) -> (Vec<f32>, Vec<f32>) {
+    let value = |line: &str| line.rsplit('=').next().unwrap().split_whitespace().next().unwrap().parse::<f32>().unwrap();
+    let pick = |a: &str, b: &str| log.lines().filter(|l| l.contains(a) && l.contains(b)).map(value).collect();
+    (pick("Iteration", "loss ="), pick("Test net output", "accuracy ="))
+}
+
+/// A solver of Caffe's examples cut down for a test: `test_iter` 2, `max_iter` and
+/// `test_interval` as given, display every 10, no snapshot, the CPU, a fixed seed.
+pub fn small_solver(text: &str, max_iter: &str, test_interval: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let key = line.split(':').next().unwrap_or("").trim();
+        out.push(match key {
+            "test_iter" => "test_iter: 2".to_string(),
+            "test_interval" => format!("test_interval: {test_interval}"),
+            "display" => "display: 10".to_string(),
+            "max_iter" => format!("max_iter: {max_iter}"),
+            "snapshot" => "snapshot: 0".to_string(),
+            "solver_mode" => "solver_mode: CPU".to_string(),
+            _ => line.to_string(),
+        });
+    }
+    out.join("\n") + "\nrandom_seed: 1\n"
+}
+
+/// A 28x28 gray "digit" of class `k`: a bright bar over rows `2k + 4 .. 2k + 6` on a textured
+/// background that varies with `i`.
+pub fn bar_image(k: usize, i: usize) -> image::GrayImage {
+    image::GrayImage::from_fn(28, 28, |x, y| {
+        let on = (2 * k as u32 + 4..2 * k as u32 + 6).contains(&y);
+        image::Luma([if on { 220 } else { ((x * 7 + y * 13 + i as u32 * 31) % 60) as u8 }])
+    })
+}
+
