@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::examples::{bar_image, caffe_example, crema_in, losses_and_accuracies, small_solver};
+use common::examples::{bar_image, caffe_example, crema_in, lenet_tree, losses_and_accuracies, small_solver};
 use crema::backend::cpu::Cpu;
 use crema::io::lmdb::Lmdb;
 use crema::net::{Net, NetOptions};
@@ -291,20 +291,8 @@ fn writing_refuses_bad_keys_and_never_overwrites() {
 /// and 20, 60 iterations, testing every 30, the CPU, a fixed seed).
 #[test]
 fn caffes_lenet_example_trains_on_databases_convert_imageset_makes() {
-    let root = tempfile::tempdir().unwrap();
+    let root = lenet_tree();
     let mnist = root.path().join("examples/mnist");
-    let images = root.path().join("data/bars");
-    std::fs::create_dir_all(&mnist).unwrap();
-    std::fs::create_dir_all(&images).unwrap();
-    for (list, n) in [("train.txt", 200), ("test.txt", 40)] {
-        let mut text = String::new();
-        for i in 0..n {
-            let (k, name) = (i % 10, format!("{list}_{i}.png"));
-            bar_image(k, i).save(images.join(&name)).unwrap();
-            text += &format!("{name} {k}\n");
-        }
-        std::fs::write(images.join(list), text).unwrap();
-    }
     let crema = |args: &[&str]| crema_in(root.path(), args);
     // Caffe's create_mnist.sh makes these two databases (with convert_mnist_data).
     let err = crema(&["convert_imageset", "-gray", "-shuffle", "data/bars/", "data/bars/train.txt", "examples/mnist/mnist_train_lmdb"]);

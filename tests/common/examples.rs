@@ -53,3 +53,23 @@ pub fn bar_image(k: usize, i: usize) -> image::GrayImage {
     })
 }
 
+
+/// A Caffe-like root folder for the LeNet example: `examples/mnist/` (empty) and `data/bars/`
+/// holding 200 training and 40 test bar images with their `path label` lists (`train.txt`,
+/// `test.txt`), for `convert_imageset`.
+pub fn lenet_tree() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let images = root.path().join("data/bars");
+    std::fs::create_dir_all(root.path().join("examples/mnist")).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    for (list, n) in [("train.txt", 200), ("test.txt", 40)] {
+        let mut text = String::new();
+        for i in 0..n {
+            let (k, name) = (i % 10, format!("{list}_{i}.png"));
+            bar_image(k, i).save(images.join(&name)).unwrap();
+            text += &format!("{name} {k}\n");
+        }
+        std::fs::write(images.join(list), text).unwrap();
+    }
+    root
+}
