@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::examples::{bar_image, caffe_example, crema_in, lenet_tree, losses_and_accuracies, small_solver};
+use common::examples::{bar_image, caffe_example, crema_in, lenet_tree, small_solver, train_lenet};
 use crema::backend::cpu::Cpu;
 use crema::io::leveldb::{write_leveldb, LevelDb};
 use crema::net::{Net, NetOptions};
@@ -300,13 +300,7 @@ fn caffes_lenet_example_trains_on_leveldb_databases_convert_imageset_makes() {
         .replace("_lmdb\"", "_leveldb\"")
         .replace("backend: LMDB", "backend: LEVELDB");
     assert_eq!(net.matches("backend: LEVELDB").count(), 2);
-    std::fs::write(mnist.join("lenet_train_test.prototxt"), net).unwrap();
-    std::fs::write(mnist.join("lenet_solver.prototxt"), small_solver(&caffe_example("mnist_lenet_solver.prototxt"), "60", "30")).unwrap();
-    let err = crema(&["train", "-solver", "examples/mnist/lenet_solver.prototxt"]);
-    let (losses, accuracy) = losses_and_accuracies(&err);
-    assert!(losses.len() >= 6 && accuracy.len() >= 2, "{err}");
-    assert!(losses[0] > 2.0 && *losses.last().unwrap() < 0.5, "LeNet did not learn the bars: {losses:?}\n{err}");
-    assert!(*accuracy.last().unwrap() > 0.9, "test accuracy {accuracy:?}");
+    train_lenet(root.path(), &net);
 
     // compute_image_mean reads it too.
     let err = crema(&["compute_image_mean", "-backend", "leveldb", "examples/mnist/mnist_train_leveldb", "examples/mnist/mean.binaryproto"]);

@@ -73,3 +73,18 @@ pub fn lenet_tree() -> tempfile::TempDir {
     }
     root
 }
+
+/// Writes `net` as Caffe's LeNet train/test prototxt beside its solver (60 iterations, testing
+/// every 30) under `root/examples/mnist/`, trains it from `root` as Caffe's example does, and
+/// checks that it learns the bars: the first loss above 2, the last below 0.5, the last test
+/// accuracy above 0.9.
+pub fn train_lenet(root: &Path, net: &str) {
+    let mnist = root.join("examples/mnist");
+    std::fs::write(mnist.join("lenet_train_test.prototxt"), net).unwrap();
+    std::fs::write(mnist.join("lenet_solver.prototxt"), small_solver(&caffe_example("mnist_lenet_solver.prototxt"), "60", "30")).unwrap();
+    let err = crema_in(root, &["train", "-solver", "examples/mnist/lenet_solver.prototxt"]);
+    let (losses, accuracy) = losses_and_accuracies(&err);
+    assert!(losses.len() >= 6 && accuracy.len() >= 2, "{err}");
+    assert!(losses[0] > 2.0 && *losses.last().unwrap() < 0.5, "LeNet did not learn the bars: {losses:?}\n{err}");
+    assert!(*accuracy.last().unwrap() > 0.9, "test accuracy {accuracy:?}");
+}
