@@ -2,8 +2,10 @@
 //
 // - Kernels: each family's source, compiled as C++ with emu_cuda.h, registers its kernels by
 //   name (EMU_REGISTER); cuModuleGetFunction finds them by name, whatever image was "loaded".
-// - A launch runs the grid's blocks one after another; a block's threads are fibers
-//   (ucontext) on the calling thread, resumed in a shuffled order, switching at barriers. A
+// - A launch runs the grid's blocks one after another; a block's threads are fibers on the
+//   calling thread, resumed in a shuffled order, switching at barriers. On x86-64 a fiber switch
+//   is a few instructions (emu_switch below); glibc's swapcontext makes a sigprocmask system
+//   call on every switch, which took nine tenths of the emulator's time. Elsewhere ucontext. A
 //   barrier that not every live thread of its scope reaches is reported as a deadlock, with
 //   the kernel's name, and aborts.
 // - Memory is host memory: every allocation is its own mapping, ending against an inaccessible
@@ -19,8 +21,10 @@
 #include <mutex>
 #include <string>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
 #include <vector>
 
 namespace emu {
@@ -39,10 +43,71 @@ static std::mutex launch_lock;
 
 enum Wait { NONE = 0, BLOCK = 1, WARP = 2 };
 
+static void entry();
+
+#if defined(__x86_64__)
+// A suspended fiber is its stack pointer: emu_switch(save, to) pushes the System V callee-saved
+// registers, stores the stack pointer in *save, loads `to` and pops the same from there. The
+// SSE and x87 control words are left alone, as the signal mask is: no kernel changes them, so
+// every fiber runs with the launching thread's.
+extern "C" void emu_switch(void** save, void* to);
+asm(R"(
+    .text
+    .p2align 4
+    .hidden emu_switch
+    .type emu_switch,@function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch,.-emu_switch
+)");
+
+struct Context {
+    void* sp = nullptr;
+};
+// Lays out, at the top of `stack`, what emu_switch pops when it first switches to the fiber:
+// zeroed registers and entry() as the return address, so that entry() starts with the stack
+// aligned as after a call.
+static void make_context(Context& c, char* stack, size_t size) {
+    auto top = reinterpret_cast<uintptr_t>(stack + size) & ~uintptr_t(15);
+    auto* w = reinterpret_cast<uint64_t*>(top);
+    *--w = 0;                                        // entry()'s return address: it never returns
+    *--w = reinterpret_cast<uint64_t>(&entry);       // where emu_switch's ret goes
+    for (int r = 0; r < 6; ++r) *--w = 0;            // rbp, rbx, r12..r15
+    c.sp = w;
+}
+static void switch_context(Context& from, Context& to) { emu_switch(&from.sp, to.sp); }
+#else
+struct Context {
+    ucontext_t uc;
+};
+static void make_context(Context& c, char* stack, size_t size) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+static void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
 struct Fiber {
     ThreadState state;
-    ucontext_t ctx;
-    char* stack = nullptr;
+    Context ctx;
+    char* stack = nullptr;  // from `spare_stacks` while the thread runs
     bool done = false;
     Wait wait = NONE;
     unsigned long long word = 0;  // published by exchange()
@@ -50,8 +115,11 @@ struct Fiber {
 
 static const size_t STACK = 256 * 1024;
 static std::vector<Fiber> fibers;
+// Stacks of finished threads, the last freed on top: a thread that starts takes the one still in
+// the cache, so a block of threads without barriers runs on one stack.
+static std::vector<char*> spare_stacks;
 static Fiber* cur = nullptr;
-static ucontext_t scheduler;
+static Context scheduler;
 static Tramp running = nullptr;
 static void** running_params = nullptr;
 static const char* running_name = "";
@@ -66,7 +134,7 @@ unsigned lane() {
 
 static void park(Wait w) {
     cur->wait = w;
-    swapcontext(&cur->ctx, &scheduler);
+    switch_context(cur->ctx, scheduler);
 }
 
 void sync_block() { park(BLOCK); }
@@ -85,7 +153,8 @@ unsigned long long exchange(unsigned long long v, int src) {
 static void entry() {
     running(running_params);
     cur->done = true;
-    swapcontext(&cur->ctx, &scheduler);
+    switch_context(cur->ctx, scheduler);
+    std::abort();  // a finished fiber is never resumed
 }
 
 static unsigned long long next_random() {
@@ -110,18 +179,13 @@ static void run_block(size_t n) {
     if (fibers.size() < n) fibers.resize(n);
     for (size_t i = 0; i < n; ++i) {
         Fiber& f = fibers[i];
-        if (!f.stack) f.stack = static_cast<char*>(std::malloc(STACK));
         f.done = false;
         f.wait = NONE;
         f.state.tid = {(unsigned)(i % block_dim.x), (unsigned)((i / block_dim.x) % block_dim.y),
                        (unsigned)(i / (block_dim.x * block_dim.y))};
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack;
-        f.ctx.uc_stack.ss_size = STACK;
-        f.ctx.uc_link = nullptr;
-        makecontext(&f.ctx, entry, 0);
     }
-    std::vector<size_t> order(n);
+    static std::vector<size_t> order;
+    order.resize(n);
     for (size_t i = 0; i < n; ++i) order[i] = i;
     for (;;) {
         // A shuffled pass over the runnable threads.
@@ -129,8 +193,25 @@ static void run_block(size_t n) {
         for (size_t k = 0; k < n; ++k) {
             Fiber& f = fibers[order[k]];
             if (f.done || f.wait != NONE) continue;
+            if (!f.stack) {
+                if (spare_stacks.empty()) {
+                    // Stack tops at different offsets within a page (of 64 lines), so that the
+                    // top frames of a block's threads do not all fall in one cache set.
+                    static size_t made = 0;
+                    char* base = static_cast<char*>(std::malloc(STACK + 4096));
+                    f.stack = base + (made++ * 17 % 64) * 64;
+                } else {
+                    f.stack = spare_stacks.back();
+                    spare_stacks.pop_back();
+                }
+                make_context(f.ctx, f.stack, STACK);
+            }
             cur = &f;
-            swapcontext(&scheduler, &f.ctx);
+            switch_context(scheduler, f.ctx);
+            if (f.done) {
+                spare_stacks.push_back(f.stack);
+                f.stack = nullptr;
+            }
         }
         // Release the barriers every live thread of their scope has reached.
         size_t live = 0, at_block = 0;
