@@ -21,8 +21,8 @@ pub(crate) struct Kernel {
     /// `kc * NR`, and `c` rows `0..mr` of `ldc`-strided columns `0..nr` are valid for reads
     /// (when `beta != 0`) and writes; the CPU supports the kernel's [`Isa`].
     pub run: KernelFn,
-    /// The same on the first 16 columns of the panel only (`nr <= 16`), half the work for a
-    /// half-empty panel; `None` where `NR` is 16 already.
+    /// The same on the first `NR / 2` columns of the panel only (`nr <= NR / 2`), half the
+    /// work for a half-empty panel; `None` where the kernel has no such variant.
     pub half: Option<KernelFn>,
 }
 
@@ -31,7 +31,7 @@ impl Kernel {
     #[inline]
     pub fn for_cols(&self, nr: usize) -> KernelFn {
         match self.half {
-            Some(h) if nr <= 16 => h,
+            Some(h) if nr <= self.nr / 2 => h,
             _ => self.run,
         }
     }
@@ -45,9 +45,11 @@ pub(crate) fn kernel(isa: Isa) -> Kernel {
     match isa {
         Isa::Portable => Kernel { isa, mr: 4, nr: 16, run: portable::<4, 16>, half: None },
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Kernel { isa, mr: 6, nr: 16, run: avx2::kernel::<6, 2, 16>, half: Some(avx2::kernel::<6, 1, 16>) },
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => Kernel { isa, mr: 14, nr: 32, run: avx512::kernel::<14, 2, 32>, half: Some(avx512::kernel::<14, 1, 32>) },
         #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx512 => kernel(Isa::Portable),
+        Isa::Avx2 | Isa::Avx512 => kernel(Isa::Portable),
     }
 }
 
@@ -77,6 +79,76 @@ unsafe fn portable<const MR: usize, const NR: usize>(
             unsafe {
                 let dst = c.add(i * ldc + j);
                 *dst = if beta == 0.0 { alpha * v } else { beta.mul_add(*dst, alpha * v) };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `MR x 8·NV` tile, as [`super::avx512::kernel`] with 8-lane vectors: `MR·NV + NV + 1
+    /// <= 16` registers (6 x 16: twelve accumulators, two B̃ vectors, one broadcast). Columns
+    /// past `nr` are neither read nor written (masked loads and stores).
+    ///
+    /// # Safety
+    /// See [`Kernel::run`](super::Kernel::run); the CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn kernel<const MR: usize, const NV: usize, const BS: usize>(
+        kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32, mr: usize, nr: usize,
+    ) {
+        for i in 0..mr.min(MR) {
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + 8 * v) as *const i8);
+            }
+        }
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            // SAFETY: `ap`/`bp` advance by MR / 8·NV floats per k, inside the panels.
+            unsafe {
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (v, bvv) in bv.iter_mut().enumerate() {
+                    *bvv = _mm256_loadu_ps(bp.add(8 * v));
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*ap.add(i));
+                    for v in 0..NV {
+                        row[v] = _mm256_fmadd_ps(av, bv[v], row[v]);
+                    }
+                }
+                ap = ap.add(MR);
+                bp = bp.add(BS);
+            }
+        }
+        let va = _mm256_set1_ps(alpha);
+        let vb = _mm256_set1_ps(beta);
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for (i, row) in acc.iter().enumerate().take(mr) {
+            // SAFETY: rows `< mr` and the masked columns `< nr` are inside C.
+            unsafe {
+                let dst = c.add(i * ldc);
+                for (v, accv) in row.iter().enumerate() {
+                    let lo = 8 * v;
+                    if lo >= nr {
+                        break;
+                    }
+                    let mut r = _mm256_mul_ps(*accv, va);
+                    if nr - lo >= 8 {
+                        if beta != 0.0 {
+                            r = _mm256_fmadd_ps(_mm256_loadu_ps(dst.add(lo)), vb, r);
+                        }
+                        _mm256_storeu_ps(dst.add(lo), r);
+                    } else {
+                        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((nr - lo) as i32), lane);
+                        if beta != 0.0 {
+                            r = _mm256_fmadd_ps(_mm256_maskload_ps(dst.add(lo), mask), vb, r);
+                        }
+                        _mm256_maskstore_ps(dst.add(lo), mask, r);
+                    }
+                }
             }
         }
     }
@@ -166,6 +238,16 @@ mod tests {
             best = best.max(2.0 * (reps * kc * mr * nr) as f64 / s / 1e9);
         }
         println!("{name}: best {best:.1} GFLOP/s");
+    }
+
+    #[test]
+    #[ignore]
+    fn kernel_peak_avx2() {
+        use avx2::kernel as k;
+        peak("6x16", 6, 16, k::<6, 2, 16>);
+        peak("6x8", 6, 8, k::<6, 1, 16>);
+        peak("4x24", 4, 24, k::<4, 3, 24>);
+        peak("3x32", 3, 32, k::<3, 4, 32>);
     }
 
     #[test]
