@@ -256,6 +256,9 @@ fn weights_panel(isa: Isa, p: &Problem, wts: &Weights, geo: &Geo, kp: usize, blk
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 was detected (or chosen by a test among the available ISAs).
         Isa::Avx512 => unsafe { avx::weights_panel(p, wts, geo.mr, kp, blk) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA available, as above; the AVX2 kernel's mr is 6.
+        Isa::Avx2 => unsafe { avx2::weights_panel(p, wts, geo.mr, kp, blk) },
         _ => weights_panel_scalar(p, wts, geo.mr, kp, blk),
     }
 }
@@ -271,6 +274,9 @@ unsafe fn input_stage(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 available; the rest forwarded.
         Isa::Avx512 => unsafe { avx::input_stage(p, tl, geo, x, c0, c1, pa, pb, v) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA available; the rest forwarded.
+        Isa::Avx2 => unsafe { avx2::input_stage(p, tl, geo, x, c0, c1, pa, pb, v) },
         // SAFETY: forwarded.
         _ => unsafe { input_stage_scalar(p, tl, geo, x, c0, c1, pa, pb, v) },
     }
@@ -365,9 +371,35 @@ unsafe fn output_stage(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32],
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 available; the rest forwarded.
         Isa::Avx512 => unsafe { avx::output_stage(p, tl, geo, m, kbase, kloc, ks, ke, t0, t1, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA available; the rest forwarded.
+        Isa::Avx2 => unsafe { avx2::output_stage(p, tl, geo, m, kbase, kloc, ks, ke, t0, t1, y) },
         // SAFETY: forwarded.
         _ => unsafe { output_stage_scalar(p, tl, geo, m, kbase, kloc, ks, ke, t0, t1, y) },
     }
+}
+
+/// Calls `f` with the kernels of output-channel panel `kp` (`rows` output channels, from 0)
+/// copied compact into this thread's scratch. The panel's kernels are `rows` long runs
+/// (forward: one per output channel) or many short ones (backward-data: one per input
+/// channel); the vector stages gather from them all at once, too many streams for the
+/// hardware prefetcher, so they are first copied, run by run, into a compact local block
+/// (gathered from L2 after that).
+fn with_compact_panel(p: &Problem, wts: &Weights, mr: usize, kp: usize, f: impl FnOnce(&Weights, usize)) {
+    let rows = mr.min(p.k - kp * mr);
+    let k0 = kp * mr * wts.ks;
+    let (runs, run_len, run_step, in_run) =
+        if wts.cs <= wts.ks { (rows, (p.c - 1) * wts.cs + 9, wts.ks, wts.cs) } else { (p.c, (rows - 1) * wts.ks + 9, wts.cs, wts.ks) };
+    WBUF.with(|wb| {
+        let mut wb = wb.borrow_mut();
+        let local = grow(&mut wb, runs * run_len);
+        for r in 0..runs {
+            local[r * run_len..(r + 1) * run_len].copy_from_slice(&wts.w[k0 + r * run_step..k0 + r * run_step + run_len]);
+        }
+        // Element (kl, c, t) of the panel: local[kl·lks + c·lcs + t].
+        let (lks, lcs) = if wts.cs <= wts.ks { (run_len, in_run) } else { (in_run, run_len) };
+        f(&Weights { w: local, ks: lks, cs: lcs, flip: wts.flip }, rows);
+    });
 }
 
 fn weights_panel_scalar(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
@@ -466,6 +498,10 @@ unsafe fn output_stage_scalar(p: &Problem, tl: &Tiling, geo: &Geo, m: &[f32], kb
 }
 
 #[cfg(target_arch = "x86_64")]
+#[path = "conv_winograd_avx2.rs"]
+pub(crate) mod avx2;
+
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod avx {
     //! AVX-512 stages: a half-group's six input columns are stride-4 phases of one
     //! contiguous input row, pulled out with two-source permutes; output rows are the
@@ -501,29 +537,8 @@ pub(crate) mod avx {
     /// AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
     pub(super) unsafe fn weights_panel(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
-        let rows = mr.min(p.k - kp * mr);
-        // The panel's kernels are 14 long runs (forward: one per output channel) or many short
-        // ones (backward-data: one per input channel). The gathers below walk them all at
-        // once, too many streams for the hardware prefetcher, so first copy them, run by run,
-        // into a compact local block (gathered from L2 after that).
-        let k0 = kp * mr * wts.ks;
-        let (runs, run_len, run_step, in_run) = if wts.cs <= wts.ks {
-            (rows, (p.c - 1) * wts.cs + 9, wts.ks, wts.cs)
-        } else {
-            (p.c, (rows - 1) * wts.ks + 9, wts.cs, wts.ks)
-        };
-        WBUF.with(|wb| {
-            let mut wb = wb.borrow_mut();
-            let local = grow(&mut wb, runs * run_len);
-            for r in 0..runs {
-                local[r * run_len..(r + 1) * run_len].copy_from_slice(&wts.w[k0 + r * run_step..k0 + r * run_step + run_len]);
-            }
-            // Element (kl, c, t) of the panel: local[kl·lks + c·lcs + t].
-            let (lks, lcs) = if wts.cs <= wts.ks { (run_len, in_run) } else { (in_run, run_len) };
-            let local = Weights { w: local, ks: lks, cs: lcs, flip: wts.flip };
-            // SAFETY: forwarded (AVX-512F).
-            unsafe { weights_from(p, &local, mr, rows, blk) };
-        });
+        // SAFETY: forwarded (AVX-512F).
+        with_compact_panel(p, wts, mr, kp, |local, rows| unsafe { weights_from(p, local, mr, rows, blk) });
     }
 
     /// [`weights_panel`] on the panel's kernels, `rows` output channels from 0 in `wts`.

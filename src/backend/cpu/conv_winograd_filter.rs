@@ -3,8 +3,8 @@
 //!
 //! For each transform point ξ the sum over tiles is a GEMM with the tiles as its depth,
 //! `dU_ξ (K x C) += Z_ξ (K x tiles) · V_ξᵀ (tiles x C)`, run by the packed-GEMM microkernel.
-//! The transforms work on sixteen tiles per vector; 16x16 in-register transposes turn their
-//! results into the packed panels the microkernel reads (`Z`: `[ξ][K panel][tile][MR]`, `V`:
+//! The transforms work on sixteen tiles per vector (eight with AVX2); in-register transposes
+//! turn their results into the packed panels the microkernel reads (`Z`: `[ξ][K panel][tile][MR]`, `V`:
 //! `[ξ][C panel][tile][NR]`).
 //!
 //! The transforms run in parallel over output-channel panels and 16-channel chunks. Then:
@@ -203,6 +203,9 @@ unsafe fn z_stage(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, dy: &[f32], kp:
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 available; the rest forwarded.
         Isa::Avx512 => unsafe { avx::z_stage(p, tl, geo, dy, kp, z) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA available; the rest forwarded.
+        Isa::Avx2 => unsafe { avx2::z_stage(p, tl, geo, dy, kp, z) },
         _ => {
             let k0 = (geo.kp0 + kp) * geo.mr;
             for gl in 0..geo.tb / 16 {
@@ -236,6 +239,9 @@ unsafe fn v_stage(isa: Isa, p: &Problem, tl: &Tiling, geo: &Geo, x: &[f32], q: u
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 available; the rest forwarded.
         Isa::Avx512 => unsafe { avx::v_stage(p, tl, geo, x, q, v) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA available; the rest forwarded.
+        Isa::Avx2 => unsafe { avx2::v_stage(p, tl, geo, x, q, v) },
         _ => {
             for gl in 0..geo.tb / 16 {
                 for (hi, h) in tl.group(geo.g0 + gl).iter().enumerate() {
@@ -286,6 +292,9 @@ unsafe fn filter_stage(isa: Isa, p: &Problem, du: &[f32], plane: usize, ldu: usi
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 available; the rest forwarded.
         Isa::Avx512 => unsafe { avx::filter_stage(du, plane, ldu, kl, k, c0, c1, dw, ks, cs) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA available; the rest forwarded.
+        Isa::Avx2 => unsafe { avx2::filter_stage(du, plane, ldu, kl, k, c0, c1, dw, ks, cs) },
         _ => {
             for c in c0..c1 {
                 let u: [f32; 36] = std::array::from_fn(|xi| du[xi * plane + kl * ldu + c - c0]);
@@ -301,6 +310,10 @@ unsafe fn filter_stage(isa: Isa, p: &Problem, du: &[f32], plane: usize, ldu: usi
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[path = "conv_winograd_filter_avx2.rs"]
+mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
