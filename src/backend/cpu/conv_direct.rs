@@ -73,6 +73,9 @@ pub(crate) fn forward(isa: Isa, s: &ConvSpec, x: &[f32], w: &[f32], y: &mut [f32
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512 available; row o of channels k0..k0 + kb is this task's.
                 Isa::Avx512 if g.kw <= 16 => unsafe { avx::forward_row(&g, xg, wg, o, k0, kb, yp, y0) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 and FMA available; as above.
+                Isa::Avx2 if g.kw <= 16 => unsafe { avx2::forward_row(&g, xg, wg, o, k0, kb, yp, y0) },
                 _ => {
                     for k in k0..k0 + kb {
                         for ox in 0..g.ow {
@@ -121,6 +124,9 @@ pub(crate) fn backward_filter(isa: Isa, s: &ConvSpec, x: &[f32], dy: &[f32], dw:
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: AVX-512 available.
                     Isa::Avx512 if g.kw <= 16 => unsafe { avx::filter_sums(&g, xc, dyk, kb, t0, tn) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX2 and FMA available.
+                    Isa::Avx2 if g.kw <= 16 => unsafe { avx2::filter_sums(&g, xc, dyk, kb, t0, tn) },
                     _ => filter_sums(&g, xc, dyk, kb, t0, tn),
                 };
                 for (sk, pk) in sums.iter_mut().zip(&part).take(kb) {
@@ -162,6 +168,10 @@ fn filter_sums(g: &Geo, xc: &[f32], dyk: &[f32], kb: usize, t0: usize, tn: usize
     }
     out
 }
+
+#[cfg(target_arch = "x86_64")]
+#[path = "conv_direct_avx2.rs"]
+mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
