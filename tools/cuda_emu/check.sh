@@ -3,8 +3,9 @@
 # cuDNN (the emulator's CPU stand-in, emu_cudnn.c), then those whose convolutions follow
 # CREMA_CONV_ENGINE again on crema's im2col path (cuda_parity and cuda_kernels test both engines
 # by themselves). Arguments go to the test binaries. CHECK_ENGINES="cudnn" (or "im2col") runs
-# one pass only (.ci/run runs the cudnn pass). About 3 + 2 minutes of tests on 2 cores. Fails
-# when a test says SKIPPED: on the emulator everything must run.
+# one pass only (.ci/run runs the cudnn pass). On 2 cores the cudnn pass's tests take about 2
+# minutes, the im2col pass's fewer. Fails when a test says SKIPPED: on the emulator everything
+# must run.
 set -eu
 crate=$(cd "$(dirname "$0")/../.." && pwd)
 "$crate/tools/cuda_emu/build.sh" "$crate/target/cuda-emu"
