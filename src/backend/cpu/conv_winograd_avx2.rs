@@ -16,12 +16,32 @@ pub(crate) fn first(n: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
+/// Stores the first `mr` lanes of `v` (`kmask`) at `dst`, one of a series of `mr`-float runs
+/// stored front to back: all eight lanes but for the `last` run, since the next run's store
+/// overwrites the two after it. (A masked store costs many times a plain one on AMD's cores.)
+///
+/// # Safety
+/// `mr` floats at `dst` are writable, and unless `last` the `8 - mr` after them too; `mr`
+/// is at least 2 (with eight lanes the next run then covers them).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn store_run(dst: *mut f32, v: __m256, kmask: __m256i, last: bool) {
+    // SAFETY: forwarded.
+    unsafe {
+        if last {
+            _mm256_maskstore_ps(dst, kmask, v);
+        } else {
+            _mm256_storeu_ps(dst, v);
+        }
+    }
+}
+
 /// See [`super::weights_panel`]: eight input channels per vector, gathered from the panel's
 /// kernels copied compact; an 8x8 transpose per ξ turns the panel's output channels into the
 /// packed lanes.
 ///
 /// # Safety
-/// AVX2 and FMA; `mr <= 8`.
+/// AVX2 and FMA; `2 <= mr <= 8`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn weights_panel(p: &Problem, wts: &Weights, mr: usize, kp: usize, blk: &mut [f32]) {
     // SAFETY: forwarded (AVX2 and FMA).
@@ -31,11 +51,11 @@ pub(super) unsafe fn weights_panel(p: &Problem, wts: &Weights, mr: usize, kp: us
 /// [`weights_panel`] on the panel's kernels, `rows` output channels from 0 in `wts`.
 ///
 /// # Safety
-/// AVX2 and FMA; `mr <= 8`.
+/// AVX2 and FMA; `2 <= mr <= 8`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn weights_from(p: &Problem, wts: &Weights, mr: usize, rows: usize, blk: &mut [f32]) {
-    assert!(mr <= 8 && rows <= mr);
+    assert!((2..=8).contains(&mr) && rows <= mr);
     let kmask = first(mr);
     let step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(wts.cs as i32));
     let mut stage = [[_mm256_setzero_ps(); 36]; 8];
@@ -61,7 +81,7 @@ unsafe fn weights_from(p: &Problem, wts: &Weights, mr: usize, rows: usize, blk: 
             assert!(o + lanes * mr <= blk.len());
             for (cl, col) in cols.iter().enumerate().take(lanes) {
                 // SAFETY: mr floats at o + cl·mr, inside blk (checked above).
-                unsafe { _mm256_maskstore_ps(blk.as_mut_ptr().add(o + cl * mr), kmask, *col) };
+                unsafe { store_run(blk.as_mut_ptr().add(o + cl * mr), *col, kmask, cl + 1 == lanes) };
             }
         }
     }

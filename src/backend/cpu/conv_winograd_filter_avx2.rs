@@ -3,7 +3,7 @@
 //! [`winograd::avx2`](crate::backend::cpu::winograd::avx2).
 
 use super::*;
-use crate::backend::cpu::conv_winograd::avx2::{first, gather6, phases, window};
+use crate::backend::cpu::conv_winograd::avx2::{first, gather6, phases, store_run, window};
 use crate::backend::cpu::winograd::avx2::{filter_tile, grad_tile, input_tile, transpose8};
 use std::arch::x86_64::*;
 
@@ -30,11 +30,11 @@ fn gather4(p: &Problem, k: usize, h: &Half, dy: &[f32]) -> [[__m256; 4]; 4] {
 /// See [`super::z_stage`].
 ///
 /// # Safety
-/// See [`super::z_stage`]; AVX2 and FMA; `mr <= 8`.
+/// See [`super::z_stage`]; AVX2 and FMA; `2 <= mr <= 8`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 pub(super) unsafe fn z_stage(p: &Problem, tl: &Tiling, geo: &Geo, dy: &[f32], kp: usize, z: Shared) {
-    assert!(geo.mr <= 8);
+    assert!((2..=8).contains(&geo.mr));
     let k0 = (geo.kp0 + kp) * geo.mr;
     let rows = geo.mr.min(p.k - k0);
     let mask = first(geo.mr);
@@ -50,8 +50,9 @@ pub(super) unsafe fn z_stage(p: &Problem, tl: &Tiling, geo: &Geo, dy: &[f32], kp
                 let base = ((xi * geo.nkp + kp) * geo.tb + gl * 16 + hi * 8) * geo.mr;
                 assert!(base + 8 * geo.mr <= z.1);
                 for (t, col) in cols.iter().enumerate() {
-                    // SAFETY: mr floats at base + t·mr, inside z (checked), this task's panel.
-                    unsafe { _mm256_maskstore_ps(z.0.add(base + t * geo.mr), mask, *col) };
+                    // SAFETY: mr floats at base + t·mr, inside z (checked), this task's panel;
+                    // all but the last run are followed by the next.
+                    unsafe { store_run(z.0.add(base + t * geo.mr), *col, mask, t == 7) };
                 }
             }
         }
@@ -108,7 +109,7 @@ pub(super) unsafe fn filter_stage(du: &[f32], plane: usize, ldu: usize, kl: usiz
             let o = xi * plane + kl * ldu + cb - c0;
             assert!(o + lanes <= du.len());
             // SAFETY: checked above; only `lanes` floats are read.
-            *uv = unsafe { _mm256_maskload_ps(du.as_ptr().add(o), m) };
+            *uv = unsafe { if lanes == 8 { _mm256_loadu_ps(du.as_ptr().add(o)) } else { _mm256_maskload_ps(du.as_ptr().add(o), m) } };
         }
         let mut g = [[_mm256_setzero_ps(); 3]; 3];
         filter_tile(&u, &mut g);
