@@ -4,8 +4,8 @@
 //! For each transform point ξ the sum over tiles is a GEMM with the tiles as its depth,
 //! `dU_ξ (K x C) += Z_ξ (K x tiles) · V_ξᵀ (tiles x C)`, run by the packed-GEMM microkernel.
 //! The transforms work on sixteen tiles per vector (eight with AVX2); in-register transposes
-//! turn their results into the packed panels the microkernel reads (`Z`: `[ξ][K panel][tile][MR]`, `V`:
-//! `[ξ][C panel][tile][NR]`).
+//! turn their results into the packed panels the microkernel reads (`Z`:
+//! `[ξ][K panel][tile][MR]`, `V`: `[ξ][C panel][tile][NR]`).
 //!
 //! The transforms run in parallel over output-channel panels and 16-channel chunks. Then:
 //! - when `Z` and `V` of all tiles fit a budget ([`Budgets`]; deep layers, few tiles): units
