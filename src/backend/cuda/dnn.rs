@@ -11,11 +11,12 @@
 //! with no usable algorithm is remembered as such and the caller takes the im2col + GEMM path
 //! instead.
 
+use super::cudnn_api::{self, status_text, Api};
 use super::device::Device;
 use super::ConvAlgorithms;
 use crate::backend::ConvSpec;
 use crate::{Error, Result};
-use cudarc::cudnn::{result as dn, sys as d};
+use cudarc::cudnn::sys as d;
 use cudarc::driver::sys::CUstream;
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -62,7 +63,7 @@ struct Plan {
 /// A cuDNN descriptor, destroyed on drop.
 struct Desc<T: Copy> {
     raw: T,
-    destroy: unsafe fn(T) -> std::result::Result<(), dn::CudnnError>,
+    destroy: unsafe extern "C" fn(T) -> d::cudnnStatus_t,
 }
 
 impl<T: Copy> Drop for Desc<T> {
@@ -74,6 +75,7 @@ impl<T: Copy> Drop for Desc<T> {
 
 /// The cuDNN handle of a device and its plans (used under the device's lock).
 pub(crate) struct Dnn {
+    api: &'static Api,
     handle: d::cudnnHandle_t,
     plans: HashMap<ConvSpec, Plan>,
     /// Convolution passes queued (for [`super::Activity`]).
@@ -97,10 +99,13 @@ pub(crate) fn supports(spec: &ConvSpec) -> bool {
 impl Dnn {
     /// A handle queued on `stream`.
     pub fn new(stream: CUstream) -> Result<Dnn> {
-        let handle = dn::create_handle().map_err(|e| dnn_err("cudnnCreate", e))?;
-        let dnn = Dnn { handle, plans: HashMap::new(), calls: 0 };
+        let api = cudnn_api::api()?;
+        let mut handle: d::cudnnHandle_t = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer.
+        check(unsafe { (api.create)(&mut handle) }).map_err(|e| dnn_err("cudnnCreate", e))?;
+        let dnn = Dnn { api, handle, plans: HashMap::new(), calls: 0 };
         // SAFETY: a live handle and our live stream (the same C type under two names).
-        unsafe { dn::set_stream(handle, stream as d::cudaStream_t) }.map_err(|e| dnn_err("cudnnSetStream", e))?;
+        check(unsafe { (api.set_stream)(handle, stream as d::cudaStream_t) }).map_err(|e| dnn_err("cudnnSetStream", e))?;
         Ok(dnn)
     }
 
@@ -113,13 +118,13 @@ impl Dnn {
             let plan = self.plan(spec)?;
             self.plans.insert(spec.clone(), plan);
         }
-        let handle = self.handle;
+        let (api, handle) = (self.api, self.handle);
         let plan = self.plans.get_mut(spec).ok_or_else(|| Error::Internal("cuDNN plan vanished".into()))?;
         let slot = pass as usize;
         let choice = match plan.chosen[slot] {
             Some(c) => c,
             None => {
-                let c = find(dev, handle, plan, pass, spec)?;
+                let c = find(dev, api, handle, plan, pass, spec)?;
                 plan.chosen[slot] = Some(c);
                 c
             }
@@ -127,7 +132,7 @@ impl Dnn {
         let Some(choice) = choice else { return Ok(false) };
         let what = || format!("cuDNN convolution {pass:?} ({})", shape(spec));
         // SAFETY: a live descriptor.
-        unsafe { dn::set_convolution_math_type(plan.conv.raw, choice.math) }.map_err(|e| dnn_err(&what(), e))?;
+        check(unsafe { (api.set_math_type)(plan.conv.raw, choice.math) }).map_err(|e| dnn_err(&what(), e))?;
         let ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner()).get(dev, choice.workspace)?;
         let (one, zero) = (1.0f32, 0.0f32);
         let (alpha, beta_over, beta_acc) = (&one as *const f32 as *const c_void, &zero as *const f32 as *const c_void, &one as *const f32 as *const c_void);
@@ -138,12 +143,12 @@ impl Dnn {
         // stream.
         let status = unsafe {
             match choice.algo {
-                Algo::Fwd(a) => d::cudnnConvolutionForward(handle, alpha, plan.x.raw, xp, plan.w.raw, wp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.y.raw, yp),
-                Algo::Data(a) => d::cudnnConvolutionBackwardData(handle, alpha, plan.w.raw, wp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.x.raw, xp),
-                Algo::Filter(a) => d::cudnnConvolutionBackwardFilter(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_acc, plan.w.raw, wp),
+                Algo::Fwd(a) => (api.forward)(handle, alpha, plan.x.raw, xp, plan.w.raw, wp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.y.raw, yp),
+                Algo::Data(a) => (api.backward_data)(handle, alpha, plan.w.raw, wp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.x.raw, xp),
+                Algo::Filter(a) => (api.backward_filter)(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_acc, plan.w.raw, wp),
             }
         };
-        status.result().map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
+        check(status).map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
         self.calls += 1;
         Ok(true)
     }
@@ -200,6 +205,7 @@ impl Dnn {
     fn plan(&self, spec: &ConvSpec) -> Result<Plan> {
         let what = format!("describing a convolution to cuDNN ({})", shape(spec));
         let e = |err| Error::Cuda { what: what.clone(), detail: status_text(err) };
+        let api = self.api;
         let int = |v: usize| v as i32;
         // One spatial axis is described as two (height 1), which cuDNN's 2-d kernels take.
         let pad1 = |v: &[usize], fill: usize| -> Vec<i32> {
@@ -210,17 +216,17 @@ impl Dnn {
         let dims = |c: usize, sp: &[i32]| -> Vec<i32> { [int(spec.num), int(c)].into_iter().chain(sp.iter().copied()).collect() };
         let (xd, yd) = (dims(spec.channels, &in_sp), dims(spec.out_channels, &out_sp));
         let wd: Vec<i32> = [int(spec.out_channels), int(spec.channels / spec.group)].into_iter().chain(k.iter().copied()).collect();
-        let x = tensor(&xd).map_err(e)?;
-        let y = tensor(&yd).map_err(e)?;
-        let w = Desc { raw: dn::create_filter_descriptor().map_err(e)?, destroy: dn::destroy_filter_descriptor };
-        let conv = Desc { raw: dn::create_convolution_descriptor().map_err(e)?, destroy: dn::destroy_convolution_descriptor };
+        let x = tensor(api, &xd).map_err(e)?;
+        let y = tensor(api, &yd).map_err(e)?;
+        let w = Desc { raw: create(api.create_filter).map_err(e)?, destroy: api.destroy_filter };
+        let conv = Desc { raw: create(api.create_conv).map_err(e)?, destroy: api.destroy_conv };
         // SAFETY: live descriptors; every array has the length passed with it.
         unsafe {
-            dn::set_filternd_descriptor(w.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, d::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, wd.len() as i32, wd.as_ptr()).map_err(e)?;
-            dn::set_convolutionnd_descriptor(conv.raw, k.len() as i32, pad.as_ptr(), stride.as_ptr(), dil.as_ptr(), d::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION, d::cudnnDataType_t::CUDNN_DATA_FLOAT).map_err(e)?;
-            dn::set_convolution_group_count(conv.raw, int(spec.group)).map_err(e)?;
+            check((api.set_filter_nd)(w.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, d::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, wd.len() as i32, wd.as_ptr())).map_err(e)?;
+            check((api.set_conv_nd)(conv.raw, k.len() as i32, pad.as_ptr(), stride.as_ptr(), dil.as_ptr(), d::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION, d::cudnnDataType_t::CUDNN_DATA_FLOAT)).map_err(e)?;
+            check((api.set_group_count)(conv.raw, int(spec.group))).map_err(e)?;
             let mut out = vec![0i32; yd.len()];
-            d::cudnnGetConvolutionNdForwardOutputDim(conv.raw, x.raw, w.raw, out.len() as i32, out.as_mut_ptr()).result().map_err(e)?;
+            check((api.forward_output_dim)(conv.raw, x.raw, w.raw, out.len() as i32, out.as_mut_ptr())).map_err(e)?;
             if out != yd {
                 return Err(Error::Cuda { what, detail: format!("cuDNN computes an output of {out:?}, the layer expects {yd:?}") });
             }
@@ -233,18 +239,32 @@ impl Drop for Dnn {
     fn drop(&mut self) {
         self.plans.clear();
         // SAFETY: created once, destroyed once, after its descriptors.
-        let _ = unsafe { dn::destroy_handle(self.handle) };
+        let _ = unsafe { (self.api.destroy)(self.handle) };
     }
 }
 
-fn tensor(dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>, dn::CudnnError> {
-    let desc = Desc { raw: dn::create_tensor_descriptor()?, destroy: dn::destroy_tensor_descriptor };
+/// `Err(status)` unless cuDNN answered success.
+fn check(status: d::cudnnStatus_t) -> std::result::Result<(), d::cudnnStatus_t> {
+    if status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS { Ok(()) } else { Err(status) }
+}
+
+/// A new descriptor from one of cuDNN's create functions.
+fn create<T>(f: unsafe extern "C" fn(*mut T) -> d::cudnnStatus_t) -> std::result::Result<T, d::cudnnStatus_t> {
+    let mut raw = std::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: a valid out-pointer; on success cuDNN has written the descriptor.
+    check(unsafe { f(raw.as_mut_ptr()) })?;
+    // SAFETY: written by the successful call above.
+    Ok(unsafe { raw.assume_init() })
+}
+
+fn tensor(api: &Api, dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>, d::cudnnStatus_t> {
+    let desc = Desc { raw: create(api.create_tensor)?, destroy: api.destroy_tensor };
     let mut strides = vec![1i32; dims.len()];
     for i in (0..dims.len() - 1).rev() {
         strides[i] = strides[i + 1].saturating_mul(dims[i + 1]);
     }
     // SAFETY: a live descriptor; both arrays have `dims.len()` entries.
-    unsafe { dn::set_tensornd_descriptor(desc.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, dims.len() as i32, dims.as_ptr(), strides.as_ptr()) }?;
+    check(unsafe { (api.set_tensor_nd)(desc.raw, d::cudnnDataType_t::CUDNN_DATA_FLOAT, dims.len() as i32, dims.as_ptr(), strides.as_ptr()) })?;
     Ok(desc)
 }
 
@@ -259,7 +279,7 @@ struct Perf {
 }
 
 /// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs).
-fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<Option<Choice>> {
+fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<Option<Choice>> {
     const N: usize = 16;
     let _exclusive = super::device::EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
     let mut count = 0i32;
@@ -271,7 +291,7 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
     // earlier pass's FMA choice must not hide every tensor-op algorithm from this pass's search.
     let math = if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH };
     // SAFETY: a live descriptor.
-    unsafe { dn::set_convolution_math_type(plan.conv.raw, math) }
+    check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
         .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
     // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a valid
     // value of every field), of which cuDNN fills `count`.
@@ -279,26 +299,26 @@ fn find(dev: &Device, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &
         match pass {
             Pass::Forward => {
                 let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
-                let s = d::cudnnFindConvolutionForwardAlgorithm(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr());
+                let s = (api.find_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr());
                 (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
             Pass::BackwardData => {
                 let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
-                let s = d::cudnnFindConvolutionBackwardDataAlgorithm(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr());
+                let s = (api.find_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr());
                 (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
             Pass::BackwardFilter => {
                 let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
-                let s = d::cudnnFindConvolutionBackwardFilterAlgorithm(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr());
+                let s = (api.find_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr());
                 (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
         }
     };
-    if let Err(e) = status.result() {
+    if let Err(e) = check(status) {
         // Unsupported shapes are the GEMM path's job; anything else is an error. (BAD_PARAM is
         // not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors that do
         // not describe one convolution, which must not pass silently as an im2col fallback.)
-        return match e.0 {
+        return match e {
             d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED => Ok(None),
             _ => Err(Error::Cuda {
                 what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal),
@@ -391,22 +411,15 @@ fn shape(s: &ConvSpec) -> String {
     )
 }
 
-fn status_text(e: dn::CudnnError) -> String {
-    // SAFETY: cudnnGetErrorString returns a static NUL-terminated string (or null).
-    let text = unsafe {
-        let p = d::cudnnGetErrorString(e.0);
-        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
-    };
-    format!("{:?} ({text})", e.0)
-}
-
-fn dnn_err(call: &str, e: dn::CudnnError) -> Error {
+fn dnn_err(call: &str, e: d::cudnnStatus_t) -> Error {
     Error::Cuda { what: format!("calling {call}"), detail: status_text(e) }
 }
 
 /// cuDNN's version and the CUDA runtime it was built with, as cuDNN numbers them.
-pub(crate) fn versions() -> (usize, usize) {
-    (dn::get_version(), dn::get_cudart_version())
+pub(crate) fn versions() -> Result<(usize, usize)> {
+    let api = cudnn_api::api()?;
+    // SAFETY: both take no arguments and only report numbers.
+    Ok(unsafe { ((api.get_version)(), (api.get_cudart_version)()) })
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod blas;
 mod conv;
 mod conv_gemm;
 mod device;
+mod cudnn_api;
 mod dnn;
 mod launch;
 pub mod loader;

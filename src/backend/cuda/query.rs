@@ -71,7 +71,7 @@ pub fn device_query(ordinal: usize) -> Result<DeviceInfo> {
         let mut driver_version = 0;
         // SAFETY: a valid out-pointer; the driver is loaded and initialised.
         unsafe { sys::cuDriverGetVersion(&mut driver_version) }.result().map_err(err)?;
-        let (cudnn_version, cudnn_cuda_version) = dnn::versions();
+        let (cudnn_version, cudnn_cuda_version) = dnn::versions()?;
         let mut libraries = Vec::new();
         for l in &loaded {
             libraries.push((l.what.to_string(), l.path.clone()));
