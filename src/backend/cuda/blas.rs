@@ -1,13 +1,31 @@
 //! cuBLAS: the one handle of a device, bound to its stream, and row-major GEMM on it.
 
+use super::ffi::library_api;
+use super::loader::Lib;
 use super::Precision;
 use crate::backend::Gemm;
 use crate::{Error, Result};
-use cudarc::cublas::{result as cb, sys as cbsys};
+use cudarc::cublas::sys as cbsys;
 use cudarc::driver::sys::CUstream;
+use std::ffi::{c_char, c_int};
+
+library_api! {
+    /// cuBLAS's entry points crema calls (see [`super::ffi`]).
+    struct Api from Lib::Cublas;
+    create = cublasCreate_v2(*mut cbsys::cublasHandle_t) -> cbsys::cublasStatus_t;
+    destroy = cublasDestroy_v2(cbsys::cublasHandle_t) -> cbsys::cublasStatus_t;
+    set_stream = cublasSetStream_v2(cbsys::cublasHandle_t, cbsys::cudaStream_t) -> cbsys::cublasStatus_t;
+    set_math_mode = cublasSetMathMode(cbsys::cublasHandle_t, cbsys::cublasMath_t) -> cbsys::cublasStatus_t;
+    sgemm = cublasSgemm_v2(cbsys::cublasHandle_t, cbsys::cublasOperation_t, cbsys::cublasOperation_t, c_int, c_int, c_int, *const f32, *const f32, c_int, *const f32, c_int, *const f32, *mut f32, c_int) -> cbsys::cublasStatus_t;
+    get_property = cublasGetProperty(cbsys::libraryPropertyType, *mut c_int) -> cbsys::cublasStatus_t;
+    @optional {
+        status_string = cublasGetStatusString(cbsys::cublasStatus_t) -> *const c_char;
+    }
+}
 
 /// A cuBLAS handle (used under the device's lock: handles are not thread-safe).
 pub(crate) struct Blas {
+    api: &'static Api,
     handle: cbsys::cublasHandle_t,
     /// GEMMs queued (for [`super::Activity`]).
     calls: std::cell::Cell<u64>,
@@ -20,16 +38,19 @@ impl Blas {
     /// A handle on `stream`: TF32 tensor cores allowed for `Precision::Tf32`, plain FP32 FMA
     /// arithmetic for `Precision::Fp32`.
     pub fn new(stream: CUstream, precision: Precision) -> Result<Blas> {
-        let handle = cb::create_handle().map_err(|e| blas_err("cublasCreate", e))?;
-        let blas = Blas { handle, calls: std::cell::Cell::new(0) };
+        let api = Api::get()?;
+        let mut handle: cbsys::cublasHandle_t = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer.
+        check(api, unsafe { (api.create)(&mut handle) }).map_err(|e| blas_err("cublasCreate", e))?;
+        let blas = Blas { api, handle, calls: std::cell::Cell::new(0) };
         // SAFETY: a live handle and our live stream (the two stream types are the same C type).
-        unsafe { cb::set_stream(handle, stream as cbsys::cudaStream_t) }.map_err(|e| blas_err("cublasSetStream", e))?;
+        check(api, unsafe { (api.set_stream)(handle, stream as cbsys::cudaStream_t) }).map_err(|e| blas_err("cublasSetStream", e))?;
         let mode = match precision {
             Precision::Tf32 => cbsys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
             Precision::Fp32 => cbsys::cublasMath_t::CUBLAS_DEFAULT_MATH,
         };
         // SAFETY: a live handle.
-        unsafe { cbsys::cublasSetMathMode(handle, mode) }.result().map_err(|e| blas_err("cublasSetMathMode", e))?;
+        check(api, unsafe { (api.set_math_mode)(handle, mode) }).map_err(|e| blas_err("cublasSetMathMode", e))?;
         Ok(blas)
     }
 
@@ -48,8 +69,8 @@ impl Blas {
         let op = |t: bool| if t { cbsys::cublasOperation_t::CUBLAS_OP_T } else { cbsys::cublasOperation_t::CUBLAS_OP_N };
         // SAFETY: device pointers to matrices of the extents the caller checked; alpha and beta
         // are host scalars (the default pointer mode).
-        unsafe {
-            cb::sgemm(
+        let status = unsafe {
+            (self.api.sgemm)(
                 self.handle,
                 op(g.trans_b),
                 op(g.trans_a),
@@ -65,13 +86,13 @@ impl Blas {
                 c as *mut f32,
                 ldc,
             )
-        }
-        .map_err(|e| Error::Cuda {
+        };
+        check(self.api, status).map_err(|e| Error::Cuda {
             what: format!(
                 "cuBLAS SGEMM (m={}, n={}, k={}, trans_a={}, trans_b={}, alpha={}, beta={})",
                 g.m, g.n, g.k, g.trans_a, g.trans_b, g.alpha, g.beta
             ),
-            detail: format!("{e:?}"),
+            detail: e,
         })?;
         self.calls.set(self.calls.get() + 1);
         Ok(())
@@ -86,27 +107,42 @@ impl Blas {
 impl Drop for Blas {
     fn drop(&mut self) {
         // SAFETY: created once, destroyed once.
-        let _ = unsafe { cb::destroy_handle(self.handle) };
+        let _ = unsafe { (self.api.destroy)(self.handle) };
     }
 }
 
 /// cuBLAS's version as `major * 10000 + minor * 100 + patch`.
 pub(crate) fn version() -> Result<i32> {
+    let api = Api::get()?;
     let mut parts = [0i32; 3];
     for (i, p) in [
-        cbsys::libraryPropertyType_t::MAJOR_VERSION,
-        cbsys::libraryPropertyType_t::MINOR_VERSION,
-        cbsys::libraryPropertyType_t::PATCH_LEVEL,
+        cbsys::libraryPropertyType::MAJOR_VERSION,
+        cbsys::libraryPropertyType::MINOR_VERSION,
+        cbsys::libraryPropertyType::PATCH_LEVEL,
     ]
     .into_iter()
     .enumerate()
     {
         // SAFETY: a valid out-pointer.
-        unsafe { cbsys::cublasGetProperty(p, &mut parts[i]) }.result().map_err(|e| blas_err("cublasGetProperty", e))?;
+        check(api, unsafe { (api.get_property)(p, &mut parts[i]) }).map_err(|e| blas_err("cublasGetProperty", e))?;
     }
     Ok(parts[0] * 10000 + parts[1] * 100 + parts[2])
 }
 
-fn blas_err(call: &str, e: cb::CublasError) -> Error {
-    Error::Cuda { what: format!("calling {call}"), detail: format!("{e:?}") }
+/// `Err` with the status and cuBLAS's text for it unless cuBLAS answered success.
+fn check(api: &Api, status: cbsys::cublasStatus_t) -> std::result::Result<(), String> {
+    if status == cbsys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+        return Ok(());
+    }
+    // SAFETY: cublasGetStatusString takes any status and returns a static string (or null).
+    let text = api.status_string.map(|f| unsafe { f(status) }).filter(|p| !p.is_null());
+    // SAFETY: a NUL-terminated static string.
+    Err(match text.map(|p| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()) {
+        Some(t) => format!("{status:?} ({t})"),
+        None => format!("{status:?}"),
+    })
+}
+
+fn blas_err(call: &str, detail: String) -> Error {
+    Error::Cuda { what: format!("calling {call}"), detail }
 }

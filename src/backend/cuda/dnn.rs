@@ -11,7 +11,7 @@
 //! with no usable algorithm is remembered as such and the caller takes the im2col + GEMM path
 //! instead.
 
-use super::cudnn_api::{self, status_text, Api};
+use super::cudnn_api::{status_text, Api};
 use super::device::Device;
 use super::ConvAlgorithms;
 use crate::backend::ConvSpec;
@@ -99,7 +99,7 @@ pub(crate) fn supports(spec: &ConvSpec) -> bool {
 impl Dnn {
     /// A handle queued on `stream`.
     pub fn new(stream: CUstream) -> Result<Dnn> {
-        let api = cudnn_api::api()?;
+        let api = Api::get()?;
         let mut handle: d::cudnnHandle_t = std::ptr::null_mut();
         // SAFETY: a valid out-pointer.
         check(unsafe { (api.create)(&mut handle) }).map_err(|e| dnn_err("cudnnCreate", e))?;
@@ -417,7 +417,7 @@ fn dnn_err(call: &str, e: d::cudnnStatus_t) -> Error {
 
 /// cuDNN's version and the CUDA runtime it was built with, as cuDNN numbers them.
 pub(crate) fn versions() -> Result<(usize, usize)> {
-    let api = cudnn_api::api()?;
+    let api = Api::get()?;
     // SAFETY: both take no arguments and only report numbers.
     Ok(unsafe { ((api.get_version)(), (api.get_cudart_version)()) })
 }

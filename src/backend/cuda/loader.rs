@@ -1,11 +1,13 @@
-//! Opening the CUDA libraries by full path, before cudarc opens them by name.
+//! Opening the CUDA libraries by full path.
 //!
-//! cudarc (with `dynamic-loading`) opens each library by its name on first use and panics when
-//! it cannot. crema opens every library first, with `RTLD_NOW | RTLD_GLOBAL`, from the folders
-//! [`super::probe`] finds: the dynamic linker then finds each of them already loaded (it matches
-//! a name against the `SONAME` of loaded objects), so cudarc's later open by name cannot fail,
-//! and whatever is missing is reported as an [`Error::Cuda`] naming the library and every folder
-//! searched. The handles are kept for the life of the process.
+//! crema opens every library itself, with `RTLD_NOW | RTLD_GLOBAL`, from the folders
+//! [`super::probe`] finds, companions first (cuDNN's sub-libraries, cuBLASLt, NVRTC's builtins),
+//! so that the library's own later opens of them by name find these (the dynamic linker matches
+//! a name against the `SONAME` of loaded objects). Whatever is missing is reported as an
+//! [`Error::Cuda`] naming the library and every folder searched, never a panic. NVRTC, cuBLAS
+//! and cuDNN are then called through tables resolved from these very files ([`super::ffi`]);
+//! cudarc opens only the driver (as `libcuda.so`), of which a machine has one. The
+//! handles are kept for the life of the process.
 
 use super::probe::{self, Candidate, LibSpec, SearchEnv};
 use crate::{Error, Result};
@@ -54,7 +56,7 @@ pub struct Loaded {
 
 struct State {
     loaded: Vec<(Lib, Loaded)>,
-    /// Never closed: cudarc keeps using the libraries for the life of the process.
+    /// Never closed: the function tables (and cudarc, for the driver) use them until exit.
     handles: Vec<Library>,
 }
 

@@ -1,8 +1,9 @@
 //! The CUDA backend: buffers live on one NVIDIA GPU, every primitive is queued on one stream.
 //!
-//! - Libraries are found and opened by crema itself before cudarc touches them
-//!   ([`probe`], [`loader`]): a machine without CUDA gets an [`Error::Cuda`] naming what is
-//!   missing and where crema looked, never a panic.
+//! - Libraries are found and opened by crema itself ([`probe`], [`loader`]): a machine without
+//!   CUDA gets an [`Error::Cuda`] naming what is missing and where crema looked, never a panic.
+//!   NVRTC, cuBLAS and cuDNN are called through tables read from the files crema opened
+//!   (`ffi`), never through a second copy that cudarc would find by name.
 //! - Every primitive of every family but GEMM and cuDNN's convolutions is a hand-written CUDA C
 //!   kernel in `kernels/*.cu` (one file per family), compiled by NVRTC for the GPU's
 //!   architecture on first use and cached on disk ([`nvrtc`]). Element-wise kernels write the
@@ -31,6 +32,7 @@ mod act;
 mod blas;
 mod conv;
 mod conv_gemm;
+mod ffi;
 mod device;
 mod cudnn_api;
 mod dnn;

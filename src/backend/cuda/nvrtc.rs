@@ -8,11 +8,30 @@
 //! version. Entries carry a checksum and are written atomically (temporary file, then rename);
 //! an unreadable or damaged entry is compiled again, never fatal.
 
-use super::loader::{self, Lib};
+use super::ffi::library_api;
+use super::loader::Lib;
 use crate::{Error, Result};
-use cudarc::nvrtc::{result as nv, sys as nvsys};
-use std::ffi::CString;
+use cudarc::nvrtc::sys as nvsys;
+use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
+
+library_api! {
+    /// NVRTC's entry points crema calls (see [`super::ffi`]).
+    struct Api from Lib::Nvrtc;
+    version = nvrtcVersion(*mut c_int, *mut c_int) -> nvsys::nvrtcResult;
+    num_supported_archs = nvrtcGetNumSupportedArchs(*mut c_int) -> nvsys::nvrtcResult;
+    supported_archs = nvrtcGetSupportedArchs(*mut c_int) -> nvsys::nvrtcResult;
+    create_program = nvrtcCreateProgram(*mut nvsys::nvrtcProgram, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> nvsys::nvrtcResult;
+    compile_program = nvrtcCompileProgram(nvsys::nvrtcProgram, c_int, *const *const c_char) -> nvsys::nvrtcResult;
+    log_size = nvrtcGetProgramLogSize(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
+    log = nvrtcGetProgramLog(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
+    ptx_size = nvrtcGetPTXSize(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
+    ptx = nvrtcGetPTX(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
+    cubin_size = nvrtcGetCUBINSize(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
+    cubin = nvrtcGetCUBIN(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
+    destroy_program = nvrtcDestroyProgram(*mut nvsys::nvrtcProgram) -> nvsys::nvrtcResult;
+    error_string = nvrtcGetErrorString(nvsys::nvrtcResult) -> *const c_char;
+}
 
 /// Options every kernel is compiled with. `--fmad=false` keeps `a * b + c` two roundings, as
 /// on the CPU backend, so element-wise kernels give the CPU's bits.
@@ -45,27 +64,28 @@ pub enum Output {
 
 /// Opens NVRTC (see [`loader`]) and returns its version.
 pub fn version() -> Result<(i32, i32)> {
-    loader::ensure(&[Lib::Nvrtc])?;
-    guard("asking NVRTC its version", || {
-        let (mut major, mut minor) = (0, 0);
-        // SAFETY: two valid out-pointers; NVRTC is loaded.
-        unsafe { nvsys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| nvrtc_err("nvrtcVersion", e))?;
-        Ok((major, minor))
-    })
+    let api = Api::get()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: two valid out-pointers.
+    check(api, unsafe { (api.version)(&mut major, &mut minor) }).map_err(|e| nvrtc_err("nvrtcVersion", e))?;
+    Ok((major, minor))
 }
 
 /// The architectures this NVRTC can compile for (as [`Arch::number`]s).
 pub fn supported_archs() -> Result<Vec<u32>> {
-    loader::ensure(&[Lib::Nvrtc])?;
-    guard("asking NVRTC its architectures", || {
-        let mut n = 0;
-        // SAFETY: valid out-pointer.
-        unsafe { nvsys::nvrtcGetNumSupportedArchs(&mut n) }.result().map_err(|e| nvrtc_err("nvrtcGetNumSupportedArchs", e))?;
-        let mut v = vec![0i32; n.max(0) as usize];
-        // SAFETY: `v` holds the `n` entries NVRTC writes.
-        unsafe { nvsys::nvrtcGetSupportedArchs(v.as_mut_ptr()) }.result().map_err(|e| nvrtc_err("nvrtcGetSupportedArchs", e))?;
-        Ok(v.into_iter().map(|a| a.max(0) as u32).collect())
-    })
+    let api = Api::get()?;
+    let mut n = 0;
+    // SAFETY: a valid out-pointer.
+    check(api, unsafe { (api.num_supported_archs)(&mut n) }).map_err(|e| nvrtc_err("nvrtcGetNumSupportedArchs", e))?;
+    // NVRTC knows a few dozen architectures; a count beyond any plausible one is refused rather
+    // than allocated.
+    if !(0..=4096).contains(&n) {
+        return Err(nvrtc_err("nvrtcGetNumSupportedArchs", format!("an implausible count of {n}")));
+    }
+    let mut v = vec![0i32; n as usize];
+    // SAFETY: `v` holds the `n` entries NVRTC writes.
+    check(api, unsafe { (api.supported_archs)(v.as_mut_ptr()) }).map_err(|e| nvrtc_err("nvrtcGetSupportedArchs", e))?;
+    Ok(v.into_iter().map(|a| a.max(0) as u32).collect())
 }
 
 /// How to compile for a device of architecture `arch`: a CUBIN when NVRTC knows the
@@ -118,39 +138,61 @@ pub fn compile(name: &str, source: &str, arch: Arch, output: Output) -> Result<V
         Output::Cubin => format!("--gpu-architecture=sm_{}", arch.number()),
         Output::Ptx => format!("--gpu-architecture=compute_{}", arch.number()),
     });
-    guard(&what.clone(), move || {
-        let prog = nv::create_program(&src, Some(&file)).map_err(|e| Error::Cuda { what: what.clone(), detail: format!("nvrtcCreateProgram: {e:?}") })?;
-        // SAFETY: `prog` is live until the destroy below; options are valid strings.
-        let compiled = unsafe { nv::compile_program(prog, &options) };
-        let result = match compiled {
-            Err(e) => {
-                // SAFETY: `prog` is live.
-                let log = unsafe { nv::get_program_log(prog) }.map(|l| c_chars_to_string(&l)).unwrap_or_default();
-                Err(Error::Cuda { what: what.clone(), detail: format!("{e:?}\n{log}") })
-            }
-            Ok(()) => match output {
-                // SAFETY: `prog` compiled successfully and is live.
-                Output::Ptx => unsafe { nv::get_ptx(prog) }.map(|v| v.into_iter().map(|c| c as u8).collect()),
-                Output::Cubin => unsafe { get_cubin(prog) },
-            }
-            .map_err(|e| Error::Cuda { what: what.clone(), detail: format!("reading the compiled image: {e:?}") }),
-        };
-        // SAFETY: destroyed once, after its last use.
-        let _ = unsafe { nv::destroy_program(prog) };
-        result
-    })
+    let api = Api::get()?;
+    let opts: Vec<CString> = options.iter().map(|o| CString::new(o.as_str())).collect::<std::result::Result<_, _>>().map_err(|_| Error::Internal("an NVRTC option with a NUL byte".into()))?;
+    let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
+    let mut prog: nvsys::nvrtcProgram = std::ptr::null_mut();
+    // SAFETY: valid strings and out-pointer; no headers.
+    check(api, unsafe { (api.create_program)(&mut prog, src.as_ptr(), file.as_ptr(), 0, std::ptr::null(), std::ptr::null()) })
+        .map_err(|e| Error::Cuda { what: what.clone(), detail: format!("nvrtcCreateProgram: {e}") })?;
+    // SAFETY: `prog` is live until the destroy below; `opt_ptrs` holds that many live strings.
+    let result = match check(api, unsafe { (api.compile_program)(prog, opt_ptrs.len() as c_int, opt_ptrs.as_ptr()) }) {
+        Err(e) => {
+            // SAFETY: `prog` is live.
+            let log = unsafe { read(api.log_size, api.log, prog) }.map(|l| c_chars_to_string(&l)).unwrap_or_default();
+            Err(Error::Cuda { what: what.clone(), detail: format!("{e}\n{log}") })
+        }
+        // SAFETY (both): `prog` compiled successfully and is live.
+        Ok(()) => match output {
+            Output::Ptx => unsafe { read(api.ptx_size, api.ptx, prog) },
+            Output::Cubin => unsafe { read(api.cubin_size, api.cubin, prog) },
+        }
+        .map(|v| v.into_iter().map(|c| c as u8).collect())
+        .map_err(|e| Error::Cuda { what: what.clone(), detail: format!("reading the compiled image: {e}") }),
+    };
+    // SAFETY: destroyed once, after its last use.
+    let _ = unsafe { (api.destroy_program)(&mut prog) };
+    result
 }
 
+type SizeFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
+type ReadFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
+
+/// One of a program's outputs (log, PTX, CUBIN): its size, then its bytes.
+///
 /// # Safety
-/// `prog` must be a live program compiled for an `sm_` architecture.
-unsafe fn get_cubin(prog: nvsys::nvrtcProgram) -> std::result::Result<Vec<u8>, nv::NvrtcError> {
-    let mut size = 0usize;
-    // SAFETY: the caller guarantees `prog`; `size` is a valid out-pointer.
-    unsafe { nvsys::nvrtcGetCUBINSize(prog, &mut size) }.result()?;
-    let mut v = vec![0u8; size];
-    // SAFETY: `v` holds the `size` bytes NVRTC writes.
-    unsafe { nvsys::nvrtcGetCUBIN(prog, v.as_mut_ptr() as *mut _) }.result()?;
+/// `prog` must be a live program for which `size` and `fetch` are valid queries.
+unsafe fn read(size: SizeFn, fetch: ReadFn, prog: nvsys::nvrtcProgram) -> std::result::Result<Vec<c_char>, String> {
+    let api = Api::get().map_err(|e| e.to_string())?;
+    let mut n = 0usize;
+    // SAFETY: the caller guarantees `prog`; `n` is a valid out-pointer.
+    check(api, unsafe { size(prog, &mut n) })?;
+    let mut v = vec![0 as c_char; n];
+    // SAFETY: `v` holds the `n` bytes NVRTC writes.
+    check(api, unsafe { fetch(prog, v.as_mut_ptr()) })?;
     Ok(v)
+}
+
+/// `Err` with the result code and NVRTC's text for it unless NVRTC answered success.
+fn check(api: &Api, r: nvsys::nvrtcResult) -> std::result::Result<(), String> {
+    if r == nvsys::nvrtcResult::NVRTC_SUCCESS {
+        return Ok(());
+    }
+    // SAFETY: nvrtcGetErrorString takes any result and returns a static string (or null).
+    let p = unsafe { (api.error_string)(r) };
+    // SAFETY: a NUL-terminated static string.
+    let text = if p.is_null() { String::new() } else { unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+    Err(format!("{r:?} ({text})"))
 }
 
 fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
@@ -158,8 +200,8 @@ fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
     String::from_utf8_lossy(&bytes).trim_end().to_string()
 }
 
-fn nvrtc_err(call: &str, e: nv::NvrtcError) -> Error {
-    Error::Cuda { what: format!("calling {call}"), detail: format!("{e:?}") }
+fn nvrtc_err(call: &str, detail: String) -> Error {
+    Error::Cuda { what: format!("calling {call}"), detail }
 }
 
 /// Runs `f`, turning a panic inside cudarc (a symbol missing from the library it loaded) into
