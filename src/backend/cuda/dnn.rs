@@ -58,6 +58,8 @@ struct Plan {
     w: Desc<d::cudnnFilterDescriptor_t>,
     conv: Desc<d::cudnnConvolutionDescriptor_t>,
     chosen: [Option<Option<Choice>>; 3],
+    /// Per pass, where nothing was usable: what cuDNN answered (for logs and errors).
+    refused: [String; 3],
 }
 
 /// A cuDNN descriptor, destroyed on drop.
@@ -124,8 +126,9 @@ impl Dnn {
         let choice = match plan.chosen[slot] {
             Some(c) => c,
             None => {
-                let c = find(dev, api, handle, plan, pass, spec)?;
+                let (c, refused) = find(dev, api, handle, plan, pass, spec)?;
                 plan.chosen[slot] = Some(c);
+                plan.refused[slot] = refused;
                 c
             }
         };
@@ -178,7 +181,8 @@ impl Dnn {
     pub fn describe_choices(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (spec, plan) in &self.plans {
-            for (pass, c) in [Pass::Forward, Pass::BackwardData, Pass::BackwardFilter].iter().zip(&plan.chosen) {
+            let passes = [Pass::Forward, Pass::BackwardData, Pass::BackwardFilter];
+            for ((pass, c), refused) in passes.iter().zip(&plan.chosen).zip(&plan.refused) {
                 match c {
                     Some(Some(c)) => out.push(format!(
                         "{} {pass:?}: {:?}, {:?}, {} bytes of workspace{}, {:.3} ms measured{}",
@@ -193,7 +197,7 @@ impl Dnn {
                             None => String::new(),
                         }
                     )),
-                    Some(None) => out.push(format!("{} {pass:?}: no cuDNN algorithm, im2col + GEMM", shape(spec))),
+                    Some(None) => out.push(format!("{} {pass:?}: no cuDNN algorithm ({refused}), im2col + GEMM", shape(spec))),
                     None => {}
                 }
             }
@@ -231,7 +235,7 @@ impl Dnn {
                 return Err(Error::Cuda { what, detail: format!("cuDNN computes an output of {out:?}, the layer expects {yd:?}") });
             }
         }
-        Ok(Plan { x, y, w, conv, chosen: [None, None, None] })
+        Ok(Plan { x, y, w, conv, chosen: [None, None, None], refused: Default::default() })
     }
 }
 
@@ -271,20 +275,20 @@ fn tensor(api: &Api, dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDes
 /// One measured algorithm, whatever the pass.
 struct Perf {
     algo: Algo,
-    ok: bool,
+    status: d::cudnnStatus_t,
     memory: usize,
     deterministic: bool,
     math: d::cudnnMathType_t,
     time_ms: f32,
 }
 
-/// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs).
-fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<Option<Choice>> {
+/// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs);
+/// where none is usable, says what cuDNN answered for each.
+fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<(Option<Choice>, String)> {
     const N: usize = 16;
     let _exclusive = super::device::EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
     let mut count = 0i32;
     let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
-    let ok = |s: d::cudnnStatus_t| s == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
     // cudnnFind* tries only the kernels the descriptor's math type allows: TF32 tensor cores
     // permitted (CUDNN_DEFAULT_MATH) or FMA kernels only (CUDNN_FMA_MATH, strict FP32). It is set
     // here for each search and by `run` for each pass, which leaves the pass's choice on it: an
@@ -300,17 +304,17 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
             Pass::Forward => {
                 let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
                 let s = (api.find_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr());
-                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
             Pass::BackwardData => {
                 let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
                 let s = (api.find_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr());
-                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
             Pass::BackwardFilter => {
                 let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
                 let s = (api.find_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr());
-                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), ok: ok(p.status), memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
+                (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
             }
         }
     };
@@ -319,7 +323,7 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
         // not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors that do
         // not describe one convolution, which must not pass silently as an im2col fallback.)
         return match e {
-            d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED => Ok(None),
+            d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED => Ok((None, format!("cuDNN answered {}", status_text(e)))),
             _ => Err(Error::Cuda {
                 what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal),
                 detail: format!("{}; CREMA_CONV_ENGINE=im2col runs convolutions without cuDNN", status_text(e)),
@@ -330,8 +334,27 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
     let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
     let limit = dev.options.workspace_limit.map_or(limit, |cap| cap.min(limit));
     let strict = !dev.tf32();
-    let usable = |p: &Perf| p.ok && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
-    Ok(choose(&perfs, usable, dev.options.algorithms))
+    let ok = |p: &Perf| p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+    let usable = |p: &Perf| ok(p) && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
+    let choice = choose(&perfs, usable, dev.options.algorithms);
+    let refused = if choice.is_some() {
+        String::new()
+    } else if perfs.is_empty() {
+        "cuDNN measured no algorithm".to_string()
+    } else {
+        let why = |p: &Perf| {
+            if !ok(p) {
+                format!("{:?}", p.status)
+            } else if p.memory > limit {
+                format!("needs {} bytes of workspace, over the limit of {limit}", p.memory)
+            } else {
+                format!("{:?}{}", p.math, if transforms(p.algo) { ", a transform" } else { "" })
+            }
+        };
+        let each: Vec<String> = perfs.iter().map(|p| format!("{:?}: {}", p.algo, why(p))).collect();
+        format!("{}{}", if strict { "strict FP32 takes FMA arithmetic, no transforms; " } else { "" }, each.join("; "))
+    };
+    Ok((choice, refused))
 }
 
 /// Times within this fraction of the best are taken as equal: cuDNN times each algorithm once,
@@ -428,7 +451,7 @@ mod tests {
     use d::cudnnConvolutionBwdFilterAlgo_t as W;
 
     fn perf(algo: W, deterministic: bool, time_ms: f32) -> Perf {
-        Perf { algo: Algo::Filter(algo), ok: true, memory: 0, deterministic, math: d::cudnnMathType_t::CUDNN_DEFAULT_MATH, time_ms }
+        Perf { algo: Algo::Filter(algo), status: d::cudnnStatus_t::CUDNN_STATUS_SUCCESS, memory: 0, deterministic, math: d::cudnnMathType_t::CUDNN_DEFAULT_MATH, time_ms }
     }
 
     fn filter_algo(c: &Choice) -> W {
