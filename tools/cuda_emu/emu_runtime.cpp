@@ -414,14 +414,6 @@ CUresult cuStreamCreate(void** s, unsigned) {
 CUresult cuStreamCreateWithPriority(void** s, unsigned, int) { return cuStreamCreate(s, 0); }
 CUresult cuStreamDestroy_v2(void*) { return OK; }
 CUresult cuStreamSynchronize(void*) { return OK; }
-// Nothing here captures streams: the mode is only kept, per thread, and handed back.
-CUresult cuThreadExchangeStreamCaptureMode(int* mode) {
-    static thread_local int current = 0;  // CU_STREAM_CAPTURE_MODE_GLOBAL
-    int previous = current;
-    current = *mode;
-    *mode = previous;
-    return OK;
-}
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     *p = emu::alloc(bytes);
     return *p ? OK : ERR_OUT_OF_MEMORY;

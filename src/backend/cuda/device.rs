@@ -244,29 +244,9 @@ impl Device {
         Ok(dev)
     }
 
-    /// Makes this device's context current on the calling thread, and (once per thread) puts
-    /// the thread in CUDA's thread-local stream-capture mode.
-    ///
-    /// cuDNN measures algorithms by capturing a stream in CUDA's global mode. While it does, a
-    /// call that may synchronise (an allocation, a copy from host memory, a wait) made by any
-    /// other thread still in the default global mode fails, and invalidates that capture: cuDNN
-    /// then reports `CUDNN_STATUS_INTERNAL_ERROR` for every algorithm and the shape falls back
-    /// to im2col + GEMM (seen on an H200 in one run of the test suite in two, whose tests share
-    /// the GPU from many threads). In thread-local mode only a thread's own captures restrict it.
+    /// Makes this device's context current on the calling thread.
     pub fn bind(&self) -> Result<()> {
-        self.ctx.bind_to_thread().map_err(|e| self.driver_error("binding the CUDA context to this thread", e))?;
-        thread_local! {
-            static CAPTURE_MODE_SET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        }
-        if !CAPTURE_MODE_SET.get() {
-            let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
-            // SAFETY: a valid in/out pointer; the call only sets this thread's mode.
-            unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) }
-                .result()
-                .map_err(|e| self.driver_error("setting this thread's stream-capture mode", e))?;
-            CAPTURE_MODE_SET.set(true);
-        }
-        Ok(())
+        self.ctx.bind_to_thread().map_err(|e| self.driver_error("binding the CUDA context to this thread", e))
     }
 
     /// The raw stream every call of the backend is queued on.
@@ -498,7 +478,7 @@ pub(crate) fn driver_message(e: drv::DriverError) -> String {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        let _ = self.bind();
+        let _ = self.ctx.bind_to_thread();
         let _ = self.stream_sync_raw();
         let ws = std::mem::replace(&mut self.workspace.get_mut().unwrap_or_else(|p| p.into_inner()).mem, DevMem { ptr: 0, bytes: 0 });
         self.free(ws);
