@@ -7,7 +7,7 @@
 //! which is how the GPU machines crema is tested on are set up), that name finds another copy
 //! than the one crema chose, preloaded with its companions and reported by `device_query`. The
 //! front library of one copy then runs with the companions of the other: for cuDNN that failed
-//! every convolution with `CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH` on an H200 (a system cuDNN
+//! every convolution with `CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH` on an H200 (another cuDNN,
 //! 9.14 against PyTorch's wheel, 9.19). So crema calls these three libraries only through the
 //! tables declared with [`library_api!`], and cudarc supplies their C types alone. The CUDA
 //! driver is the exception: there is one per machine, and cudarc's open of `libcuda.so` finds
