@@ -149,13 +149,13 @@ pub fn compile(name: &str, source: &str, arch: Arch, output: Output) -> Result<V
     let result = match check(api, unsafe { (api.compile_program)(prog, opt_ptrs.len() as c_int, opt_ptrs.as_ptr()) }) {
         Err(e) => {
             // SAFETY: `prog` is live.
-            let log = unsafe { read(api.log_size, api.log, prog) }.map(|l| c_chars_to_string(&l)).unwrap_or_default();
+            let log = unsafe { read(api, api.log_size, api.log, prog) }.map(|l| c_chars_to_string(&l)).unwrap_or_default();
             Err(Error::Cuda { what: what.clone(), detail: format!("{e}\n{log}") })
         }
         // SAFETY (both): `prog` compiled successfully and is live.
         Ok(()) => match output {
-            Output::Ptx => unsafe { read(api.ptx_size, api.ptx, prog) },
-            Output::Cubin => unsafe { read(api.cubin_size, api.cubin, prog) },
+            Output::Ptx => unsafe { read(api, api.ptx_size, api.ptx, prog) },
+            Output::Cubin => unsafe { read(api, api.cubin_size, api.cubin, prog) },
         }
         .map(|v| v.into_iter().map(|c| c as u8).collect())
         .map_err(|e| Error::Cuda { what: what.clone(), detail: format!("reading the compiled image: {e}") }),
@@ -172,8 +172,7 @@ type ReadFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut c_char) -> nvsys::n
 ///
 /// # Safety
 /// `prog` must be a live program for which `size` and `fetch` are valid queries.
-unsafe fn read(size: SizeFn, fetch: ReadFn, prog: nvsys::nvrtcProgram) -> std::result::Result<Vec<c_char>, String> {
-    let api = Api::get().map_err(|e| e.to_string())?;
+unsafe fn read(api: &Api, size: SizeFn, fetch: ReadFn, prog: nvsys::nvrtcProgram) -> std::result::Result<Vec<c_char>, String> {
     let mut n = 0usize;
     // SAFETY: the caller guarantees `prog`; `n` is a valid out-pointer.
     check(api, unsafe { size(prog, &mut n) })?;
