@@ -466,6 +466,46 @@ fn convolutions_with_tf32_are_close() {
 }
 
 #[test]
+fn an_algorithm_search_gives_back_the_memory_it_took() {
+    let Some(_) = gpu() else { return };
+    // A backend of its own (TF32: more candidates, some needing much workspace), so that no
+    // other test's searches or buffers move its counts.
+    let g = Cuda::new(0).unwrap_or_else(|e| panic!("{e}"));
+    let spec = conv_spec(2, 64, 64, 1, &[32, 32], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);
+    let mut rng = Rng::new(11);
+    let (xl, yl) = (spec.num * spec.in_image_len(), spec.num * spec.out_image_len());
+    let (x, w, dy) = (up(&g, &random(&mut rng, xl)), up(&g, &random(&mut rng, spec.weight_len())), up(&g, &random(&mut rng, yl)));
+    let (mut y, mut dx) = (up(&g, &random(&mut rng, yl)), up(&g, &random(&mut rng, xl)));
+    let dw0 = random(&mut rng, spec.weight_len());
+    let mut dw = up(&g, &dw0);
+    let workspace = || g.workspace_bytes().expect("the GPU has a workspace");
+    for pass in ["forward", "backward data", "backward filter"] {
+        let (before, ws_before) = (g.allocated(), workspace());
+        g.reset_peak();
+        match pass {
+            "forward" => g.conv_forward(&spec, &x, &w, &mut y),
+            "backward data" => g.conv_backward_data(&spec, &dy, &w, &mut dx),
+            _ => g.conv_backward_filter(&spec, &x, &dy, &mut dw),
+        }
+        .unwrap_or_else(|e| panic!("{pass}: {e}"));
+        g.synchronize().unwrap();
+        let (after, ws_after) = (g.allocated(), workspace());
+        assert_eq!(after - before, ws_after - ws_before, "{pass}: the search's own memory is given back; only the shared workspace may grow");
+        assert!(g.peak_allocated() >= after, "{pass}: the peak counts what the search held");
+    }
+    // The search of backward filter ran on scratch: the gradient took exactly one pass.
+    let cpu = Cpu::new();
+    let (xh, dyh) = (down(&g, &x), down(&g, &dy));
+    let mut want = dw0.clone();
+    cpu.conv_backward_filter(&spec, &xh, &dyh, &mut want).unwrap();
+    let mut scale = abs(&dw0);
+    cpu.conv_backward_filter(&spec, &abs(&xh), &abs(&dyh), &mut scale).unwrap();
+    assert_close("backward filter after its search", &down(&g, &dw), &want, Some(&scale), 4e-3);
+    let lines = g.conv_algorithms();
+    assert!(lines.len() == 3 && lines.iter().all(|l| !l.contains("no cuDNN algorithm")), "cuDNN must have run every pass: {lines:#?}");
+}
+
+#[test]
 fn bad_convolution_geometry_is_an_error() {
     let Some(g) = gpu() else { return };
     let mut spec = conv_spec(1, 4, 4, 2, &[5, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1]);

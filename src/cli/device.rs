@@ -27,7 +27,7 @@ pub enum PrecisionArg {
 /// `--conv-algorithms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvAlgorithmsArg {
-    /// The fastest deterministic algorithm cuDNN measured for each shape (the same gradients on
+    /// The fastest deterministic cuDNN algorithm for each shape (the same gradients on
     /// every run), else the fastest.
     Deterministic,
     /// The fastest, deterministic or not (as PyTorch's cudnn.benchmark and Caffe's cuDNN layers
@@ -47,7 +47,7 @@ pub struct DeviceOpts {
     #[arg(long, value_enum, value_name = "tf32|fp32")]
     pub precision: Option<PrecisionArg>,
     /// cuDNN convolution algorithms on the GPU: deterministic (default; reproducible gradients)
-    /// or fastest (deterministic or not). Both are measured by cuDNN once per shape.
+    /// or fastest (deterministic or not), as crema times them once per shape.
     #[arg(long, value_enum, value_name = "deterministic|fastest")]
     pub conv_algorithms: Option<ConvAlgorithmsArg>,
     /// The most workspace a cuDNN convolution algorithm may use on the GPU, in MiB (default: up

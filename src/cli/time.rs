@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     train: bool,
     /// On a GPU, also list the cuDNN algorithm chosen for every convolution shape and pass,
-    /// with cuDNN's measured times.
+    /// with its measured times.
     #[arg(long)]
     algorithms: bool,
 }
@@ -49,7 +49,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 }
 
-/// cuDNN's measured times of the algorithms chosen, per pass, against the fastest usable ones
+/// The measured times of the cuDNN algorithms chosen, per pass, against the fastest usable ones
 /// (crema prefers deterministic algorithms), and with `all` every choice.
 fn print_cudnn(be: &crema::backend::cuda::Cuda, all: bool) {
     let lines = be.conv_algorithms();
@@ -59,7 +59,7 @@ fn print_cudnn(be: &crema::backend::cuda::Cuda, all: bool) {
     let t = be.conv_measured_times();
     let (chosen, fastest): (f64, f64) = t.iter().fold((0.0, 0.0), |(a, b), &(c, f)| (a + c, b + f));
     println!(
-        "cuDNN convolutions, measured by cuDNN once per distinct shape: {chosen:.2} ms (forward {:.2}, backward data {:.2}, \
+        "cuDNN convolutions, timed once per distinct shape: {chosen:.2} ms (forward {:.2}, backward data {:.2}, \
          backward filter {:.2}); with the fastest algorithms, deterministic or not: {fastest:.2} ms",
         t[0].0, t[1].0, t[2].0
     );

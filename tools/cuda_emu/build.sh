@@ -32,7 +32,7 @@ $CXX -shared -Wl,-soname,libcuda.so.1 -Wl,--version-script="$here/exports.map" -
 $CC -O2 -fPIC -shared -DEMU_CUBLAS -Wl,-soname,libcublas.so.13 -o "$out/libcublas.so.13" "$here/stubs.c"
 $CC -O2 -fPIC -shared -Wl,-soname,libcublasLt.so.13 -o "$out/libcublasLt.so.13" "$here/empty.c"
 $CC -O2 -g -fPIC -shared -fvisibility=hidden -ffp-contract=off -fno-fast-math -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-    -Wl,-soname,libcudnn.so.9 -o "$out/libcudnn.so.9" "$here/emu_cudnn.c"
+    -Wl,-soname,libcudnn.so.9 -o "$out/libcudnn.so.9" "$here/emu_cudnn.c" -ldl
 for sub in graph ops cnn engines_precompiled; do
     $CC -O2 -fPIC -shared -Wl,-soname,libcudnn_$sub.so.9 -o "$out/libcudnn_$sub.so.9" "$here/empty.c"
 done

@@ -4,11 +4,11 @@
 // - Tensor (4d and Nd), filter (Nd) and convolution (Nd) descriptors, validated as the
 //   reference says when they are set; a descriptor that was destroyed or never set is refused.
 // - cudnnGetConvolutionNdForwardOutputDim, cudnnFindConvolution{Forward,BackwardData,
-//   BackwardFilter}Algorithm, cudnnConvolution{Forward,BackwardData,BackwardFilter}, and the
-//   workspace-size and max-count queries. The problem is checked as the reference lists for
-//   BAD_PARAM / NOT_SUPPORTED (dimension counts, channels vs filter and groups, the output's
-//   extents, data and compute types, negative strides, null pointers), and also an output tensor
-//   whose strides make two elements share memory is refused.
+//   BackwardFilter}Algorithm and the _v7 heuristics, cudnnConvolution{Forward,BackwardData,
+//   BackwardFilter}, and the workspace-size and max-count queries. The problem is checked as
+//   the reference lists for BAD_PARAM / NOT_SUPPORTED (dimension counts, channels vs filter and
+//   groups, the output's extents, data and compute types, negative strides, null pointers), and
+//   also an output tensor whose strides make two elements share memory is refused.
 // - Arithmetic: every output element summed in double and rounded once, then
 //   y = alpha * result + beta * y, y not read where beta is 0 (as cuDNN: NaN there is ignored).
 //   Groups, pad, stride, dilation, CUDNN_CONVOLUTION (flipped filter) and CROSS_CORRELATION,
@@ -22,8 +22,11 @@
 //   has one): a tensor-op variant rounds its operands to TF32 (10 mantissa bits, to nearest even).
 //   A call whose workSpaceSizeInBytes is below what that variant needs is BAD_PARAM, and every
 //   byte of the given workspace is written (the emulator's guard pages catch a short buffer).
+//   The _v7 heuristics give Find's list with times -1; each computation moves the emulated
+//   driver's timing clock by the time the list gives its variant.
 //
 // No CUDA headers here: the types and enum values are declared below (cuDNN 9 numbering).
+#include <dlfcn.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -609,6 +612,26 @@ static Algo describe(int dir, const Prob* p, int algo) {
 // permit tensor cores (TF32 for FLOAT data on sm_80 and later).
 static int runs_tc(const Algo* a, int math) { return a->has_tc && math != MATH_FMA; }
 
+// The time, in ms, a variant takes in this model (made up: proportional to the arithmetic).
+static double modeled_ms(const Prob* p, const Algo* a, int tc) {
+    double flops = 2.0 * p->n * p->k * (p->c / p->groups) * prod3(p->ker) * prod3(p->out);
+    return (flops / 5e9 + 0.005) * (tc ? a->tc_speed : a->fma_speed);
+}
+
+// Advances the timing clock of the emulated driver (cuEmuClockAdvance in libcuda.so.1, which
+// events read) by the modeled time of a computation that ran: the emulator's GPU takes exactly
+// the time its heuristics predict, so timed choices are the same on every run.
+static void advance_clock(double ms) {
+    static void (*advance)(double);
+    static int looked;
+    if (!looked) {
+        void* cuda = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+        advance = (void (*)(double))dlsym(cuda ? cuda : RTLD_DEFAULT, "cuEmuClockAdvance");
+        looked = 1;
+    }
+    if (advance) advance(ms);
+}
+
 static int perf_order(const void* l, const void* r) {
     const Perf *a = l, *b = r;
     if ((a->status == SUCCESS) != (b->status == SUCCESS)) return a->status == SUCCESS ? -1 : 1;
@@ -617,8 +640,9 @@ static int perf_order(const void* l, const void* r) {
     return a->algo - b->algo;
 }
 
+// Find (measured: times) and the _v7 heuristics (the same order, times -1: nothing is run).
 static Status find(const char* fn, int dir, void* handle, void* xd, void* wd, void* cd, void* yd, int requested,
-                   int* returned, Perf* results) {
+                   int* returned, Perf* results, int measured) {
     if (!is_handle(handle)) return fail(BAD_PARAM, fn, "handle is not allocated properly");
     if (!returned || !results) return fail(BAD_PARAM, fn, "returnedAlgoCount or perfResults is NULL");
     if (requested < 1) return fail(BAD_PARAM, fn, "requestedAlgoCount < 1");
@@ -626,8 +650,6 @@ static Status find(const char* fn, int dir, void* handle, void* xd, void* wd, vo
     Status s = problem(fn, xd, wd, cd, yd, -1, &p);
     if (s) return s;
     int math = ((Conv*)cd)->math;
-    double flops = 2.0 * p.n * p.k * (p.c / p.groups) * prod3(p.ker) * prod3(p.out);
-    double ms = flops / 5e9 + 0.005;
     Perf all[2 * FWD_COUNT];
     int n = 0;
     for (int algo = 0; algo < algo_count(dir); ++algo) {
@@ -648,20 +670,22 @@ static Status find(const char* fn, int dir, void* handle, void* xd, void* wd, vo
             Perf t = e;
             t.mathType = MATH_TENSOR_OP;
             t.memory = a.tc_mem;
-            t.time = (float)(ms * a.tc_speed);
+            t.time = (float)modeled_ms(&p, &a, 1);
             all[n++] = t;
         }
         // The FMA variant: labelled FMA_MATH where the same algorithm also has a tensor-op
         // variant the descriptor's math type would pick instead.
         e.mathType = a.has_tc && math != MATH_FMA ? MATH_FMA : math;
         e.memory = a.fma_mem;
-        e.time = (float)(ms * a.fma_speed);
+        e.time = (float)modeled_ms(&p, &a, 0);
         all[n++] = e;
     }
     qsort(all, n, sizeof all[0], perf_order);
     // The reference: at most cudnnGet...AlgorithmMaxCount results (the algorithm count).
     int count = n < requested ? n : requested;
     if (count > algo_count(dir)) count = algo_count(dir);
+    if (!measured)
+        for (int i = 0; i < count; ++i) all[i].time = -1.0f;
     memcpy(results, all, count * sizeof all[0]);
     *returned = count;
     return SUCCESS;
@@ -669,15 +693,27 @@ static Status find(const char* fn, int dir, void* handle, void* xd, void* wd, vo
 
 EXPORT Status cudnnFindConvolutionForwardAlgorithm(void* h, void* xd, void* wd, void* cd, void* yd, int req, int* ret,
                                                    Perf* perf) {
-    return find(__func__, FWD, h, xd, wd, cd, yd, req, ret, perf);
+    return find(__func__, FWD, h, xd, wd, cd, yd, req, ret, perf, 1);
+}
+EXPORT Status cudnnGetConvolutionForwardAlgorithm_v7(void* h, void* xd, void* wd, void* cd, void* yd, int req,
+                                                     int* ret, Perf* perf) {
+    return find(__func__, FWD, h, xd, wd, cd, yd, req, ret, perf, 0);
 }
 EXPORT Status cudnnFindConvolutionBackwardDataAlgorithm(void* h, void* wd, void* dyd, void* cd, void* dxd, int req,
                                                         int* ret, Perf* perf) {
-    return find(__func__, BWD_DATA, h, dxd, wd, cd, dyd, req, ret, perf);
+    return find(__func__, BWD_DATA, h, dxd, wd, cd, dyd, req, ret, perf, 1);
+}
+EXPORT Status cudnnGetConvolutionBackwardDataAlgorithm_v7(void* h, void* wd, void* dyd, void* cd, void* dxd, int req,
+                                                          int* ret, Perf* perf) {
+    return find(__func__, BWD_DATA, h, dxd, wd, cd, dyd, req, ret, perf, 0);
 }
 EXPORT Status cudnnFindConvolutionBackwardFilterAlgorithm(void* h, void* xd, void* dyd, void* cd, void* dwd, int req,
                                                           int* ret, Perf* perf) {
-    return find(__func__, BWD_FILTER, h, xd, dwd, cd, dyd, req, ret, perf);
+    return find(__func__, BWD_FILTER, h, xd, dwd, cd, dyd, req, ret, perf, 1);
+}
+EXPORT Status cudnnGetConvolutionBackwardFilterAlgorithm_v7(void* h, void* xd, void* dyd, void* cd, void* dwd,
+                                                            int req, int* ret, Perf* perf) {
+    return find(__func__, BWD_FILTER, h, xd, dwd, cd, dyd, req, ret, perf, 0);
 }
 EXPORT Status cudnnGetConvolutionForwardAlgorithmMaxCount(void* h, int* count) {
     if (!is_handle(h) || !count) FAIL(BAD_PARAM, "bad arguments");
@@ -949,6 +985,8 @@ EXPORT Status cudnnConvolutionForward(void* h, const void* alpha, void* xd, cons
     running = __func__;
     forward(&p, xi, wi, y, scalar(alpha, dbl), scalar(beta, dbl));
     running = NULL;
+    Algo a = describe(FWD, &p, algo);
+    advance_clock(modeled_ms(&p, &a, tc));
     return SUCCESS;
 }
 
@@ -965,6 +1003,8 @@ EXPORT Status cudnnConvolutionBackwardData(void* h, const void* alpha, void* wd,
     running = __func__;
     backward_data(&p, wi, dyi, dx, scalar(alpha, dbl), scalar(beta, dbl), det, mix(++calls));
     running = NULL;
+    Algo a = describe(BWD_DATA, &p, algo);
+    advance_clock(modeled_ms(&p, &a, tc));
     return SUCCESS;
 }
 
@@ -981,5 +1021,7 @@ EXPORT Status cudnnConvolutionBackwardFilter(void* h, const void* alpha, void* x
     running = __func__;
     backward_filter(&p, xi, dyi, dw, scalar(alpha, dbl), scalar(beta, dbl), det, mix(++calls));
     running = NULL;
+    Algo a = describe(BWD_FILTER, &p, algo);
+    advance_clock(modeled_ms(&p, &a, tc));
     return SUCCESS;
 }

@@ -461,8 +461,58 @@ CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
     emu::launch(fn->tramp, fn->name.c_str(), {gx, gy, gz}, {bx, by, bz}, params);
     return OK;
 }
+// Events. Streams are synchronous, so work is done when it is queued, on the thread that queues
+// it: an event records the clock of the thread that records it. That clock is virtual: it moves
+// only by what the cuDNN stand-in says each of its convolutions would take (cuEmuClockAdvance),
+// the same on every run, so that a search timing cuDNN's algorithms chooses reproducibly.
+static thread_local double clock_ms = 0.0;
+#define MAGIC_EVENT 0x45564e54u
+struct Event {
+    unsigned magic;
+    bool recorded;
+    double at;
+};
+static Event* as_event(void* e) {
+    Event* ev = static_cast<Event*>(e);
+    return ev && ev->magic == MAGIC_EVENT ? ev : nullptr;
+}
+void cuEmuClockAdvance(double ms) { clock_ms += ms; }
+CUresult cuEventCreate(void** e, unsigned) {
+    if (!e) return ERR_INVALID_VALUE;
+    *e = new Event{MAGIC_EVENT, false, 0.0};
+    return OK;
+}
+CUresult cuEventRecord(void* e, void*) {
+    Event* ev = as_event(e);
+    if (!ev) return ERR_INVALID_HANDLE;
+    ev->recorded = true;
+    ev->at = clock_ms;
+    return OK;
+}
+CUresult cuEventSynchronize(void* e) { return as_event(e) ? OK : ERR_INVALID_HANDLE; }
+CUresult cuEventQuery(void* e) { return as_event(e) ? OK : ERR_INVALID_HANDLE; }
+// As the reference says: either event not recorded yet is CUDA_ERROR_INVALID_HANDLE.
+CUresult cuEventElapsedTime_v2(float* ms, void* start, void* end) {
+    Event *a = as_event(start), *b = as_event(end);
+    if (!ms) return ERR_INVALID_VALUE;
+    if (!a || !b || !a->recorded || !b->recorded) return ERR_INVALID_HANDLE;
+    *ms = (float)(b->at - a->at);
+    return OK;
+}
+CUresult cuEventElapsedTime(float* ms, void* start, void* end) { return cuEventElapsedTime_v2(ms, start, end); }
+CUresult cuEventDestroy_v2(void* e) {
+    Event* ev = as_event(e);
+    if (!ev) return ERR_INVALID_HANDLE;
+    ev->magic = 0;
+    delete ev;
+    return OK;
+}
 CUresult cuGetErrorName(CUresult e, const char** s) {
-    *s = e == OK ? "CUDA_SUCCESS" : e == ERR_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND" : e == ERR_OUT_OF_MEMORY ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_INVALID_VALUE";
+    *s = e == OK                   ? "CUDA_SUCCESS"
+         : e == ERR_NOT_FOUND      ? "CUDA_ERROR_NOT_FOUND"
+         : e == ERR_OUT_OF_MEMORY  ? "CUDA_ERROR_OUT_OF_MEMORY"
+         : e == ERR_INVALID_HANDLE ? "CUDA_ERROR_INVALID_HANDLE"
+                                   : "CUDA_ERROR_INVALID_VALUE";
     return OK;
 }
 CUresult cuGetErrorString(CUresult e, const char** s) {

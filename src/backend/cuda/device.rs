@@ -13,10 +13,12 @@ use cudarc::driver::{result as drv, sys, CudaContext, CudaStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// Taken for writing while cuDNN measures algorithms, for reading while a GPU is opened. Seen
-/// on an H200 (cuDNN 9.14, CUDA 13.0): opening a GPU on one thread while cuDNN measured on
-/// another failed with `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`, as calls that may synchronise
-/// do while some thread captures a stream in CUDA's global mode.
+/// Taken for writing while crema times cuDNN's algorithms, for reading while a GPU is opened:
+/// one search at a time in the process, so that two searches do not time each other's work.
+/// Opening a GPU waits too because, when cuDNN's own search (`cudnnFind*`) ran, doing so on an
+/// H200 (cuDNN 9.14, CUDA 13.0) failed with `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` (as calls
+/// that may synchronise do while some thread captures a stream in CUDA's global mode); crema's
+/// own search makes only the calls a training step makes, but that has not run on a GPU yet.
 pub(crate) static EXCLUSIVE: RwLock<()> = RwLock::new(());
 
 /// Blocks of every reduction's first pass: fixed, so that sums do not depend on the GPU.
@@ -74,9 +76,71 @@ impl Workspace {
         Ok(self.mem.ptr)
     }
 
+    /// The device address of what is held now (0 when nothing is).
+    pub fn ptr(&self) -> u64 {
+        self.mem.ptr
+    }
+
     /// Bytes held now.
     pub fn capacity(&self) -> usize {
         self.mem.bytes
+    }
+}
+
+/// Device memory held for one operation and freed (in stream order) when dropped: an
+/// algorithm search's own workspace and output.
+pub(crate) struct TempMem<'a> {
+    dev: &'a Device,
+    mem: DevMem,
+}
+
+impl TempMem<'_> {
+    /// The device address (0 when empty).
+    pub fn ptr(&self) -> u64 {
+        self.mem.ptr
+    }
+}
+
+impl Drop for TempMem<'_> {
+    fn drop(&mut self) {
+        self.dev.free(std::mem::replace(&mut self.mem, DevMem { ptr: 0, bytes: 0 }));
+    }
+}
+
+/// Events recorded on the device's stream, to time work on the GPU (destroyed when dropped).
+pub(crate) struct Timer<'a> {
+    dev: &'a Device,
+    events: Vec<sys::CUevent>,
+}
+
+impl Timer<'_> {
+    /// Records event `i` on the stream, after everything queued so far.
+    pub fn record(&self, i: usize) -> Result<()> {
+        // SAFETY: a live event of ours on the device's live stream.
+        unsafe { drv::event::record(self.events[i], self.dev.cu_stream()) }.map_err(|e| self.dev.driver_error("recording a timing event", e))
+    }
+
+    /// Waits until event `i` has happened on the GPU.
+    pub fn wait(&self, i: usize) -> Result<()> {
+        self.dev.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: a live, recorded event of ours.
+        unsafe { drv::event::synchronize(self.events[i]) }
+            .map_err(|e| self.dev.driver_error("waiting for the GPU (an error from an earlier kernel or copy shows up here)", e))
+    }
+
+    /// Milliseconds between events `a` and `b`, both recorded and waited for.
+    pub fn elapsed(&self, a: usize, b: usize) -> Result<f32> {
+        // SAFETY: live events of ours, recorded on one stream and completed.
+        unsafe { drv::event::elapsed(self.events[a], self.events[b]) }.map_err(|e| self.dev.driver_error("reading a timing event", e))
+    }
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        for &e in &self.events {
+            // SAFETY: created by `Device::timer`, destroyed once.
+            let _ = unsafe { drv::event::destroy(e) };
+        }
     }
 }
 
@@ -360,6 +424,22 @@ impl Device {
         let now = self.now.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
         Ok(DevMem { ptr, bytes })
+    }
+
+    /// [`Device::alloc_raw`] for one operation: freed when the guard goes.
+    pub fn alloc_temp(&self, bytes: usize) -> Result<TempMem<'_>> {
+        Ok(TempMem { dev: self, mem: self.alloc_raw(bytes)? })
+    }
+
+    /// `n` timing events on this device's stream.
+    pub fn timer(&self, n: usize) -> Result<Timer<'_>> {
+        self.bind()?;
+        let mut timer = Timer { dev: self, events: Vec::with_capacity(n) };
+        for _ in 0..n {
+            let e = drv::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(|e| self.driver_error("creating a timing event", e))?;
+            timer.events.push(e);
+        }
+        Ok(timer)
     }
 
     /// Frees memory from [`Device::alloc_raw`], ordered on the stream after its last use.

@@ -1,7 +1,8 @@
-//! cuDNN convolutions: descriptors per shape, algorithms chosen once per shape by measurement
-//! (`cudnnFind*Algorithm`), run with the device's shared workspace.
+//! cuDNN convolutions: descriptors per shape, algorithms chosen once per shape by timing the
+//! candidates cuDNN's heuristics list (`cudnnGetConvolution*Algorithm_v7`) on the GPU, run with
+//! the device's shared workspace.
 //!
-//! Choice rules: among the algorithms that ran, those whose workspace fits in half the free
+//! Choice rules: among the candidates that ran, those whose workspace fits in half the free
 //! memory (and in [`super::CudaOptions::workspace_limit`] where set); in strict FP32 only FMA
 //! arithmetic and no FFT or Winograd transforms (their rounding is not that of a direct sum of
 //! products, which is what a comparison with the CPU expects);
@@ -43,7 +44,7 @@ struct Choice {
     math: d::cudnnMathType_t,
     workspace: usize,
     deterministic: bool,
-    /// cuDNN's measured time of this algorithm, in ms.
+    /// This algorithm's time as the search measured it, in ms.
     time_ms: f32,
     /// The fastest usable algorithm whatever its determinism, and its time, where that is not
     /// this one (what preferring reproducible gradients costs).
@@ -126,7 +127,7 @@ impl Dnn {
         let choice = match plan.chosen[slot] {
             Some(c) => c,
             None => {
-                let (c, refused) = find(dev, api, handle, plan, pass, spec)?;
+                let (c, refused) = find(dev, api, handle, plan, pass, spec, Buffers { x, w, y })?;
                 plan.chosen[slot] = Some(c);
                 plan.refused[slot] = refused;
                 c
@@ -137,26 +138,17 @@ impl Dnn {
         // SAFETY: a live descriptor.
         check(unsafe { (api.set_math_type)(plan.conv.raw, choice.math) }).map_err(|e| dnn_err(&what(), e))?;
         let ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner()).get(dev, choice.workspace)?;
-        let (one, zero) = (1.0f32, 0.0f32);
-        let (alpha, beta_over, beta_acc) = (&one as *const f32 as *const c_void, &zero as *const f32 as *const c_void, &one as *const f32 as *const c_void);
-        let (xp, wp, yp, wsp) = (x as *mut c_void, w as *mut c_void, y as *mut c_void, ws as *mut c_void);
         // SAFETY: descriptors describe the buffers at these addresses, whose extents the caller
         // checked; the workspace holds at least `choice.workspace` bytes; the workspace lock is
         // released after queueing, which is safe because every later use is queued on the same
         // stream.
-        let status = unsafe {
-            match choice.algo {
-                Algo::Fwd(a) => (api.forward)(handle, alpha, plan.x.raw, xp, plan.w.raw, wp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.y.raw, yp),
-                Algo::Data(a) => (api.backward_data)(handle, alpha, plan.w.raw, wp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_over, plan.x.raw, xp),
-                Algo::Filter(a) => (api.backward_filter)(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, choice.workspace, beta_acc, plan.w.raw, wp),
-            }
-        };
+        let status = unsafe { execute(api, handle, plan, choice.algo, Buffers { x, w, y }, ws, choice.workspace, true) };
         check(status).map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
         self.calls += 1;
         Ok(true)
     }
 
-    /// Per pass (forward, backward data, backward filter): cuDNN's measured times of the
+    /// Per pass (forward, backward data, backward filter): the measured times of the
     /// algorithms chosen, summed over the shapes seen, and the same sum with the fastest
     /// usable algorithm of each (deterministic or not), in ms.
     pub fn measured_times(&self) -> [(f64, f64); 3] {
@@ -272,91 +264,100 @@ fn tensor(api: &Api, dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDes
     Ok(desc)
 }
 
-/// One measured algorithm, whatever the pass.
+/// One candidate algorithm, whatever the pass: what cuDNN's heuristics said of it, and what
+/// timing it found.
 struct Perf {
     algo: Algo,
+    /// The heuristics' status, or what cuDNN answered when it was run.
     status: d::cudnnStatus_t,
     memory: usize,
     deterministic: bool,
     math: d::cudnnMathType_t,
+    /// The fastest of [`REPEATS`] timed runs, in ms (infinite: not timed).
     time_ms: f32,
 }
 
-/// Measures every algorithm of `pass` for the plan's shape and picks one (see the module docs);
-/// where none is usable, says what cuDNN answered for each.
-fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec) -> Result<(Option<Choice>, String)> {
-    const N: usize = 16;
+/// The buffers of one pass, as the caller passes them to [`Dnn::run`].
+#[derive(Clone, Copy)]
+struct Buffers {
+    x: u64,
+    w: u64,
+    y: u64,
+}
+
+/// Whether the algorithm ran when timed.
+fn ran(p: &Perf) -> bool {
+    p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS && p.time_ms.is_finite()
+}
+
+/// Whether strict FP32 refuses a candidate: tensor-op math (TF32 for float data), or an FFT or
+/// Winograd transform. Any other candidate runs under CUDNN_FMA_MATH there, whatever math type
+/// the heuristics named.
+fn fp32_refuses(p: &Perf) -> bool {
+    matches!(p.math, d::cudnnMathType_t::CUDNN_TENSOR_OP_MATH | d::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) || transforms(p.algo)
+}
+
+/// Chooses the algorithm of `pass` for the plan's shape (see the module docs): cuDNN's
+/// heuristics list the candidates, and crema times each one it could use on the GPU, with the
+/// pass's own buffers. Where none is usable, says what each candidate came to.
+///
+/// crema times the algorithms itself rather than through `cudnnFind*Algorithm`: on an H200
+/// (cuDNN 9.19) with the test suite's threads sharing the GPU, one such search in a few runs
+/// answered `CUDNN_STATUS_INTERNAL_ERROR` for every algorithm, for shapes that succeeded in every
+/// other run; cuDNN's search also took memory of its own (14.7 GB at the lung SegNet's first
+/// step, where crema's peak was 5.1 GB), which nothing bounded or counted. Here the search runs
+/// the same calls a training step does, in memory crema allocates and counts.
+fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec, bufs: Buffers) -> Result<(Option<Choice>, String)> {
     let _exclusive = super::device::EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
-    let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
-    // cudnnFind* tries only the kernels the descriptor's math type allows: TF32 tensor cores
+    // The heuristics list only the kernels the descriptor's math type allows: TF32 tensor cores
     // permitted (CUDNN_DEFAULT_MATH) or FMA kernels only (CUDNN_FMA_MATH, strict FP32). It is set
-    // here for each search and by `run` for each pass, which leaves the pass's choice on it: an
+    // here for each search (the timing sets each candidate's, and `run` the pass's choice): an
     // earlier pass's FMA choice must not hide every tensor-op algorithm from this pass's search.
     let math = if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH };
-    // SAFETY: a live descriptor.
-    check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
-        .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
-    let measure = || -> (d::cudnnStatus_t, Vec<Perf>) {
-        let mut count = 0i32;
-        // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a
-        // valid value of every field), of which cuDNN fills `count`.
-        unsafe {
-            match pass {
-                Pass::Forward => {
-                    let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
-                    let s = (api.find_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr());
-                    (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
-                }
-                Pass::BackwardData => {
-                    let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
-                    let s = (api.find_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr());
-                    (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Data(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
-                }
-                Pass::BackwardFilter => {
-                    let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
-                    let s = (api.find_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr());
-                    (s, perf[..count.clamp(0, N as i32) as usize].iter().map(|p| Perf { algo: Algo::Filter(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: p.time }).collect())
-                }
-            }
-        }
-    };
-    // A search in which every algorithm failed with an internal error is measured again, up to
-    // SEARCHES times in all, before the shape goes to im2col + GEMM for good: on an H200
-    // (cuDNN 9.19), with the test suite's threads sharing the GPU, one search in a few runs came
-    // back so, for shapes whose searches succeed in every other run (cause not known; nothing is
-    // written to the net's buffers by a search, so measuring again is safe).
-    let mut searches = 1;
-    let (mut status, mut perfs) = measure();
-    while status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS && failed_search(&perfs) && searches < SEARCHES {
-        searches += 1;
-        (status, perfs) = measure();
-    }
-    if let Err(e) = check(status) {
-        // Unsupported shapes are the GEMM path's job; anything else is an error. (BAD_PARAM is
-        // not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors that do
-        // not describe one convolution, which must not pass silently as an im2col fallback.)
-        return match e {
-            d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED => Ok((None, format!("cuDNN answered {}", status_text(e)))),
-            _ => Err(Error::Cuda {
-                what: format!("measuring cuDNN algorithms for {pass:?} ({}) on GPU {}", shape(spec), dev.ordinal),
-                detail: format!("{}; CREMA_CONV_ENGINE=im2col runs convolutions without cuDNN", status_text(e)),
-            }),
-        };
-    }
     let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
     let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
-    let limit = dev.options.workspace_limit.map_or(limit, |cap| cap.min(limit));
+    let mut limit = dev.options.workspace_limit.map_or(limit, |cap| cap.min(limit));
     let strict = !dev.tf32();
+    let mut searches = 0;
+    let mut perfs = loop {
+        searches += 1;
+        // SAFETY: a live descriptor.
+        check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
+            .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
+        let mut perfs = match heuristics(api, handle, plan, pass) {
+            Ok(p) => p,
+            // Unsupported shapes are the GEMM path's job; anything else is an error. (BAD_PARAM
+            // is not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors
+            // that do not describe one convolution, which must not pass silently as an im2col
+            // fallback.)
+            Err(e @ d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED) => return Ok((None, format!("cuDNN answered {}", status_text(e)))),
+            Err(e) => {
+                return Err(Error::Cuda {
+                    what: format!("asking cuDNN's heuristics for {pass:?} algorithms ({}) on GPU {}", shape(spec), dev.ordinal),
+                    detail: format!("{}; CREMA_CONV_ENGINE=im2col runs convolutions without cuDNN", status_text(e)),
+                })
+            }
+        };
+        limit = time_candidates(dev, api, handle, plan, pass, spec, bufs, &mut perfs, limit)?;
+        // A search in which every candidate failed inside cuDNN is repeated, up to SEARCHES
+        // times in all, before the shape goes to im2col + GEMM for good (its outputs are
+        // overwritten by the pass that follows, so repeating it is safe).
+        if !failed_search(&perfs) || searches >= SEARCHES {
+            break perfs;
+        }
+    };
+    // The candidates that ran, fastest first, then the others in the heuristics' order.
+    perfs.sort_by(|a, b| ran(b).cmp(&ran(a)).then(a.time_ms.total_cmp(&b.time_ms)));
     let ok = |p: &Perf| p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
-    let usable = |p: &Perf| ok(p) && p.memory <= limit && (!strict || (p.math == d::cudnnMathType_t::CUDNN_FMA_MATH && !transforms(p.algo)));
+    let usable = |p: &Perf| ran(p) && p.memory <= limit && !(strict && fp32_refuses(p));
     let choice = choose(&perfs, usable, dev.options.algorithms);
     let refused = if choice.is_some() {
         String::new()
     } else if perfs.is_empty() {
-        "cuDNN measured no algorithm".to_string()
+        "cuDNN's heuristics listed no algorithm".to_string()
     } else if failed_search(&perfs) {
         let each: Vec<String> = perfs.iter().map(|p| format!("{:?}: {:?}", p.algo, p.status)).collect();
-        format!("every algorithm failed in {searches} searches; the last: {}", each.join("; "))
+        format!("every algorithm tried failed in {searches} searches; the last: {}", each.join("; "))
     } else {
         let why = |p: &Perf| {
             if !ok(p) {
@@ -373,21 +374,144 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
     Ok((choice, refused))
 }
 
-/// How many times one shape's pass is measured at most, where every algorithm fails.
-const SEARCHES: usize = 3;
-
-/// Whether no algorithm ran and at least one failed inside cuDNN (rather than being merely
-/// unsupported for the shape): a search worth repeating.
-fn failed_search(perfs: &[Perf]) -> bool {
-    perfs.iter().all(|p| p.status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
-        && perfs.iter().any(|p| p.status == d::cudnnStatus_t::CUDNN_STATUS_INTERNAL_ERROR)
+/// cuDNN's candidates for `pass` (`cudnnGetConvolution*Algorithm_v7`), untimed, in the order of
+/// its heuristics.
+fn heuristics(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass) -> std::result::Result<Vec<Perf>, d::cudnnStatus_t> {
+    const N: usize = 16;
+    let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
+    let mut count = 0i32;
+    let n = |count: i32| count.clamp(0, N as i32) as usize;
+    let untimed = f32::INFINITY;
+    // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a valid
+    // value of every field), of which cuDNN fills `count`.
+    unsafe {
+        match pass {
+            Pass::Forward => {
+                let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
+                check((api.heuristics_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
+                Ok(perf[..n(count)].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: untimed }).collect())
+            }
+            Pass::BackwardData => {
+                let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
+                check((api.heuristics_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
+                Ok(perf[..n(count)].iter().map(|p| Perf { algo: Algo::Data(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: untimed }).collect())
+            }
+            Pass::BackwardFilter => {
+                let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
+                check((api.heuristics_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
+                Ok(perf[..n(count)].iter().map(|p| Perf { algo: Algo::Filter(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: untimed }).collect())
+            }
+        }
+    }
 }
 
-/// Times within this fraction of the best are taken as equal: cuDNN times each algorithm once,
-/// and its times of one algorithm vary by a few percent from search to search.
+/// Timed runs of each candidate, after one untimed run (first calls may load or compile).
+const REPEATS: usize = 3;
+
+/// Times every candidate in `perfs` that the heuristics say runs, whose workspace is within
+/// `limit` and, in strict FP32, that uses FMA arithmetic and no transform: sets its time, or the
+/// status cuDNN answered when it was run. Forward and backward data write the pass's output,
+/// which the pass then overwrites; backward filter, which adds to the net's gradient, writes a
+/// scratch filter instead. A workspace larger than the shared one is allocated for the search
+/// alone. Returns the limit kept to: lower than `limit` where the device had no room for the
+/// largest candidate's workspace.
+#[allow(clippy::too_many_arguments)]
+fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec, bufs: Buffers, perfs: &mut [Perf], mut limit: usize) -> Result<usize> {
+    let strict = !dev.tf32();
+    let take = |p: &Perf, limit: usize| {
+        p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS && p.memory <= limit && !(strict && fp32_refuses(p))
+    };
+    let Some(need) = perfs.iter().filter(|p| take(p, limit)).map(|p| p.memory).max() else { return Ok(limit) };
+    let shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+    let filter_room = if pass == Pass::BackwardFilter { filter_bytes(spec).next_multiple_of(256) } else { 0 };
+    let mut own = if need > shared.capacity() { need } else { 0 };
+    let temp = match dev.alloc_temp(filter_room + own) {
+        Ok(t) => t,
+        Err(Error::OutOfMemory { .. }) if own > 0 => {
+            // No room for the largest workspace now: only what the shared one holds.
+            limit = shared.capacity();
+            own = 0;
+            dev.alloc_temp(filter_room)?
+        }
+        Err(e) => return Err(e),
+    };
+    let ws = if own > 0 { temp.ptr() + filter_room as u64 } else { shared.ptr() };
+    let out = Buffers { w: if pass == Pass::BackwardFilter { temp.ptr() } else { bufs.w }, ..bufs };
+    let timer = dev.timer(REPEATS + 1)?;
+    for p in perfs.iter_mut().filter(|p| take(p, limit)) {
+        // Strict FP32 runs every candidate under CUDNN_FMA_MATH, whatever the heuristics named.
+        let math = if strict { d::cudnnMathType_t::CUDNN_FMA_MATH } else { p.math };
+        // SAFETY: a live descriptor.
+        check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
+            .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
+        let mut status = d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+        for r in 0..=REPEATS {
+            // SAFETY: the buffers are the pass's own (or scratch of the filter's size), the
+            // workspace holds at least `p.memory` bytes (the shared one is held under its lock).
+            status = unsafe { execute(api, handle, plan, p.algo, out, ws, p.memory, false) };
+            if status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+                break;
+            }
+            timer.record(r)?;
+        }
+        if status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+            p.status = status;
+            continue;
+        }
+        timer.wait(REPEATS)?;
+        let mut best = f32::INFINITY;
+        for r in 1..=REPEATS {
+            best = best.min(timer.elapsed(r - 1, r)?);
+        }
+        (p.time_ms, p.math) = (best, math);
+    }
+    Ok(limit)
+}
+
+/// Bytes of the filter (and of its gradient) of `spec`.
+fn filter_bytes(spec: &ConvSpec) -> usize {
+    let per_out = spec.channels / spec.group.max(1) * spec.kernel.iter().product::<usize>();
+    spec.out_channels * per_out * std::mem::size_of::<f32>()
+}
+
+/// Queues one pass with `algo`: forward and backward data overwrite their output; backward
+/// filter adds to it where `accumulate` (the net's gradient) and overwrites it otherwise.
+///
+/// # Safety
+/// The plan's descriptors describe the buffers at these addresses; `ws` holds at least
+/// `ws_bytes` bytes, which `algo` needs at most.
+#[allow(clippy::too_many_arguments)]
+unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, b: Buffers, ws: u64, ws_bytes: usize, accumulate: bool) -> d::cudnnStatus_t {
+    let (one, zero) = (1.0f32, 0.0f32);
+    let alpha = &one as *const f32 as *const c_void;
+    let over = &zero as *const f32 as *const c_void;
+    let filter_beta = if accumulate { alpha } else { over };
+    let (xp, wp, yp, wsp) = (b.x as *mut c_void, b.w as *mut c_void, b.y as *mut c_void, ws as *mut c_void);
+    // SAFETY: as the caller promises; alpha and beta point at floats that outlive the call.
+    unsafe {
+        match algo {
+            Algo::Fwd(a) => (api.forward)(handle, alpha, plan.x.raw, xp, plan.w.raw, wp, plan.conv.raw, a, wsp, ws_bytes, over, plan.y.raw, yp),
+            Algo::Data(a) => (api.backward_data)(handle, alpha, plan.w.raw, wp, plan.y.raw, yp, plan.conv.raw, a, wsp, ws_bytes, over, plan.x.raw, xp),
+            Algo::Filter(a) => (api.backward_filter)(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, ws_bytes, filter_beta, plan.w.raw, wp),
+        }
+    }
+}
+
+/// How many times one shape's pass is searched at most, where every candidate fails.
+const SEARCHES: usize = 3;
+
+/// Whether no candidate ran and at least one failed inside cuDNN (rather than being merely
+/// unsupported for the shape): a search worth repeating.
+fn failed_search(perfs: &[Perf]) -> bool {
+    use d::cudnnStatus_t as S;
+    !perfs.iter().any(ran) && perfs.iter().any(|p| matches!(p.status, S::CUDNN_STATUS_INTERNAL_ERROR | S::CUDNN_STATUS_EXECUTION_FAILED))
+}
+
+/// Times within this fraction of the best are taken as equal: one algorithm's times vary by a
+/// few percent from search to search.
 const TIME_TIE: f32 = 0.02;
 
-/// The choice among cuDNN's results (fastest first) under `policy`, with the fastest usable
+/// The choice among the timed candidates (fastest first) under `policy`, with the fastest usable
 /// result where that is not the one chosen. Of the results the policy allows, those within
 /// [`TIME_TIE`] of the fastest of them count as equally fast, and the one needing the least
 /// workspace is taken: the workspace is part of the device memory a net needs.
@@ -498,6 +622,31 @@ mod tests {
         assert!(!failed_search(&with(&[S::CUDNN_STATUS_INTERNAL_ERROR, S::CUDNN_STATUS_SUCCESS])), "one algorithm ran");
         assert!(!failed_search(&with(&[S::CUDNN_STATUS_NOT_SUPPORTED])), "unsupported is an answer, not a failure");
         assert!(!failed_search(&[]), "nothing measured is not a failure to repeat");
+    }
+
+    #[test]
+    fn strict_fp32_refuses_tensor_ops_and_transforms_only() {
+        use d::cudnnMathType_t as M;
+        let with = |algo, math| Perf { math, ..perf(algo, true, 1.0) };
+        assert!(!fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_FMA_MATH)));
+        assert!(!fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_DEFAULT_MATH)), "runs under FMA math");
+        assert!(fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_TENSOR_OP_MATH)));
+        assert!(fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)));
+        assert!(fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, M::CUDNN_FMA_MATH)));
+        assert!(fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING, M::CUDNN_FMA_MATH)));
+    }
+
+    #[test]
+    fn a_candidate_ran_only_when_it_succeeded_and_was_timed() {
+        use d::cudnnStatus_t as S;
+        let timed = perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5);
+        assert!(ran(&timed));
+        assert!(!ran(&Perf { time_ms: f32::INFINITY, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5) }), "listed, never timed");
+        assert!(!ran(&Perf { status: S::CUDNN_STATUS_EXECUTION_FAILED, ..timed }));
+        // Listed but untimed (over the limit) beside one that failed inside cuDNN: nothing ran.
+        let untimed = Perf { time_ms: f32::INFINITY, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 0.0) };
+        let failed = Perf { status: S::CUDNN_STATUS_EXECUTION_FAILED, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5) };
+        assert!(failed_search(&[untimed, failed]));
     }
 
     #[test]

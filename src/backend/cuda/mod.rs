@@ -96,7 +96,7 @@ impl ConvEngine {
     }
 }
 
-/// Which of the cuDNN convolution algorithms that cuDNN measured for a shape crema runs.
+/// Which of the cuDNN convolution algorithms timed for a shape crema runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvAlgorithms {
     /// The fastest deterministic one (the same gradients on every run), else the fastest.
@@ -187,7 +187,7 @@ impl Cuda {
         a
     }
 
-    /// Per pass (forward, backward data, backward filter), cuDNN's measured times in ms of the
+    /// Per pass (forward, backward data, backward filter), the measured times in ms of the
     /// algorithms chosen so far, summed over the convolution shapes seen once each, and the
     /// same with the fastest usable algorithm of each shape, deterministic or not.
     pub fn conv_measured_times(&self) -> [(f64, f64); 3] {
