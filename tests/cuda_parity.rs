@@ -491,7 +491,11 @@ fn an_algorithm_search_gives_back_the_memory_it_took() {
         g.synchronize().unwrap();
         let (after, ws_after) = (g.allocated(), workspace());
         assert_eq!(after - before, ws_after - ws_before, "{pass}: the search's own memory is given back; only the shared workspace may grow");
-        assert!(g.peak_allocated() >= after, "{pass}: the peak counts what the search held");
+        // The emulator's lists offer an FFT algorithm with ~70 MiB of workspace for this shape
+        // and pass, but a faster one needing less: the search held more than the pass keeps.
+        if pass == "forward" && g.describe().contains("crema CUDA emulator") {
+            assert!(g.peak_allocated() >= after + (64 << 20), "{pass}: the peak must count what the search held ({} -> {} bytes, peak {})", before, after, g.peak_allocated());
+        }
     }
     // The search of backward filter ran on scratch: the gradient took exactly one pass.
     let cpu = Cpu::new();

@@ -109,6 +109,9 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn memory_usage(&self) -> Option<(usize, usize)> {
         None
     }
+    /// Starts a new high-water mark of [`Storage::memory_usage`] at what is in use now, where the
+    /// backend tracks it.
+    fn reset_memory_peak(&self) {}
     /// Of [`Storage::memory_usage`], the bytes held now as scratch shared by every layer (a
     /// GPU's convolution workspace), where the backend has one.
     fn workspace_bytes(&self) -> Option<usize> {

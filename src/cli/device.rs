@@ -152,10 +152,18 @@ pub fn mib(bytes: usize) -> f64 {
 }
 
 /// `Peak device memory: X MiB`, for backends that count their memory (the GPU's), and the
-/// part of it the shared workspace holds (it only grows, so its size now is its peak).
-pub fn print_peak_device_memory<S: Storage>(be: &S, to_stderr: bool) {
+/// part of it the shared workspace holds (it only grows, so its size now is its peak). With
+/// `first_step`, the peak of a first step after which the high-water mark was reset
+/// ([`Storage::reset_memory_peak`]): the peak is the larger, and the one since is shown too.
+pub fn print_peak_device_memory<S: Storage>(be: &S, to_stderr: bool, first_step: Option<usize>) {
     let Some((_, peak)) = be.memory_usage() else { return };
-    let mut lines = vec![format!("Peak device memory: {:.1} MiB", mib(peak))];
+    let mut lines = vec![format!("Peak device memory: {:.1} MiB", mib(peak.max(first_step.unwrap_or(0))))];
+    if first_step.is_some() {
+        lines.push(format!(
+            "Peak device memory after the first step: {:.1} MiB (the first step also times the convolution algorithms)",
+            mib(peak)
+        ));
+    }
     if let Some(ws) = be.workspace_bytes() {
         lines.push(format!(
             "Device workspace: {:.1} MiB of it (cuDNN's convolution workspace and the kernels' scratch, shared by all layers)",

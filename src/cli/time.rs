@@ -129,6 +129,7 @@ fn time_training<B: Backend>(be: B, a: &Args, iterations: usize) -> anyhow::Resu
     // Warm-up: first-touch allocations, kernel compilation and algorithm choices stay out.
     solver.step(1)?;
     be.synchronize()?;
+    let first_step = warm_up_done(&be);
     let before = be.activity();
     let mut steps = Vec::with_capacity(iterations);
     for _ in 0..iterations {
@@ -144,7 +145,7 @@ fn time_training<B: Backend>(be: B, a: &Args, iterations: usize) -> anyhow::Resu
     if let (Some(a), Some(b)) = (after, before) {
         println!("{}", per_step(&a.since(&b), iterations));
     }
-    print_memory(&be);
+    print_memory(&be, first_step);
     Ok(())
 }
 
@@ -167,12 +168,22 @@ fn per_step(d: &crema::backend::Activity, steps: usize) -> String {
     )
 }
 
-/// `Peak resident memory` and, on a GPU, `Peak device memory`.
-fn print_memory<B: Backend>(be: &B) {
+/// `Peak resident memory` and, on a GPU, `Peak device memory` (with `first_step`, the peak of
+/// the warm-up step, after which the high-water mark was reset: see [`warm_up_done`]).
+fn print_memory<B: Backend>(be: &B, first_step: Option<usize>) {
     if let Some(rss) = peak_rss_bytes() {
         println!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
     }
-    print_peak_device_memory(be, false);
+    print_peak_device_memory(be, false, first_step);
+}
+
+/// After the warm-up step: its peak device memory (where the backend counts it), and a new
+/// high-water mark from here, so that the steady state's peak can be told from the first
+/// step's (which also chooses the convolution algorithms).
+fn warm_up_done<B: Backend>(be: &B) -> Option<usize> {
+    let first = be.memory_usage().map(|(_, peak)| peak);
+    be.reset_memory_peak();
+    first
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -189,6 +200,8 @@ fn time_net<B: Backend>(net: &mut Net<B>, iterations: usize) -> anyhow::Result<(
     if backward {
         net.backward()?;
     }
+    be.synchronize()?;
+    let first_step = warm_up_done(&be);
     let mut fwd = vec![vec![0.0f64; iterations]; n];
     let mut bwd = vec![vec![0.0f64; iterations]; n];
     let (mut fwd_total, mut bwd_total) = (vec![0.0; iterations], vec![0.0; iterations]);
@@ -255,6 +268,6 @@ fn time_net<B: Backend>(net: &mut Net<B>, iterations: usize) -> anyhow::Result<(
             3.0 * total_flops / (median(&mut both.clone()) / 1e3)
         );
     }
-    print_memory(&be);
+    print_memory(&be, first_step);
     Ok(())
 }

@@ -176,7 +176,7 @@ fn train<B: Backend>(be: B, param: crema::proto::SolverParameter, a: &Args) -> a
     let per_iter = if trained > 0 { format!("{:.2}", seconds * 1e3 / trained as f64) } else { "-".into() };
     eprintln!("Trained {trained} iterations in {seconds:.2} s ({per_iter} ms/iter)");
     if solver.backend().memory_usage().is_some() {
-        print_peak_device_memory(solver.backend(), true);
+        print_peak_device_memory(solver.backend(), true, None);
     } else if let Some(rss) = peak_rss_bytes() {
         eprintln!("Peak resident memory: {:.1} MB", rss as f64 / 1e6);
     }

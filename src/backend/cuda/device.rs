@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Taken for writing while crema times cuDNN's algorithms, for reading while a GPU is opened:
-/// one search at a time in the process, so that two searches do not time each other's work.
+/// one search at a time in the process, so that two searches do not time each other's work
+/// (other work that threads queue meanwhile, on this GPU or on the same stream, is not kept
+/// out, and may slow the candidates it overlaps).
 /// Opening a GPU waits too because, when cuDNN's own search (`cudnnFind*`) ran, doing so on an
 /// H200 (cuDNN 9.14, CUDA 13.0) failed with `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` (as calls
 /// that may synchronise do while some thread captures a stream in CUDA's global mode); crema's

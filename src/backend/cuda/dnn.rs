@@ -137,12 +137,16 @@ impl Dnn {
         let what = || format!("cuDNN convolution {pass:?} ({})", shape(spec));
         // SAFETY: a live descriptor.
         check(unsafe { (api.set_math_type)(plan.conv.raw, choice.math) }).map_err(|e| dnn_err(&what(), e))?;
-        let ws = dev.workspace.lock().unwrap_or_else(|p| p.into_inner()).get(dev, choice.workspace)?;
+        // The lock is held until the pass is queued: another thread growing the workspace in
+        // between would queue the free of this memory ahead of the pass.
+        let mut shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        let ws = shared.get(dev, choice.workspace)?;
         // SAFETY: descriptors describe the buffers at these addresses, whose extents the caller
         // checked; the workspace holds at least `choice.workspace` bytes; the workspace lock is
         // released after queueing, which is safe because every later use is queued on the same
         // stream.
         let status = unsafe { execute(api, handle, plan, choice.algo, Buffers { x, w, y }, ws, choice.workspace, true) };
+        drop(shared);
         check(status).map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
         self.calls += 1;
         Ok(true)
@@ -321,16 +325,14 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
     let mut searches = 0;
     let mut perfs = loop {
         searches += 1;
-        // SAFETY: a live descriptor.
-        check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
-            .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
+        set_math(api, plan, math, pass, spec)?;
         let mut perfs = match heuristics(api, handle, plan, pass) {
             Ok(p) => p,
             // Unsupported shapes are the GEMM path's job; anything else is an error. (BAD_PARAM
             // is not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors
             // that do not describe one convolution, which must not pass silently as an im2col
             // fallback.)
-            Err(e @ d::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED) => return Ok((None, format!("cuDNN answered {}", status_text(e)))),
+            Err(e) if class(e) == NOT_SUPPORTED => return Ok((None, format!("cuDNN answered {}", status_text(e)))),
             Err(e) => {
                 return Err(Error::Cuda {
                     what: format!("asking cuDNN's heuristics for {pass:?} algorithms ({}) on GPU {}", shape(spec), dev.ordinal),
@@ -408,19 +410,29 @@ fn heuristics(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass) -> s
 /// Timed runs of each candidate, after one untimed run (first calls may load or compile).
 const REPEATS: usize = 3;
 
-/// Times every candidate in `perfs` that the heuristics say runs, whose workspace is within
-/// `limit` and, in strict FP32, that uses FMA arithmetic and no transform: sets its time, or the
-/// status cuDNN answered when it was run. Forward and backward data write the pass's output,
-/// which the pass then overwrites; backward filter, which adds to the net's gradient, writes a
-/// scratch filter instead. A workspace larger than the shared one is allocated for the search
-/// alone. Returns the limit kept to: lower than `limit` where the device had no room for the
-/// largest candidate's workspace.
+/// Times every candidate in `perfs` that the heuristics say runs, whose workspace (as cuDNN
+/// gives it for the math the candidate runs under) is within `limit` and, in strict FP32, that
+/// uses FMA arithmetic and no transform: sets its time, or the status cuDNN answered. Forward
+/// and backward data write the pass's output, which the pass then overwrites; backward filter,
+/// which adds to the net's gradient, adds to a scratch filter instead. A workspace larger than
+/// the shared one is allocated for the search alone. Returns the limit kept to: lower than
+/// `limit` where the device had no room for the largest candidate's workspace.
 #[allow(clippy::too_many_arguments)]
 fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec, bufs: Buffers, perfs: &mut [Perf], mut limit: usize) -> Result<usize> {
     let strict = !dev.tf32();
     let take = |p: &Perf, limit: usize| {
         p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS && p.memory <= limit && !(strict && fp32_refuses(p))
     };
+    // What each candidate needs with the math it runs under (strict FP32 runs every one under
+    // CUDNN_FMA_MATH, whose kernels may need other workspace than the heuristics' figure).
+    for p in perfs.iter_mut().filter(|p| take(p, limit)) {
+        let math = if strict { d::cudnnMathType_t::CUDNN_FMA_MATH } else { p.math };
+        set_math(api, plan, math, pass, spec)?;
+        match workspace_size(api, handle, plan, p.algo) {
+            Ok(bytes) => (p.memory, p.math) = (p.memory.max(bytes), math),
+            Err(status) => p.status = status,
+        }
+    }
     let Some(need) = perfs.iter().filter(|p| take(p, limit)).map(|p| p.memory).max() else { return Ok(limit) };
     let shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
     let filter_room = if pass == Pass::BackwardFilter { filter_bytes(spec).next_multiple_of(256) } else { 0 };
@@ -439,16 +451,14 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
     let out = Buffers { w: if pass == Pass::BackwardFilter { temp.ptr() } else { bufs.w }, ..bufs };
     let timer = dev.timer(REPEATS + 1)?;
     for p in perfs.iter_mut().filter(|p| take(p, limit)) {
-        // Strict FP32 runs every candidate under CUDNN_FMA_MATH, whatever the heuristics named.
-        let math = if strict { d::cudnnMathType_t::CUDNN_FMA_MATH } else { p.math };
-        // SAFETY: a live descriptor.
-        check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
-            .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })?;
+        set_math(api, plan, p.math, pass, spec)?;
         let mut status = d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
         for r in 0..=REPEATS {
             // SAFETY: the buffers are the pass's own (or scratch of the filter's size), the
             // workspace holds at least `p.memory` bytes (the shared one is held under its lock).
-            status = unsafe { execute(api, handle, plan, p.algo, out, ws, p.memory, false) };
+            // Backward filter adds to its (zero-filled) scratch, as the pass adds to the
+            // gradient: the very call the pass makes.
+            status = unsafe { execute(api, handle, plan, p.algo, out, ws, p.memory, true) };
             if status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
                 break;
             }
@@ -463,9 +473,30 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
         for r in 1..=REPEATS {
             best = best.min(timer.elapsed(r - 1, r)?);
         }
-        (p.time_ms, p.math) = (best, math);
+        p.time_ms = best;
     }
     Ok(limit)
+}
+
+/// Sets the convolution descriptor's math type.
+fn set_math(api: &Api, plan: &Plan, math: d::cudnnMathType_t, pass: Pass, spec: &ConvSpec) -> Result<()> {
+    // SAFETY: a live descriptor.
+    check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
+        .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })
+}
+
+/// The workspace `algo` needs for the plan's shape under the descriptor's math type.
+fn workspace_size(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo) -> std::result::Result<usize, d::cudnnStatus_t> {
+    let mut bytes = 0usize;
+    // SAFETY: live handle and descriptors, a valid out-pointer.
+    check(unsafe {
+        match algo {
+            Algo::Fwd(a) => (api.workspace_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, a, &mut bytes),
+            Algo::Data(a) => (api.workspace_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, a, &mut bytes),
+            Algo::Filter(a) => (api.workspace_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, a, &mut bytes),
+        }
+    })?;
+    Ok(bytes)
 }
 
 /// Bytes of the filter (and of its gradient) of `spec`.
@@ -500,11 +531,21 @@ unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, 
 /// How many times one shape's pass is searched at most, where every candidate fails.
 const SEARCHES: usize = 3;
 
+/// cuDNN 9's classes of status, the thousands of its value (each class has sub-codes, e.g.
+/// CUDNN_STATUS_NOT_SUPPORTED_SHAPE = 3002).
+const NOT_SUPPORTED: u32 = 3;
+const INTERNAL_ERROR: u32 = 4;
+const EXECUTION_FAILED: u32 = 5;
+
+/// The class of a status (see [`NOT_SUPPORTED`]).
+fn class(s: d::cudnnStatus_t) -> u32 {
+    s as u32 / 1000
+}
+
 /// Whether no candidate ran and at least one failed inside cuDNN (rather than being merely
 /// unsupported for the shape): a search worth repeating.
 fn failed_search(perfs: &[Perf]) -> bool {
-    use d::cudnnStatus_t as S;
-    !perfs.iter().any(ran) && perfs.iter().any(|p| matches!(p.status, S::CUDNN_STATUS_INTERNAL_ERROR | S::CUDNN_STATUS_EXECUTION_FAILED))
+    !perfs.iter().any(ran) && perfs.iter().any(|p| matches!(class(p.status), INTERNAL_ERROR | EXECUTION_FAILED))
 }
 
 /// Times within this fraction of the best are taken as equal: one algorithm's times vary by a

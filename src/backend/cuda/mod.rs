@@ -296,6 +296,10 @@ impl Storage for Cuda {
         Some(self.dev.memory_usage())
     }
 
+    fn reset_memory_peak(&self) {
+        self.dev.reset_peak();
+    }
+
     fn workspace_bytes(&self) -> Option<usize> {
         Some(self.dev.workspace.lock().unwrap_or_else(|p| p.into_inner()).capacity())
     }
