@@ -313,6 +313,27 @@ fn forward_on_the_gpu_dumps_the_cpus_blobs_and_gradients() {
 }
 
 #[test]
+fn a_stub_driver_ahead_on_the_library_path_is_named_not_called() {
+    let Some(emu) = emulator() else { return };
+    let stub = emu.join("stub");
+    assert!(stub.join("libcuda.so").is_file(), "tools/cuda_emu/build.sh builds a stub libcuda.so in {}", stub.display());
+    let dir = folder();
+    let path = std::env::var_os("LD_LIBRARY_PATH").map(|p| format!("{}:{}", stub.display(), p.to_string_lossy())).unwrap_or_else(|| stub.display().to_string());
+    let out = Command::new(CREMA)
+        .args(["device_query"])
+        .current_dir(dir.path())
+        .env("CREMA_CUDA_LIB_PATH", &emu)
+        .env("LD_LIBRARY_PATH", path)
+        .output()
+        .expect("run crema");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // crema opened the emulator's driver; cudarc, by name, would have reached the stub.
+    assert!(err.contains(&emu.join("libcuda.so.1").display().to_string()) && err.contains("stub") && err.contains("LD_LIBRARY_PATH"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn time_train_and_inspect_report_device_memory() {
     let Some(emu) = emulator() else { return };
     let dir = folder();

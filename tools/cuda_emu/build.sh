@@ -33,6 +33,10 @@ $CC -O2 -fPIC -shared -DEMU_CUBLAS -Wl,-soname,libcublas.so.13 -o "$out/libcubla
 $CC -O2 -fPIC -shared -Wl,-soname,libcublasLt.so.13 -o "$out/libcublasLt.so.13" "$here/empty.c"
 $CC -O2 -g -fPIC -shared -fvisibility=hidden -ffp-contract=off -fno-fast-math -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
     -Wl,-soname,libcudnn.so.9 -o "$out/libcudnn.so.9" "$here/emu_cudnn.c" -ldl
+# A stand-in for the CUDA toolkit's stub libcuda.so (in a folder of its own, for tests that put it
+# first on LD_LIBRARY_PATH): no driver behind it.
+mkdir -p "$out/stub"
+$CC -O2 -fPIC -shared -Wl,-soname,libcuda.so -o "$out/stub/libcuda.so" "$here/empty.c"
 for sub in graph ops cnn engines_precompiled; do
     $CC -O2 -fPIC -shared -Wl,-soname,libcudnn_$sub.so.9 -o "$out/libcudnn_$sub.so.9" "$here/empty.c"
 done

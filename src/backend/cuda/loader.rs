@@ -6,8 +6,9 @@
 //! a name against the `SONAME` of loaded objects). Whatever is missing is reported as an
 //! [`Error::Cuda`] naming the library and every folder searched, never a panic. NVRTC, cuBLAS
 //! and cuDNN are then called through tables resolved from these very files ([`super::ffi`]);
-//! cudarc opens only the driver (as `libcuda.so`), of which a machine has one. The
-//! handles are kept for the life of the process.
+//! cudarc opens only the driver, by name (`libcuda.so` first), and crema checks that this
+//! reaches the very driver it opened (not a toolkit's stub). The handles are kept for the life
+//! of the process.
 
 use super::probe::{self, Candidate, LibSpec, SearchEnv};
 use crate::{Error, Result};
@@ -95,7 +96,12 @@ pub fn ensure(libs: &[Lib]) -> Result<Vec<Loaded>> {
             }
             cands = probe::candidates(spec, dirs);
         }
-        match open_first(spec, &cands, &mut state.handles) {
+        match open_first(spec, &cands, &mut state.handles).and_then(|loaded| {
+            if lib == Lib::Driver {
+                cudarc_reaches(&loaded.path)?;
+            }
+            Ok(loaded)
+        }) {
             Ok(loaded) => {
                 state.loaded.push((lib, loaded));
             }
@@ -156,6 +162,29 @@ fn open_first(spec: &LibSpec, cands: &[Candidate], handles: &mut Vec<Library>) -
         errors.push(format!("none of {} found", spec.names.join(", ")));
     }
     Err(errors.join("; "))
+}
+
+/// Checks that cudarc, which calls the driver through a handle of its own opened by name
+/// (`libcuda.so` first, `libcuda.so.1` last), reaches the driver crema opened at `path`: a CUDA
+/// toolkit's stub `libcuda.so` on the library path would otherwise take every driver call.
+fn cudarc_reaches(path: &Path) -> std::result::Result<(), String> {
+    type Init = unsafe extern "C" fn(u32) -> i32;
+    let ours = open(path)?;
+    // SAFETY: looking a symbol up runs nothing; the pointers are only compared.
+    let (mine, theirs) = unsafe {
+        (ours.get::<Init>(b"cuInit\0").map(|f| *f as usize), cudarc::driver::sys::culib().get::<Init>(b"cuInit\0").map(|f| *f as usize))
+    };
+    match (mine, theirs) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Err(e), _) => Err(format!("{} has no cuInit ({e}): not a CUDA driver", path.display())),
+        _ => Err(format!(
+            "crema opened {}, but the driver calls would go to another file named libcuda.so that the dynamic \
+             linker finds first (LD_LIBRARY_PATH, /etc/ld.so.cache): typically the CUDA toolkit's stub \
+             (.../lib64/stubs/libcuda.so), which only answers that no driver is installed. Remove its folder from \
+             LD_LIBRARY_PATH",
+            path.display()
+        )),
+    }
 }
 
 /// Opens the companions (repeatedly, so that their order does not matter), then the library.
