@@ -351,6 +351,9 @@ fn time_train_and_inspect_report_device_memory() {
     // The first step also times the convolution algorithms, in memory of its own: the peak
     // counts it, the steady state does not.
     assert!(steady > 0.0 && peak >= steady, "{out}");
+    // One search per convolution shape and pass: the net's one convolution, forward and
+    // backward filter (its input takes no gradient).
+    assert!(out.lines().any(|l| l.starts_with("cuDNN algorithm searches: 2 (")), "{out}");
 
     let (code, out, err) = crema(d, Env::NoEmulator, &["time", "--model", "net.prototxt", "--train", "--iterations", "2"]);
     assert_eq!(code, 0, "{err}");

@@ -63,6 +63,8 @@ fn print_cudnn(be: &crema::backend::cuda::Cuda, all: bool) {
          backward filter {:.2}); with the fastest algorithms, deterministic or not: {fastest:.2} ms",
         t[0].0, t[1].0, t[2].0
     );
+    let (searches, secs) = be.conv_searches();
+    println!("cuDNN algorithm searches: {searches} (one per shape and pass, in the first step), {:.2} s in all", secs);
     if all {
         for l in lines {
             println!("  {l}");

@@ -83,6 +83,8 @@ pub(crate) struct Dnn {
     plans: HashMap<ConvSpec, Plan>,
     /// Convolution passes queued (for [`super::Activity`]).
     calls: u64,
+    /// Algorithm searches made, and the wall time they took, in seconds.
+    searches: (u64, f64),
 }
 
 // SAFETY: the handle and descriptors are used by one thread at a time (under a Mutex) with the
@@ -106,7 +108,7 @@ impl Dnn {
         let mut handle: d::cudnnHandle_t = std::ptr::null_mut();
         // SAFETY: a valid out-pointer.
         check(unsafe { (api.create)(&mut handle) }).map_err(|e| dnn_err("cudnnCreate", e))?;
-        let dnn = Dnn { api, handle, plans: HashMap::new(), calls: 0 };
+        let dnn = Dnn { api, handle, plans: HashMap::new(), calls: 0, searches: (0, 0.0) };
         // SAFETY: a live handle and our live stream (the same C type under two names).
         check(unsafe { (api.set_stream)(handle, stream as d::cudaStream_t) }).map_err(|e| dnn_err("cudnnSetStream", e))?;
         Ok(dnn)
@@ -127,7 +129,10 @@ impl Dnn {
         let choice = match plan.chosen[slot] {
             Some(c) => c,
             None => {
+                let started = std::time::Instant::now();
                 let (c, refused) = find(dev, api, handle, plan, pass, spec, Buffers { x, w, y })?;
+                self.searches.0 += 1;
+                self.searches.1 += started.elapsed().as_secs_f64();
                 plan.chosen[slot] = Some(c);
                 plan.refused[slot] = refused;
                 c
@@ -171,6 +176,11 @@ impl Dnn {
     /// Convolution passes queued so far.
     pub fn calls(&self) -> u64 {
         self.calls
+    }
+
+    /// Algorithm searches made so far (one per shape and pass), and the seconds they took.
+    pub fn searches(&self) -> (u64, f64) {
+        self.searches
     }
 
     /// What was chosen so far, one line per shape and pass (for logs and tests).

@@ -194,6 +194,12 @@ impl Cuda {
         self.dev.dnn.lock().map(|d| d.measured_times()).unwrap_or_default()
     }
 
+    /// cuDNN algorithm searches made so far (one per convolution shape and pass), and the wall
+    /// time they took, in seconds.
+    pub fn conv_searches(&self) -> (u64, f64) {
+        self.dev.dnn.lock().map(|d| d.searches()).unwrap_or_default()
+    }
+
     /// The cuDNN algorithms chosen so far, one line per convolution shape and pass.
     pub fn conv_algorithms(&self) -> Vec<String> {
         self.dev.dnn.lock().map(|d| d.describe_choices()).unwrap_or_default()
