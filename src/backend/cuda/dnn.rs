@@ -150,7 +150,7 @@ impl Dnn {
         // checked; the workspace holds at least `choice.workspace` bytes; the workspace lock is
         // released after queueing, which is safe because every later use is queued on the same
         // stream.
-        let status = unsafe { execute(api, handle, plan, choice.algo, Buffers { x, w, y }, ws, choice.workspace, true) };
+        let status = unsafe { execute(api, handle, plan, choice.algo, Buffers { x, w, y }, ws, choice.workspace) };
         drop(shared);
         check(status).map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
         self.calls += 1;
@@ -445,7 +445,7 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
     }
     let Some(need) = perfs.iter().filter(|p| take(p, limit)).map(|p| p.memory).max() else { return Ok(limit) };
     let shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
-    let filter_room = if pass == Pass::BackwardFilter { filter_bytes(spec).next_multiple_of(256) } else { 0 };
+    let filter_room = if pass == Pass::BackwardFilter { (spec.weight_len() * std::mem::size_of::<f32>()).next_multiple_of(256) } else { 0 };
     let mut own = if need > shared.capacity() { need } else { 0 };
     let temp = match dev.alloc_temp(filter_room + own) {
         Ok(t) => t,
@@ -468,7 +468,7 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
             // workspace holds at least `p.memory` bytes (the shared one is held under its lock).
             // Backward filter adds to its (zero-filled) scratch, as the pass adds to the
             // gradient: the very call the pass makes.
-            status = unsafe { execute(api, handle, plan, p.algo, out, ws, p.memory, true) };
+            status = unsafe { execute(api, handle, plan, p.algo, out, ws, p.memory) };
             if status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
                 break;
             }
@@ -509,31 +509,22 @@ fn workspace_size(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo) 
     Ok(bytes)
 }
 
-/// Bytes of the filter (and of its gradient) of `spec`.
-fn filter_bytes(spec: &ConvSpec) -> usize {
-    let per_out = spec.channels / spec.group.max(1) * spec.kernel.iter().product::<usize>();
-    spec.out_channels * per_out * std::mem::size_of::<f32>()
-}
-
 /// Queues one pass with `algo`: forward and backward data overwrite their output; backward
-/// filter adds to it where `accumulate` (the net's gradient) and overwrites it otherwise.
+/// filter adds to it (the net's gradient, or the search's scratch).
 ///
 /// # Safety
 /// The plan's descriptors describe the buffers at these addresses; `ws` holds at least
 /// `ws_bytes` bytes, which `algo` needs at most.
-#[allow(clippy::too_many_arguments)]
-unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, b: Buffers, ws: u64, ws_bytes: usize, accumulate: bool) -> d::cudnnStatus_t {
+unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, b: Buffers, ws: u64, ws_bytes: usize) -> d::cudnnStatus_t {
     let (one, zero) = (1.0f32, 0.0f32);
-    let alpha = &one as *const f32 as *const c_void;
-    let over = &zero as *const f32 as *const c_void;
-    let filter_beta = if accumulate { alpha } else { over };
+    let (alpha, over, add) = (&one as *const f32 as *const c_void, &zero as *const f32 as *const c_void, &one as *const f32 as *const c_void);
     let (xp, wp, yp, wsp) = (b.x as *mut c_void, b.w as *mut c_void, b.y as *mut c_void, ws as *mut c_void);
     // SAFETY: as the caller promises; alpha and beta point at floats that outlive the call.
     unsafe {
         match algo {
             Algo::Fwd(a) => (api.forward)(handle, alpha, plan.x.raw, xp, plan.w.raw, wp, plan.conv.raw, a, wsp, ws_bytes, over, plan.y.raw, yp),
             Algo::Data(a) => (api.backward_data)(handle, alpha, plan.w.raw, wp, plan.y.raw, yp, plan.conv.raw, a, wsp, ws_bytes, over, plan.x.raw, xp),
-            Algo::Filter(a) => (api.backward_filter)(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, ws_bytes, filter_beta, plan.w.raw, wp),
+            Algo::Filter(a) => (api.backward_filter)(handle, alpha, plan.x.raw, xp, plan.y.raw, yp, plan.conv.raw, a, wsp, ws_bytes, add, plan.w.raw, wp),
         }
     }
 }
