@@ -1,6 +1,6 @@
 //! cuBLAS: the one handle of a device, bound to its stream, and row-major GEMM on it.
 
-use super::ffi::library_api;
+use super::ffi::{c_enum, library_api, status_name};
 use super::loader::Lib;
 use super::Precision;
 use crate::backend::Gemm;
@@ -12,14 +12,26 @@ use std::ffi::{c_char, c_int};
 library_api! {
     /// cuBLAS's entry points crema calls (see [`super::ffi`]).
     struct Api from Lib::Cublas;
-    create = cublasCreate_v2(*mut cbsys::cublasHandle_t) -> cbsys::cublasStatus_t;
-    destroy = cublasDestroy_v2(cbsys::cublasHandle_t) -> cbsys::cublasStatus_t;
-    set_stream = cublasSetStream_v2(cbsys::cublasHandle_t, cbsys::cudaStream_t) -> cbsys::cublasStatus_t;
-    set_math_mode = cublasSetMathMode(cbsys::cublasHandle_t, cbsys::cublasMath_t) -> cbsys::cublasStatus_t;
-    sgemm = cublasSgemm_v2(cbsys::cublasHandle_t, cbsys::cublasOperation_t, cbsys::cublasOperation_t, c_int, c_int, c_int, *const f32, *const f32, c_int, *const f32, c_int, *const f32, *mut f32, c_int) -> cbsys::cublasStatus_t;
-    get_property = cublasGetProperty(cbsys::libraryPropertyType, *mut c_int) -> cbsys::cublasStatus_t;
+    create = cublasCreate_v2(*mut cbsys::cublasHandle_t) -> Status;
+    destroy = cublasDestroy_v2(cbsys::cublasHandle_t) -> Status;
+    set_stream = cublasSetStream_v2(cbsys::cublasHandle_t, cbsys::cudaStream_t) -> Status;
+    set_math_mode = cublasSetMathMode(cbsys::cublasHandle_t, cbsys::cublasMath_t) -> Status;
+    sgemm = cublasSgemm_v2(cbsys::cublasHandle_t, cbsys::cublasOperation_t, cbsys::cublasOperation_t, c_int, c_int, c_int, *const f32, *const f32, c_int, *const f32, c_int, *const f32, *mut f32, c_int) -> Status;
+    get_property = cublasGetProperty(cbsys::libraryPropertyType, *mut c_int) -> Status;
     @optional {
-        status_string = cublasGetStatusString(cbsys::cublasStatus_t) -> *const c_char;
+        status_string = cublasGetStatusString(u32) -> *const c_char;
+        status_name = cublasGetStatusName(u32) -> *const c_char;
+    }
+}
+
+c_enum! {
+    /// A cuBLAS status (see [`c_enum!`]); `Debug` gives cuBLAS's name for it where it can.
+    Status = cbsys::cublasStatus_t
+}
+
+impl std::fmt::Debug for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&status_name(Api::loaded().and_then(|a| a.status_name), "cublasStatus", self.0))
     }
 }
 
@@ -130,15 +142,15 @@ pub(crate) fn version() -> Result<i32> {
 }
 
 /// `Err` with the status and cuBLAS's text for it unless cuBLAS answered success.
-fn check(api: &Api, status: cbsys::cublasStatus_t) -> std::result::Result<(), String> {
-    if status == cbsys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+fn check(api: &Api, status: Status) -> std::result::Result<(), String> {
+    if status == cbsys::cublasStatus_t::CUBLAS_STATUS_SUCCESS.into() {
         return Ok(());
     }
     // SAFETY: cublasGetStatusString takes any status and returns a static string (or null).
-    let text = api.status_string.map(|f| unsafe { f(status) }).filter(|p| !p.is_null());
+    let text = api.status_string.map(|f| unsafe { f(status.0) }).filter(|p| !p.is_null());
     // SAFETY: a NUL-terminated static string.
     Err(match text.map(|p| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()) {
-        Some(t) => format!("{status:?} ({t})"),
+        Some(t) => format!("{status:?}: {t}"),
         None => format!("{status:?}"),
     })
 }

@@ -12,7 +12,8 @@
 //! with no usable algorithm is remembered as such and the caller takes the im2col + GEMM path
 //! instead.
 
-use super::cudnn_api::{status_text, Api};
+use super::cudnn_api::{status_text, AlgoPerf, DataAlgo, Determinism, FilterAlgo, FwdAlgo, Math, Status};
+use super::cudnn_api::Api;
 use super::device::Device;
 use super::ConvAlgorithms;
 use crate::backend::ConvSpec;
@@ -32,16 +33,27 @@ pub(crate) enum Pass {
 
 #[derive(Clone, Copy, Debug)]
 enum Algo {
-    Fwd(d::cudnnConvolutionFwdAlgo_t),
-    Data(d::cudnnConvolutionBwdDataAlgo_t),
-    Filter(d::cudnnConvolutionBwdFilterAlgo_t),
+    Fwd(FwdAlgo),
+    Data(DataAlgo),
+    Filter(FilterAlgo),
+}
+
+impl Algo {
+    /// Whether cudarc's bindings name this algorithm (a newer cuDNN may list others).
+    fn known(self) -> bool {
+        match self {
+            Algo::Fwd(a) => a.known().is_some(),
+            Algo::Data(a) => a.known().is_some(),
+            Algo::Filter(a) => a.known().is_some(),
+        }
+    }
 }
 
 /// The algorithm chosen for one pass of one shape.
 #[derive(Clone, Copy, Debug)]
 struct Choice {
     algo: Algo,
-    math: d::cudnnMathType_t,
+    math: Math,
     workspace: usize,
     deterministic: bool,
     /// This algorithm's time as the search measured it, in ms.
@@ -66,7 +78,7 @@ struct Plan {
 /// A cuDNN descriptor, destroyed on drop.
 struct Desc<T: Copy> {
     raw: T,
-    destroy: unsafe extern "C" fn(T) -> d::cudnnStatus_t,
+    destroy: unsafe extern "C" fn(T) -> Status,
 }
 
 impl<T: Copy> Drop for Desc<T> {
@@ -254,12 +266,12 @@ impl Drop for Dnn {
 }
 
 /// `Err(status)` unless cuDNN answered success.
-fn check(status: d::cudnnStatus_t) -> std::result::Result<(), d::cudnnStatus_t> {
-    if status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS { Ok(()) } else { Err(status) }
+fn check(status: Status) -> std::result::Result<(), Status> {
+    if status == Status::SUCCESS { Ok(()) } else { Err(status) }
 }
 
 /// A new descriptor from one of cuDNN's create functions.
-fn create<T>(f: unsafe extern "C" fn(*mut T) -> d::cudnnStatus_t) -> std::result::Result<T, d::cudnnStatus_t> {
+fn create<T>(f: unsafe extern "C" fn(*mut T) -> Status) -> std::result::Result<T, Status> {
     let mut raw = std::mem::MaybeUninit::<T>::uninit();
     // SAFETY: a valid out-pointer; on success cuDNN has written the descriptor.
     check(unsafe { f(raw.as_mut_ptr()) })?;
@@ -267,7 +279,7 @@ fn create<T>(f: unsafe extern "C" fn(*mut T) -> d::cudnnStatus_t) -> std::result
     Ok(unsafe { raw.assume_init() })
 }
 
-fn tensor(api: &Api, dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>, d::cudnnStatus_t> {
+fn tensor(api: &Api, dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDescriptor_t>, Status> {
     let desc = Desc { raw: create(api.create_tensor)?, destroy: api.destroy_tensor };
     let mut strides = vec![1i32; dims.len()];
     for i in (0..dims.len() - 1).rev() {
@@ -283,10 +295,10 @@ fn tensor(api: &Api, dims: &[i32]) -> std::result::Result<Desc<d::cudnnTensorDes
 struct Perf {
     algo: Algo,
     /// The heuristics' status, or what cuDNN answered when it was run.
-    status: d::cudnnStatus_t,
+    status: Status,
     memory: usize,
     deterministic: bool,
-    math: d::cudnnMathType_t,
+    math: Math,
     /// The fastest of [`REPEATS`] timed runs, in ms (infinite: not timed).
     time_ms: f32,
 }
@@ -301,14 +313,16 @@ struct Buffers {
 
 /// Whether the algorithm ran when timed.
 fn ran(p: &Perf) -> bool {
-    p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS && p.time_ms.is_finite()
+    p.status == Status::SUCCESS && p.time_ms.is_finite()
 }
 
-/// Whether strict FP32 refuses a candidate: tensor-op math (TF32 for float data), or an FFT or
-/// Winograd transform. Any other candidate runs under CUDNN_FMA_MATH there, whatever math type
-/// the heuristics named.
+/// Whether strict FP32 refuses a candidate: tensor-op math (TF32 for float data), an FFT or
+/// Winograd transform, or an algorithm or math type cudarc's bindings do not name (a newer
+/// cuDNN's, whose arithmetic crema cannot vouch for). Any other candidate runs under
+/// CUDNN_FMA_MATH there, whatever math type the heuristics named.
 fn fp32_refuses(p: &Perf) -> bool {
-    matches!(p.math, d::cudnnMathType_t::CUDNN_TENSOR_OP_MATH | d::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) || transforms(p.algo)
+    use d::cudnnMathType_t as M;
+    !matches!(p.math.known(), Some(M::CUDNN_DEFAULT_MATH | M::CUDNN_FMA_MATH)) || !p.algo.known() || transforms(p.algo)
 }
 
 /// Chooses the algorithm of `pass` for the plan's shape (see the module docs): cuDNN's
@@ -327,7 +341,7 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
     // permitted (CUDNN_DEFAULT_MATH) or FMA kernels only (CUDNN_FMA_MATH, strict FP32). It is set
     // here for each search (the timing sets each candidate's, and `run` the pass's choice): an
     // earlier pass's FMA choice must not hide every tensor-op algorithm from this pass's search.
-    let math = if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH };
+    let math = Math::from(if dev.tf32() { d::cudnnMathType_t::CUDNN_DEFAULT_MATH } else { d::cudnnMathType_t::CUDNN_FMA_MATH });
     let (free, _) = cudarc::driver::result::mem_get_info().unwrap_or((usize::MAX, 0));
     let limit = free / 2 + dev.workspace.lock().map(|w| w.capacity()).unwrap_or(0);
     let mut limit = dev.options.workspace_limit.map_or(limit, |cap| cap.min(limit));
@@ -342,7 +356,7 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
             // is not "unsupported": cuDNN returns it for a call that is wrong, e.g. descriptors
             // that do not describe one convolution, which must not pass silently as an im2col
             // fallback.)
-            Err(e) if class(e) == NOT_SUPPORTED => return Ok((None, format!("cuDNN answered {}", status_text(e)))),
+            Err(e) if e.class() == Status::NOT_SUPPORTED => return Ok((None, format!("cuDNN answered {}", status_text(e)))),
             Err(e) => {
                 return Err(Error::Cuda {
                     what: format!("asking cuDNN's heuristics for {pass:?} algorithms ({}) on GPU {}", shape(spec), dev.ordinal),
@@ -360,7 +374,7 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
     };
     // The candidates that ran, fastest first, then the others in the heuristics' order.
     perfs.sort_by(|a, b| ran(b).cmp(&ran(a)).then(a.time_ms.total_cmp(&b.time_ms)));
-    let ok = |p: &Perf| p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+    let ok = |p: &Perf| p.status == Status::SUCCESS;
     let usable = |p: &Perf| ran(p) && p.memory <= limit && !(strict && fp32_refuses(p));
     let choice = choose(&perfs, usable, dev.options.algorithms);
     let refused = if choice.is_some() {
@@ -388,33 +402,36 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
 
 /// cuDNN's candidates for `pass` (`cudnnGetConvolution*Algorithm_v7`), untimed, in the order of
 /// its heuristics.
-fn heuristics(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass) -> std::result::Result<Vec<Perf>, d::cudnnStatus_t> {
+fn heuristics(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass) -> std::result::Result<Vec<Perf>, Status> {
     const N: usize = 16;
-    let det = |v: d::cudnnDeterminism_t| v == d::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
     let mut count = 0i32;
-    let n = |count: i32| count.clamp(0, N as i32) as usize;
-    let untimed = f32::INFINITY;
-    // SAFETY (all three): live handle and descriptors; `perf` holds N results (zero is a valid
-    // value of every field), of which cuDNN fills `count`.
-    unsafe {
+    // SAFETY (all three): live handle and descriptors; `perf` holds N results, of which cuDNN
+    // fills `count`; every field of a result is a plain number, whatever value cuDNN writes.
+    let listed: Vec<(Algo, AlgoPerf<()>)> = unsafe {
         match pass {
             Pass::Forward => {
-                let mut perf: [d::cudnnConvolutionFwdAlgoPerf_t; N] = std::mem::zeroed();
+                let mut perf = [AlgoPerf::empty(FwdAlgo(0)); N];
                 check((api.heuristics_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
-                Ok(perf[..n(count)].iter().map(|p| Perf { algo: Algo::Fwd(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: untimed }).collect())
+                perf.iter().map(|p| (Algo::Fwd(p.algo), p.untyped())).collect()
             }
             Pass::BackwardData => {
-                let mut perf: [d::cudnnConvolutionBwdDataAlgoPerf_t; N] = std::mem::zeroed();
+                let mut perf = [AlgoPerf::empty(DataAlgo(0)); N];
                 check((api.heuristics_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
-                Ok(perf[..n(count)].iter().map(|p| Perf { algo: Algo::Data(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: untimed }).collect())
+                perf.iter().map(|p| (Algo::Data(p.algo), p.untyped())).collect()
             }
             Pass::BackwardFilter => {
-                let mut perf: [d::cudnnConvolutionBwdFilterAlgoPerf_t; N] = std::mem::zeroed();
+                let mut perf = [AlgoPerf::empty(FilterAlgo(0)); N];
                 check((api.heuristics_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
-                Ok(perf[..n(count)].iter().map(|p| Perf { algo: Algo::Filter(p.algo), status: p.status, memory: p.memory, deterministic: det(p.determinism), math: p.mathType, time_ms: untimed }).collect())
+                perf.iter().map(|p| (Algo::Filter(p.algo), p.untyped())).collect()
             }
         }
-    }
+    };
+    let deterministic = Determinism::from(d::cudnnDeterminism_t::CUDNN_DETERMINISTIC);
+    Ok(listed
+        .into_iter()
+        .take(count.clamp(0, N as i32) as usize)
+        .map(|(algo, p)| Perf { algo, status: p.status, memory: p.memory, deterministic: p.determinism == deterministic, math: p.math, time_ms: f32::INFINITY })
+        .collect())
 }
 
 /// Timed runs of each candidate, after one untimed run (first calls may load or compile).
@@ -431,12 +448,12 @@ const REPEATS: usize = 3;
 fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec, bufs: Buffers, perfs: &mut [Perf], mut limit: usize) -> Result<usize> {
     let strict = !dev.tf32();
     let take = |p: &Perf, limit: usize| {
-        p.status == d::cudnnStatus_t::CUDNN_STATUS_SUCCESS && p.memory <= limit && !(strict && fp32_refuses(p))
+        p.status == Status::SUCCESS && p.memory <= limit && !(strict && fp32_refuses(p))
     };
     // What each candidate needs with the math it runs under (strict FP32 runs every one under
     // CUDNN_FMA_MATH, whose kernels may need other workspace than the heuristics' figure).
     for p in perfs.iter_mut().filter(|p| take(p, limit)) {
-        let math = if strict { d::cudnnMathType_t::CUDNN_FMA_MATH } else { p.math };
+        let math = if strict { Math::from(d::cudnnMathType_t::CUDNN_FMA_MATH) } else { p.math };
         set_math(api, plan, math, pass, spec)?;
         match workspace_size(api, handle, plan, p.algo) {
             Ok(bytes) => (p.memory, p.math) = (p.memory.max(bytes), math),
@@ -462,19 +479,19 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
     let timer = dev.timer(REPEATS + 1)?;
     for p in perfs.iter_mut().filter(|p| take(p, limit)) {
         set_math(api, plan, p.math, pass, spec)?;
-        let mut status = d::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+        let mut status = Status::SUCCESS;
         for r in 0..=REPEATS {
             // SAFETY: the buffers are the pass's own (or scratch of the filter's size), the
             // workspace holds at least `p.memory` bytes (the shared one is held under its lock).
             // Backward filter adds to its (zero-filled) scratch, as the pass adds to the
             // gradient: the very call the pass makes.
             status = unsafe { execute(api, handle, plan, p.algo, out, ws, p.memory) };
-            if status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+            if status != Status::SUCCESS {
                 break;
             }
             timer.record(r)?;
         }
-        if status != d::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+        if status != Status::SUCCESS {
             p.status = status;
             continue;
         }
@@ -489,14 +506,14 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
 }
 
 /// Sets the convolution descriptor's math type.
-fn set_math(api: &Api, plan: &Plan, math: d::cudnnMathType_t, pass: Pass, spec: &ConvSpec) -> Result<()> {
+fn set_math(api: &Api, plan: &Plan, math: Math, pass: Pass, spec: &ConvSpec) -> Result<()> {
     // SAFETY: a live descriptor.
     check(unsafe { (api.set_math_type)(plan.conv.raw, math) })
         .map_err(|e| Error::Cuda { what: format!("cudnnSetConvolutionMathType for {pass:?} ({})", shape(spec)), detail: status_text(e) })
 }
 
 /// The workspace `algo` needs for the plan's shape under the descriptor's math type.
-fn workspace_size(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo) -> std::result::Result<usize, d::cudnnStatus_t> {
+fn workspace_size(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo) -> std::result::Result<usize, Status> {
     let mut bytes = 0usize;
     // SAFETY: live handle and descriptors, a valid out-pointer.
     check(unsafe {
@@ -515,7 +532,7 @@ fn workspace_size(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo) 
 /// # Safety
 /// The plan's descriptors describe the buffers at these addresses; `ws` holds at least
 /// `ws_bytes` bytes, which `algo` needs at most.
-unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, b: Buffers, ws: u64, ws_bytes: usize) -> d::cudnnStatus_t {
+unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, b: Buffers, ws: u64, ws_bytes: usize) -> Status {
     let (one, zero) = (1.0f32, 0.0f32);
     let (alpha, over, add) = (&one as *const f32 as *const c_void, &zero as *const f32 as *const c_void, &one as *const f32 as *const c_void);
     let (xp, wp, yp, wsp) = (b.x as *mut c_void, b.w as *mut c_void, b.y as *mut c_void, ws as *mut c_void);
@@ -532,21 +549,11 @@ unsafe fn execute(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, algo: Algo, 
 /// How many times one shape's pass is searched at most, where every candidate fails.
 const SEARCHES: usize = 3;
 
-/// cuDNN 9's classes of status, the thousands of its value (each class has sub-codes, e.g.
-/// CUDNN_STATUS_NOT_SUPPORTED_SHAPE = 3002).
-const NOT_SUPPORTED: u32 = 3;
-const INTERNAL_ERROR: u32 = 4;
-const EXECUTION_FAILED: u32 = 5;
-
-/// The class of a status (see [`NOT_SUPPORTED`]).
-fn class(s: d::cudnnStatus_t) -> u32 {
-    s as u32 / 1000
-}
 
 /// Whether no candidate ran and at least one failed inside cuDNN (rather than being merely
 /// unsupported for the shape): a search worth repeating.
 fn failed_search(perfs: &[Perf]) -> bool {
-    !perfs.iter().any(ran) && perfs.iter().any(|p| matches!(class(p.status), INTERNAL_ERROR | EXECUTION_FAILED))
+    !perfs.iter().any(ran) && perfs.iter().any(|p| matches!(p.status.class(), Status::INTERNAL_ERROR | Status::EXECUTION_FAILED))
 }
 
 /// Times within this fraction of the best are taken as equal: one algorithm's times vary by a
@@ -585,25 +592,31 @@ fn transforms(a: Algo) -> bool {
     use d::cudnnConvolutionFwdAlgo_t as F;
     match a {
         Algo::Fwd(a) => matches!(
-            a,
-            F::CUDNN_CONVOLUTION_FWD_ALGO_FFT
+            a.known(),
+            Some(
+                F::CUDNN_CONVOLUTION_FWD_ALGO_FFT
                 | F::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING
                 | F::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD
                 | F::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED
+            )
         ),
         Algo::Data(a) => matches!(
-            a,
-            D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT
+            a.known(),
+            Some(
+                D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT
                 | D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING
                 | D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD
                 | D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED
+            )
         ),
         Algo::Filter(a) => matches!(
-            a,
-            W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT
+            a.known(),
+            Some(
+                W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT
                 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING
                 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD
                 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED
+            )
         ),
     }
 }
@@ -626,7 +639,7 @@ fn shape(s: &ConvSpec) -> String {
     )
 }
 
-fn dnn_err(call: &str, e: d::cudnnStatus_t) -> Error {
+fn dnn_err(call: &str, e: Status) -> Error {
     Error::Cuda { what: format!("calling {call}"), detail: status_text(e) }
 }
 
@@ -643,21 +656,56 @@ mod tests {
     use d::cudnnConvolutionBwdFilterAlgo_t as W;
 
     fn perf(algo: W, deterministic: bool, time_ms: f32) -> Perf {
-        Perf { algo: Algo::Filter(algo), status: d::cudnnStatus_t::CUDNN_STATUS_SUCCESS, memory: 0, deterministic, math: d::cudnnMathType_t::CUDNN_DEFAULT_MATH, time_ms }
+        Perf { algo: Algo::Filter(algo.into()), status: Status::SUCCESS, memory: 0, deterministic, math: d::cudnnMathType_t::CUDNN_DEFAULT_MATH.into(), time_ms }
+    }
+
+    fn filter_of(a: Algo) -> Option<W> {
+        match a {
+            Algo::Filter(a) => a.known(),
+            _ => None,
+        }
     }
 
     fn filter_algo(c: &Choice) -> W {
-        match c.algo {
-            Algo::Filter(a) => a,
-            other => panic!("{other:?}"),
+        filter_of(c.algo).unwrap_or_else(|| panic!("{:?}", c.algo))
+    }
+
+    #[test]
+    fn values_newer_than_the_bindings_are_numbers_not_undefined_behaviour() {
+        // A heuristics result as a newer cuDNN might write it: an algorithm, status sub-code
+        // and math type that cudarc's Rust enums lack (reading those into the enums would be
+        // undefined behaviour).
+        let mut perf = [AlgoPerf::empty(FwdAlgo(0)); 1];
+        // SAFETY: AlgoPerf is plain integers and floats; these are the bytes cuDNN would write.
+        unsafe {
+            let base = perf.as_mut_ptr() as *mut u8;
+            std::ptr::write_unaligned(base as *mut u32, 12);
+            std::ptr::write_unaligned(base.add(4) as *mut u32, 3099);
+            std::ptr::write_unaligned(base.add(std::mem::offset_of!(AlgoPerf<FwdAlgo>, math)) as *mut u32, 7);
         }
+        let p = perf[0];
+        assert_eq!((p.algo, p.status, p.math), (FwdAlgo(12), Status(3099), Math(7)));
+        assert_eq!(format!("{:?}", p.algo), "FwdAlgo(12)");
+        assert_eq!(format!("{:?}", p.math), "Math(7)");
+        assert_eq!(format!("{:?}", FwdAlgo::from(d::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_FFT)), "CUDNN_CONVOLUTION_FWD_ALGO_FFT");
+        assert!(format!("{:?}", p.status).contains("(3099)"));
+        assert_eq!(p.status.class(), Status::NOT_SUPPORTED, "a new sub-code is still of its class");
+        // Strict FP32 refuses what it cannot name: an unknown algorithm, or an unknown math type.
+        let known = perf_fwd(d::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM.into(), Math::from(d::cudnnMathType_t::CUDNN_FMA_MATH));
+        assert!(!fp32_refuses(&known));
+        assert!(fp32_refuses(&Perf { algo: Algo::Fwd(FwdAlgo(12)), ..known }));
+        assert!(fp32_refuses(&Perf { math: Math(7), ..known }));
+    }
+
+    fn perf_fwd(algo: FwdAlgo, math: Math) -> Perf {
+        Perf { algo: Algo::Fwd(algo), status: Status::SUCCESS, memory: 0, deterministic: true, math, time_ms: 1.0 }
     }
 
     #[test]
     fn only_searches_where_every_algorithm_failed_inside_cudnn_are_repeated() {
         use d::cudnnStatus_t as S;
         let with = |statuses: &[S]| -> Vec<Perf> {
-            statuses.iter().map(|&status| Perf { status, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, true, 1.0) }).collect()
+            statuses.iter().map(|&status| Perf { status: status.into(), ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, true, 1.0) }).collect()
         };
         assert!(failed_search(&with(&[S::CUDNN_STATUS_INTERNAL_ERROR, S::CUDNN_STATUS_NOT_SUPPORTED])));
         assert!(failed_search(&with(&[S::CUDNN_STATUS_INTERNAL_ERROR])));
@@ -669,7 +717,7 @@ mod tests {
     #[test]
     fn strict_fp32_refuses_tensor_ops_and_transforms_only() {
         use d::cudnnMathType_t as M;
-        let with = |algo, math| Perf { math, ..perf(algo, true, 1.0) };
+        let with = |algo, math: M| Perf { math: math.into(), ..perf(algo, true, 1.0) };
         assert!(!fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_FMA_MATH)));
         assert!(!fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_DEFAULT_MATH)), "runs under FMA math");
         assert!(fp32_refuses(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_TENSOR_OP_MATH)));
@@ -684,10 +732,10 @@ mod tests {
         let timed = perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5);
         assert!(ran(&timed));
         assert!(!ran(&Perf { time_ms: f32::INFINITY, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5) }), "listed, never timed");
-        assert!(!ran(&Perf { status: S::CUDNN_STATUS_EXECUTION_FAILED, ..timed }));
+        assert!(!ran(&Perf { status: S::CUDNN_STATUS_EXECUTION_FAILED.into(), ..timed }));
         // Listed but untimed (over the limit) beside one that failed inside cuDNN: nothing ran.
         let untimed = Perf { time_ms: f32::INFINITY, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 0.0) };
-        let failed = Perf { status: S::CUDNN_STATUS_EXECUTION_FAILED, ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5) };
+        let failed = Perf { status: S::CUDNN_STATUS_EXECUTION_FAILED.into(), ..perf(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.5) };
         assert!(failed_search(&[untimed, failed]));
     }
 
@@ -703,7 +751,7 @@ mod tests {
         let det = choose(&perfs, all, ConvAlgorithms::Deterministic).unwrap();
         assert_eq!(filter_algo(&det), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
         assert!(det.deterministic && det.time_ms == 1.5);
-        assert!(matches!(det.fastest, Some((Algo::Filter(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0), t)) if t == 1.0));
+        assert!(matches!(det.fastest, Some((a, t)) if filter_of(a) == Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0) && t == 1.0));
 
         let fast = choose(&perfs, all, ConvAlgorithms::Fastest).unwrap();
         assert_eq!(filter_algo(&fast), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0);
@@ -711,7 +759,7 @@ mod tests {
 
         // Unusable results are never chosen, whatever the policy; with no deterministic one
         // usable, the deterministic policy takes the fastest.
-        let not_algo_1 = |p: &Perf| !matches!(p.algo, Algo::Filter(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT));
+        let not_algo_1 = |p: &Perf| !matches!(filter_of(p.algo), Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT));
         let c = choose(&perfs, not_algo_1, ConvAlgorithms::Deterministic).unwrap();
         assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0);
         assert!(c.fastest.is_none());
@@ -734,7 +782,7 @@ mod tests {
         // 3% slower, is not equally fast even though it needs none.
         assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING);
         assert_eq!(c.workspace, 1 << 20);
-        assert!(matches!(c.fastest, Some((Algo::Filter(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT), _))));
+        assert!(matches!(c.fastest, Some((a, _)) if filter_of(a) == Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT)));
         // A clear winner is kept whatever its workspace.
         let clear = [with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 1.0, 300 << 20), with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 1.5, 0)];
         let c = choose(&clear, |_: &Perf| true, ConvAlgorithms::Fastest).unwrap();

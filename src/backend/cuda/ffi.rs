@@ -38,10 +38,21 @@ macro_rules! library_api {
         }
 
         impl $api {
+            fn cell() -> &'static std::sync::OnceLock<$api> {
+                static API: std::sync::OnceLock<$api> = std::sync::OnceLock::new();
+                &API
+            }
+
+            /// The table, where an earlier [`Self::get`] has read it (never opens the library).
+            #[allow(dead_code)]
+            pub fn loaded() -> Option<&'static $api> {
+                Self::cell().get()
+            }
+
             /// The table, from the library file the loader opens (or has opened).
             pub fn get() -> crate::Result<&'static $api> {
-                static API: std::sync::OnceLock<$api> = std::sync::OnceLock::new();
-                if let Some(api) = API.get() {
+                let cell = Self::cell();
+                if let Some(api) = cell.get() {
                     return Ok(api);
                 }
                 let api = crate::backend::cuda::ffi::with_library($lib, |lib| {
@@ -60,7 +71,7 @@ macro_rules! library_api {
                         })
                     }
                 })?;
-                Ok(API.get_or_init(|| api))
+                Ok(cell.get_or_init(|| api))
             }
         }
     };
@@ -79,4 +90,59 @@ pub(crate) fn with_library<T>(lib: Lib, read: impl FnOnce(&Library) -> std::resu
     let table = read(&handle).map_err(|detail| Error::Cuda { what: what(), detail: format!("a function is missing: {detail}") })?;
     KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(handle);
     Ok(table)
+}
+
+/// Declares `$name`, the integer behind a C enum of cudarc's bindings (`$enum`) that a library
+/// hands back: a status it returns, a field of a result it fills in. Read into the bindings'
+/// Rust enum, a value they lack (one a newer library added: cuDNN 9's status sub-codes grew
+/// from 9.1 to 9.2, NVRTC's result codes with nearly every CUDA release) would be undefined
+/// behaviour; held as its integer, it is only a number to report. Values crema passes in are
+/// made from the bindings' variants (`From`). With a list of variants, `known()` gives the
+/// bindings' variant of a value and `Debug` its name (else `$name(value)`); without one, the
+/// type implements `Debug` itself (statuses ask their library for the name).
+macro_rules! c_enum {
+    ($(#[$doc:meta])* $name:ident = $enum:ty $({ $($v:ident),* $(,)? })?) => {
+        $(#[$doc])*
+        #[repr(transparent)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub(crate) struct $name(pub u32);
+
+        impl From<$enum> for $name {
+            fn from(v: $enum) -> Self {
+                $name(v as u32)
+            }
+        }
+
+        $(
+            impl $name {
+                /// The bindings' variant of this value, where they have one.
+                #[allow(dead_code)]
+                pub fn known(self) -> Option<$enum> {
+                    type E = $enum;
+                    [$(E::$v),*].into_iter().find(|&v| v as u32 == self.0)
+                }
+            }
+
+            impl std::fmt::Debug for $name {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    match self.known() {
+                        Some(v) => write!(f, "{v:?}"),
+                        None => write!(f, "{}({})", stringify!($name), self.0),
+                    }
+                }
+            }
+        )?
+    };
+}
+pub(crate) use c_enum;
+
+/// A library's name for a status value and the value, `NAME (value)`, from one of its
+/// `*GetErrorString`-like functions (which return a static NUL-terminated string, or null), else
+/// `what (value)`.
+pub(crate) fn status_name(f: Option<unsafe extern "C" fn(u32) -> *const std::ffi::c_char>, what: &str, value: u32) -> String {
+    // SAFETY: such functions take any value and return a static string or null.
+    let p = f.map_or(std::ptr::null(), |f| unsafe { f(value) });
+    // SAFETY: a NUL-terminated static string.
+    let name = if p.is_null() { String::new() } else { unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().trim().to_string() };
+    format!("{} ({value})", if name.is_empty() { what } else { &name })
 }

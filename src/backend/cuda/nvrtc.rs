@@ -8,7 +8,7 @@
 //! version. Entries carry a checksum and are written atomically (temporary file, then rename);
 //! an unreadable or damaged entry is compiled again, never fatal.
 
-use super::ffi::library_api;
+use super::ffi::{c_enum, library_api, status_name};
 use super::loader::Lib;
 use crate::{Error, Result};
 use cudarc::nvrtc::sys as nvsys;
@@ -18,19 +18,24 @@ use std::path::{Path, PathBuf};
 library_api! {
     /// NVRTC's entry points crema calls (see [`super::ffi`]).
     struct Api from Lib::Nvrtc;
-    version = nvrtcVersion(*mut c_int, *mut c_int) -> nvsys::nvrtcResult;
-    num_supported_archs = nvrtcGetNumSupportedArchs(*mut c_int) -> nvsys::nvrtcResult;
-    supported_archs = nvrtcGetSupportedArchs(*mut c_int) -> nvsys::nvrtcResult;
-    create_program = nvrtcCreateProgram(*mut nvsys::nvrtcProgram, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> nvsys::nvrtcResult;
-    compile_program = nvrtcCompileProgram(nvsys::nvrtcProgram, c_int, *const *const c_char) -> nvsys::nvrtcResult;
-    log_size = nvrtcGetProgramLogSize(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
-    log = nvrtcGetProgramLog(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
-    ptx_size = nvrtcGetPTXSize(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
-    ptx = nvrtcGetPTX(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
-    cubin_size = nvrtcGetCUBINSize(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
-    cubin = nvrtcGetCUBIN(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
-    destroy_program = nvrtcDestroyProgram(*mut nvsys::nvrtcProgram) -> nvsys::nvrtcResult;
-    error_string = nvrtcGetErrorString(nvsys::nvrtcResult) -> *const c_char;
+    version = nvrtcVersion(*mut c_int, *mut c_int) -> NvrtcResult;
+    num_supported_archs = nvrtcGetNumSupportedArchs(*mut c_int) -> NvrtcResult;
+    supported_archs = nvrtcGetSupportedArchs(*mut c_int) -> NvrtcResult;
+    create_program = nvrtcCreateProgram(*mut nvsys::nvrtcProgram, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> NvrtcResult;
+    compile_program = nvrtcCompileProgram(nvsys::nvrtcProgram, c_int, *const *const c_char) -> NvrtcResult;
+    log_size = nvrtcGetProgramLogSize(nvsys::nvrtcProgram, *mut usize) -> NvrtcResult;
+    log = nvrtcGetProgramLog(nvsys::nvrtcProgram, *mut c_char) -> NvrtcResult;
+    ptx_size = nvrtcGetPTXSize(nvsys::nvrtcProgram, *mut usize) -> NvrtcResult;
+    ptx = nvrtcGetPTX(nvsys::nvrtcProgram, *mut c_char) -> NvrtcResult;
+    cubin_size = nvrtcGetCUBINSize(nvsys::nvrtcProgram, *mut usize) -> NvrtcResult;
+    cubin = nvrtcGetCUBIN(nvsys::nvrtcProgram, *mut c_char) -> NvrtcResult;
+    destroy_program = nvrtcDestroyProgram(*mut nvsys::nvrtcProgram) -> NvrtcResult;
+    error_string = nvrtcGetErrorString(u32) -> *const c_char;
+}
+
+c_enum! {
+    /// An NVRTC result code (see [`c_enum!`]).
+    NvrtcResult = nvsys::nvrtcResult
 }
 
 /// Options every kernel is compiled with. `--fmad=false` keeps `a * b + c` two roundings, as
@@ -165,8 +170,8 @@ pub fn compile(name: &str, source: &str, arch: Arch, output: Output) -> Result<V
     result
 }
 
-type SizeFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut usize) -> nvsys::nvrtcResult;
-type ReadFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut c_char) -> nvsys::nvrtcResult;
+type SizeFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut usize) -> NvrtcResult;
+type ReadFn = unsafe extern "C" fn(nvsys::nvrtcProgram, *mut c_char) -> NvrtcResult;
 
 /// One of a program's outputs (log, PTX, CUBIN): its size, then its bytes.
 ///
@@ -183,15 +188,11 @@ unsafe fn read(api: &Api, size: SizeFn, fetch: ReadFn, prog: nvsys::nvrtcProgram
 }
 
 /// `Err` with the result code and NVRTC's text for it unless NVRTC answered success.
-fn check(api: &Api, r: nvsys::nvrtcResult) -> std::result::Result<(), String> {
-    if r == nvsys::nvrtcResult::NVRTC_SUCCESS {
+fn check(api: &Api, r: NvrtcResult) -> std::result::Result<(), String> {
+    if r == nvsys::nvrtcResult::NVRTC_SUCCESS.into() {
         return Ok(());
     }
-    // SAFETY: nvrtcGetErrorString takes any result and returns a static string (or null).
-    let p = unsafe { (api.error_string)(r) };
-    // SAFETY: a NUL-terminated static string.
-    let text = if p.is_null() { String::new() } else { unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned() };
-    Err(format!("{r:?} ({text})"))
+    Err(status_name(Some(api.error_string), "nvrtcResult", r.0))
 }
 
 fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
