@@ -334,6 +334,27 @@ fn a_stub_driver_ahead_on_the_library_path_is_named_not_called() {
 }
 
 #[test]
+fn a_driver_cudarc_cannot_open_by_name_is_an_error_not_an_abort() {
+    let Some(emu) = emulator() else { return };
+    let renamed = emu.join("renamed");
+    assert!(renamed.join("libcuda.so.1").is_file(), "tools/cuda_emu/build.sh builds a renamed driver in {}", renamed.display());
+    let dir = folder();
+    let out = Command::new(CREMA)
+        .args(["device_query"])
+        .current_dir(dir.path())
+        .env("CREMA_CUDA_LIB_PATH", &renamed)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run crema");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // crema opened the driver by its path; cudarc, by name, finds none (or, on a machine with a
+    // driver installed, another file): either way an error naming the file, never a panic.
+    assert!(err.contains(&renamed.join("libcuda.so.1").display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn time_train_and_inspect_report_device_memory() {
     let Some(emu) = emulator() else { return };
     let dir = folder();

@@ -32,11 +32,15 @@ $CXX -shared -Wl,-soname,libcuda.so.1 -Wl,--version-script="$here/exports.map" -
 $CC -O2 -fPIC -shared -DEMU_CUBLAS -Wl,-soname,libcublas.so.13 -o "$out/libcublas.so.13" "$here/stubs.c"
 $CC -O2 -fPIC -shared -Wl,-soname,libcublasLt.so.13 -o "$out/libcublasLt.so.13" "$here/empty.c"
 $CC -O2 -g -fPIC -shared -fvisibility=hidden -ffp-contract=off -fno-fast-math -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-    -Wl,-soname,libcudnn.so.9 -o "$out/libcudnn.so.9" "$here/emu_cudnn.c" -ldl
+    -Wl,-soname,libcudnn.so.9 -o "$out/libcudnn.so.9" "$here/emu_cudnn.c" -ldl -lpthread
 # A stand-in for the CUDA toolkit's stub libcuda.so (in a folder of its own, for tests that put it
 # first on LD_LIBRARY_PATH): no driver behind it.
 mkdir -p "$out/stub"
 $CC -O2 -fPIC -shared -Wl,-soname,libcuda.so -o "$out/stub/libcuda.so" "$here/empty.c"
+# The driver under another SONAME (in a folder of its own): crema opens it by path, but cudarc,
+# which opens the driver by name, cannot find it (a test that this is an error, not an abort).
+mkdir -p "$out/renamed"
+$CXX -shared -Wl,-soname,libcuda-renamed.so.1 -Wl,--version-script="$here/exports.map" -o "$out/renamed/libcuda.so.1" "$out/obj/emu_runtime.o" $objs
 for sub in graph ops cnn engines_precompiled; do
     $CC -O2 -fPIC -shared -Wl,-soname,libcudnn_$sub.so.9 -o "$out/libcudnn_$sub.so.9" "$here/empty.c"
 done

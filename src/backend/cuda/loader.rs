@@ -170,9 +170,27 @@ fn open_first(spec: &LibSpec, cands: &[Candidate], handles: &mut Vec<Library>) -
 fn cudarc_reaches(path: &Path) -> std::result::Result<(), String> {
     type Init = unsafe extern "C" fn(u32) -> i32;
     let ours = open(path)?;
-    // SAFETY: looking a symbol up runs nothing; the pointers are only compared.
-    let (mine, theirs) = unsafe {
-        (ours.get::<Init>(b"cuInit\0").map(|f| *f as usize), cudarc::driver::sys::culib().get::<Init>(b"cuInit\0").map(|f| *f as usize))
+    // SAFETY: looking a symbol up runs nothing; the pointer is only compared.
+    let mine = unsafe { ours.get::<Init>(b"cuInit\0").map(|f| *f as usize) };
+    // cudarc panics where none of its names opens (the driver crema opened has another SONAME
+    // than libcuda.so.1, say): asked first whether one does, then the call guarded, so that
+    // this is an error, never an abort.
+    let names = ["cuda", "nvcuda"].into_iter().flat_map(cudarc::get_lib_name_candidates);
+    // SAFETY: opening a library by the name cudarc would open it by (cudarc's call below does
+    // the same), closed again on drop.
+    let reachable = names.into_iter().any(|n| unsafe { libloading::Library::new(n) }.is_ok());
+    // SAFETY: as above.
+    let theirs = reachable.then(|| std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::culib().get::<Init>(b"cuInit\0").map(|f| *f as usize) }));
+    let theirs = match theirs {
+        Some(Ok(found)) => found,
+        _ => {
+            return Err(format!(
+                "crema opened {}, but cudarc, through which crema calls the driver, opens it by name (libcuda.so, libcuda.so.1 and \
+                 others) and found none: make the driver reachable under one of those names (install NVIDIA's driver \
+                 package, or add its folder to LD_LIBRARY_PATH)",
+                path.display()
+            ))
+        }
     };
     match (mine, theirs) {
         (Ok(a), Ok(b)) if a == b => Ok(()),
