@@ -29,6 +29,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,17 +99,23 @@ typedef struct {
 // Destroyed objects are kept (marked dead) for a while, so that a use after destroy is caught
 // rather than reading whatever reused the memory.
 #define QUARANTINE 4096
+// (Under a lock: threads destroy their objects concurrently.)
 static void* quarantine[QUARANTINE];
 static unsigned quarantine_next;
+static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
 static void retire(void* p, unsigned* magic) {
     *magic = MAGIC_DEAD;
-    free(quarantine[quarantine_next % QUARANTINE]);
+    pthread_mutex_lock(&quarantine_lock);
+    void* oldest = quarantine[quarantine_next % QUARANTINE];
     quarantine[quarantine_next % QUARANTINE] = p;
     quarantine_next++;
+    pthread_mutex_unlock(&quarantine_lock);
+    free(oldest);
 }
 
 // A memory fault while a cuDNN call runs names the call, then goes on to the emulator's handler.
-static const char* volatile running;
+// (Per thread: the fault is delivered to the thread whose call faulted.)
+static _Thread_local const char* volatile running;
 static struct sigaction previous_segv, previous_bus;
 static void on_fault(int sig, siginfo_t* info, void* ctx) {
     if (running) {
@@ -621,15 +628,15 @@ static double modeled_ms(const Prob* p, const Algo* a, int tc) {
 // Advances the timing clock of the emulated driver (cuEmuClockAdvance in libcuda.so.1, which
 // events read) by the modeled time of a computation that ran: the emulator's GPU takes exactly
 // the time its heuristics predict, so timed choices are the same on every run.
+static void (*clock_advance)(double);
+static void look_up_clock(void) {
+    void* cuda = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    clock_advance = (void (*)(double))dlsym(cuda ? cuda : RTLD_DEFAULT, "cuEmuClockAdvance");
+}
 static void advance_clock(double ms) {
-    static void (*advance)(double);
-    static int looked;
-    if (!looked) {
-        void* cuda = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
-        advance = (void (*)(double))dlsym(cuda ? cuda : RTLD_DEFAULT, "cuEmuClockAdvance");
-        looked = 1;
-    }
-    if (advance) advance(ms);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, look_up_clock);
+    if (clock_advance) clock_advance(ms);
 }
 
 static int perf_order(const void* l, const void* r) {
@@ -799,7 +806,7 @@ static void put(void* base, int dbl, long i, double alpha, double beta, double v
 
 // Non-deterministic algorithms add their partial sums (rounded to the data type) in an order
 // that changes from call to call, as atomics from many blocks would.
-static unsigned long long calls;
+static _Atomic unsigned long long calls;
 static unsigned long long mix(unsigned long long z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
