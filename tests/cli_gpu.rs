@@ -312,22 +312,29 @@ fn forward_on_the_gpu_dumps_the_cpus_blobs_and_gradients() {
     assert!(loss.is_finite() && loss > 0.1, "{loss}");
 }
 
+/// `crema device_query` with the CUDA libraries of `lib_path` and `LD_LIBRARY_PATH` set to
+/// `ld_path` (unset for `None`): asserts that it failed with exit code 1, returns its stderr.
+fn failed_device_query(lib_path: &Path, ld_path: Option<&str>) -> String {
+    let dir = folder();
+    let mut cmd = Command::new(CREMA);
+    cmd.args(["device_query"]).current_dir(dir.path()).env("CREMA_CUDA_LIB_PATH", lib_path);
+    match ld_path {
+        Some(p) => cmd.env("LD_LIBRARY_PATH", p),
+        None => cmd.env_remove("LD_LIBRARY_PATH"),
+    };
+    let out = cmd.output().expect("run crema");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn a_stub_driver_ahead_on_the_library_path_is_named_not_called() {
     let Some(emu) = emulator() else { return };
     let stub = emu.join("stub");
     assert!(stub.join("libcuda.so").is_file(), "tools/cuda_emu/build.sh builds a stub libcuda.so in {}", stub.display());
-    let dir = folder();
     let path = std::env::var_os("LD_LIBRARY_PATH").map(|p| format!("{}:{}", stub.display(), p.to_string_lossy())).unwrap_or_else(|| stub.display().to_string());
-    let out = Command::new(CREMA)
-        .args(["device_query"])
-        .current_dir(dir.path())
-        .env("CREMA_CUDA_LIB_PATH", &emu)
-        .env("LD_LIBRARY_PATH", path)
-        .output()
-        .expect("run crema");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = failed_device_query(&emu, Some(&path));
     // crema opened the emulator's driver; cudarc, by name, would have reached the stub.
     assert!(err.contains(&emu.join("libcuda.so.1").display().to_string()) && err.contains("stub") && err.contains("LD_LIBRARY_PATH"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -338,16 +345,7 @@ fn a_driver_cudarc_cannot_open_by_name_is_an_error_not_an_abort() {
     let Some(emu) = emulator() else { return };
     let renamed = emu.join("renamed");
     assert!(renamed.join("libcuda.so.1").is_file(), "tools/cuda_emu/build.sh builds a renamed driver in {}", renamed.display());
-    let dir = folder();
-    let out = Command::new(CREMA)
-        .args(["device_query"])
-        .current_dir(dir.path())
-        .env("CREMA_CUDA_LIB_PATH", &renamed)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("run crema");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = failed_device_query(&renamed, None);
     // crema opened the driver by its path; cudarc, by name, finds none (or, on a machine with a
     // driver installed, another file): either way an error naming the file, never a panic.
     assert!(err.contains(&renamed.join("libcuda.so.1").display().to_string()), "{err}");
