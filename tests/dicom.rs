@@ -107,8 +107,19 @@ fn refused_syntaxes_name_the_file_and_a_converter() {
         assert!(err.starts_with(&path.display().to_string()), "{err}");
         assert!(err.contains("does not decode") && err.contains("gdcmconv"), "{err}");
     }
-    let err = read_image(&fixtures().join("jpeg_ls.dcm"), ColorMode::Gray).unwrap_err().to_string();
-    assert!(err.contains("JPEG-LS"), "{err}");
+    // Every fixture reads now, so one is made refusable: GDCM's JPEG-LS file relabelled as
+    // JPEG 2000 Part 2 multi-component (1.2.840.10008.1.2.4.92, a UID of the same length).
+    let bytes = std::fs::read(fixtures().join("jpeg_ls.dcm")).unwrap();
+    let (from, to) = (b"1.2.840.10008.1.2.4.80", b"1.2.840.10008.1.2.4.92");
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("the JPEG-LS transfer syntax UID");
+    let mut relabelled = bytes.clone();
+    relabelled[at..at + to.len()].copy_from_slice(to);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part2.dcm");
+    std::fs::write(&path, &relabelled).unwrap();
+    let err = read_image(&path, ColorMode::Gray).unwrap_err().to_string();
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+    assert!(err.contains("JPEG 2000 Part 2") && err.contains("gdcmconv"), "{err}");
 }
 
 #[test]

@@ -614,7 +614,8 @@ def build() -> list[dict]:
     set_native(ds, a12)
     set_encapsulated(ds, gdcm_encode(ds, JPEGLSLossless), JPEGLSLossless)
     write(ds, n)
-    rec(n, ds, a12, "JPEG-LS Lossless (GDCM/CharLS), 16/12-bit: crema refuses it", expect="refused")
+    rec(n, ds, a12, "JPEG-LS Lossless (GDCM/CharLS), 16/12-bit (GDCM writes SOF55 P=16 and an LSE "
+        "segment: MAXVAL 65535, T1 18, T2 67, T3 276, RESET 64), window 2000/3000")
 
     # 15 --------------------------------------------------------------------------------------
     n = "signed_ct_like"
@@ -1035,7 +1036,9 @@ README_NOTES = """
 - **`odd_lengths_seq.dcm`**: every value length is even, as DICOM requires; what is odd is the
   structure: undefined lengths, delimiters, UN elements, trailing padding.
 - **`deflated.dcm`** has two windows (first 2000/3000 is the one to use, then 1200/800).
-- **`jpeg_ls.dcm`** (GDCM/CharLS, NEAR 0) has no `expected/` files: crema refuses it.
+- **`jpeg_ls.dcm`** (GDCM/CharLS, NEAR 0): its `expected/` files were added when crema learnt JPEG-LS, by
+  `tools/make_jpegls_fixtures.py` (CharLS through imagecodecs decodes the values; the display by the rule
+  above), as this script writes them.
 - pydicom's `apply_voi_lut` (scaled to 8 bits) agrees with the script's display on every
   windowed or VOI-LUT file; pydicom's YBR_FULL->RGB equals the display formula on
   `ybr_full.dcm`.

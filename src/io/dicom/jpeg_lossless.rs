@@ -19,6 +19,8 @@
 //! last sample is an error: missing bits are taken as 1s only to peek past the end, never as
 //! data.
 
+use super::jpeg_common::{find_marker, next_marker, segment, BitReader, Huffman};
+
 /// A decoded lossless JPEG frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -44,241 +46,17 @@ fn fail<T>(msg: impl std::fmt::Display) -> Result<T, String> {
     Err(format!("JPEG lossless: {msg}"))
 }
 
-/// Bits of the Huffman lookup table's index: codes up to this long decode in one step.
-const LUT_BITS: u32 = 9;
-
-/// A Huffman table of difference categories (T.81 annex C, decoding as in F.2.2.3).
-struct Huffman {
-    /// Indexed by the next LUT_BITS bits: `(code length << 8) | symbol`, or 0 where the
-    /// code is longer than LUT_BITS (or invalid).
-    lut: [u16; 1 << LUT_BITS],
-    /// For each code length 1..=16 (index 0 unused): largest code, or -1 for none.
-    maxcode: [i32; 17],
-    /// For each code length: the first code of that length.
-    mincode: [i32; 17],
-    /// For each code length: the index in `values` of its first symbol.
-    valptr: [i32; 17],
-    /// The symbols, in code order.
-    values: Vec<u8>,
-}
-
-impl Huffman {
-    /// Builds a table from BITS (code counts per length 1..=16) and HUFFVAL.
-    fn new(counts: &[u8; 16], values: &[u8]) -> Result<Huffman, String> {
-        let mut t = Huffman {
-            lut: [0; 1 << LUT_BITS],
-            maxcode: [-1; 17],
-            mincode: [0; 17],
-            valptr: [0; 17],
-            values: values.to_vec(),
-        };
-        let mut code: u32 = 0;
-        let mut k: usize = 0;
-        for len in 1..=16u32 {
-            let n = u32::from(counts[len as usize - 1]);
-            t.valptr[len as usize] = k as i32;
-            t.mincode[len as usize] = code as i32;
-            for _ in 0..n {
-                if code >= (1u32 << len) {
-                    return fail(format!(
-                        "invalid Huffman table (too many codes of length {len})"
-                    ));
-                }
-                if len <= LUT_BITS {
-                    let shift = LUT_BITS - len;
-                    let first = (code << shift) as usize;
-                    let entry = ((len as u16) << 8) | u16::from(values[k]);
-                    t.lut[first..first + (1usize << shift)].fill(entry);
-                }
-                code += 1;
-                k += 1;
-            }
-            if n > 0 {
-                t.maxcode[len as usize] = code as i32 - 1;
-            }
-            code <<= 1;
-        }
-        Ok(t)
+/// Decodes one difference: its category's Huffman code, then its bits (T.81 F.2.2.1 and
+/// H.1.2.2, where category 16 is 32768 with no extra bits).
+#[inline(always)]
+fn difference(bits: &mut BitReader, t: &Huffman) -> Result<i32, String> {
+    match bits.symbol(t)? {
+        16 => Ok(32768),
+        s @ 0..=15 => bits.extend(u32::from(s)),
+        s => fail(format!("Huffman symbol {s} is not a difference category (0..=16)")),
     }
 }
 
-/// Reads the entropy-coded bits of a scan: removes the 0x00 stuffed after 0xFF and stops at
-/// a marker or at the end of the data.
-struct BitReader<'a> {
-    data: &'a [u8],
-    /// Next byte to read.
-    pos: usize,
-    /// Bits, most significant first: the top `nbits` are data, the rest 0 (or 1 once ended).
-    buf: u64,
-    nbits: u32,
-    /// A marker or the end of the data was reached: no more bytes come.
-    ended: bool,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8], pos: usize) -> Self {
-        BitReader {
-            data,
-            pos,
-            buf: 0,
-            nbits: 0,
-            ended: false,
-        }
-    }
-
-    /// Fills the buffer to more than 56 bits, or to what remains before a marker or the end
-    /// (the bits past that are set to 1 for peeking).
-    #[inline(never)]
-    fn refill(&mut self) {
-        if !self.ended {
-            // Fast path: eight bytes with no 0xFF among them.
-            while self.nbits <= 56 {
-                if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
-                    let word = u64::from_be_bytes(chunk.try_into().unwrap_or([0xFF; 8]));
-                    let inv = !word;
-                    // Nonzero iff some byte of `inv` is zero, i.e. some byte of `word` is 0xFF.
-                    let has_ff =
-                        inv.wrapping_sub(0x0101_0101_0101_0101) & !inv & 0x8080_8080_8080_8080;
-                    if has_ff == 0 {
-                        let take = (64 - self.nbits) / 8;
-                        self.buf |= word >> self.nbits;
-                        self.nbits += take * 8;
-                        self.pos += take as usize;
-                        if self.nbits < 64 {
-                            self.buf &= !(u64::MAX >> self.nbits);
-                        }
-                        continue;
-                    }
-                }
-                break;
-            }
-            while self.nbits <= 56 {
-                let Some(&b) = self.data.get(self.pos) else {
-                    self.ended = true;
-                    break;
-                };
-                if b == 0xFF {
-                    if self.data.get(self.pos + 1) == Some(&0) {
-                        self.pos += 2;
-                    } else {
-                        self.ended = true;
-                        break;
-                    }
-                } else {
-                    self.pos += 1;
-                }
-                self.buf |= u64::from(b) << (56 - self.nbits);
-                self.nbits += 8;
-            }
-        }
-        if self.ended && self.nbits < 64 {
-            self.buf |= u64::MAX >> self.nbits;
-        }
-    }
-
-    /// The error for a read past the data.
-    fn truncated(&self) -> String {
-        match self.data.get(self.pos + 1) {
-            Some(&m) => format!(
-                "JPEG lossless: scan data ends early (marker 0xFF{m:02X} at offset {} before the last sample)",
-                self.pos
-            ),
-            _ => "JPEG lossless: truncated scan data".to_string(),
-        }
-    }
-
-    #[inline(always)]
-    fn consume(&mut self, n: u32) -> Result<(), String> {
-        if n > self.nbits {
-            return Err(self.truncated());
-        }
-        self.buf <<= n;
-        self.nbits -= n;
-        Ok(())
-    }
-
-    /// Decodes one difference (T.81 F.2.2.1 and H.1.2.2).
-    #[inline(always)]
-    fn difference(&mut self, t: &Huffman) -> Result<i32, String> {
-        if self.nbits < 32 {
-            self.refill();
-        }
-        let e = t.lut[(self.buf >> (64 - LUT_BITS)) as usize];
-        let (len, ssss) = if e != 0 {
-            (u32::from(e >> 8), u32::from(e & 0xFF))
-        } else {
-            self.slow_code(t)?
-        };
-        self.consume(len)?;
-        match ssss {
-            0 => Ok(0),
-            1..=15 => {
-                let v = (self.buf >> (64 - ssss)) as i32;
-                self.consume(ssss)?;
-                if v < (1 << (ssss - 1)) {
-                    Ok(v - (1 << ssss) + 1)
-                } else {
-                    Ok(v)
-                }
-            }
-            16 => Ok(32768),
-            _ => fail(format!(
-                "Huffman symbol {ssss} is not a difference category (0..=16)"
-            )),
-        }
-    }
-
-    /// Decodes a code longer than LUT_BITS: (length, symbol).
-    #[cold]
-    fn slow_code(&self, t: &Huffman) -> Result<(u32, u32), String> {
-        let peek = (self.buf >> 48) as u32;
-        for len in LUT_BITS + 1..=16 {
-            let code = (peek >> (16 - len)) as i32;
-            if code <= t.maxcode[len as usize] {
-                let i = t.valptr[len as usize] + code - t.mincode[len as usize];
-                if let Some(&s) = usize::try_from(i).ok().and_then(|i| t.values.get(i)) {
-                    return Ok((len, u32::from(s)));
-                }
-                break;
-            }
-        }
-        if self.ended && self.nbits < 16 {
-            return Err(self.truncated());
-        }
-        fail("invalid Huffman code in scan data")
-    }
-
-    /// Moves past the restart marker that ends a restart interval.
-    fn restart(&mut self) -> Result<(), String> {
-        self.buf = 0;
-        self.nbits = 0;
-        self.ended = false;
-        match find_marker(self.data, self.pos) {
-            Some((at, m)) if (0xD0..=0xD7).contains(&m) => {
-                self.pos = at + 2;
-                Ok(())
-            }
-            Some((at, m)) => fail(format!(
-                "expected a restart marker in scan data, found 0xFF{m:02X} at offset {at}"
-            )),
-            None => fail("truncated scan data (restart marker missing)"),
-        }
-    }
-}
-
-/// The next marker at or after `pos` (skipping entropy-coded bytes, stuffed 0xFF00 and fill
-/// bytes): its offset (of its last 0xFF) and code.
-fn find_marker(data: &[u8], mut pos: usize) -> Option<(usize, u8)> {
-    loop {
-        let off = data.get(pos..)?.iter().position(|&b| b == 0xFF)?;
-        let at = pos + off;
-        match *data.get(at + 1)? {
-            0x00 => pos = at + 2,
-            0xFF => pos = at + 1,
-            m => return Some((at, m)),
-        }
-    }
-}
 
 struct FrameHeader {
     width: usize,
@@ -409,54 +187,12 @@ impl<'a> Decoder<'a> {
 
     /// Reads the marker at `pos` (after any fill bytes); None at the end of the data.
     fn next_marker(&mut self) -> Result<Option<u8>, String> {
-        let Some(&b) = self.data.get(self.pos) else {
-            return Ok(None);
-        };
-        if b != 0xFF {
-            return fail(format!(
-                "expected a marker at offset {}, found byte 0x{b:02X}",
-                self.pos
-            ));
-        }
-        while self.data.get(self.pos) == Some(&0xFF) {
-            self.pos += 1;
-        }
-        match self.data.get(self.pos) {
-            None => Ok(None),
-            Some(0) => fail(format!(
-                "expected a marker at offset {}, found 0xFF00",
-                self.pos - 1
-            )),
-            Some(&m) => {
-                self.pos += 1;
-                Ok(Some(m))
-            }
-        }
+        next_marker(self.data, &mut self.pos, |m| m == 0, "JPEG lossless: ")
     }
 
-    /// The body of the marker segment at `pos` (after its length field), checked against
-    /// the bytes that remain.
+    /// The body of the marker segment at `pos` (after its length field).
     fn segment(&mut self) -> Result<&'a [u8], String> {
-        let data = self.data;
-        let Some(l) = data.get(self.pos..self.pos + 2) else {
-            return fail("truncated marker segment length");
-        };
-        let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
-        if len < 2 {
-            return fail(format!(
-                "marker segment length {len} at offset {} is below 2",
-                self.pos
-            ));
-        }
-        let Some(body) = data.get(self.pos + 2..self.pos + len) else {
-            return fail(format!(
-                "truncated marker segment at offset {} (length {len}, {} bytes remain)",
-                self.pos,
-                data.len() - self.pos
-            ));
-        };
-        self.pos += len;
-        Ok(body)
+        segment(self.data, &mut self.pos, "JPEG lossless: ")
     }
 
     fn frame_header(&mut self, seg: &[u8]) -> Result<(), String> {
@@ -545,7 +281,7 @@ impl<'a> Decoder<'a> {
             let Some(values) = rest.get(16..16 + n) else {
                 return fail("truncated DHT segment");
             };
-            let table = Huffman::new(&bits, values)?;
+            let table = Huffman::new(&bits, values, "JPEG lossless: ")?;
             // Lossless scans use only class 0 (DC) tables; class 1 is checked and ignored.
             if class == 0 {
                 self.tables[id] = Some(table);
@@ -604,7 +340,7 @@ impl<'a> Decoder<'a> {
             predictor,
             restart_interval: self.restart_interval,
         };
-        let mut bits = BitReader::new(self.data, self.pos);
+        let mut bits = BitReader::new(self.data, self.pos, "JPEG lossless: ");
         decode_scan(&mut bits, &params, &comps, &tables, &mut self.samples)?;
         self.pos = bits.pos;
         if pt > 0 {
@@ -661,7 +397,7 @@ fn decode_scan(
             let base = row + x * nc;
             for (&c, &t) in comps.iter().zip(tables) {
                 let i = base + c;
-                let diff = bits.difference(t)?;
+                let diff = difference(bits, t)?;
                 let pred = if y == ry {
                     if x == rx {
                         p.initial

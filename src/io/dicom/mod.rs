@@ -7,9 +7,9 @@
 //! **Files.** Part-10 files (preamble, "DICM", file meta group) and bare data sets (no
 //! preamble, as ACR-NEMA-era files). Transfer syntaxes: implicit and explicit VR little endian,
 //! explicit VR big endian, deflated explicit VR little endian, RLE Lossless, JPEG lossless
-//! (process 14, any predictor, and SV1), JPEG baseline 8-bit, JPEG 2000 (lossless and lossy).
-//! JPEG-LS, 12-bit JPEG, High-Throughput JPEG 2000 and video are refused with a message naming
-//! a converter. Gray (MONOCHROME1, MONOCHROME2) of 8 to 32 bits allocated, signed or not, and
+//! (process 14, any predictor, and SV1), JPEG baseline 8-bit, JPEG 2000 (lossless and lossy),
+//! JPEG-LS (lossless and near-lossless), 12-bit JPEG (Extended, gray). High-Throughput JPEG
+//! 2000, 12-bit colour JPEG and video are refused with a message naming a converter. Gray (MONOCHROME1, MONOCHROME2) of 8 to 32 bits allocated, signed or not, and
 //! 8-bit colour (RGB, YBR_FULL, and YBR_FULL_422 in JPEG); palette colour is refused.
 //!
 //! **From stored values to 8 bits** (DICOM's grayscale pipeline, PS3.3 C.11, then PS3.4's
@@ -33,8 +33,11 @@
 //! stream must agree with the header's rows, columns and samples.
 
 mod parse;
+mod jpeg_common;
 mod rle;
 pub mod jpeg_lossless;
+pub mod jpeg_ls;
+pub mod jpeg12;
 
 pub use parse::Syntax;
 use parse::{Header, Lut, PixelData, Res};
@@ -302,11 +305,30 @@ fn encapsulated(h: &Header, data: &[u8], pixels: usize, count: usize) -> Res<Sam
             }
             Ok(gray_or_rgb(f.samples.into_iter().map(u32::from).collect(), false))
         }
+        Syntax::JpegLs => {
+            // Runs code up to 32768 samples a bit, so the data's length bounds little: the
+            // frame is bounded absolutely, as JPEG 2000's is.
+            let f = jpeg_ls::decode(data, count.min(MAX_JPEG_LS_SAMPLES))?;
+            if (f.width, f.height, f.components) != (h.cols, h.rows, h.samples) {
+                return Err(mismatch("JPEG-LS", f.width, f.height, f.components));
+            }
+            Ok(gray_or_rgb(f.samples.into_iter().map(u32::from).collect(), false))
+        }
+        // 12-bit JPEG (Extended, process 4), which the `image` crate does not decode.
+        Syntax::JpegBaseline if jpeg12::precision(data) == Some(12) => {
+            if h.samples != 1 {
+                return Err("12-bit colour JPEG is not supported; convert the file with `gdcmconv --raw`".into());
+            }
+            // Every 8x8 block takes at least 2 bits of Huffman code: 256 samples a byte. (Not
+            // bounded by the header's size, so that a frame of another size is named as such.)
+            let f = jpeg12::decode(data, data.len().saturating_mul(256).min(count.max(MAX_JPEG2000_SAMPLES)))?;
+            if (f.width, f.height, f.components) != (h.cols, h.rows, h.samples) {
+                return Err(mismatch("12-bit JPEG", f.width, f.height, f.components));
+            }
+            Ok(gray_or_rgb(f.samples.into_iter().map(u32::from).collect(), false))
+        }
         Syntax::JpegBaseline => {
-            let fail = |e: image::ImageError| {
-                let hint = if h.bits_stored > 8 { " (12-bit JPEG is not supported; convert the file with `gdcmconv --raw`)" } else { "" };
-                format!("JPEG pixel data does not decode: {e}{hint}")
-            };
+            let fail = |e: image::ImageError| format!("JPEG pixel data does not decode: {e}");
             let reader = || image::ImageReader::with_format(std::io::Cursor::new(data), image::ImageFormat::Jpeg);
             // The stream's size must be the header's before anything is decoded, and decoding
             // may then take no more memory than that size needs.
@@ -335,8 +357,13 @@ fn encapsulated(h: &Header, data: &[u8], pixels: usize, count: usize) -> Res<Sam
     }
 }
 
-/// The most samples of a JPEG 2000 frame crema decodes.
+/// The most samples of a JPEG 2000 frame crema decodes (and of a 12-bit JPEG frame whose size
+/// is not the header's, which is then named in the error).
 const MAX_JPEG2000_SAMPLES: usize = 1 << 25;
+
+/// The most samples of a JPEG-LS frame crema decodes (above any radiograph, as for JPEG 2000;
+/// the decoder needs 2 bytes a sample, and the values 4 more).
+const MAX_JPEG_LS_SAMPLES: usize = 1 << 25;
 
 fn jpeg2000(h: &Header, data: &[u8], count: usize, mismatch: &dyn Fn(&str, usize, usize, usize) -> String) -> Res<Samples> {
     use hayro_jpeg2000::{DecodeSettings, DecoderContext, Image};

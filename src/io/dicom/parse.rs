@@ -27,6 +27,8 @@ pub enum Syntax {
     JpegBaseline,
     /// JPEG lossless, process 14 (`.1.2.4.57`, `.70`).
     JpegLossless,
+    /// JPEG-LS, lossless or near-lossless (`.1.2.4.80`, `.81`).
+    JpegLs,
     /// JPEG 2000 (`.1.2.4.90`, `.91`).
     Jpeg2000,
 }
@@ -42,10 +44,10 @@ impl Syntax {
             "1.2.840.10008.1.2.5" => Syntax::Rle,
             "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" => Syntax::JpegBaseline,
             "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => Syntax::JpegLossless,
+            "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => Syntax::JpegLs,
             "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => Syntax::Jpeg2000,
             _ => {
                 let name = match uid {
-                    "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "JPEG-LS",
                     "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202" | "1.2.840.10008.1.2.4.203" => {
                         "High-Throughput JPEG 2000"
                     }
@@ -58,8 +60,7 @@ impl Syntax {
                 };
                 return Err(format!(
                     "pixel data in {name} (transfer syntax {uid}), which crema does not decode; convert the file \
-                     to an uncompressed or JPEG lossless one first (e.g. `gdcmconv --raw in.dcm out.dcm` or \
-                     DCMTK's `dcmdjpls in.dcm out.dcm`)"
+                     to an uncompressed or JPEG lossless one first (e.g. `gdcmconv --raw in.dcm out.dcm`)"
                 ));
             }
         })
@@ -75,7 +76,7 @@ impl Syntax {
 
     /// Whether the pixel data is encapsulated (compressed frames in fragments).
     pub fn encapsulated(self) -> bool {
-        matches!(self, Syntax::Rle | Syntax::JpegBaseline | Syntax::JpegLossless | Syntax::Jpeg2000)
+        matches!(self, Syntax::Rle | Syntax::JpegBaseline | Syntax::JpegLossless | Syntax::JpegLs | Syntax::Jpeg2000)
     }
 }
 

@@ -258,13 +258,132 @@ fn rle_frames_decode() {
     assert_eq!(d.data, want);
 }
 
+/// A JPEG-LS stream CharLS wrote and the samples it decodes to (fixtures/jpegls).
+fn jpeg_ls_fixture(name: &str) -> (Vec<u8>, Vec<i32>) {
+    (codec_fixture("jpegls", &format!("{name}.jls")), codec_samples("jpegls", name))
+}
+
+/// A file of fixtures/`dir`.
+fn codec_fixture(dir: &str, file: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(dir).join(file)).unwrap()
+}
+
+/// The reference decoder's samples of fixtures/`dir`/`name`.u16 (little-endian u16).
+fn codec_samples(dir: &str, name: &str) -> Vec<i32> {
+    codec_fixture(dir, &format!("{name}.u16")).chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as i32).collect()
+}
+
+#[test]
+fn twelve_bit_jpeg_frames_decode() {
+    let enc = Enc::ExplicitLe;
+    let mut g = gray12("MONOCHROME2", vec![]);
+    (g.rows, g.cols) = (97, 120);
+    // libjpeg-turbo's decode of the stream, within its integer IDCT's rounding; the same
+    // coefficients re-packed with restart intervals, over two fragments, decode the same.
+    let want = codec_samples("jpeg12", "gray12-q90");
+    let (q90, rst) = (codec_fixture("jpeg12", "gray12-q90.jpg"), codec_fixture("jpeg12", "gray12-rst.jpg"));
+    let (a, b) = rst.split_at(rst.len() / 4 * 2); // fragments have even lengths
+    for fragments in [vec![&q90[..]], vec![a, b]] {
+        let file = part10("1.2.840.10008.1.2.4.51", &encapsulated(enc, g.body(enc, &[]), &fragments));
+        let v = decode_values(&file).unwrap();
+        assert_eq!((v.width, v.height, v.channels), (120, 97, 1));
+        let worst = v.values.iter().zip(&want).map(|(x, y)| (x - y).abs()).max().unwrap();
+        assert!(v.values.len() == want.len() && worst <= 1, "worst difference {worst}");
+        assert_eq!(decode(&file).unwrap().data.len(), 120 * 97);
+    }
+    // A header that disagrees with the stream, and a truncated stream, are errors.
+    (g.rows, g.cols) = (96, 120);
+    let err = decode(&part10("1.2.840.10008.1.2.4.51", &encapsulated(enc, g.body(enc, &[]), &[&q90]))).unwrap_err();
+    assert!(err.contains("12-bit JPEG stream holds 120 x 97 pixels of 1 samples; the header says 120 x 96"), "{err}");
+    (g.rows, g.cols) = (97, 120);
+    let err = decode(&part10("1.2.840.10008.1.2.4.51", &encapsulated(enc, g.body(enc, &[]), &[&q90[..q90.len() / 2]]))).unwrap_err();
+    assert!(err.starts_with("JPEG DCT: "), "{err}");
+}
+
+/// `body` (ending in an empty native Pixel Data element, which is dropped) with encapsulated
+/// pixel data: an empty Basic Offset Table, then `fragments`, each padded to even length.
+fn encapsulated(enc: Enc, mut body: Vec<u8>, fragments: &[&[u8]]) -> Vec<u8> {
+    let native = el(enc, 0x7FE0_0010, "OB", &[]);
+    body.truncate(body.len() - native.len());
+    let mut items = el(enc, 0xFFFE_E000, "", &[]);
+    for f in fragments {
+        let mut f = f.to_vec();
+        if f.len() % 2 == 1 {
+            f.push(0);
+        }
+        items.extend(el(enc, 0xFFFE_E000, "", &f));
+    }
+    items.extend(el(enc, 0xFFFE_E0DD, "", &[]));
+    body.extend(el_undefined(enc, 0x7FE0_0010, "OB", &items));
+    body
+}
+
+#[test]
+fn jpeg_ls_frames_decode() {
+    let enc = Enc::ExplicitLe;
+    // 12-bit gray, lossless: exactly the samples CharLS encoded.
+    let (jls, want) = jpeg_ls_fixture("gray12");
+    let mut g = gray12("MONOCHROME2", vec![]);
+    (g.rows, g.cols) = (96, 128);
+    let file = part10("1.2.840.10008.1.2.4.80", &encapsulated(enc, g.body(enc, &[]), &[&jls]));
+    let v = decode_values(&file).unwrap();
+    assert_eq!((v.width, v.height, v.channels), (128, 96, 1));
+    assert!(v.values == want);
+    // No window: the frame's range stretched to 0..255.
+    let (lo, hi) = (*want.iter().min().unwrap() as f64, *want.iter().max().unwrap() as f64);
+    let shown: Vec<u8> = want.iter().map(|&x| ((x as f64 - lo) / (hi - lo) * 255.0 + 0.5).floor() as u8).collect();
+    assert_eq!(decode(&file).unwrap().data, shown);
+
+    // Near-lossless (NEAR 2), the stream in two fragments: CharLS's own decode.
+    let (jls, want) = jpeg_ls_fixture("near12");
+    (g.rows, g.cols) = (48, 64);
+    let (a, b) = jls.split_at(700);
+    let file = part10("1.2.840.10008.1.2.4.81", &encapsulated(enc, g.body(enc, &[]), &[a, b]));
+    assert!(decode_values(&file).unwrap().values == want);
+
+    // 8-bit RGB, sample-interleaved.
+    let (jls, want) = jpeg_ls_fixture("rgb_ilv2");
+    let rgb = |rows: u16, cols: u16| {
+        let mut body = Vec::new();
+        body.extend(el(enc, 0x0008_0060, "CS", &st("XC")));
+        body.extend(el(enc, 0x0028_0002, "US", &us(enc, 3)));
+        body.extend(el(enc, 0x0028_0004, "CS", &st("RGB")));
+        body.extend(el(enc, 0x0028_0006, "US", &us(enc, 0)));
+        body.extend(el(enc, 0x0028_0010, "US", &us(enc, rows)));
+        body.extend(el(enc, 0x0028_0011, "US", &us(enc, cols)));
+        for (tag, v) in [(0x0028_0100, 8), (0x0028_0101, 8), (0x0028_0102, 7), (0x0028_0103, 0)] {
+            body.extend(el(enc, tag, "US", &us(enc, v)));
+        }
+        body.extend(el(enc, 0x7FE0_0010, "OB", &[]));
+        body
+    };
+    let file = part10("1.2.840.10008.1.2.4.80", &encapsulated(enc, rgb(24, 36), &[&jls]));
+    let v = decode_values(&file).unwrap();
+    assert_eq!((v.width, v.height, v.channels), (36, 24, 3));
+    assert!(v.values == want);
+    let d = decode(&file).unwrap();
+    assert_eq!(d.data, want.iter().map(|&x| x as u8).collect::<Vec<_>>());
+
+    // The stream must be the header's image (one larger than the header's is refused before
+    // its samples are allocated); a corrupt one is an error.
+    let file = part10("1.2.840.10008.1.2.4.80", &encapsulated(enc, rgb(25, 36), &[&jls]));
+    let err = decode(&file).unwrap_err();
+    assert!(err.contains("JPEG-LS stream holds 36 x 24 pixels of 3 samples; the header says 36 x 25 of 3"), "{err}");
+    let file = part10("1.2.840.10008.1.2.4.80", &encapsulated(enc, rgb(24, 35), &[&jls]));
+    let err = decode(&file).unwrap_err();
+    assert!(err.contains("36x24x3 samples exceeds the limit of 2520"), "{err}");
+    let cut = &jls[..jls.len() / 2];
+    let err = decode(&part10("1.2.840.10008.1.2.4.80", &encapsulated(enc, rgb(24, 36), &[cut]))).unwrap_err();
+    assert!(err.starts_with("JPEG-LS: "), "{err}");
+}
+
 #[test]
 fn unreadable_syntaxes_and_bad_headers_say_why() {
     let enc = Enc::ExplicitLe;
     let g = gray12("MONOCHROME2", vec![]);
     let body = g.body(enc, &words(enc, &[1, 2, 3, 4, 5, 6]));
-    let err = decode(&part10("1.2.840.10008.1.2.4.80", &body)).unwrap_err();
-    assert!(err.contains("JPEG-LS") && err.contains("gdcmconv"), "{err}");
+    let err = decode(&part10("1.2.840.10008.1.2.4.201", &body)).unwrap_err();
+    assert!(err.contains("High-Throughput JPEG 2000") && err.contains("gdcmconv"), "{err}");
     // Pixel data shorter than the header's image.
     let short = g.body(enc, &words(enc, &[1, 2, 3]));
     let err = decode(&part10(EXPLICIT, &short)).unwrap_err();
