@@ -31,7 +31,7 @@
 //! The Huffman tables and the bit reader are [`super::jpeg_common`]'s, shared with the lossless
 //! decoder.
 
-use super::jpeg_common::{find_marker, next_marker, segment, BitReader, Huffman};
+use super::jpeg_common::{find_marker, marker_after, segment, BitReader, Huffman};
 
 /// A decoded DCT JPEG frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,22 +165,7 @@ impl<'a> Decoder<'a> {
         }
         self.pos = 2;
         let mut after_scan = false;
-        loop {
-            let marker = if after_scan {
-                // Tolerate stray bytes between a scan's data and the next marker.
-                match find_marker(self.data, self.pos) {
-                    Some((at, m)) => {
-                        self.pos = at + 2;
-                        m
-                    }
-                    None => break,
-                }
-            } else {
-                match self.next_marker()? {
-                    Some(m) => m,
-                    None => break,
-                }
-            };
+        while let Some(marker) = marker_after(self.data, &mut self.pos, after_scan, |m| m == 0, |m| m == 0, PREFIX)? {
             after_scan = false;
             match marker {
                 0xD9 => break,
@@ -279,11 +264,6 @@ impl<'a> Decoder<'a> {
             precision: frame.precision,
             samples,
         })
-    }
-
-    /// Reads the marker at `pos` (after any fill bytes); None at the end of the data.
-    fn next_marker(&mut self) -> Result<Option<u8>, String> {
-        next_marker(self.data, &mut self.pos, |m| m == 0, PREFIX)
     }
 
     /// The body of the marker segment at `pos` (after its length field).

@@ -27,6 +27,30 @@ pub(super) fn next_marker(data: &[u8], pos: &mut usize, stuffed: fn(u8) -> bool,
     }
 }
 
+/// The next marker of a stream, moving `*pos` past it; `None` at the end of the data. Right
+/// after a scan's data, bytes before the next marker are skipped (stray bytes are tolerated
+/// there, `in_data` telling the second bytes after 0xFF that belong to the data); elsewhere a
+/// marker must come next ([`next_marker`]).
+pub(super) fn marker_after(data: &[u8], pos: &mut usize, after_scan: bool, in_data: fn(u8) -> bool, stuffed: fn(u8) -> bool, what: &str) -> Result<Option<u8>, String> {
+    if !after_scan {
+        return next_marker(data, pos, stuffed, what);
+    }
+    let mut from = *pos;
+    loop {
+        let Some(off) = data.get(from..).and_then(|d| d.iter().position(|&b| b == 0xFF)) else { return Ok(None) };
+        let at = from + off;
+        match data.get(at + 1) {
+            None => return Ok(None),
+            Some(0xFF) => from = at + 1,
+            Some(&m) if in_data(m) => from = at + 2,
+            Some(&m) => {
+                *pos = at + 2;
+                return Ok(Some(m));
+            }
+        }
+    }
+}
+
 /// The body of the marker segment at `*pos` (after its length field), checked against the
 /// bytes that remain; moves past it.
 pub(super) fn segment<'a>(data: &'a [u8], pos: &mut usize, what: &str) -> Result<&'a [u8], String> {

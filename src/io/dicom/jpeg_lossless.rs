@@ -19,7 +19,7 @@
 //! last sample is an error: missing bits are taken as 1s only to peek past the end, never as
 //! data.
 
-use super::jpeg_common::{find_marker, next_marker, segment, BitReader, Huffman};
+use super::jpeg_common::{marker_after, segment, BitReader, Huffman};
 
 /// A decoded lossless JPEG frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,22 +98,7 @@ impl<'a> Decoder<'a> {
         }
         self.pos = 2;
         let mut after_scan = false;
-        loop {
-            let marker = if after_scan {
-                // Tolerate stray bytes between a scan's data and the next marker.
-                match find_marker(self.data, self.pos) {
-                    Some((at, m)) => {
-                        self.pos = at + 2;
-                        m
-                    }
-                    None => break,
-                }
-            } else {
-                match self.next_marker()? {
-                    Some(m) => m,
-                    None => break,
-                }
-            };
+        while let Some(marker) = marker_after(self.data, &mut self.pos, after_scan, |m| m == 0, |m| m == 0, "JPEG lossless: ")? {
             after_scan = false;
             match marker {
                 0xD9 => break,
@@ -183,11 +168,6 @@ impl<'a> Decoder<'a> {
             precision: frame.precision,
             samples: self.samples,
         })
-    }
-
-    /// Reads the marker at `pos` (after any fill bytes); None at the end of the data.
-    fn next_marker(&mut self) -> Result<Option<u8>, String> {
-        next_marker(self.data, &mut self.pos, |m| m == 0, "JPEG lossless: ")
     }
 
     /// The body of the marker segment at `pos` (after its length field).

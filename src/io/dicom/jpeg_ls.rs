@@ -39,7 +39,7 @@
 //! last sample is an error. Each line of each component takes at least one bit of data, and
 //! each bit at most 32768 samples of a run, so the work is bounded by the frame's size.
 
-use super::jpeg_common::{next_marker, segment};
+use super::jpeg_common::{marker_after, segment};
 
 /// A decoded JPEG-LS frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,22 +343,7 @@ impl<'a> Decoder<'a> {
         }
         self.pos = 2;
         let mut after_scan = false;
-        loop {
-            let marker = if after_scan {
-                // Tolerate stray bytes between a scan's data and the next marker.
-                match find_marker(self.data, self.pos) {
-                    Some((at, m)) => {
-                        self.pos = at + 2;
-                        m
-                    }
-                    None => break,
-                }
-            } else {
-                match self.next_marker()? {
-                    Some(m) => m,
-                    None => break,
-                }
-            };
+        while let Some(marker) = marker_after(self.data, &mut self.pos, after_scan, |m| m < 0x80, |m| m < 0x80 && m != 0x01, "JPEG-LS: ")? {
             after_scan = false;
             match marker {
                 0xD9 => break,
@@ -436,11 +421,6 @@ impl<'a> Decoder<'a> {
             precision: frame.precision,
             samples: std::mem::take(&mut self.samples),
         })
-    }
-
-    /// Reads the marker at `pos` (after any fill bytes); None at the end of the data.
-    fn next_marker(&mut self) -> Result<Option<u8>, String> {
-        next_marker(self.data, &mut self.pos, |m| m < 0x80 && m != 0x01, "JPEG-LS: ")
     }
 
     /// The body of the marker segment at `pos` (after its length field).
