@@ -47,6 +47,7 @@ mod sigmoid_xent;
 mod softmax;
 mod softmax_loss;
 mod lrn;
+mod lstm_unit;
 mod mvn;
 mod scale_bias;
 #[cfg(test)]

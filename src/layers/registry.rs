@@ -42,6 +42,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("Input", super::input::create_input),
         ("Log", super::activation::create_log),
         ("LRN", super::lrn::create),
+        ("LSTMUnit", super::lstm_unit::create),
         ("MultinomialLogisticLoss", super::label_losses::create_multinomial),
         ("MVN", super::mvn::create),
         ("Parameter", super::parameter::create),

@@ -1,6 +1,6 @@
 //! Activations on the CPU and on CUDA: every element-wise function (in place and not, forward
-//! and backward), Swish, PReLU and Dropout, on random inputs with NaN, infinities, zeros of
-//! both signs and subnormals among them.
+//! and backward), Swish, PReLU, Dropout and the LSTM unit, on random inputs with NaN,
+//! infinities, zeros of both signs and subnormals among them.
 
 use super::*;
 use crema::backend::dropout_bits;
@@ -265,4 +265,72 @@ fn dropout_draws_the_cpus_mask() {
         g.dropout_backward(scale, &gm, Io::InPlace(&mut gd)).unwrap();
         assert_bits("dropout backward in place", &down(g, &gd), &dx);
     }
+}
+
+/// LSTMUnit's forward and backward (both diffs, and each alone) on random gate inputs with
+/// saturating and special values among them, continuation indicators 1, 0, -0 and 0.5 (Caffe
+/// multiplies the forget gate by any non-zero `cont`). Both backends compute each element in
+/// double and round once; the only libm call is double `tanh`, so the results are the CPU's
+/// bits save double-rounding ties (the emulator, on the host's libm, gives the same bits), or an
+/// absolute 1e-12 where a gate's `1 - s` cancels.
+#[test]
+fn lstm_unit_matches_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let cpu = Cpu::new();
+    let mut rng = Rng::new(15);
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-40, 40.0, -40.0, 1e30, -1e30];
+    let tol = |what: &str, got: &[f32], want: &[f32]| assert_ulps(what, got, want, 1, 1e-12);
+    for (num, dim) in [(1, 1), (3, 7), (64, 300), (300, 129), (5, 0), (0, 4)] {
+        let what = |pass: &str| format!("lstm unit {num}x{dim} {pass}");
+        let (cells, gates) = (num * dim, 4 * num * dim);
+        let mut x: Vec<f32> = (0..gates).map(|_| rng.uniform_range(-8.0, 8.0)).collect();
+        for (k, v) in x.iter_mut().enumerate().filter(|(k, _)| k % 37 == 5) {
+            *v = specials[(k / 37) % specials.len()];
+        }
+        let mut c_prev: Vec<f32> = (0..cells).map(|_| rng.uniform_range(-3.0, 3.0)).collect();
+        for (k, v) in c_prev.iter_mut().enumerate().filter(|(k, _)| k % 53 == 11) {
+            *v = [f32::NAN, f32::INFINITY, -0.0][(k / 53) % 3];
+        }
+        let cont: Vec<f32> = (0..num).map(|k| [1.0, 0.0, 1.0, -0.0, 0.5][k % 5]).collect();
+        let (dc, dh) = (random(&mut rng, cells), random(&mut rng, cells));
+
+        let (mut c, mut h) = (vec![0f32; cells], vec![0f32; cells]);
+        cpu.lstm_unit_forward(num, dim, &c_prev, &x, &cont, &mut c, &mut h).unwrap();
+        let (gcp, gx, gcont) = (up(g, &c_prev), up(g, &x), up(g, &cont));
+        let (mut gc, mut gh) = (up(g, &random(&mut rng, cells)), up(g, &random(&mut rng, cells)));
+        g.lstm_unit_forward(num, dim, &gcp, &gx, &gcont, &mut gc, &mut gh)
+            .unwrap_or_else(|e| panic!("{}: {e}", what("forward")));
+        tol(&what("forward c"), &down(g, &gc), &c);
+        tol(&what("forward h"), &down(g, &gh), &h);
+
+        // Backward from the CPU's c, so that only the gradient's arithmetic is compared.
+        let (mut dcp, mut dx) = (vec![0f32; cells], vec![0f32; gates]);
+        cpu.lstm_unit_backward(num, dim, &c_prev, &x, &cont, &c, &dc, &dh, Some(&mut dcp), Some(&mut dx))
+            .unwrap();
+        let (gcc, gdc, gdh) = (up(g, &c), up(g, &dc), up(g, &dh));
+        let (dcp0, dx0) = (random(&mut rng, cells), random(&mut rng, gates));
+        let (mut gdcp, mut gdx) = (up(g, &dcp0), up(g, &dx0));
+        g.lstm_unit_backward(num, dim, &gcp, &gx, &gcont, &gcc, &gdc, &gdh, Some(&mut gdcp), Some(&mut gdx))
+            .unwrap_or_else(|e| panic!("{}: {e}", what("backward")));
+        tol(&what("backward c_prev"), &down(g, &gdcp), &dcp);
+        tol(&what("backward x"), &down(g, &gdx), &dx);
+        // Each diff alone (the kernel given a null pointer for the other) gives the same values.
+        let (mut only_dcp, mut only_dx) = (up(g, &dcp0), up(g, &dx0));
+        g.lstm_unit_backward(num, dim, &gcp, &gx, &gcont, &gcc, &gdc, &gdh, Some(&mut only_dcp), None).unwrap();
+        assert_bits(&what("backward c_prev alone"), &down(g, &only_dcp), &down(g, &gdcp));
+        g.lstm_unit_backward(num, dim, &gcp, &gx, &gcont, &gcc, &gdc, &gdh, None, Some(&mut only_dx)).unwrap();
+        assert_bits(&what("backward x alone"), &down(g, &only_dx), &down(g, &gdx));
+        g.lstm_unit_backward(num, dim, &gcp, &gx, &gcont, &gcc, &gdc, &gdh, None, None).unwrap();
+    }
+    // Lengths that do not fit are an error, not a fault.
+    let (cp, x, cont) = (g.alloc(6).unwrap(), g.alloc(23).unwrap(), g.alloc(2).unwrap());
+    let (mut c, mut h) = (g.alloc(6).unwrap(), g.alloc(6).unwrap());
+    let err = g.lstm_unit_forward(2, 3, &cp, &x, &cont, &mut c, &mut h).expect_err("23 gate inputs for 2 x 3 cells");
+    assert!(matches!(err, crema::Error::Internal(_)), "{err}");
+    let mut dx = g.alloc(20).unwrap();
+    let x = g.alloc(24).unwrap();
+    let err = g
+        .lstm_unit_backward(2, 3, &cp, &x, &cont, &c, &c, &h, None, Some(&mut dx))
+        .expect_err("a gate diff of 20 for 2 x 3 cells");
+    assert!(matches!(err, crema::Error::Internal(_)), "{err}");
 }

@@ -1,6 +1,6 @@
-//! CPU activations: the element-wise functions of [`Activation`] (this file) and the stateful
-//! ones, Swish, PReLU and Dropout (`act_state.rs`). The reference implementation of every
-//! formula documented in `backend/ops/act.rs`.
+//! CPU activations: the element-wise functions of [`Activation`] (this file), the stateful
+//! ones, Swish, PReLU and Dropout (`act_state.rs`), and the LSTM unit (`lstm_unit.rs`). The
+//! reference implementation of every formula documented in `backend/ops/act.rs`.
 
 use super::act_state;
 use super::{Cpu, CHUNK};
@@ -249,6 +249,35 @@ impl Activations for Cpu {
 
     fn dropout_backward(&self, scale: f32, mask: &Vec<f32>, diff: Io<'_, Vec<f32>>) -> Result<()> {
         map_diff2("dropout_backward", mask, mask, diff, |dy, m, _| dy * m * scale)
+    }
+
+    fn lstm_unit_forward(
+        &self,
+        num: usize,
+        dim: usize,
+        c_prev: &Vec<f32>,
+        x: &Vec<f32>,
+        cont: &Vec<f32>,
+        c: &mut Vec<f32>,
+        h: &mut Vec<f32>,
+    ) -> Result<()> {
+        super::lstm_unit::forward(num, dim, c_prev, x, cont, c, h)
+    }
+
+    fn lstm_unit_backward(
+        &self,
+        num: usize,
+        dim: usize,
+        c_prev: &Vec<f32>,
+        x: &Vec<f32>,
+        cont: &Vec<f32>,
+        c: &Vec<f32>,
+        dc: &Vec<f32>,
+        dh: &Vec<f32>,
+        dc_prev: Option<&mut Vec<f32>>,
+        dx: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        super::lstm_unit::backward(num, dim, c_prev, x, cont, c, dc, dh, dc_prev, dx)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod gemm;
 pub mod isa;
 mod loss;
 mod lrn;
+mod lstm_unit;
 mod math;
 mod pack;
 mod norm;

@@ -1,7 +1,8 @@
 //! CUDA activations: kernels from `kernels/act.cu`, one per function family (ReLU on its own,
-//! the other element-wise functions behind one switch, Swish, PReLU, Dropout). Every kernel
-//! writes the CPU backend's formula in the CPU's order of operations; constants the CPU derives
-//! on the host (Power's constant output, its derivative factors) are derived here the same way.
+//! the other element-wise functions behind one switch, Swish, PReLU, Dropout, the LSTM unit).
+//! Every kernel writes the CPU backend's formula in the CPU's order of operations; constants the
+//! CPU derives on the host (Power's constant output, its derivative factors) are derived here
+//! the same way.
 
 use super::device::Device;
 use super::launch::{Family, Kernel, Launch};
@@ -21,6 +22,8 @@ const PRELU_SLOPE_PARTIAL: Kernel = Kernel::new(Family::Activations, "crema_prel
 const PRELU_SLOPE_FINAL: Kernel = Kernel::new(Family::Activations, "crema_prelu_slope_final");
 const DROPOUT_FORWARD: Kernel = Kernel::new(Family::Activations, "crema_dropout_forward");
 const DROPOUT_BACKWARD: Kernel = Kernel::new(Family::Activations, "crema_dropout_backward");
+const LSTM_UNIT_FORWARD: Kernel = Kernel::new(Family::Activations, "crema_lstm_unit_forward");
+const LSTM_UNIT_BACKWARD: Kernel = Kernel::new(Family::Activations, "crema_lstm_unit_backward");
 
 /// Every kernel this file launches (checked against the sources by a unit test).
 #[cfg(test)]
@@ -37,6 +40,8 @@ pub(super) const KERNELS: &[Kernel] = &[
     PRELU_SLOPE_FINAL,
     DROPOUT_FORWARD,
     DROPOUT_BACKWARD,
+    LSTM_UNIT_FORWARD,
+    LSTM_UNIT_BACKWARD,
 ];
 
 /// The `ACT_*` codes of `crema_act_forward`.
@@ -125,6 +130,19 @@ fn prelu_check(what: &str, channels: usize, dim: usize, shared: bool, count: usi
         )));
     }
     Ok(())
+}
+
+/// Checks LSTM unit buffer lengths for `num` rows of `dim` cells, as the CPU does: `cells`
+/// hold `num * dim` values, `gates` `4 * num * dim`, `cont` `num`. Returns `num * dim`.
+fn lstm_unit_check(what: &str, num: usize, dim: usize, cells: &[usize], gates: &[usize], cont: usize) -> Result<usize> {
+    let n = num.checked_mul(dim).and_then(|n| n.checked_mul(4).map(|g| (n, g)));
+    match n {
+        Some((n, g)) if cells.iter().all(|&l| l == n) && gates.iter().all(|&l| l == g) && cont == num => Ok(n),
+        _ => Err(Error::Internal(format!(
+            "{what}: {num} rows of {dim} cells do not fit buffers of {cells:?} cells, {gates:?} gate inputs and {cont} \
+             indicators"
+        ))),
+    }
 }
 
 impl Activations for Cuda {
@@ -383,6 +401,70 @@ impl Activations for Cuda {
             .buf("mask", mask)
             .buf("dy", dy)
             .buf("dx", dx)
+            .run()
+    }
+
+    fn lstm_unit_forward(
+        &self,
+        num: usize,
+        dim: usize,
+        c_prev: &CudaBuf,
+        x: &CudaBuf,
+        cont: &CudaBuf,
+        c: &mut CudaBuf,
+        h: &mut CudaBuf,
+    ) -> Result<()> {
+        self.own(&[c_prev, x, cont, c, h])?;
+        let n = lstm_unit_check("lstm_unit_forward", num, dim, &[c_prev.len, c.len, h.len], &[x.len], cont.len)?;
+        Launch::new(&self.dev, LSTM_UNIT_FORWARD)
+            .elems(n)
+            .u64("n", n)
+            .u64("dim", dim)
+            .buf("c_prev", c_prev)
+            .buf("x", x)
+            .buf("cont", cont)
+            .buf("c", c)
+            .buf("h", h)
+            .run()
+    }
+
+    fn lstm_unit_backward(
+        &self,
+        num: usize,
+        dim: usize,
+        c_prev: &CudaBuf,
+        x: &CudaBuf,
+        cont: &CudaBuf,
+        c: &CudaBuf,
+        dc: &CudaBuf,
+        dh: &CudaBuf,
+        dc_prev: Option<&mut CudaBuf>,
+        dx: Option<&mut CudaBuf>,
+    ) -> Result<()> {
+        let what = "lstm_unit_backward";
+        let (dc_prev, dx) = (dc_prev.map(|b| &*b), dx.map(|b| &*b));
+        self.own(&[c_prev, x, cont, c, dc, dh])?;
+        self.own(&dc_prev.iter().chain(&dx).copied().collect::<Vec<_>>())?;
+        let mut cells = vec![c_prev.len, c.len, dc.len, dh.len];
+        cells.extend(dc_prev.map(|b| b.len));
+        let mut gates = vec![x.len];
+        gates.extend(dx.map(|b| b.len));
+        let n = lstm_unit_check(what, num, dim, &cells, &gates, cont.len)?;
+        if dc_prev.is_none() && dx.is_none() {
+            return Ok(());
+        }
+        Launch::new(&self.dev, LSTM_UNIT_BACKWARD)
+            .elems(n)
+            .u64("n", n)
+            .u64("dim", dim)
+            .buf("c_prev", c_prev)
+            .buf("x", x)
+            .buf("cont", cont)
+            .buf("c", c)
+            .buf("dc", dc)
+            .buf("dh", dh)
+            .opt_buf("dc_prev", dc_prev)
+            .opt_buf("dx", dx)
             .run()
     }
 }

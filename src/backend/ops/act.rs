@@ -1,5 +1,6 @@
-//! Element-wise activation functions and the activation layers with state of their own
-//! (Swish's sigmoid cache, PReLU's learnable slopes, Dropout's mask), forward and backward.
+//! Element-wise activation functions, the activation layers with state of their own
+//! (Swish's sigmoid cache, PReLU's learnable slopes, Dropout's mask) and the LSTM unit's gates
+//! (Caffe's LSTMUnit), forward and backward.
 //!
 //! Every formula is Caffe's, in Caffe's order of floating-point operations; "f64" in a
 //! formula means Caffe's C++ evaluates that part in double (a `1.` or `0.5` literal) and
@@ -165,4 +166,51 @@ pub trait Activations: Storage {
     fn dropout_forward(&self, key: u64, threshold: u32, scale: f32, io: Io<'_, Self::Buf>, mask: &mut Self::Buf) -> Result<()>;
     /// Dropout backward: `dx = (dy * mask) * scale`. Overwrites `dx`.
     fn dropout_backward(&self, scale: f32, mask: &Self::Buf, diff: Io<'_, Self::Buf>) -> Result<()>;
+
+    /// LSTM unit forward (Caffe's LSTMUnit) over `num` rows of `dim` cells: `c_prev`, `c` and
+    /// `h` hold `num * dim` values, `x` holds `num * 4 * dim` (row `n` is the input, forget,
+    /// output and candidate gates' pre-activations, `dim` each), `cont` holds `num`. For row
+    /// `n`, cell `d`, with `xn = x[n * 4 * dim..]`, everything in f64 and each output rounded
+    /// to f32 once:
+    /// `i = s(xn[d])`, `f = cont[n] == 0 ? 0 : cont[n] * s(xn[dim + d])`,
+    /// `o = s(xn[2 * dim + d])`, `g = tanh(xn[3 * dim + d])`,
+    /// `c = f * c_prev + i * g` (`c[n, d] = c`), `h[n, d] = o * tanh(c)`,
+    /// where `s(v) = 0.5 * tanh(0.5 * v) + 0.5` (the logistic function, with no overflow for
+    /// any `v`). Overwrites `c` and `h`. (Caffe computes in f32 with `1 / (1 + exp(-v))` and
+    /// `tanh(v) = 2 s(2v) - 1`; this differs from it in the last bits only, and its only libm
+    /// call is f64 `tanh`, so every backend gives the same bits save double-rounding ties.)
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_unit_forward(
+        &self,
+        num: usize,
+        dim: usize,
+        c_prev: &Self::Buf,
+        x: &Self::Buf,
+        cont: &Self::Buf,
+        c: &mut Self::Buf,
+        h: &mut Self::Buf,
+    ) -> Result<()>;
+    /// LSTM unit backward (Caffe's LSTMUnit), from the bottoms `c_prev`, `x`, `cont`, top 0's
+    /// data `c` and the tops' diffs `dc` and `dh` (buffers as in
+    /// [`Activations::lstm_unit_forward`]). With `i`, `f`, `o`, `g` as in forward (f64),
+    /// `t = tanh(c[n, d])` and `e = dc + dh * o * (1 - t * t)`:
+    /// `dc_prev = e * f`; gate diffs `dx[n, d] = e * g * i * (1 - i)`,
+    /// `dx[n, dim + d] = e * c_prev * f * (1 - f)` (Caffe's: `f` includes `cont`, the true
+    /// gradient for a binary `cont`), `dx[n, 2 * dim + d] = dh * t * o * (1 - o)`,
+    /// `dx[n, 3 * dim + d] = e * i * (1 - g * g)`; each computed in f64, left to right, and
+    /// rounded to f32 once. Overwrites `dc_prev` and `dx` where given; `cont` gets no gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_unit_backward(
+        &self,
+        num: usize,
+        dim: usize,
+        c_prev: &Self::Buf,
+        x: &Self::Buf,
+        cont: &Self::Buf,
+        c: &Self::Buf,
+        dc: &Self::Buf,
+        dh: &Self::Buf,
+        dc_prev: Option<&mut Self::Buf>,
+        dx: Option<&mut Self::Buf>,
+    ) -> Result<()>;
 }

@@ -1,5 +1,5 @@
 // Activations family: element-wise functions and their gradients, the stateful activations
-// (Swish, PReLU, Dropout), each formula written as the CPU backend writes it (see
+// (Swish, PReLU, Dropout) and the LSTM unit, each formula written as the CPU backend writes it (see
 // backend/ops/act.rs): the same single-precision operations in the same order (compiled with
 // --fmad=false, so they round as on the CPU), double where the CPU computes in double.
 // In-place calls pass the same buffer as input and output; every thread reads its element
@@ -229,4 +229,61 @@ extern "C" __global__ void crema_dropout_forward(u64 n, u64 key, u64 threshold, 
 // dx = (dy * mask) * scale.
 extern "C" __global__ void crema_dropout_backward(u64 n, float scale, const float* mask, const float* dy, float* dx) {
     GRID_STRIDE(i, n) dx[i] = dy[i] * mask[i] * scale;
+}
+
+// LSTM unit (Caffe's LSTMUnit; backend/ops/act.rs, cpu/lstm_unit.rs): `n = num * dim` cells,
+// row = k / dim, cell d = k % dim; gate inputs x hold 4 * dim values per row (input, forget,
+// output, candidate). Every element in double, each output rounded to float once, in the CPU's
+// order of operations.
+
+// The logistic function 0.5 * tanh(0.5 * v) + 0.5 (the CPU's `logistic`): no overflow.
+__device__ __forceinline__ double lstm_logistic(double v) { return 0.5 * tanh(0.5 * v) + 0.5; }
+
+// The gates of cell d of a row of gate inputs xn; the forget gate is 0 where cont == 0, whatever
+// its input holds.
+struct LstmGates {
+    double i, f, o, g;
+};
+__device__ __forceinline__ LstmGates lstm_gates(const float* xn, u64 dim, u64 d, float cont) {
+    LstmGates r;
+    r.i = lstm_logistic((double)xn[d]);
+    r.f = cont == 0.0f ? 0.0 : (double)cont * lstm_logistic((double)xn[dim + d]);
+    r.o = lstm_logistic((double)xn[2 * dim + d]);
+    r.g = tanh((double)xn[3 * dim + d]);
+    return r;
+}
+
+// c = f * c_prev + i * g, h = o * tanh(c).
+extern "C" __global__ void crema_lstm_unit_forward(u64 n, u64 dim, const float* c_prev, const float* x,
+                                                   const float* cont, float* c, float* h) {
+    GRID_STRIDE(k, n) {
+        u64 row = k / dim, d = k - row * dim;
+        LstmGates a = lstm_gates(x + row * 4 * dim, dim, d, cont[row]);
+        double cv = a.f * (double)c_prev[k] + a.i * a.g;
+        c[k] = (float)cv;
+        h[k] = (float)(a.o * tanh(cv));
+    }
+}
+
+// With t = tanh(c), e = dc + dh * o * (1 - t * t): dc_prev = e * f; gate-input diffs
+// e * g * i * (1 - i), e * c_prev * f * (1 - f), dh * t * o * (1 - o), e * i * (1 - g * g).
+// dc_prev and dx may be null (not asked for).
+extern "C" __global__ void crema_lstm_unit_backward(u64 n, u64 dim, const float* c_prev, const float* x,
+                                                    const float* cont, const float* c, const float* dc,
+                                                    const float* dh, float* dc_prev, float* dx) {
+    GRID_STRIDE(k, n) {
+        u64 row = k / dim, d = k - row * dim;
+        LstmGates a = lstm_gates(x + row * 4 * dim, dim, d, cont[row]);
+        double t = tanh((double)c[k]);
+        double dhv = (double)dh[k];
+        double e = (double)dc[k] + dhv * a.o * (1.0 - t * t);
+        if (dc_prev) dc_prev[k] = (float)(e * a.f);
+        if (dx) {
+            float* q = dx + row * 4 * dim + d;
+            q[0] = (float)(e * a.g * a.i * (1.0 - a.i));
+            q[dim] = (float)(e * (double)c_prev[k] * a.f * (1.0 - a.f));
+            q[2 * dim] = (float)(dhv * t * a.o * (1.0 - a.o));
+            q[3 * dim] = (float)(e * a.i * (1.0 - a.g * a.g));
+        }
+    }
 }
