@@ -76,3 +76,16 @@ fn losses_without_a_caffe_case_match_the_cpu() {
     }
     println!("ContrastiveLoss, HingeLoss, MultinomialLogisticLoss: match the CPU on {}", g.describe());
 }
+
+/// The LSTM and RNN fixtures of `tests/recurrent.rs` (a PyTorch reference of Caffe's formulas:
+/// two passes with the carried state, then the gradients) on the GPU: the unrolled net, the
+/// LSTMUnit kernels and the hand-over of the learnable blobs, on the device.
+#[test]
+fn recurrent_layers_match_the_reference() {
+    let Some(g) = strict_fp32_gpu() else { return };
+    for name in ["lstm", "lstm_static", "lstm_expose", "rnn", "rnn_static"] {
+        let failures = common::recurrent::run_case(name, g.clone());
+        assert!(failures.is_empty(), "{name} on {}:\n  {}", g.describe(), failures.join("\n  "));
+    }
+    println!("recurrent layers: match the reference on {}", g.describe());
+}

@@ -31,6 +31,8 @@ mod crop;
 mod eltwise;
 mod embed;
 mod parameter;
+mod recurrent;
+mod subnet;
 mod reduction;
 mod reshape;
 mod split;

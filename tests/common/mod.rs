@@ -5,6 +5,7 @@
 pub mod conformance;
 pub mod examples;
 pub mod gradcheck;
+pub mod recurrent;
 
 use crema::backend::Backend;
 use crema::backend::cpu::Cpu;

@@ -1,0 +1,210 @@
+//! Caffe's LSTM and RNN layers on the CPU against a PyTorch float64 reference of Caffe's
+//! formulas (`fixtures/recurrent`, see `tests/common/recurrent.rs`): outputs of two consecutive
+//! passes (the carried state), gradients of the inputs and of every learnable blob, and the
+//! learnable blobs' shapes, which are Caffe's.
+
+mod common;
+
+use crema::backend::cpu::Cpu;
+
+fn run(name: &str) {
+    let failures = common::recurrent::run_case(name, Cpu::new());
+    assert!(failures.is_empty(), "{name}:\n  {}", failures.join("\n  "));
+}
+
+#[test]
+fn lstm() {
+    run("lstm");
+}
+
+#[test]
+fn lstm_with_a_static_input() {
+    run("lstm_static");
+}
+
+#[test]
+fn lstm_with_exposed_hidden_state() {
+    run("lstm_expose");
+}
+
+#[test]
+fn rnn() {
+    run("rnn");
+}
+
+#[test]
+fn rnn_with_a_static_input() {
+    run("rnn_static");
+}
+
+/// Every fixture folder has a test above.
+#[test]
+fn every_case_is_run() {
+    let mut names: Vec<String> = std::fs::read_dir(common::recurrent::case_dir(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["lstm", "lstm_expose", "lstm_static", "rnn", "rnn_static"]);
+}
+
+use crema::backend::Storage;
+use crema::net::Net;
+use crema::proto::NetParameter;
+
+/// A net of one Input layer (tops `inputs`, shapes `shapes`) and the layer `layer`.
+fn net_of(inputs: &[(&str, &[usize])], layer: &str) -> crema::Result<Net<Cpu>> {
+    let mut text = String::from("force_backward: true\nlayer { name: 'input' type: 'Input'");
+    for (n, _) in inputs {
+        text += &format!(" top: '{n}'");
+    }
+    text += " input_param {";
+    for (_, s) in inputs {
+        text += " shape {";
+        for d in *s {
+            text += &format!(" dim: {d}");
+        }
+        text += " }";
+    }
+    text += &format!(" }} }}\n{layer}\n");
+    let param: NetParameter = crema::prototxt::parse(&text, "recurrent.prototxt")?;
+    Net::new(Cpu::new(), &param, 1)
+}
+
+fn lstm_layer(bottoms: &str, tops: &str, param: &str) -> String {
+    format!("layer {{ name: 'rec' type: 'LSTM' {bottoms} {tops} recurrent_param {{ {param} }} }}")
+}
+
+/// Input tops and their shapes.
+type Inputs<'a> = Vec<(&'a str, &'a [usize])>;
+
+fn error_of(inputs: &[(&str, &[usize])], layer: &str) -> String {
+    match net_of(inputs, layer) {
+        Ok(_) => panic!("built: {layer}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_shapes_and_parameters_are_errors_naming_the_layer() {
+    let xc = "bottom: 'x' bottom: 'c'";
+    let cases: Vec<(Inputs, String, &str)> = vec![
+        (vec![("x", &[3, 2]), ("c", &[3, 2])], lstm_layer(xc, "top: 'h'", "num_output: 4"), "at least 3 axes"),
+        (vec![("x", &[3, 2, 5]), ("c", &[3, 3])], lstm_layer(xc, "top: 'h'", "num_output: 4"), "cont (bottom 1) must have shape 3 2 (6)"),
+        (vec![("x", &[3, 2, 5]), ("c", &[3, 2])], lstm_layer(xc, "top: 'h'", "num_output: 0"), "num_output must be positive"),
+        (vec![("x", &[3, 2, 5]), ("c", &[3, 2])], "layer { name: 'rec' type: 'RNN' bottom: 'x' bottom: 'c' top: 'h' }".into(), "recurrent_param"),
+        (vec![("x", &[3, 2, 5]), ("c", &[3, 2]), ("s", &[3, 4])],lstm_layer("bottom: 'x' bottom: 'c' bottom: 's'", "top: 'h'", "num_output: 4"), "static input (bottom 2) must have 2 items"),
+        (vec![("x", &[3, 2, 5]), ("c", &[3, 2])], lstm_layer(xc, "top: 'h' top: 'hT' top: 'cT'", "num_output: 4 expose_hidden: true"), "bottom"),
+        (
+            vec![("x", &[3, 2, 5]), ("c", &[3, 2]), ("h0", &[1, 2, 4]), ("c0", &[1, 2, 3])],
+           lstm_layer("bottom: 'x' bottom: 'c' bottom: 'h0' bottom: 'c0'", "top: 'h' top: 'hT' top: 'cT'", "num_output: 4 expose_hidden: true"),
+            "the initial state c_0 (bottom 3) must have shape 1 2 4 (8), given 1 2 3 (6)",
+        ),
+        (vec![("x", &[0, 2, 5]), ("c", &[0, 2])], lstm_layer(xc, "top: 'h'", "num_output: 4"), "no timesteps"),
+    ];
+    for (inputs, layer, want) in cases {
+        let e = error_of(&inputs, &layer);
+        assert!(e.contains("rec") && e.contains(want), "{layer}: {e}");
+    }
+}
+
+#[test]
+fn a_change_in_the_number_of_timesteps_is_an_error() {
+    let mut net = net_of(&[("x", &[3, 2, 5]), ("c", &[3, 2])], &lstm_layer("bottom: 'x' bottom: 'c'", "top: 'h'", "num_output: 4")).unwrap();
+    net.forward().unwrap();
+    let be = net.backend().clone();
+    net.blob_mut("x").unwrap().reshape(&be, &[4, 2, 5]).unwrap();
+    net.blob_mut("c").unwrap().reshape(&be, &[4, 2]).unwrap();
+    let e = net.forward().unwrap_err().to_string();
+    assert!(e.contains("rec") && e.contains("number of timesteps changed"), "{e}");
+}
+
+/// One timestep (Slice and Concat of one blob) gives the first timestep of the longer run
+/// from the same zero state.
+#[test]
+fn a_single_timestep_matches_the_first_of_a_longer_run() {
+    let dir = common::recurrent::case_dir("lstm");
+    let x = common::npy(&dir, "p1_x.npy");
+    let cont = common::npy(&dir, "p1_cont.npy");
+    let want = common::npy(&dir, "p1_top0.npy");
+    let step: usize = x.shape[1..].iter().product();
+    let mut net = net_of(&[("x", &[1, 2, 3, 2]), ("c", &[1, 2])], &lstm_layer("bottom: 'x' bottom: 'c'", "top: 'h'", "num_output: 4")).unwrap();
+    let be = net.backend().clone();
+    for i in 0..3 {
+        let p = common::npy(&dir, &format!("param_{i}.npy"));
+        net.params_mut()[i].set_data(&be, &p.data).unwrap();
+    }
+    net.blob_mut("x").unwrap().set_data(&be, &x.data[..step]).unwrap();
+    net.blob_mut("c").unwrap().set_data(&be, &cont.data[..2]).unwrap();
+    net.forward().unwrap();
+    let got = net.blob("h").unwrap().data_to_vec(&be).unwrap();
+    for (a, e) in got.iter().zip(&want.data[..8]) {
+        assert!((a - e).abs() <= 1e-5 + 1e-4 * e.abs(), "{got:?} vs {:?}", &want.data[..8]);
+    }
+    net.backward().unwrap();
+}
+
+/// The learnable blobs are saved under the layer's name, as Caffe's three (LSTM) blobs, and
+/// load back into a new net, which then computes the same outputs; a forward-only net (a
+/// solver's test net) runs too.
+#[test]
+fn weights_round_trip_through_a_caffemodel_and_a_forward_only_net_runs() {
+    let layer =lstm_layer("bottom: 'x' bottom: 'c'", "top: 'h'", "num_output: 4 weight_filler { type: 'uniform' min: -0.5 max: 0.5 } bias_filler { type: 'constant' value: 0.25 }");
+    let inputs: [(&str, &[usize]); 2] = [("x", &[3, 2, 5]), ("c", &[3, 2])];
+    let mut a = net_of(&inputs, &layer).unwrap();
+    let be = a.backend().clone();
+    let shapes: Vec<Vec<usize>> = a.params().iter().map(|p| p.shape().to_vec()).collect();
+    assert_eq!(shapes, [vec![16, 5], vec![16], vec![16, 4]]);
+    assert!(a.params()[1].data_to_vec(&be).unwrap().iter().all(|&v| v == 0.25));
+    let x: Vec<f32> = (0..30).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
+    let c = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0];
+    let run = |net: &mut Net<Cpu>| {
+        net.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
+        net.blob_mut("c").unwrap().set_data(&be, &c).unwrap();
+        net.forward().unwrap();
+        net.blob("h").unwrap().data_to_vec(&be).unwrap()
+    };
+    let want = run(&mut a);
+    let dir = std::env::temp_dir().join(format!("crema-recurrent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lstm.caffemodel");
+    a.save_caffemodel(&path, false).unwrap();
+    let mut b = net_of(&inputs, &layer.replace("'uniform' min: -0.5 max: 0.5", "'constant' value: 0")).unwrap();
+    let report = b.load_weights_files(std::slice::from_ref(&path)).unwrap();
+    assert!(format!("{report:?}").contains("rec"), "{report:?}");
+    b.make_forward_only().unwrap();
+    assert_eq!(run(&mut b), want);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(be.len(&b.params()[0].diff) == 0 || !b.params()[0].has_diff());
+}
+
+/// A solver trains an LSTM (training net with its diff and data sharing on) to echo its
+/// input one timestep late, which needs the carried cell: the loss falls tenfold.
+#[test]
+fn sgd_trains_an_lstm_to_remember_the_last_input() {
+    let text = "
+        layer { name: 'input' type: 'Input' top: 'x' top: 'cont' top: 'target'
+                input_param { shape { dim: 8 dim: 4 dim: 1 } shape { dim: 8 dim: 4 } shape { dim: 8 dim: 4 dim: 1 } } }
+        layer { name: 'lstm' type: 'LSTM' bottom: 'x' bottom: 'cont' top: 'h'
+                recurrent_param { num_output: 12 weight_filler { type: 'uniform' min: -0.3 max: 0.3 } } }
+        layer { name: 'out' type: 'InnerProduct' bottom: 'h' top: 'y'
+                inner_product_param { num_output: 1 axis: 2 weight_filler { type: 'xavier' } } }
+        layer { name: 'loss' type: 'EuclideanLoss' bottom: 'y' bottom: 'target' top: 'loss' }";
+    let net: NetParameter = crema::prototxt::parse(text, "echo.prototxt").unwrap();
+    let mut param = common::sgd_param(net, 0.3, 1);
+    param.max_iter = Some(400);
+    let mut s = crema::solver::Solver::new(Cpu::new(), param).unwrap_or_else(|e| panic!("{e}"));
+    let be = s.backend().clone();
+    let x: Vec<f32> = (0..32).map(|i| if (i * 13 + i / 3) % 5 < 2 { 1.0 } else { -1.0 }).collect();
+    let cont: Vec<f32> = (0..32).map(|i| if i < 4 { 0.0 } else { 1.0 }).collect();
+    let target: Vec<f32> = (0..32).map(|i| if i < 4 { 0.0 } else { x[i - 4] }).collect();
+    let net = s.net_mut();
+    for (name, v) in [("x", &x), ("cont", &cont), ("target", &target)] {
+        net.blob_mut(name).unwrap().set_data(&be, v).unwrap();
+    }
+    s.step(1).unwrap();
+    let first = s.smoothed_loss();
+    s.step(399).unwrap();
+    let last = s.net_mut().forward().unwrap();
+    assert!(first > 0.2 && last < first / 10.0, "loss {first} -> {last}");
+}
