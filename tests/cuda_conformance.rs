@@ -89,3 +89,45 @@ fn recurrent_layers_match_the_reference() {
     }
     println!("recurrent layers: match the reference on {}", g.describe());
 }
+
+/// SPP (its inner net of Split, Pooling, Flatten and Concat) gives the CPU's top and
+/// gradient on the GPU, MAX and AVE, including after the input changes size.
+#[test]
+fn spatial_pyramid_pooling_matches_the_cpu() {
+    let Some(g) = strict_fp32_gpu() else { return };
+    fn run<B: crema::backend::Backend>(be: B, pool: &str) -> Vec<Vec<f32>> {
+        let text = format!(
+            "force_backward: true
+             layer {{ name: 'x' type: 'Input' top: 'x' input_param {{ shape {{ dim: 2 dim: 3 dim: 13 dim: 10 }} }} }}
+             layer {{ name: 'spp' type: 'SPP' bottom: 'x' top: 'y' spp_param {{ pyramid_height: 3 pool: {pool} }} }}"
+        );
+        let param: crema::proto::NetParameter = crema::prototxt::parse(&text, "spp.prototxt").unwrap();
+        let mut net = crema::net::Net::new(be.clone(), &param, 1).unwrap();
+        let mut seen = Vec::new();
+        for shape in [[2, 3, 13, 10], [1, 3, 8, 9]] {
+            let n: usize = shape.iter().product();
+            let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0).collect();
+            let blob = net.blob_mut("x").unwrap();
+            blob.reshape(&be, &shape).unwrap();
+            blob.set_data(&be, &x).unwrap();
+            net.forward().unwrap();
+            let y = net.blob("y").unwrap();
+            let dy: Vec<f32> = (0..y.count()).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
+            net.blob_mut("y").unwrap().set_diff(&be, &dy).unwrap();
+            net.backward().unwrap();
+            seen.push(net.blob("y").unwrap().data_to_vec(&be).unwrap());
+            seen.push(net.blob("x").unwrap().diff_to_vec(&be).unwrap());
+        }
+        seen
+    }
+    for pool in ["MAX", "AVE"] {
+        let (cpu, gpu) = (run(crema::backend::cpu::Cpu::new(), pool), run(g.clone(), pool));
+        for (k, (c, d)) in cpu.iter().zip(&gpu).enumerate() {
+            assert_eq!(c.len(), d.len());
+            for (i, (a, b)) in c.iter().zip(d).enumerate() {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "{pool} result {k} [{i}]: CPU {a}, GPU {b}");
+            }
+        }
+    }
+    println!("SPP: matches the CPU on {}", g.describe());
+}

@@ -36,6 +36,7 @@ mod subnet;
 mod reduction;
 mod reshape;
 mod split;
+mod spp;
 mod tile;
 #[cfg(test)]
 mod tensor_testing;

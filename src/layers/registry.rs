@@ -62,6 +62,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("Softmax", super::softmax::create),
         ("SoftmaxWithLoss", super::softmax_loss::create),
         ("Split", super::split::create_split),
+        ("SPP", super::spp::create),
         ("Swish", super::swish::create),
         ("TanH", super::activation::create_tanh),
         ("Threshold", super::activation::create_threshold),

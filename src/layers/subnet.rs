@@ -61,6 +61,13 @@ impl<B: Backend> SubNet<B> {
         be.copy(&src.data, &mut dst.data)
     }
 
+    /// Gives the inner input `name` the shape `shape` and reshapes the inner layers (to learn
+    /// the output shapes before a pass).
+    pub fn reshape(&mut self, be: &B, name: &str, shape: &[usize]) -> Result<()> {
+        self.blob_mut(name)?.reshape(be, shape)?;
+        self.net.reshape()
+    }
+
     /// Copies inner blob `name`'s values (diff, when `diff`) into `dst`'s values (diff),
     /// which must have its size.
     pub fn get(&self, be: &B, name: &str, diff: bool, dst: &mut Blob<B>) -> Result<()> {
