@@ -208,3 +208,68 @@ fn sgd_trains_an_lstm_to_remember_the_last_input() {
     let last = s.net_mut().forward().unwrap();
     assert!(first > 0.2 && last < first / 10.0, "loss {first} -> {last}");
 }
+
+/// BVLC's LRCN captioning net (`fixtures/models`, legacy inputs, two LSTMs, the second with
+/// a static input) builds with Caffe's blob shapes and generates word by word, as its
+/// captioner drives it: one timestep per pass, cont 0 for the first word and 1 after, the state
+/// carried between passes.
+#[test]
+fn bvlcs_lrcn_captioning_net_runs_word_by_word() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/lrcn_word_to_preds.deploy.prototxt");
+    let param = crema::upgrade::load_net(&path).unwrap_or_else(|e| panic!("{e}")).message;
+    let mut net = Net::new(Cpu::new(), &param, 1).unwrap_or_else(|e| panic!("{e}"));
+    let be = net.backend().clone();
+    let shapes: Vec<(String, Vec<usize>)> = net
+        .param_info()
+        .iter()
+        .zip(net.params())
+        .map(|(info, p)| (format!("{} {}", info.layer, info.index), p.shape().to_vec()))
+        .collect();
+    let want: [(&str, &[usize]); 10] = [
+        ("embedding 0", &[8801, 1000]),
+        ("lstm1 0", &[4000, 1000]),
+        ("lstm1 1", &[4000]),
+        ("lstm1 2", &[4000, 1000]),
+        ("lstm2 0", &[4000, 1000]),
+        ("lstm2 1", &[4000]),
+        ("lstm2 2", &[4000, 1000]),
+        ("lstm2 3", &[4000, 1000]),
+        ("predict 0", &[8801, 1000]),
+        ("predict 1", &[8801]),
+    ];
+    assert_eq!(shapes.len(), want.len(), "{shapes:?}");
+    for ((got, shape), (name, dims)) in shapes.iter().zip(want) {
+        assert_eq!((got.as_str(), shape.as_slice()), (name, dims));
+    }
+    // Small random weights, three captions at once.
+    let mut rng = crema::rng::Rng::new(5);
+    for p in net.params_mut() {
+        let v: Vec<f32> = (0..p.count()).map(|_| rng.uniform_range(-0.05, 0.05)).collect();
+        p.set_data(&be, &v).unwrap();
+    }
+    let features: Vec<f32> = (0..3000).map(|_| rng.uniform_range(0.0, 1.0)).collect();
+    let mut words = vec![0.0f32; 3];
+    let mut last = Vec::new();
+    for step in 0..3 {
+        let cont = if step == 0 { 0.0 } else { 1.0 };
+        for (name, shape, values) in
+            [("cont_sentence", vec![1, 3], vec![cont; 3]), ("input_sentence", vec![1, 3], words.clone()), ("image_features", vec![3, 1000], features.clone())]
+        {
+            let b = net.blob_mut(name).unwrap();
+            b.reshape(&be, &shape).unwrap();
+            b.set_data(&be, &values).unwrap();
+        }
+        net.forward().unwrap();
+        let probs = net.blob("probs").unwrap();
+        assert_eq!(probs.shape(), [1, 3, 8801]);
+        let p = probs.data_to_vec(&be).unwrap();
+        for row in p.chunks(8801) {
+            let sum: f64 = row.iter().map(|&v| v as f64).sum();
+            assert!((sum - 1.0).abs() < 1e-4, "step {step}: probabilities sum to {sum}");
+        }
+        // The next word: the most probable.
+        words = p.chunks(8801).map(|row| row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b }) as f32).collect();
+        assert_ne!(p, last, "step {step} gave the previous step's probabilities");
+        last = p;
+    }
+}
