@@ -128,6 +128,10 @@ fn print_layers<B: Backend>(net: &Net<B>) {
         );
     }
     println!("forward only:         {} data shared (test nets, crema test, crema segment)", human(data.forward_only as u64));
+    let inner: usize = net.layers().iter().map(|l| l.layer.inner_bytes()).sum();
+    if inner > 0 {
+        println!("inside layers:        {} (the nets LSTM, RNN and SPP run inside them)", human(inner as u64));
+    }
     println!("parameter memory:     {}", human(par as u64 * 4));
     println!("net outputs:          {}", net.outputs().iter().map(|&o| net.blob_name(o)).collect::<Vec<_>>().join(", "));
 }

@@ -260,6 +260,12 @@ pub trait Layer<B: Backend>: Send {
     /// Called before each forward pass of a training run or test with where that pass stands
     /// (see [`Pass`]); layers without randomness or streamed data ignore it.
     fn set_pass(&mut self, _pass: Pass) {}
+    /// Bytes of backend memory the layer holds for values and gradients of its own, beyond its
+    /// tops and learnable blobs (the unrolled net of an LSTM or RNN, SPP's pyramid), for
+    /// `crema inspect`.
+    fn inner_bytes(&self) -> usize {
+        0
+    }
     /// Multiply-adds times two of one forward pass, for `crema inspect` and benchmarks.
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         0

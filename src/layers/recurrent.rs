@@ -515,6 +515,9 @@ impl<B: Backend> Layer<B> for Recurrent<B> {
         Ok(())
     }
 
+    fn inner_bytes(&self) -> usize {
+        self.unrolled.as_ref().map_or(0, |u| u.sub.bytes())
+    }
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         self.unrolled.as_ref().map_or(0, |u| u.sub.flops())
     }

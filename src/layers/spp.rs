@@ -181,6 +181,9 @@ impl<B: Backend> Layer<B> for Spp<B> {
         sub.backward(be, &mut [])?;
         sub.get(be, "x", true, parts.bottoms[0])
     }
+    fn inner_bytes(&self) -> usize {
+        self.sub.as_ref().map_or(0, |(s, _)| s.bytes())
+    }
     fn flops(&self, _bottoms: &[&[usize]], _tops: &[&[usize]]) -> u64 {
         self.sub.as_ref().map_or(0, |(s, _)| s.flops())
     }

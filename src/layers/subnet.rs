@@ -30,7 +30,13 @@ impl<B: Backend> SubNet<B> {
     /// Builds `param` on `be`. Its last `pseudo_losses` layers are not run.
     pub fn build(be: &B, param: &NetParameter, seed: u64, pseudo_losses: usize, outer: (&str, &'static str)) -> Result<Self> {
         let opts = NetOptions { seed, model_dir: None, share_diffs: false, share_data: false, fuse: false };
-        let net = Net::with_options(be.clone(), param, &opts)?;
+        let mut net = Net::with_options(be.clone(), param, &opts)?;
+        // The outer layer's learnable blobs are lent for every pass: the inner net's own would
+        // be memory never used.
+        for p in net.params_mut() {
+            p.data = be.alloc(0)?;
+            p.diff = be.alloc(0)?;
+        }
         let last = net
             .layers()
             .len()
@@ -143,6 +149,12 @@ impl<B: Backend> SubNet<B> {
                 std::mem::swap(&mut o.diff, &mut i.diff);
             }
         }
+    }
+
+    /// Bytes the inner blobs hold, values and gradients (the inner net's learnable blobs are
+    /// the outer layer's, counted there).
+    pub fn bytes(&self) -> usize {
+        self.net.blobs().iter().map(|b| b.count() * if b.has_diff() { 2 } else { 1 } * 4).sum()
     }
 
     /// Multiply-adds times two of one forward pass of the inner layers that run.
