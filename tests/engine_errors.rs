@@ -79,3 +79,33 @@ fn a_top_produced_twice() {
     let e = error(&format!(r#"{INPUT} layer {{ name: "a" type: "ReLU" bottom: "x" top: "y" }} layer {{ name: "b" type: "Sigmoid" bottom: "y" top: "y2" }} layer {{ name: "c" type: "TanH" bottom: "y2" top: "y" }}"#));
     assert!(e.contains("layer `c`") && e.contains("more than one layer"), "{e}");
 }
+
+#[test]
+fn a_python_layer_is_refused_naming_its_module() {
+    let e = error(&format!(
+        r#"{INPUT} layer {{ name: "py" type: "Python" bottom: "x" top: "y" python_param {{ module: "rpn.proposal_layer" layer: "ProposalLayer" }} }}"#
+    ));
+    assert!(e.contains("layer `py`") && e.contains("rpn.proposal_layer") && e.contains("ProposalLayer") && e.contains("cannot run"), "{e}");
+}
+
+/// MemoryData (fed by pycaffe's set_input_arrays) is an input of the net with Caffe's shapes,
+/// so deploy nets written with it build and take their values from outside.
+#[test]
+fn memory_data_is_an_input_shaped_as_caffe_shapes_it() {
+    let text = r#"layer { name: "m" type: "MemoryData" top: "data" top: "label" memory_data_param { batch_size: 4 channels: 3 height: 5 width: 6 } }
+                  layer { name: "ip" type: "InnerProduct" bottom: "data" top: "y" inner_product_param { num_output: 2 } }
+                  layer { name: "s" type: "Silence" bottom: "label" }"#;
+    let mut net = build(text).unwrap();
+    assert_eq!(net.blob("data").unwrap().shape(), [4, 3, 5, 6]);
+    assert_eq!(net.blob("label").unwrap().shape(), [4]);
+    let names: Vec<&str> = net.inputs().iter().map(|&i| net.blob_name(i)).collect();
+    assert_eq!(names, ["data", "label"]);
+    let be = net.backend().clone();
+    net.blob_mut("data").unwrap().set_data(&be, &vec![1.0; 360]).unwrap();
+    net.forward().unwrap();
+    assert_eq!(net.blob("data").unwrap().data_to_vec(&be).unwrap(), vec![1.0; 360], "forward leaves the values given");
+    let e = error(r#"layer { name: "m" type: "MemoryData" top: "data" top: "label" memory_data_param { batch_size: 4 channels: 3 height: 5 } }"#);
+    assert!(e.contains("layer `m`") && e.contains("must be given and positive") && e.contains("4 3 5 0"), "{e}");
+    let e = error(r#"layer { name: "m" type: "MemoryData" top: "data" memory_data_param { batch_size: 1 channels: 1 height: 1 width: 1 } }"#);
+    assert!(e.contains("layer `m`") && e.contains("exactly 2 top"), "{e}");
+}

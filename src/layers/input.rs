@@ -22,6 +22,9 @@ pub(crate) fn dims(shape: &BlobShape) -> Result<Vec<usize>> {
 /// whoever sets them.
 struct Input {
     shapes: Vec<Vec<usize>>,
+    /// "Input", or "MemoryData" (Caffe's layer fed by pycaffe's `set_input_arrays`; here by
+    /// whoever sets its tops, as an Input's).
+    kind: &'static str,
 }
 
 pub(super) fn create_input<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -36,18 +39,38 @@ pub(super) fn create_input<B: Backend>(lp: &LayerParameter, _: &LayerContext) ->
         n if n == tops => shapes,
         n => return Err(Error::Config(format!("input_param gives {n} shapes for {tops} tops (give 1 or one per top)"))),
     };
-    Ok(Box::new(Input { shapes }))
+    Ok(Box::new(Input { shapes, kind: "Input" }))
+}
+
+/// MemoryData: tops `data` (batch_size, channels, height, width) and `label` (batch_size), as
+/// Caffe shapes them, set from outside like an Input's (Caffe's `Reset` from pycaffe does not
+/// transform them either).
+pub(super) fn create_memory_data<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+    let p = super::required(&lp.memory_data_param, "memory_data_param")?;
+    let data = [p.batch_size(), p.channels(), p.height(), p.width()].map(|d| d as usize);
+    if data.contains(&0) {
+        return Err(Error::Config(format!(
+            "memory_data_param: batch_size, channels, height and width must be given and positive, given {} {} {} {}",
+            data[0], data[1], data[2], data[3]
+        )));
+    }
+    crate::blob::checked_count(&data)?;
+    Ok(Box::new(Input { shapes: vec![data.to_vec(), vec![data[0]]], kind: "MemoryData" }))
 }
 
 impl<B: Backend> Layer<B> for Input {
     fn type_name(&self) -> &'static str {
-        "Input"
+        self.kind
     }
     fn bottoms(&self) -> Arity {
         Arity::exactly(0)
     }
     fn tops(&self) -> Arity {
-        Arity::at_least(1)
+        if self.kind == "MemoryData" {
+            Arity::exactly(2)
+        } else {
+            Arity::at_least(1)
+        }
     }
     fn keeps_top_shapes(&self) -> bool {
         true

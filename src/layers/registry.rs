@@ -44,6 +44,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("LRN", super::lrn::create),
         ("LSTM", super::recurrent::create_lstm),
         ("LSTMUnit", super::lstm_unit::create),
+        ("MemoryData", super::input::create_memory_data),
         ("MultinomialLogisticLoss", super::label_losses::create_multinomial),
         ("MVN", super::mvn::create),
         ("Parameter", super::parameter::create),
@@ -83,6 +84,15 @@ pub fn create_layer<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resul
     let kind = lp.r#type();
     match table::<B>().into_iter().find(|(n, _)| *n == kind) {
         Some((_, ctor)) => ctor(lp, cx),
+        None if kind == "Python" => {
+            let p = lp.python_param.clone().unwrap_or_default();
+            Err(Error::Config(format!(
+                "a Python layer (module `{}`, class `{}`) runs Python code from the model's authors, which crema \
+                 cannot run; replace it with built-in layers, or run its part of the model in Python",
+                p.module(),
+                p.layer()
+            )))
+        }
         None => Err(Error::Config(format!(
             "unknown layer type `{kind}`; crema knows: {}",
             layer_types().join(", ")

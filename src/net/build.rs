@@ -180,7 +180,7 @@ impl<B: Backend> Net<B> {
                 net.blob_names.push(format!("({name} automatic top)"));
                 blob_need_backward.push(false);
             }
-            if kind == "Input" {
+            if kind == "Input" || kind == "MemoryData" {
                 net.inputs.extend(&tops);
             }
 
