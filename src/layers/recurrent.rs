@@ -25,7 +25,7 @@
 
 use super::{Arity, Ctx, Layer, LayerContext, ParamDef};
 use crate::backend::Backend;
-use super::subnet::SubNet;
+use super::subnet::{blob_shape, layer, SubNet};
 use crate::blob::shape_string;
 use crate::proto::eltwise_parameter::EltwiseOp;
 use crate::proto::{
@@ -127,20 +127,6 @@ fn create<B: Backend>(kind: Kind, lp: &LayerParameter, cx: &LayerContext) -> Res
         seed: cx.seed,
         unrolled: None,
     }))
-}
-
-fn blob_shape(dims: &[usize]) -> BlobShape {
-    BlobShape { dim: dims.iter().map(|&d| d as i64).collect() }
-}
-
-fn layer(name: &str, kind: &str, bottoms: &[&str], tops: &[&str]) -> LayerParameter {
-    LayerParameter {
-        name: Some(name.to_string()),
-        r#type: Some(kind.to_string()),
-        bottom: bottoms.iter().map(|s| s.to_string()).collect(),
-        top: tops.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
 }
 
 fn named_params(names: &[&str]) -> Vec<ParamSpec> {

@@ -8,13 +8,13 @@
 //! As Caffe's layer does, it runs a net of its own (Split, Pooling, Flatten, Concat), rebuilt
 //! when the input's channels or spatial size change.
 
-use super::subnet::SubNet;
+use super::subnet::{blob_shape, layer, SubNet};
 use super::{Arity, Ctx, Layer, LayerContext};
 use crate::backend::Backend;
 use crate::blob::shape_string;
 use crate::proto::pooling_parameter::PoolMethod;
 use crate::proto::spp_parameter::PoolMethod as SppMethod;
-use crate::proto::{BlobShape, ConcatParameter, FlattenParameter, InputParameter, LayerParameter, NetParameter, NetState, Phase, PoolingParameter};
+use crate::proto::{ConcatParameter, FlattenParameter, InputParameter, LayerParameter, NetParameter, NetState, Phase, PoolingParameter};
 use crate::{Error, Result};
 
 struct Spp<B: Backend> {
@@ -54,23 +54,13 @@ fn level_geometry(level: u32, size: usize) -> (usize, usize) {
     (kernel, pad)
 }
 
-fn layer(name: &str, kind: &str, bottoms: &[&str], tops: &[&str]) -> LayerParameter {
-    LayerParameter {
-        name: Some(name.to_string()),
-        r#type: Some(kind.to_string()),
-        bottom: bottoms.iter().map(|s| s.to_string()).collect(),
-        top: tops.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
 impl<B: Backend> Spp<B> {
     /// The inner net for inputs of `shape`: Input `x`, per level a Pooling (and, with more
     /// than one level, a Flatten), a Concat; output `out`.
     fn inner_param(&self, shape: &[usize]) -> NetParameter {
         let (h, w) = (shape[2], shape[3]);
         let mut input = layer("input", "Input", &[], &["x"]);
-        input.input_param = Some(InputParameter { shape: vec![BlobShape { dim: shape.iter().map(|&d| d as i64).collect() }] });
+        input.input_param = Some(InputParameter { shape: vec![blob_shape(shape)] });
         let mut layers = vec![input];
         let mut concat = layer("concat", "Concat", &[], &["out"]);
         concat.concat_param = Some(ConcatParameter { axis: Some(1), ..Default::default() });

@@ -11,7 +11,7 @@
 use crate::backend::Backend;
 use crate::blob::Blob;
 use crate::net::{Net, NetOptions};
-use crate::proto::NetParameter;
+use crate::proto::{BlobShape, LayerParameter, NetParameter};
 use crate::{Error, Result};
 
 /// The inner net and the outer layer it runs for.
@@ -169,4 +169,20 @@ impl<B: Backend> SubNet<B> {
             })
             .sum()
     }
+}
+
+/// A layer of an inner net: `kind` named `name`, from `bottoms` to `tops`.
+pub(super) fn layer(name: &str, kind: &str, bottoms: &[&str], tops: &[&str]) -> LayerParameter {
+    LayerParameter {
+        name: Some(name.to_string()),
+        r#type: Some(kind.to_string()),
+        bottom: bottoms.iter().map(|s| s.to_string()).collect(),
+        top: tops.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A shape for an inner Input layer.
+pub(super) fn blob_shape(dims: &[usize]) -> BlobShape {
+    BlobShape { dim: dims.iter().map(|&d| d as i64).collect() }
 }
