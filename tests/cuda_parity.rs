@@ -7,7 +7,8 @@
 //! opened; `Cuda::new` must then fail with an error, never a panic.
 //!
 //! The families added after the first round have their own files under `cuda_parity/`:
-//! activations, pooling, losses, tensor operations, normalisation and the solver's update. Where the CPU's arithmetic is plain
+//! activations, pooling, losses, tensor operations, normalisation, the solver's update, and the
+//! stored im2col (the Im2col layer) with the Filter and Im2col layers in a net. Where the CPU's arithmetic is plain
 //! IEEE single or double precision the GPU must give its bits; where the CPU calls its libm
 //! for a single-precision transcendental function (exp, log, tanh, pow), the GPU evaluates it in
 //! double and rounds once, and the two may differ by an ulp or two (their tests say how much).
@@ -585,6 +586,8 @@ fn many_threads_share_one_backend() {
 
 #[path = "cuda_parity/act.rs"]
 mod act;
+#[path = "cuda_parity/im2col_filter.rs"]
+mod im2col_filter;
 #[path = "cuda_parity/loss.rs"]
 mod loss;
 #[path = "cuda_parity/norm.rs"]

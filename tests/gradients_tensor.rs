@@ -1,6 +1,6 @@
 //! Finite-difference gradient checks (Caffe's GradientChecker method) for the structural and
 //! element-wise tensor layers: Concat, Slice, Split, Silence, Flatten, Reshape, Crop, Tile,
-//! Reduction, Eltwise, BatchReindex, Embed, Parameter.
+//! Reduction, Eltwise, BatchReindex, Embed, Parameter, Filter, Im2col.
 
 mod common;
 
@@ -213,6 +213,53 @@ fn parameter_blob_as_a_top() {
         &net,
         &[Input::uniform("x", &[2, 3], -1.0, 1.0), Input::uniform("x2", &[2, 3], -1.0, 1.0)],
         &["x", "x2"],
+        &GradCheck::default(),
+    );
+}
+
+/// Filter keeps items 0, 2 and 3 of two data bottoms; its tops' size depends on the selector,
+/// so they feed losses (the checker weights outputs by their size when the net is built).
+#[test]
+fn filter_two_data_bottoms() {
+    let net = format!(
+        r#"force_backward: true
+        {} {} {}
+        layer {{ name: "f" type: "Filter" bottom: "x" bottom: "v" bottom: "s" top: "fx" top: "fv" }}
+        layer {{ name: "lx" type: "Reduction" bottom: "fx" top: "lx" reduction_param {{ operation: SUMSQ }} loss_weight: 1 }}
+        layer {{ name: "lv" type: "Reduction" bottom: "fv" top: "lv" reduction_param {{ operation: SUMSQ }} loss_weight: 0.5 }}"#,
+        input("x", &[5, 3, 2]),
+        input("v", &[5, 4]),
+        input("s", &[5, 1]),
+    );
+    check(
+        &net,
+        &[
+            Input::uniform("x", &[5, 3, 2], -1.0, 1.0),
+            Input::uniform("v", &[5, 4], -1.0, 1.0),
+            Input::given("s", &[5, 1], vec![1.0, 0.0, -2.0, 0.5, 0.0]),
+        ],
+        &["x", "v"],
+        &GradCheck::default(),
+    );
+}
+
+/// Im2col in 2-d (rectangular kernel, padding, stride, dilation) and 3-d.
+#[test]
+fn im2col_2d_and_3d() {
+    let net = format!(
+        r#"force_backward: true
+        {} {}
+        layer {{ name: "c2" type: "Im2col" bottom: "x" top: "c2"
+          convolution_param {{ kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 0 stride_h: 1 stride_w: 2 dilation: 2 }} }}
+        layer {{ name: "c3" type: "Im2col" bottom: "x3" top: "c3"
+          convolution_param {{ kernel_size: 2 pad: 1 pad: 0 pad: 1 stride: 1 stride: 2 stride: 1 }} }}"#,
+        input("x", &[2, 2, 4, 5]),
+        input("x3", &[1, 2, 3, 4, 3]),
+    );
+    check(
+        &net,
+        &[Input::uniform("x", &[2, 2, 4, 5], -1.0, 1.0), Input::uniform("x3", &[1, 2, 3, 4, 3], -1.0, 1.0)],
+        &["x", "x3"],
         &GradCheck::default(),
     );
 }

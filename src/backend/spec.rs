@@ -74,6 +74,31 @@ impl ConvSpec {
         }
         Some((padded - extent) / stride + 1)
     }
+    /// Checks the geometry the im2col primitives read (at least one spatial axis, one entry
+    /// per axis in every spatial vector, each output extent the one
+    /// [`ConvSpec::output_extent`] gives) and returns the element counts of their image and
+    /// column buffers: `num * channels * in_spatial` and `num * channels * kernel_len *
+    /// out_spatial`.
+    pub fn im2col_lens(&self) -> crate::Result<(usize, usize)> {
+        let bad = |why: String| crate::Error::Internal(format!("im2col geometry {self:?}: {why}"));
+        let nd = self.kernel.len();
+        if nd == 0 {
+            return Err(bad("no spatial axis".into()));
+        }
+        if [self.in_shape.len(), self.out_shape.len(), self.stride.len(), self.pad.len(), self.dilation.len()].iter().any(|&l| l != nd) {
+            return Err(bad("spatial vectors of different lengths".into()));
+        }
+        for a in 0..nd {
+            if Self::output_extent(self.in_shape[a], self.kernel[a], self.stride[a], self.pad[a], self.dilation[a]) != Some(self.out_shape[a]) {
+                return Err(bad(format!("output extent of axis {a} does not follow from the input, kernel, stride, pad and dilation")));
+            }
+        }
+        let product = |v: &[usize], init: Option<usize>| v.iter().try_fold(init?, |acc, &d| acc.checked_mul(d));
+        let planes = self.num.checked_mul(self.channels);
+        let x = product(&self.in_shape, planes);
+        let col = product(&self.kernel, planes).and_then(|c| product(&self.out_shape, Some(c)));
+        x.zip(col).ok_or_else(|| bad("sizes overflow".into()))
+    }
 }
 
 /// Geometry of 2-d pooling over `planes` = N*C independent planes, each `in_h x in_w` in,

@@ -8,8 +8,8 @@ use crate::proto::{ConvolutionParameter, LayerParameter};
 use crate::{Error, Result};
 
 /// Parses a per-axis setting given either as `name_h`/`name_w` or as a repeated field with 0
-/// (default), 1 (all axes) or one value per spatial axis.
-fn per_axis(
+/// (default), 1 (all axes) or one value per spatial axis (Convolution's and Im2col's rules).
+pub(super) fn per_axis(
     hw: (Option<u32>, Option<u32>),
     list: &[u32],
     axes: usize,
@@ -17,14 +17,16 @@ fn per_axis(
     name: &str,
 ) -> Result<Vec<usize>> {
     if hw.0.is_some() || hw.1.is_some() {
+        // The per-axis fields: kernel_h for kernel_size, stride_h for stride.
+        let hw_name = name.strip_suffix("_size").unwrap_or(name);
         if axes != 2 {
-            return Err(Error::Config(format!("{name}_h and {name}_w can only be used for 2-d convolution")));
+            return Err(Error::Config(format!("{hw_name}_h and {hw_name}_w can only be used for 2-d convolution")));
         }
         if !list.is_empty() {
-            return Err(Error::Config(format!("give either {name} or {name}_h/{name}_w, not both")));
+            return Err(Error::Config(format!("give either {name} or {hw_name}_h/{hw_name}_w, not both")));
         }
         let (Some(h), Some(w)) = hw else {
-            return Err(Error::Config(format!("{name}_h and {name}_w must be given together")));
+            return Err(Error::Config(format!("{hw_name}_h and {hw_name}_w must be given together")));
         };
         return Ok(vec![h as usize, w as usize]);
     }

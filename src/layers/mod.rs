@@ -30,6 +30,8 @@ mod concat;
 mod crop;
 mod eltwise;
 mod embed;
+mod filter;
+mod im2col;
 mod parameter;
 mod recurrent;
 mod subnet;
@@ -61,6 +63,7 @@ pub use ctx::{Ctx, Parts, PartsBack, Unary, UnaryBack};
 pub use registry::{create_layer, layer_types};
 
 use crate::backend::Backend;
+use crate::blob::Blob;
 use crate::proto::{FillerParameter, ParamSpec, Phase};
 use crate::{Error, Result};
 use std::path::PathBuf;
@@ -249,6 +252,17 @@ pub trait Layer<B: Backend>: Send {
     /// Called once with the first bottom shapes: checks them and declares the learnable blobs.
     fn setup(&mut self, _be: &B, _bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         Ok(Vec::new())
+    }
+    /// Called in every forward pass just before [`Layer::reshape`], with the bottoms (their
+    /// values computed), for the rare layer whose top shapes depend on bottom values, not only
+    /// on their shapes (Filter: how many items its selector keeps, which Caffe's Reshape reads
+    /// from the selector's data): it reads them here, and the reshape that follows gives the
+    /// shapes they imply. Not called before the reshape when the net is built, nor by
+    /// `Net::reshape`, where values may not be computed yet: reshape then answers from what the
+    /// layer read last, or an upper bound (Filter: every item, as Caffe's first reshape).
+    /// Others ignore it.
+    fn read_bottom_values(&mut self, _be: &B, _bottoms: &[&Blob<B>]) -> Result<()> {
+        Ok(())
     }
     /// Called before every forward: checks bottom shapes, sizes internal buffers, and returns
     /// the top shapes.

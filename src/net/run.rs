@@ -56,7 +56,9 @@ impl<B: Backend> Net<B> {
         }
         let (name, kind) = (entry.param.name().to_string(), entry.param.r#type().to_string());
         let wrap = |e: Error| e.in_layer(&name, &kind);
-        let shapes: Vec<Vec<usize>> = entry.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
+        let bottoms: Vec<&crate::blob::Blob<B>> = entry.bottoms.iter().map(|&b| &self.blobs[b]).collect();
+        entry.layer.read_bottom_values(&self.be, &bottoms).map_err(wrap)?;
+        let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape().to_vec()).collect();
         let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
         let top_shapes = entry.layer.reshape(&self.be, &refs).map_err(wrap)?;
         if !entry.layer.keeps_top_shapes() {

@@ -10,6 +10,7 @@
 
 use super::isa::Isa;
 use super::conv_winograd::{self, Problem, Weights};
+use super::im2col::Im2col;
 use super::{conv_direct, conv_gemm, conv_winograd_filter, range_check, Cpu};
 use crate::backend::{ConvSpec, Convolution};
 use crate::Result;
@@ -262,6 +263,44 @@ impl Convolution for Cpu {
             })
             .collect();
         db.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
+        Ok(())
+    }
+
+    fn im2col(&self, spec: &ConvSpec, x: &Vec<f32>, col: &mut Vec<f32>) -> Result<()> {
+        let (x_len, col_len) = spec.im2col_lens()?;
+        range_check("im2col input", 0, x_len, x.len())?;
+        range_check("im2col output", 0, col_len, col.len())?;
+        if col_len == 0 {
+            return Ok(());
+        }
+        // Images are contiguous: `num` images of `channels` planes are `num * channels`
+        // planes, each with its own `kernel_len` rows of the matrix.
+        let (isp, rows) = (spec.in_spatial(), spec.kernel_len() * spec.out_spatial());
+        let geo = Im2col::new(spec);
+        col[..col_len].par_chunks_mut(rows).enumerate().for_each(|(p, block)| {
+            let plane = &x[p * isp..(p + 1) * isp];
+            let mut koff = vec![0usize; spec.kernel.len()];
+            for (kk, row) in block.chunks_mut(spec.out_spatial()).enumerate() {
+                geo.kernel_offset(kk, &mut koff);
+                geo.fill_row(&koff, 0, row.len(), plane, row);
+            }
+        });
+        Ok(())
+    }
+
+    fn col2im(&self, spec: &ConvSpec, col: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        let (x_len, col_len) = spec.im2col_lens()?;
+        range_check("col2im input", 0, col_len, col.len())?;
+        range_check("col2im output", 0, x_len, dx.len())?;
+        if x_len == 0 {
+            return Ok(());
+        }
+        let (isp, rows) = (spec.in_spatial(), spec.kernel_len() * spec.out_spatial());
+        let geo = Im2col::new(spec);
+        dx[..x_len].par_chunks_mut(isp).enumerate().for_each(|(p, plane)| {
+            plane.fill(0.0);
+            geo.add_back(1, &col[p * rows..(p + 1) * rows], 0, spec.out_spatial(), plane);
+        });
         Ok(())
     }
 }

@@ -84,15 +84,7 @@ impl PackB for Im2colT<'_> {
                     let (c, kk) = ((j0 + q * nr + l) / s.kl, (j0 + q * nr + l) % s.kl);
                     s.geo.kernel_offset(kk, &mut koff);
                     let plane = &s.x[c * s.in_spatial..(c + 1) * s.in_spatial];
-                    let row = &mut t[l * kc..(l + 1) * kc];
-                    s.geo.runs(&koff, p0, p0 + kc, |r| {
-                        let out = &mut row[r.start - p0..r.start - p0 + r.len];
-                        match r.src {
-                            None => out.fill(0.0),
-                            Some(src) if r.step == 1 => out.copy_from_slice(&plane[src..src + r.len]),
-                            Some(src) => out.iter_mut().enumerate().for_each(|(i, v)| *v = plane[src + i * r.step]),
-                        }
-                    });
+                    s.geo.fill_row(&koff, p0, p0 + kc, plane, &mut t[l * kc..(l + 1) * kc]);
                 }
                 let t = &*t;
                 transpose_panels(isa, lanes, kc, nr, |l| &t[l * kc..(l + 1) * kc], &mut dst[q * nr * kc..(q + 1) * nr * kc]);

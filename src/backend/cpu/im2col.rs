@@ -86,6 +86,19 @@ impl<'a> Im2col<'a> {
         }
     }
 
+    /// Writes output positions `j0..j1` of the im2col row with kernel offset `koff` of the
+    /// channel plane `plane` into `out` (`j1 - j0` values; zeros in the padding).
+    pub fn fill_row(&self, koff: &[usize], j0: usize, j1: usize, plane: &[f32], out: &mut [f32]) {
+        self.runs(koff, j0, j1, |r| {
+            let out = &mut out[r.start - j0..r.start - j0 + r.len];
+            match r.src {
+                None => out.fill(0.0),
+                Some(src) if r.step == 1 => out.copy_from_slice(&plane[src..src + r.len]),
+                Some(src) => out.iter_mut().enumerate().for_each(|(i, v)| *v = plane[src + i * r.step]),
+            }
+        });
+    }
+
     /// Adds the columns `j0..j1` of an im2col matrix `col` (`(channels * kernel_len) x
     /// (j1 - j0)`) back into image `dx` (col2im: the adjoint of im2col).
     pub fn add_back(&self, channels: usize, col: &[f32], j0: usize, j1: usize, dx: &mut [f32]) {

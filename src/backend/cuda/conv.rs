@@ -92,6 +92,22 @@ impl Convolution for Cuda {
         // db[c] += the sum of channel c of dy: Bias's gradient.
         self.affine_sums(d, dy, None, None, Some(db))
     }
+
+    fn im2col(&self, spec: &ConvSpec, x: &CudaBuf, col: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, col])?;
+        let (x_len, col_len) = spec.im2col_lens()?;
+        range_check("im2col input", 0, x_len, x.len)?;
+        range_check("im2col output", 0, col_len, col.len)?;
+        conv_gemm::im2col(&self.dev, spec, x.ptr, x_len, col.ptr, col_len)
+    }
+
+    fn col2im(&self, spec: &ConvSpec, col: &CudaBuf, dx: &mut CudaBuf) -> Result<()> {
+        self.own(&[col, dx])?;
+        let (x_len, col_len) = spec.im2col_lens()?;
+        range_check("col2im input", 0, col_len, col.len)?;
+        range_check("col2im output", 0, x_len, dx.len)?;
+        conv_gemm::col2im(&self.dev, spec, col.ptr, col_len, dx.ptr, x_len)
+    }
 }
 
 /// `(num, channels, spatial)` as channel dims, their product checked.

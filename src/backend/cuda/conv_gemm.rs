@@ -64,6 +64,27 @@ fn geom(spec: &ConvSpec) -> Result<ConvGeom> {
     Ok(g)
 }
 
+/// The geometry of all `spec.num` images as one image of `num * channels` channels: images
+/// are contiguous, so its im2col matrix is theirs one after another (the Im2col layer's
+/// primitives; `x_len` and `col_len` from [`ConvSpec::im2col_lens`]).
+fn batch_geom(spec: &ConvSpec) -> Result<ConvGeom> {
+    let mut g = geom(spec)?;
+    g.channels = (spec.num * spec.channels) as i64;
+    Ok(g)
+}
+
+/// The stored im2col matrices of all `spec.num` images at `x` into `col` (one launch).
+pub(crate) fn im2col(dev: &Device, spec: &ConvSpec, x: u64, x_len: usize, col: u64, col_len: usize) -> Result<()> {
+    let g = batch_geom(spec)?;
+    Launch::new(dev, IM2COL).elems(col_len).value("geom", &g).raw("x", x, x_len).raw("col", col, col_len).run()
+}
+
+/// col2im of all `spec.num` images from `col` into `dx` (overwritten; one launch).
+pub(crate) fn col2im(dev: &Device, spec: &ConvSpec, col: u64, col_len: usize, dx: u64, x_len: usize) -> Result<()> {
+    let g = batch_geom(spec)?;
+    Launch::new(dev, COL2IM).elems(x_len).value("geom", &g).raw("col", col, col_len).raw("dx", dx, x_len).run()
+}
+
 /// One pass over `spec.num` images at device addresses `x`, `w`, `y` (as [`super::dnn::Dnn::run`]:
 /// forward and backward data overwrite, backward filter accumulates into `w`).
 pub(crate) fn run(dev: &Device, pass: Pass, spec: &ConvSpec, x: u64, w: u64, y: u64) -> Result<()> {
