@@ -26,6 +26,10 @@ struct Spp<B: Backend> {
     /// The inner net and the (C, H, W) it was built for.
     sub: Option<(SubNet<B>, [usize; 3])>,
     forward_only: bool,
+    /// The input shape of the last reshape and the top shape it gave: the inner net reshapes
+    /// (to learn the top shape) only when the input's shape changed, since each pass reshapes
+    /// its layers again anyway.
+    shapes: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -43,7 +47,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         SppMethod::Ave => PoolMethod::Ave,
         SppMethod::Stochastic => PoolMethod::Stochastic,
     };
-    Ok(Box::new(Spp::<B> { name: lp.name().to_string(), levels, method, phase: cx.phase, seed: cx.seed, sub: None, forward_only: false }))
+    Ok(Box::new(Spp::<B> { name: lp.name().to_string(), levels, method, phase: cx.phase, seed: cx.seed, sub: None, forward_only: false, shapes: None }))
 }
 
 /// Caffe's kernel and padding of level `level` along an axis of `size` (stride = kernel).
@@ -103,8 +107,9 @@ impl<B: Backend> Spp<B> {
         }
     }
 
-    /// The inner net for `shape`, built anew when channels or spatial size changed.
-    fn sub_for(&mut self, be: &B, shape: &[usize]) -> Result<&mut SubNet<B>> {
+    /// Checks the input `shape` and builds the inner net for it, anew when channels or spatial
+    /// size changed.
+    fn build_for(&mut self, be: &B, shape: &[usize]) -> Result<()> {
         if shape.len() != 4 {
             return Err(Error::Shape(format!("the input must have 4 axes (num, channels, height, width), given {}", shape_string(shape))));
         }
@@ -119,7 +124,12 @@ impl<B: Backend> Spp<B> {
             }
             self.sub = Some((sub, key));
         }
-        Ok(&mut self.sub.as_mut().expect("set above").0)
+        Ok(())
+    }
+
+    /// The inner net (built by the reshape before every pass).
+    fn sub(&mut self) -> Result<&mut SubNet<B>> {
+        self.sub.as_mut().map(|(s, _)| s).ok_or_else(|| Error::Internal("SPP run before its reshape".into()))
     }
 }
 
@@ -147,14 +157,21 @@ impl<B: Backend> Layer<B> for Spp<B> {
         }
     }
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
-        let sub = self.sub_for(be, bottoms[0])?;
+        let shape = bottoms[0];
+        self.build_for(be, shape)?;
+        let sub = self.sub.as_mut().map(|(s, _)| s).ok_or_else(|| Error::Internal("SPP inner net not built".into()))?;
         sub.settle()?;
-        sub.reshape(be, "x", bottoms[0])?;
-        Ok(vec![sub.blob("out")?.shape().to_vec()])
+        if let Some((_, top)) = self.shapes.as_ref().filter(|(input, _)| input.as_slice() == shape) {
+            return Ok(vec![top.clone()]);
+        }
+        sub.reshape(be, "x", shape)?;
+        let top = sub.blob("out")?.shape().to_vec();
+        self.shapes = Some((shape.to_vec(), top.clone()));
+        Ok(vec![top])
     }
     fn forward(&mut self, be: &B, ctx: &mut Ctx<'_, B>) -> Result<()> {
         let mut parts = ctx.parts()?;
-        let sub = self.sub_for(be, parts.bottoms[0].shape())?;
+        let sub = self.sub()?;
         sub.set_input(be, "x", parts.bottoms[0])?;
         sub.forward(be, &mut [])?;
         sub.get(be, "out", false, parts.tops[0])
@@ -164,9 +181,7 @@ impl<B: Backend> Layer<B> for Spp<B> {
             return Ok(());
         }
         let mut parts = ctx.parts_back()?;
-        let Some((sub, _)) = &mut self.sub else {
-            return Err(Error::Internal("SPP backward before forward".into()));
-        };
+        let sub = self.sub()?;
         sub.set_diff(be, "out", parts.tops[0])?;
         sub.backward(be, &mut [])?;
         sub.get(be, "x", true, parts.bottoms[0])
