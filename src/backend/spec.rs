@@ -215,3 +215,17 @@ pub fn strides_of(shape: &[usize]) -> Vec<usize> {
     }
     s
 }
+
+/// Checks the buffer lengths of an LSTM unit op (`Activations::lstm_unit_forward` and
+/// `_backward`) over `num` rows of `dim` cells: every buffer in `cells` must hold `num * dim`
+/// values, every one in `gates` `4 * num * dim`, and `cont` `num`. Returns `num * dim`.
+pub fn lstm_unit_cells(what: &str, num: usize, dim: usize, cells: &[usize], gates: &[usize], cont: usize) -> crate::Result<usize> {
+    let n = num.checked_mul(dim).and_then(|n| n.checked_mul(4).map(|g| (n, g)));
+    match n {
+        Some((n, g)) if cells.iter().all(|&l| l == n) && gates.iter().all(|&l| l == g) && cont == num => Ok(n),
+        _ => Err(crate::Error::Internal(format!(
+            "{what}: {num} rows of {dim} cells do not fit buffers of {cells:?} cells, {gates:?} gate inputs and {cont} \
+             indicators"
+        ))),
+    }
+}

@@ -2,7 +2,8 @@
 //! and backward, formulas as documented in `backend/ops/act.rs` (every element in f64, each
 //! output rounded to f32 once). Rows (sequences) run in parallel.
 
-use crate::{Error, Result};
+use crate::backend::spec::lstm_unit_cells;
+use crate::Result;
 use rayon::prelude::*;
 
 /// The logistic function in f64, `0.5 * tanh(0.5 * v) + 0.5`: `1 / (1 + e^-v)` without the
@@ -24,24 +25,6 @@ fn gates(xn: &[f32], dim: usize, d: usize, cont: f32) -> (f64, f64, f64, f64) {
     (i, f, o, g)
 }
 
-/// Checks the buffer lengths of `num` rows of `dim` cells: `cells` hold `num * dim` values,
-/// `gates` `4 * num * dim`, `cont` `num`.
-fn check(what: &str, num: usize, dim: usize, cells: &[usize], gate_lens: &[usize], cont: usize) -> Result<()> {
-    let n = num.checked_mul(dim).and_then(|n| n.checked_mul(4).map(|g| (n, g)));
-    let ok = match n {
-        Some((n, g)) => cells.iter().all(|&l| l == n) && gate_lens.iter().all(|&l| l == g) && cont == num,
-        None => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Internal(format!(
-            "{what}: {num} rows of {dim} cells do not fit buffers of {cells:?} cells, {gate_lens:?} gate inputs and {cont} \
-             indicators"
-        )))
-    }
-}
-
 pub(super) fn forward(
     num: usize,
     dim: usize,
@@ -51,7 +34,7 @@ pub(super) fn forward(
     c: &mut [f32],
     h: &mut [f32],
 ) -> Result<()> {
-    check("lstm_unit_forward", num, dim, &[c_prev.len(), c.len(), h.len()], &[x.len()], cont.len())?;
+    lstm_unit_cells("lstm_unit_forward", num, dim, &[c_prev.len(), c.len(), h.len()], &[x.len()], cont.len())?;
     if num == 0 || dim == 0 {
         return Ok(());
     }
@@ -99,12 +82,12 @@ pub(super) fn backward(
     dx: Option<&mut Vec<f32>>,
 ) -> Result<()> {
     let what = "lstm_unit_backward";
-    check(what, num, dim, &[c_prev.len(), c.len(), dc.len(), dh.len()], &[x.len()], cont.len())?;
+    lstm_unit_cells(what, num, dim, &[c_prev.len(), c.len(), dc.len(), dh.len()], &[x.len()], cont.len())?;
     if let Some(p) = &dc_prev {
-        check(what, num, dim, &[p.len()], &[x.len()], cont.len())?;
+        lstm_unit_cells(what, num, dim, &[p.len()], &[x.len()], cont.len())?;
     }
     if let Some(q) = &dx {
-        check(what, num, dim, &[c.len()], &[q.len()], cont.len())?;
+        lstm_unit_cells(what, num, dim, &[c.len()], &[q.len()], cont.len())?;
     }
     if num == 0 || dim == 0 {
         return Ok(());

@@ -132,19 +132,6 @@ fn prelu_check(what: &str, channels: usize, dim: usize, shared: bool, count: usi
     Ok(())
 }
 
-/// Checks LSTM unit buffer lengths for `num` rows of `dim` cells, as the CPU does: `cells`
-/// hold `num * dim` values, `gates` `4 * num * dim`, `cont` `num`. Returns `num * dim`.
-fn lstm_unit_check(what: &str, num: usize, dim: usize, cells: &[usize], gates: &[usize], cont: usize) -> Result<usize> {
-    let n = num.checked_mul(dim).and_then(|n| n.checked_mul(4).map(|g| (n, g)));
-    match n {
-        Some((n, g)) if cells.iter().all(|&l| l == n) && gates.iter().all(|&l| l == g) && cont == num => Ok(n),
-        _ => Err(Error::Internal(format!(
-            "{what}: {num} rows of {dim} cells do not fit buffers of {cells:?} cells, {gates:?} gate inputs and {cont} \
-             indicators"
-        ))),
-    }
-}
-
 impl Activations for Cuda {
     fn activation_forward(&self, f: Activation, mut io: Io<'_, CudaBuf>) -> Result<()> {
         let (x, y) = io_bufs(&mut io);
@@ -415,7 +402,7 @@ impl Activations for Cuda {
         h: &mut CudaBuf,
     ) -> Result<()> {
         self.own(&[c_prev, x, cont, c, h])?;
-        let n = lstm_unit_check("lstm_unit_forward", num, dim, &[c_prev.len, c.len, h.len], &[x.len], cont.len)?;
+        let n = crate::backend::spec::lstm_unit_cells("lstm_unit_forward", num, dim, &[c_prev.len, c.len, h.len], &[x.len], cont.len)?;
         Launch::new(&self.dev, LSTM_UNIT_FORWARD)
             .elems(n)
             .u64("n", n)
@@ -449,7 +436,7 @@ impl Activations for Cuda {
         cells.extend(dc_prev.map(|b| b.len));
         let mut gates = vec![x.len];
         gates.extend(dx.map(|b| b.len));
-        let n = lstm_unit_check(what, num, dim, &cells, &gates, cont.len)?;
+        let n = crate::backend::spec::lstm_unit_cells(what, num, dim, &cells, &gates, cont.len)?;
         if dc_prev.is_none() && dx.is_none() {
             return Ok(());
         }
