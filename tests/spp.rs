@@ -139,7 +139,8 @@ fn bad_parameters_and_inputs_are_errors_naming_the_layer() {
     let cases = [
         ([1, 2, 8, 8].as_slice(), "pyramid_height: 0", "pyramid_height must be positive"),
         (&[1, 2, 8], "pyramid_height: 2", "4 axes"),
-        (&[1, 2, 8, 8], "pyramid_height: 2 pool: STOCHASTIC", "STOCHASTIC"),
+        // A level that needs padding cannot pool stochastically, as in Caffe.
+        (&[1, 1, 7, 7], "pyramid_height: 2 pool: STOCHASTIC", "padding is implemented only for MAX and AVE"),
         (&[1, 2, 3, 3], "pyramid_height: 3", "pad"),
         (&[1, 2, 0, 4], "pyramid_height: 2", "cannot be zero"),
     ];
@@ -157,4 +158,49 @@ fn bad_parameters_and_inputs_are_errors_naming_the_layer() {
     .unwrap()
     .to_string();
     assert!(e.contains("spp_param"), "{e}");
+}
+
+/// STOCHASTIC pyramids (levels without padding: sides divisible by 2^(levels - 1)): in TEST each
+/// bin is its window's values weighted by themselves, in TRAIN one of its window's values,
+/// drawn per pass.
+#[test]
+fn stochastic_pyramids_weigh_in_test_and_pick_in_train() {
+    let shape = [2, 3, 8, 8];
+    let x: Vec<f32> = random(2 * 3 * 64, 13).iter().map(|v| v.abs() + 0.1).collect();
+    let mut want = Vec::new();
+    for item in 0..2 {
+        for l in 0..3u32 {
+            let (bins, k) = (1usize << l, 8usize >> l);
+            for c in 0..3 {
+                for bh in 0..bins {
+                    for bw in 0..bins {
+                        let cells = (0..k * k).map(|i| x[(item * 3 + c) * 64 + (bh * k + i / k) * 8 + bw * k + i % k] as f64);
+                        let (sum, squares) = cells.fold((0.0, 0.0), |(s, q), v| (s + v, q + v * v));
+                        want.push((squares / sum) as f32);
+                    }
+                }
+            }
+        }
+    }
+    let mut net = build(&shape, "pyramid_height: 3 pool: STOCHASTIC").unwrap();
+    let (top, y) = forward(&mut net, &shape, &x);
+    assert_eq!(top, [2, 3 * 21]);
+    assert_close(&y, &want, "stochastic SPP, TEST");
+
+    let text = net_text(&shape, "pyramid_height: 3 pool: STOCHASTIC").replace("force_backward: true", "force_backward: true state { phase: TRAIN }");
+    let param: NetParameter = crema::prototxt::parse(&text, "spp.prototxt").unwrap();
+    let mut net = Net::new(Cpu::new(), &param, 1).unwrap();
+    let pass = |iter| crema::layers::Pass { iter, sub: 0, per_iter: 1 };
+    net.set_pass(pass(0));
+    let (_, first) = forward(&mut net, &shape, &x);
+    for (i, v) in first.iter().enumerate() {
+        assert!(x.contains(v), "bin {i}: {v} is none of the input's values");
+    }
+    // Level 0 picks from the whole plane; the weighted average is no value of it.
+    assert!(!x.contains(&y[0]));
+    net.set_pass(pass(0));
+    assert_eq!(forward(&mut net, &shape, &x).1, first, "the same pass draws the same picks");
+    net.set_pass(pass(1));
+    assert_ne!(forward(&mut net, &shape, &x).1, first, "another pass draws others");
+    net.backward().unwrap();
 }

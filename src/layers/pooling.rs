@@ -1,11 +1,22 @@
-//! Pooling (2-d, as Caffe's CPU `PoolingLayer`): MAX with an optional mask top, AVE, global
-//! pooling, Caffe's output-size rounding. STOCHASTIC pooling is rejected: Caffe's CPU build
-//! does not implement it either (its `Forward_cpu` is `NOT_IMPLEMENTED`).
+//! Pooling (2-d, as Caffe's `PoolingLayer`): MAX with an optional mask top, AVE, global
+//! pooling, Caffe's output-size rounding, and STOCHASTIC pooling as Caffe's GPU kernels compute
+//! it (its CPU build has none): in TRAIN each window picks one element with probability
+//! proportional to its value and backward routes the gradient to it; in TEST each window gives
+//! the average of its values weighted by themselves.
+//!
+//! Stochastic pooling draws its uniform numbers on the backend from a 64-bit key per forward
+//! (see [`Pooling::stochastic_pool_forward_train`]), taken from the layer's own seeded stream
+//! as Dropout takes its keys, so every backend picks the same elements for the same seed and a
+//! resumed run picks what the unbroken run picked. The picks are not Caffe's: Caffe's come from
+//! cuRAND.
+//!
+//! [`Pooling::stochastic_pool_forward_train`]: crate::backend::Pooling::stochastic_pool_forward_train
 
-use super::{Arity, Ctx, Layer, LayerContext};
+use super::{Arity, Ctx, Layer, LayerContext, Pass};
 use crate::backend::{Backend, PoolSpec};
 use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
-use crate::proto::{LayerParameter, PoolingParameter};
+use crate::proto::{LayerParameter, Phase, PoolingParameter};
+use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Largest plane whose flat indices `f32` holds exactly (2^24): the argmax mask is `f32`.
@@ -105,22 +116,22 @@ struct Pooling<B: Backend> {
     /// Whether the layer has a second top (MAX pooling's mask).
     mask_top: bool,
     spec: Option<PoolSpec>,
-    /// The argmax of MAX pooling when there is no mask top (Caffe's `max_idx_`).
+    /// The argmax of MAX pooling when there is no mask top (Caffe's `max_idx_`), or the
+    /// elements STOCHASTIC pooling picked in TRAIN (Caffe's `rand_idx_`).
     mask: Option<B::Buf>,
+    /// STOCHASTIC pooling in TRAIN: forward samples (Caffe's phase test).
+    sample: bool,
+    seed: u64,
+    rng: Rng,
 }
 
-pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Result<Box<dyn Layer<B>>> {
+pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
     let p = lp.pooling_param.unwrap_or_default();
     let method = PoolMethod::try_from(p.pool.unwrap_or(0))
         .map_err(|_| Error::Config(format!("unknown pooling method {}", p.pool.unwrap_or(0))))?;
     let round = RoundMode::try_from(p.round_mode.unwrap_or(0))
         .map_err(|_| Error::Config(format!("unknown round_mode {}", p.round_mode.unwrap_or(0))))?;
     let geometry = geometry(&p, method)?;
-    if method == PoolMethod::Stochastic {
-        return Err(Error::Config(
-            "STOCHASTIC pooling is not supported (Caffe implements it only on the GPU, with its own random numbers)".into(),
-        ));
-    }
     Ok(Box::new(Pooling::<B> {
         method,
         floor: round == RoundMode::Floor,
@@ -128,10 +139,18 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
         mask_top: lp.top.len() > 1,
         spec: None,
         mask: None,
+        sample: method == PoolMethod::Stochastic && cx.phase == Phase::Train,
+        seed: cx.seed,
+        rng: Rng::new(cx.seed),
     }))
 }
 
 impl<B: Backend> Pooling<B> {
+    /// Whether forward writes a mask of picked elements (MAX, and STOCHASTIC in TRAIN).
+    fn keeps_mask(&self) -> bool {
+        self.method == PoolMethod::Max || self.sample
+    }
+
     fn spec_for(&self, shape: &[usize]) -> Result<PoolSpec> {
         if shape.len() != 4 {
             return Err(Error::Shape(format!(
@@ -150,9 +169,10 @@ impl<B: Backend> Pooling<B> {
                 "an input of {in_h}x{in_w} is too small for kernel {kernel_h}x{kernel_w} (stride {stride_h}x{stride_w}, pad {pad_h}x{pad_w})"
             )));
         };
-        if self.method == PoolMethod::Max && in_h * in_w > MAX_MASK_PLANE {
+        if self.keeps_mask() && in_h * in_w > MAX_MASK_PLANE {
+            let what = if self.sample { "STOCHASTIC pooling in TRAIN" } else { "MAX pooling" };
             return Err(Error::Shape(format!(
-                "MAX pooling of {in_h}x{in_w} planes is not supported: the argmax mask holds f32 indices, exact up to 2^24 per plane"
+                "{what} of {in_h}x{in_w} planes is not supported: its mask holds f32 indices, exact up to 2^24 per plane"
             )));
         }
         Ok(PoolSpec {
@@ -186,18 +206,24 @@ impl<B: Backend> Layer<B> for Pooling<B> {
     fn reads_top_diff(&self, top: usize) -> bool {
         top == 0
     }
-    /// MAX backward scatters through the mask; AVE needs shapes only.
+    /// MAX and STOCHASTIC backward scatter through the mask; AVE needs shapes only.
     fn backward_reads_bottom(&self, _bottom: usize) -> bool {
-        self.method == PoolMethod::Stochastic
+        false
     }
     fn backward_reads_top(&self, top: usize) -> bool {
-        top == 1 || self.method == PoolMethod::Stochastic
+        top == 1
+    }
+    fn is_stochastic(&self) -> bool {
+        self.sample
+    }
+    fn set_pass(&mut self, pass: Pass) {
+        self.rng = Rng::stream(self.seed, pass.index());
     }
 
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let spec = self.spec_for(bottoms[0])?;
         let top = vec![bottoms[0][0], bottoms[0][1], spec.out_h, spec.out_w];
-        if self.method == PoolMethod::Max && !self.mask_top {
+        if self.keeps_mask() && !self.mask_top {
             let len = spec.out_len();
             if self.mask.as_ref().map(|m| be.len(m)) != Some(len) {
                 self.mask = Some(be.alloc(len)?);
@@ -222,7 +248,11 @@ impl<B: Backend> Layer<B> for Pooling<B> {
                 be.max_pool_forward(spec, x, y, mask)
             }
             PoolMethod::Ave => be.ave_pool_forward(spec, x, y),
-            PoolMethod::Stochastic => Err(Error::Internal("stochastic pooling".into())),
+            PoolMethod::Stochastic if self.sample => {
+                let mask = self.mask.as_mut().ok_or_else(|| Error::Internal("stochastic pooling mask missing".into()))?;
+                be.stochastic_pool_forward_train(spec, self.rng.next_u64(), x, y, mask)
+            }
+            PoolMethod::Stochastic => be.stochastic_pool_forward_test(spec, x, y),
         }
     }
 
@@ -244,7 +274,17 @@ impl<B: Backend> Layer<B> for Pooling<B> {
                 be.max_pool_backward(spec, dy, mask, dx)
             }
             PoolMethod::Ave => be.ave_pool_backward(spec, dy, dx),
-            PoolMethod::Stochastic => Err(Error::Internal("stochastic pooling".into())),
+            // The gradient goes to the element each window picked, as MAX pooling's to its
+            // argmax.
+            PoolMethod::Stochastic if self.sample => {
+                let mask = self.mask.as_ref().ok_or_else(|| Error::Internal("stochastic pooling mask missing".into()))?;
+                be.max_pool_backward(spec, dy, mask, dx)
+            }
+            PoolMethod::Stochastic => Err(Error::Config(
+                "STOCHASTIC pooling has no gradient in the TEST phase: its weighted average is not what TRAIN \
+                 differentiates, and Caffe's backward there reads picks it never drew"
+                    .into(),
+            )),
         }
     }
 }
@@ -253,7 +293,7 @@ impl<B: Backend> Layer<B> for Pooling<B> {
 mod tests {
     use super::*;
     use crate::backend::cpu::Cpu;
-    use crate::layers::tensor_testing::{config_msg, layer_from, shape_msg};
+    use crate::layers::tensor_testing::{config_msg, input, layer_from, net, shape_msg};
 
     fn layer(param: &str) -> Result<Box<dyn Layer<Cpu>>> {
         layer_from(&format!("name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" {param}"))
@@ -283,9 +323,88 @@ mod tests {
         assert!(config_err("pooling_param { global_pooling: true kernel_size: 2 }").contains("cannot be given"));
         assert!(config_err("pooling_param { global_pooling: true stride: 2 }").contains("only pad 0 and stride 1"));
         assert!(config_err("pooling_param { global_pooling: true pad: 1 }").contains("only pad 0 and stride 1"));
-        assert!(config_err("pooling_param { pool: STOCHASTIC kernel_size: 2 }").contains("STOCHASTIC pooling is not supported"));
+        assert!(config_err("pooling_param { pool: STOCHASTIC kernel_size: 2 pad: 1 }").contains("padding is implemented only for MAX and AVE"));
         // Caffe's checks let a lone kernel_h beside kernel_size through, and ignore it.
         assert_eq!(top_shape("pooling_param { kernel_size: 2 stride: 2 kernel_h: 5 }", &[1, 1, 4, 4]).unwrap(), [1, 1, 2, 2]);
+    }
+
+
+    /// A net of `phase` pooling a 2x3x7x9 input stochastically with kernel 3 stride 2, forward
+    /// gradients on.
+    fn stochastic_net(phase: &str) -> crate::net::Net<Cpu> {
+        let body = format!(
+            "state {{ phase: {phase} }} force_backward: true {} \
+             layer {{ name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" pooling_param {{ pool: STOCHASTIC kernel_size: 3 stride: 2 }} }}",
+            input("x", &[2, 3, 7, 9])
+        );
+        net(&body).unwrap()
+    }
+
+    /// Distinct positive values, so a picked value names its element.
+    fn distinct_positive(n: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n).map(|i| 0.25 + i as f32 * 0.01).collect();
+        crate::rng::Rng::new(4).shuffle(&mut v);
+        v
+    }
+
+    #[test]
+    fn stochastic_pooling_trains_on_the_picked_elements() {
+        let mut net = stochastic_net("TRAIN");
+        let be = Cpu;
+        let x = distinct_positive(2 * 3 * 7 * 9);
+        net.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
+        assert!(net.layers()[1].layer.is_stochastic());
+        net.set_pass(Pass { iter: 3, sub: 0, per_iter: 1 });
+        net.forward().unwrap();
+        let y = net.blob("y").unwrap().data_to_vec(&be).unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), [2, 3, 3, 4]);
+        // Every output is an element of its own window; the gradient goes there only.
+        let dy: Vec<f32> = (0..y.len()).map(|i| 1.0 + i as f32).collect();
+        let mut want = vec![0.0f32; x.len()];
+        for (o, &v) in y.iter().enumerate() {
+            let (plane, ph, pw) = (o / 12, (o % 12) / 4, o % 4);
+            let i = x.iter().position(|&e| e == v).expect("a picked value");
+            let (h, w) = ((i % 63) / 9, i % 9);
+            assert_eq!(i / 63, plane, "output {o} picked from another plane");
+            assert!((2 * ph..2 * ph + 3).contains(&h) && (2 * pw..2 * pw + 3).contains(&w), "output {o} picked ({h}, {w})");
+            want[i] += dy[o];
+        }
+        net.blob_mut("y").unwrap().set_diff(&be, &dy).unwrap();
+        net.backward().unwrap();
+        assert_eq!(net.blob("x").unwrap().diff_to_vec(&be).unwrap(), want);
+        // The same pass draws the same picks; other passes draw others.
+        net.set_pass(Pass { iter: 3, sub: 0, per_iter: 1 });
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), y);
+        net.set_pass(Pass { iter: 4, sub: 0, per_iter: 1 });
+        net.forward().unwrap();
+        assert_ne!(net.blob("y").unwrap().data_to_vec(&be).unwrap(), y);
+    }
+
+    #[test]
+    fn stochastic_pooling_tests_with_the_weighted_average() {
+        let mut net = stochastic_net("TEST");
+        let be = Cpu;
+        let x = distinct_positive(2 * 3 * 7 * 9);
+        net.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
+        assert!(!net.layers()[1].layer.is_stochastic());
+        net.forward().unwrap();
+        let y = net.blob("y").unwrap().data_to_vec(&be).unwrap();
+        for (o, &v) in y.iter().enumerate() {
+            let (plane, ph, pw) = (o / 12, (o % 12) / 4, o % 4);
+            let (mut sum, mut squares) = (0.0f64, 0.0f64);
+            for h in 2 * ph..(2 * ph + 3).min(7) {
+                for w in 2 * pw..(2 * pw + 3).min(9) {
+                    let e = x[plane * 63 + h * 9 + w] as f64;
+                    sum += e;
+                    squares += e * e;
+                }
+            }
+            assert!((v as f64 - squares / sum).abs() < 1e-6, "output {o}: {v}, expected {}", squares / sum);
+        }
+        // No gradient in TEST, where Caffe's backward reads picks it never drew.
+        let e = net.backward().unwrap_err().to_string();
+        assert!(e.contains("layer `p` (type Pooling)") && e.contains("no gradient in the TEST phase"), "{e}");
     }
 
     #[test]

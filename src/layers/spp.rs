@@ -9,7 +9,7 @@
 //! when the input's channels or spatial size change.
 
 use super::subnet::{blob_shape, layer, SubNet};
-use super::{Arity, Ctx, Layer, LayerContext};
+use super::{Arity, Ctx, Layer, LayerContext, Pass};
 use crate::backend::Backend;
 use crate::blob::shape_string;
 use crate::proto::pooling_parameter::PoolMethod;
@@ -30,6 +30,9 @@ struct Spp<B: Backend> {
     /// (to learn the top shape) only when the input's shape changed, since each pass reshapes
     /// its layers again anyway.
     shapes: Option<(Vec<usize>, Vec<usize>)>,
+    /// The last pass the net announced, for an inner net built after it (STOCHASTIC pooling
+    /// draws from it).
+    pass: Option<Pass>,
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -47,7 +50,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         SppMethod::Ave => PoolMethod::Ave,
         SppMethod::Stochastic => PoolMethod::Stochastic,
     };
-    Ok(Box::new(Spp::<B> { name: lp.name().to_string(), levels, method, phase: cx.phase, seed: cx.seed, sub: None, forward_only: false, shapes: None }))
+    Ok(Box::new(Spp::<B> { name: lp.name().to_string(), levels, method, phase: cx.phase, seed: cx.seed, sub: None, forward_only: false, shapes: None, pass: None }))
 }
 
 /// Caffe's kernel and padding of level `level` along an axis of `size` (stride = kernel).
@@ -122,6 +125,9 @@ impl<B: Backend> Spp<B> {
             if self.forward_only {
                 sub.forward_only();
             }
+            if let Some(pass) = self.pass {
+                sub.set_pass(pass);
+            }
             self.sub = Some((sub, key));
         }
         Ok(())
@@ -149,6 +155,15 @@ impl<B: Backend> Layer<B> for Spp<B> {
     }
     fn backward_reads_top(&self, _top: usize) -> bool {
         false
+    }
+    fn is_stochastic(&self) -> bool {
+        self.method == PoolMethod::Stochastic && self.phase == Phase::Train
+    }
+    fn set_pass(&mut self, pass: Pass) {
+        self.pass = Some(pass);
+        if let Some((sub, _)) = &mut self.sub {
+            sub.set_pass(pass);
+        }
     }
     fn forward_only(&mut self) {
         self.forward_only = true;

@@ -97,6 +97,11 @@ impl<B: Backend> SubNet<B> {
         be.copy(&src.diff, &mut dst.diff)
     }
 
+    /// Tells the inner layers where the next pass stands (see `Layer::set_pass`).
+    pub fn set_pass(&mut self, pass: super::Pass) {
+        self.net.set_pass(pass);
+    }
+
     /// The inner net runs forward only from its next pass on (see `Layer::forward_only`).
     pub fn forward_only(&mut self) {
         self.forward_only_pending = true;

@@ -3,7 +3,7 @@
 //! infinities, zeros of both signs and subnormals among them.
 
 use super::*;
-use crema::backend::dropout_bits;
+use crema::backend::random_bits;
 
 /// How close the GPU must be to the CPU.
 #[derive(Clone, Copy, Debug)]
@@ -246,7 +246,7 @@ fn dropout_draws_the_cpus_mask() {
             gmask
                 .iter()
                 .enumerate()
-                .all(|(i, &m)| (m == 1.0) == (dropout_bits(key, i as u64) >= threshold))
+                .all(|(i, &m)| (m == 1.0) == (random_bits(key, i as u64) >= threshold))
         );
         assert_bits(&format!("dropout forward key={key}"), &down(g, &gy), &y);
         let (mut gin, mut gm2) = (up(g, &x), g.alloc(n).unwrap());

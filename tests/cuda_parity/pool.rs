@@ -148,6 +148,35 @@ fn max_pooling_backward_takes_any_mask_the_cpu_takes() {
 }
 
 #[test]
+fn stochastic_pooling_gives_the_cpus_bits() {
+    let Some(g) = gpu() else { return };
+    let cpu = Cpu::new();
+    let mut rng = Rng::new(25);
+    // Stochastic pooling takes no padding.
+    for (name, s) in specs().into_iter().filter(|(_, s)| s.pad_h == 0 && s.pad_w == 0) {
+        for (key, values) in [(31u64, "nonnegative"), (32, "any")] {
+            let mut x = scores(&mut rng, s.in_len());
+            if values == "nonnegative" {
+                x = random(&mut rng, s.in_len()).iter().map(|v| v.abs()).collect();
+            }
+            let (mut y, mut mask) = (vec![0f32; s.out_len()], vec![0f32; s.out_len()]);
+            cpu.stochastic_pool_forward_train(&s, key, &x, &mut y, &mut mask).unwrap();
+            let (gx, mut gy, mut gm) = (up(g, &x), g.alloc(s.out_len()).unwrap(), g.alloc(s.out_len()).unwrap());
+            g.stochastic_pool_forward_train(&s, key, &gx, &mut gy, &mut gm)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_same(&format!("stochastic pool {name} ({values}): top"), &down(g, &gy), &y);
+            assert_bits(&format!("stochastic pool {name} ({values}): picks"), &down(g, &gm), &mask);
+
+            let mut y = vec![0f32; s.out_len()];
+            cpu.stochastic_pool_forward_test(&s, &x, &mut y).unwrap();
+            g.stochastic_pool_forward_test(&s, &gx, &mut gy)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_same(&format!("stochastic pool {name} ({values}): test top"), &down(g, &gy), &y);
+        }
+    }
+}
+
+#[test]
 fn average_pooling_forward_and_backward_give_the_cpus_bits() {
     let Some(g) = gpu() else { return };
     let cpu = Cpu::new();

@@ -3,7 +3,7 @@
 
 use super::act::{cmax, cmin, same_len, sigmoid};
 use super::CHUNK;
-use crate::backend::{dropout_bits, Io};
+use crate::backend::{random_bits, Io};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -40,7 +40,7 @@ pub(super) fn swish_forward(beta: f32, io: Io<'_, Vec<f32>>, sig: &mut [f32]) ->
 
 pub(super) fn dropout_forward(key: u64, threshold: u32, scale: f32, io: Io<'_, Vec<f32>>, mask: &mut [f32]) -> Result<()> {
     map_io_aux("dropout_forward", io, mask, |i, x, m| {
-        *m = if dropout_bits(key, i as u64) >= threshold { 1.0 } else { 0.0 };
+        *m = if random_bits(key, i as u64) >= threshold { 1.0 } else { 0.0 };
         x * *m * scale
     })
 }
@@ -255,7 +255,7 @@ mod tests {
         let (mut y, mut mask) = (vec![0.0; n], vec![0.0; n]);
         Cpu.dropout_forward(42, threshold, scale, Io::Pair(&x, &mut y), &mut mask).unwrap();
         for i in 0..n {
-            let keep = dropout_bits(42, i as u64) >= threshold;
+            let keep = random_bits(42, i as u64) >= threshold;
             assert_eq!(mask[i], if keep { 1.0 } else { 0.0 });
             assert_eq!(y[i], if keep { x[i] * scale } else { 0.0 });
         }

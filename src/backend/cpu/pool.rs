@@ -3,7 +3,7 @@
 //! thread count.
 
 use super::{range_check, Cpu, CHUNK};
-use crate::backend::{PoolSpec, Pooling};
+use crate::backend::{stochastic_uniform, PoolSpec, Pooling};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -129,6 +129,28 @@ fn bad_mask(what: &str, plane: usize, i: usize, value: f32, limit: usize) -> Err
     ))
 }
 
+/// Stochastic pooling's pick in one window (rows `h0..h1`, columns `w0..w1` of a plane `iw`
+/// wide) for the uniform draw `u`: the flat index of the first element at which the running
+/// sum reaches `u * sum`, else the last element; None for an empty window.
+fn stochastic_pick(xp: &[f32], iw: usize, (h0, h1): (usize, usize), (w0, w1): (usize, usize), u: f32) -> Option<usize> {
+    let cells = || (h0..h1).flat_map(move |h| (w0..w1).map(move |w| h * iw + w));
+    let mut sum = 0.0f32;
+    for i in cells() {
+        sum += xp[i];
+    }
+    let thres = u * sum;
+    let mut run = 0.0f32;
+    let mut last = None;
+    for i in cells() {
+        run += xp[i];
+        if run >= thres {
+            return Some(i);
+        }
+        last = Some(i);
+    }
+    last
+}
+
 impl Pooling for Cpu {
     fn max_pool_forward(&self, spec: &PoolSpec, x: &Vec<f32>, y: &mut Vec<f32>, mask: &mut Vec<f32>) -> Result<()> {
         check("max pooling", spec, x.len(), y.len())?;
@@ -196,6 +218,64 @@ impl Pooling for Cpu {
             Some((p, i, m)) => Err(bad_mask("max pooling backward", p, i, m, ip)),
             None => Ok(()),
         }
+    }
+
+    fn stochastic_pool_forward_train(&self, spec: &PoolSpec, key: u64, x: &Vec<f32>, y: &mut Vec<f32>, mask: &mut Vec<f32>) -> Result<()> {
+        check("stochastic pooling", spec, x.len(), y.len())?;
+        range_check("stochastic pooling mask", 0, spec.out_len(), mask.len())?;
+        let (ip, op) = (spec.in_plane(), spec.out_plane());
+        if op == 0 {
+            return Ok(());
+        }
+        let rows = max_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
+        let cols = max_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        y[..spec.out_len()]
+            .par_chunks_mut(op)
+            .zip(mask[..spec.out_len()].par_chunks_mut(op))
+            .with_min_len(planes_per_task(ip.max(op)))
+            .enumerate()
+            .for_each(|(p, (yp, mp))| {
+                let xp = &x[p * ip..(p + 1) * ip];
+                for (ph, &hw) in rows.iter().enumerate() {
+                    for (pw, &ww) in cols.iter().enumerate() {
+                        let o = ph * spec.out_w + pw;
+                        let u = stochastic_uniform(key, (p * op + o) as u64);
+                        (yp[o], mp[o]) = match stochastic_pick(xp, spec.in_w, hw, ww, u) {
+                            Some(i) => (xp[i], i as f32),
+                            None => (0.0, -1.0),
+                        };
+                    }
+                }
+            });
+        Ok(())
+    }
+
+    fn stochastic_pool_forward_test(&self, spec: &PoolSpec, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        check("stochastic pooling", spec, x.len(), y.len())?;
+        let (ip, op) = (spec.in_plane(), spec.out_plane());
+        if op == 0 {
+            return Ok(());
+        }
+        let rows = max_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
+        let cols = max_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        let iw = spec.in_w;
+        y[..spec.out_len()].par_chunks_mut(op).with_min_len(planes_per_task(ip.max(op))).enumerate().for_each(|(p, yp)| {
+            let xp = &x[p * ip..(p + 1) * ip];
+            for (ph, &(h0, h1)) in rows.iter().enumerate() {
+                for (pw, &(w0, w1)) in cols.iter().enumerate() {
+                    let (mut sum, mut squares) = (f32::MIN_POSITIVE, 0.0f32);
+                    for h in h0..h1 {
+                        for w in w0..w1 {
+                            let v = xp[h * iw + w];
+                            sum += v;
+                            squares = v.mul_add(v, squares);
+                        }
+                    }
+                    yp[ph * spec.out_w + pw] = squares / sum;
+                }
+            }
+        });
+        Ok(())
     }
 
     fn ave_pool_forward(&self, spec: &PoolSpec, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {

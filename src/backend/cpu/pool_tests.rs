@@ -275,3 +275,117 @@ fn bad_masks_are_errors_not_wild_writes() {
     assert!(matches!(Cpu.max_pool_forward(&s, &vec![0.0; 3], &mut vec![0.0; 4], &mut vec![0.0; 4]), Err(Error::Internal(_))));
     assert!(matches!(Cpu.upsample_forward(2, 3, 4, &x, &mask, &mut vec![0.0; 7]), Err(Error::Internal(_))));
 }
+
+/// Caffe's `StoPoolForwardTrain` (one output per index, windows without padding), with its
+/// uniform numbers `u` given, and the pick made where Caffe leaves the output unset (no element
+/// reaches the threshold) set as crema documents it: the window's last element, or 0 and -1
+/// for an empty window.
+fn ref_stochastic_train(s: &PoolSpec, x: &[f32], u: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (mut y, mut m) = (vec![0.0; s.out_len()], vec![-1.0; s.out_len()]);
+    let (ih, iw) = (s.in_h, s.in_w);
+    for index in 0..s.out_len() {
+        let (pw, ph, p) = (index % s.out_w, (index / s.out_w) % s.out_h, index / s.out_plane());
+        let (hstart, wstart) = (ph * s.stride_h, pw * s.stride_w);
+        let (hend, wend) = ((hstart + s.kernel_h).min(ih), (wstart + s.kernel_w).min(iw));
+        let xp = &x[p * s.in_plane()..];
+        let mut cumsum = 0.0f32;
+        for h in hstart..hend {
+            for w in wstart..wend {
+                cumsum += xp[h * iw + w];
+            }
+        }
+        let thres = u[index] * cumsum;
+        cumsum = 0.0;
+        'scan: for h in hstart..hend {
+            for w in wstart..wend {
+                cumsum += xp[h * iw + w];
+                (y[index], m[index]) = (xp[h * iw + w], (h * iw + w) as f32);
+                if cumsum >= thres {
+                    break 'scan;
+                }
+            }
+        }
+    }
+    (y, m)
+}
+
+/// Caffe's `StoPoolForwardTest`, its `cumvalues += x * x` fused as nvcc compiles it.
+fn ref_stochastic_test(s: &PoolSpec, x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; s.out_len()];
+    for (index, yo) in y.iter_mut().enumerate() {
+        let (pw, ph, p) = (index % s.out_w, (index / s.out_w) % s.out_h, index / s.out_plane());
+        let (hstart, wstart) = (ph * s.stride_h, pw * s.stride_w);
+        let (hend, wend) = ((hstart + s.kernel_h).min(s.in_h), (wstart + s.kernel_w).min(s.in_w));
+        let xp = &x[p * s.in_plane()..];
+        let (mut cumsum, mut cumvalues) = (f32::MIN_POSITIVE, 0.0f32);
+        for h in hstart..hend {
+            for w in wstart..wend {
+                cumsum += xp[h * s.in_w + w];
+                cumvalues = xp[h * s.in_w + w].mul_add(xp[h * s.in_w + w], cumvalues);
+            }
+        }
+        *yo = cumvalues / cumsum;
+    }
+    y
+}
+
+#[test]
+fn stochastic_pooling_matches_caffe_kernels() {
+    let mut rng = Rng::new(5);
+    // Stochastic pooling takes no padding.
+    for s in geometries().into_iter().filter(|s| s.pad_h == 0 && s.pad_w == 0) {
+        for (key, specials) in [(11u64, false), (12, true)] {
+            // Nonnegative inputs (after a ReLU) as Caffe's use, then any values.
+            let mut x = values(&mut rng, s.in_len(), specials);
+            if !specials {
+                x.iter_mut().for_each(|v| *v = v.abs());
+            }
+            let u: Vec<f32> = (0..s.out_len() as u64).map(|i| stochastic_uniform(key, i)).collect();
+            let (mut y, mut m) = (vec![7.0; s.out_len()], vec![7.0; s.out_len()]);
+            Cpu.stochastic_pool_forward_train(&s, key, &x, &mut y, &mut m).unwrap();
+            let (ry, rm) = ref_stochastic_train(&s, &x, &u);
+            assert!(same(&y, &ry), "{s:?}: stochastic values");
+            assert!(same(&m, &rm), "{s:?}: stochastic picks");
+            let mut y = vec![7.0; s.out_len()];
+            Cpu.stochastic_pool_forward_test(&s, &x, &mut y).unwrap();
+            assert!(same(&y, &ref_stochastic_test(&s, &x)), "{s:?}: stochastic test");
+        }
+    }
+}
+
+#[test]
+fn stochastic_pooling_picks_in_proportion_to_the_values() {
+    // One window of 1, 2, 3, 4 (and a zero, never picked), drawn 40,000 times.
+    let s = spec(1, (1, 5), (1, 5), (1, 1), (0, 0));
+    let x = vec![1.0, 0.0, 2.0, 3.0, 4.0];
+    let mut counts = [0usize; 5];
+    let (mut y, mut m) = (vec![0.0], vec![0.0]);
+    for key in 0..40_000u64 {
+        Cpu.stochastic_pool_forward_train(&s, key, &x, &mut y, &mut m).unwrap();
+        let i = m[0] as usize;
+        assert_eq!(y[0], x[i]);
+        counts[i] += 1;
+    }
+    assert_eq!(counts[1], 0);
+    for (i, want) in [(0, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)] {
+        let f = counts[i] as f64 / 40_000.0;
+        // Binomial standard deviation at most 0.0025: 0.01 is four of them.
+        assert!((f - want).abs() < 0.01, "element {i} picked {f} of the time, expected {want}");
+    }
+    // The draws lie in (0, 1]: never 0, so an all-zero window picks its first element.
+    assert!((0..100_000u64).map(|i| stochastic_uniform(3, i)).all(|u| u > 0.0 && u <= 1.0));
+    let x = vec![0.0; 5];
+    Cpu.stochastic_pool_forward_train(&s, 9, &x, &mut y, &mut m).unwrap();
+    assert_eq!((y[0], m[0]), (0.0, 0.0));
+    // Test time: (1 + 4 + 9 + 16) / (10 + FLT_MIN).
+    Cpu.stochastic_pool_forward_test(&s, &vec![1.0, 0.0, 2.0, 3.0, 4.0], &mut y).unwrap();
+    assert_eq!(y[0], 3.0);
+    // A window past the input (width 4, kernel 1, stride 2): 0 and no pick, which backward skips.
+    let s = spec(1, (1, 4), (1, 1), (1, 2), (0, 0));
+    let (mut y, mut m) = (vec![5.0; 3], vec![5.0; 3]);
+    Cpu.stochastic_pool_forward_train(&s, 1, &vec![1.0, 2.0, 3.0, 4.0], &mut y, &mut m).unwrap();
+    assert_eq!((y, m.clone()), (vec![1.0, 3.0, 0.0], vec![0.0, 2.0, -1.0]));
+    let mut dx = vec![9.0; 4];
+    Cpu.max_pool_backward(&s, &vec![1.0, 2.0, 3.0], &m, &mut dx).unwrap();
+    assert_eq!(dx, [1.0, 0.0, 2.0, 0.0]);
+}

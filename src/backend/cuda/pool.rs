@@ -17,6 +17,8 @@ use crate::{Error, Result};
 const MAX_FORWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_max_pool_forward");
 const MAX_BACKWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_max_pool_backward");
 const MAX_BACKWARD_SCATTER: Kernel = Kernel::new(Family::Pooling, "crema_max_pool_backward_scatter");
+const STOCHASTIC_TRAIN: Kernel = Kernel::plane_loops(Family::Pooling, "crema_stochastic_pool_train");
+const STOCHASTIC_TEST: Kernel = Kernel::plane_loops(Family::Pooling, "crema_stochastic_pool_test");
 const AVE_FORWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_ave_pool_forward");
 const AVE_BACKWARD: Kernel = Kernel::plane_loops(Family::Pooling, "crema_ave_pool_backward");
 const UPSAMPLE_CLAIM: Kernel = Kernel::plane_loops(Family::Pooling, "crema_upsample_claim");
@@ -29,6 +31,8 @@ pub(super) const KERNELS: &[Kernel] = &[
     MAX_FORWARD,
     MAX_BACKWARD,
     MAX_BACKWARD_SCATTER,
+    STOCHASTIC_TRAIN,
+    STOCHASTIC_TEST,
     AVE_FORWARD,
     AVE_BACKWARD,
     UPSAMPLE_CLAIM,
@@ -169,6 +173,31 @@ impl Pooling for Cuda {
             .buf("mask", mask)
             .buf("dx", dx)
             .raw("foreign", foreign, 1)
+            .run()
+    }
+
+    fn stochastic_pool_forward_train(&self, spec: &PoolSpec, key: u64, x: &CudaBuf, y: &mut CudaBuf, mask: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, y, mask])?;
+        check("stochastic pooling", spec, x.len, y.len)?;
+        range_check("stochastic pooling mask", 0, spec.out_len(), mask.len)?;
+        Launch::new(&self.dev, STOCHASTIC_TRAIN)
+            .planes(spec.planes, spec.out_plane())
+            .value("geom", &PoolGeom::of(spec)?)
+            .u64("key", key as usize)
+            .buf("x", x)
+            .buf("y", y)
+            .buf("mask", mask)
+            .run()
+    }
+
+    fn stochastic_pool_forward_test(&self, spec: &PoolSpec, x: &CudaBuf, y: &mut CudaBuf) -> Result<()> {
+        self.own(&[x, y])?;
+        check("stochastic pooling", spec, x.len, y.len)?;
+        Launch::new(&self.dev, STOCHASTIC_TEST)
+            .planes(spec.planes, spec.out_plane())
+            .value("geom", &PoolGeom::of(spec)?)
+            .buf("x", x)
+            .buf("y", y)
             .run()
     }
 

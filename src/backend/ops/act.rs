@@ -96,13 +96,14 @@ pub enum Activation {
     },
 }
 
-/// The 32 random bits of element `i` of Dropout draw `key`: the high half of SplitMix64's
+/// The 32 random bits of element `i` of draw `key` (Dropout's masks, stochastic pooling's
+/// picks): the high half of SplitMix64's
 /// output for state `key + (i + 1) * 0x9E3779B97F4A7C15` (wrapping), that is
 /// `z = that state; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) *
 /// 0x94D049BB133111EB; z ^= z >> 31; bits = z >> 32` (all wrapping u64 arithmetic).
-/// A counter-based stream, so every backend draws the same mask for the same key.
+/// A counter-based stream, so every backend draws the same bits for the same key.
 #[inline]
-pub fn dropout_bits(key: u64, i: u64) -> u32 {
+pub fn random_bits(key: u64, i: u64) -> u32 {
     let mut z = key.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -161,7 +162,7 @@ pub trait Activations: Storage {
     ) -> Result<()>;
 
     /// Dropout forward (training): draws `mask[i] = 1.0` when
-    /// [`dropout_bits`]`(key, i) >= threshold`, else `0.0` (`mask` overwritten; the unit is
+    /// [`random_bits`]`(key, i) >= threshold`, else `0.0` (`mask` overwritten; the unit is
     /// dropped with probability `threshold / 2^32`), and computes `y = (x * mask) * scale`.
     fn dropout_forward(&self, key: u64, threshold: u32, scale: f32, io: Io<'_, Self::Buf>, mask: &mut Self::Buf) -> Result<()>;
     /// Dropout backward: `dx = (dy * mask) * scale`. Overwrites `dx`.

@@ -11,11 +11,11 @@ mod pool;
 mod solver;
 mod tensor;
 
-pub use act::{dropout_bits, Activation, Activations};
+pub use act::{random_bits, Activation, Activations};
 pub use conv::Convolution;
 pub use loss::{label_class, label_kind, ArgMaxOutput, BadLabel, ClassAxis, LabelKind, Losses, LossSum};
 pub use math::{Gemm, Math};
 pub use norm::{ChannelDims, EpsPlacement, LrnSpec, NormAffine, NormGrad, Normalization};
-pub use pool::Pooling;
+pub use pool::{stochastic_uniform, Pooling};
 pub use solver::{ParamUpdate, Regularization, SolverOps, UpdateRule};
 pub use tensor::{ReduceOp, TensorOps};

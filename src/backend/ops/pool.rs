@@ -5,8 +5,17 @@
 //! flat indices `h * W + w` into a plane, the form of Caffe's mask top; a consumer reads an
 //! index by truncating toward zero, as Caffe's `static_cast<int>` does.
 
+use super::act::random_bits;
 use crate::backend::{PoolSpec, Storage};
 use crate::Result;
+
+/// The uniform number in (0, 1] that stochastic pooling draws for output `i` (over all planes)
+/// of draw `key`: `(random_bits(key, i) >> 8) + 1` times 2^-24, exact in `f32`. Caffe draws
+/// from (0, 1] too (cuRAND's uniform).
+#[inline]
+pub fn stochastic_uniform(key: u64, i: u64) -> f32 {
+    ((random_bits(key, i) >> 8) + 1) as f32 * (1.0 / 16_777_216.0)
+}
 
 /// Pooling primitives: max and average pooling with their gradients, and the max-unpooling
 /// (Upsample) of SegNet, which scatters by a max pooling's mask.
@@ -51,6 +60,31 @@ pub trait Pooling: Storage {
     ///
     /// `dy`: `spec.out_len()`, `dx`: `spec.in_len()` elements; `dx` overwritten.
     fn ave_pool_backward(&self, spec: &PoolSpec, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
+
+    /// Stochastic pooling in training (Caffe's GPU `StoPoolForwardTrain`): for every plane and
+    /// output cell `o` (flat index `i` over all planes), over the window of
+    /// `PoolSpec::max_window` on each axis (the layer allows no padding), `sum` = the window's
+    /// values added in `f32` row by row from 0, `t = u * sum` with `u =`
+    /// [`stochastic_uniform`]`(key, i)`; the window is scanned again adding from 0, and the
+    /// first element at which the running sum reaches `t` (`>=`) is picked: `y = x[pick]` and
+    /// `mask` = its flat index in the plane, as max pooling's mask, so its gradient is
+    /// [`Pooling::max_pool_backward`]. With nonnegative inputs (Caffe's use, after a ReLU) an
+    /// element is picked with probability proportional to its value, and an all-zero window
+    /// picks its first element. Where no element reaches `t` (negative or NaN inputs), where
+    /// Caffe leaves the output unset, the window's last element is picked; an empty window
+    /// (one past the input) gives `y = 0` and mask `-1`.
+    ///
+    /// `x`: `spec.in_len()`, `y` and `mask`: `spec.out_len()` elements; both overwritten.
+    fn stochastic_pool_forward_train(&self, spec: &PoolSpec, key: u64, x: &Self::Buf, y: &mut Self::Buf, mask: &mut Self::Buf) -> Result<()>;
+
+    /// Stochastic pooling at test time (Caffe's GPU `StoPoolForwardTest`), the average of the
+    /// window weighted by its values: over the window of [`Pooling::stochastic_pool_forward_train`],
+    /// `s` from `f32::MIN_POSITIVE` (Caffe's `FLT_MIN`) adds each value and `q` from 0 takes
+    /// `fma(v, v, q)` (the fused multiply-add nvcc makes of Caffe's `q += v * v`), row by row;
+    /// `y = q / s`.
+    ///
+    /// `x`: `spec.in_len()`, `y`: `spec.out_len()` elements; `y` overwritten.
+    fn stochastic_pool_forward_test(&self, spec: &PoolSpec, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
 
     /// SegNet's Upsample forward (max-unpooling): for every plane `p`, `y[p] = 0` and then, for
     /// every `i` of the input plane in order, `y[p][trunc(mask[p][i])] = x[p][i]`. Where two

@@ -206,21 +206,11 @@ extern "C" __global__ void crema_prelu_slope_final(u64 slopes, u64 planes, u64 c
     }
 }
 
-// Dropout's 32 random bits of element i of draw `key` (backend/ops/act.rs `dropout_bits`):
-// SplitMix64 of key + (i + 1) * golden gamma, high half.
-__device__ __forceinline__ unsigned dropout_bits(u64 key, u64 i) {
-    u64 z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (unsigned)(z >> 32);
-}
-
 // mask = bits >= threshold ? 1 : 0; y = (x * mask) * scale.
 extern "C" __global__ void crema_dropout_forward(u64 n, u64 key, u64 threshold, float scale, const float* x, float* y,
                                                  float* mask) {
     GRID_STRIDE(i, n) {
-        float m = dropout_bits(key, i) >= (unsigned)threshold ? 1.0f : 0.0f;
+        float m = random_bits(key, i) >= (unsigned)threshold ? 1.0f : 0.0f;
         mask[i] = m;
         y[i] = x[i] * m * scale;
     }

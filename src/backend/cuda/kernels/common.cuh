@@ -84,3 +84,13 @@ __device__ __forceinline__ i64 mask_index(float m, u64 limit) {
     float t = truncf(m);
     return (t >= 0.0f && (double)t < (double)limit) ? (i64)t : -1;
 }
+
+// The 32 random bits of element i of draw `key` (backend/ops/act.rs `random_bits`; Dropout's
+// masks, stochastic pooling's picks): SplitMix64 of key + (i + 1) * golden gamma, high half.
+__device__ __forceinline__ unsigned random_bits(u64 key, u64 i) {
+    u64 z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (unsigned)(z >> 32);
+}

@@ -37,6 +37,23 @@ __device__ __forceinline__ Cover covering_cell(const PoolGeom& g, int e) {
     return c;
 }
 
+// The window of output cell q of a plane as max pooling clips it (PoolSpec::max_window on
+// each axis): rows [h0, h1), columns [w0, w1), empty when it lies past the input.
+struct Window {
+    int h0, h1, w0, w1;
+};
+
+__device__ __forceinline__ Window max_window_of(const PoolGeom& g, u64 q) {
+    int o = (int)q, ph = o / g.out_w, pw = o - ph * g.out_w;
+    int hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
+    Window win;
+    win.h1 = hs + g.kernel_h < g.in_h ? hs + g.kernel_h : g.in_h;
+    win.w1 = ws + g.kernel_w < g.in_w ? ws + g.kernel_w : g.in_w;
+    win.h0 = hs < 0 ? 0 : hs;
+    win.w0 = ws < 0 ? 0 : ws;
+    return win;
+}
+
 // Max pooling: per output cell, the clipped window scanned row by row from -FLT_MAX / -1,
 // an element winning only when strictly greater (PoolSpec::max_window).
 extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, float* y, float* mask) {
@@ -45,12 +62,8 @@ extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, fl
         const float* xp = x + p * in_plane;
         u64 ob = p * out_plane;
         FOR_IN_PLANE(q, out_plane) {
-            int o = (int)q, ph = o / g.out_w, pw = o - ph * g.out_w;
-            int hs = ph * g.stride_h - g.pad_h, ws = pw * g.stride_w - g.pad_w;
-            int he = hs + g.kernel_h < g.in_h ? hs + g.kernel_h : g.in_h;
-            int we = ws + g.kernel_w < g.in_w ? ws + g.kernel_w : g.in_w;
-            if (hs < 0) hs = 0;
-            if (ws < 0) ws = 0;
+            Window win = max_window_of(g, q);
+            int hs = win.h0, he = win.h1, ws = win.w0, we = win.w1;
             float best = -CREMA_FLT_MAX;
             int arg = -1;
             for (int h = hs; h < he; ++h) {
@@ -64,6 +77,63 @@ extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, fl
             }
             y[ob + q] = best;
             mask[ob + q] = (float)arg;
+        }
+    }
+}
+
+// Stochastic pooling in training (Pooling::stochastic_pool_forward_train): the window summed
+// from 0, t = u * sum for output i's uniform draw, then the first element at which the running
+// sum reaches t, else the last; an empty window gives 0 and mask -1.
+extern "C" __global__ void crema_stochastic_pool_train(PoolGeom g, u64 key, const float* x, float* y, float* mask) {
+    int out_plane = g.out_h * g.out_w, in_plane = g.in_h * g.in_w;
+    FOR_EACH_PLANE(p, g.planes) {
+        const float* xp = x + p * in_plane;
+        u64 ob = p * out_plane;
+        FOR_IN_PLANE(q, out_plane) {
+            Window win = max_window_of(g, q);
+            float sum = 0.0f;
+            for (int h = win.h0; h < win.h1; ++h) {
+                for (int w = win.w0; w < win.w1; ++w) sum += xp[h * g.in_w + w];
+            }
+            // (random_bits >> 8) + 1 in (0, 2^24], times 2^-24: stochastic_uniform.
+            float u = (float)((random_bits(key, ob + q) >> 8) + 1u) * 5.9604644775390625e-8f;
+            float thres = u * sum, run = 0.0f;
+            int pick = -1;
+            bool found = false;
+            for (int h = win.h0; h < win.h1 && !found; ++h) {
+                for (int w = win.w0; w < win.w1; ++w) {
+                    pick = h * g.in_w + w;
+                    run += xp[pick];
+                    if (run >= thres) {
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            y[ob + q] = pick >= 0 ? xp[pick] : 0.0f;
+            mask[ob + q] = (float)pick;
+        }
+    }
+}
+
+// Stochastic pooling at test time (Pooling::stochastic_pool_forward_test): the window's sum of
+// squares (fused multiply-adds from 0) over its sum (from FLT_MIN).
+extern "C" __global__ void crema_stochastic_pool_test(PoolGeom g, const float* x, float* y) {
+    int out_plane = g.out_h * g.out_w, in_plane = g.in_h * g.in_w;
+    FOR_EACH_PLANE(p, g.planes) {
+        const float* xp = x + p * in_plane;
+        u64 ob = p * out_plane;
+        FOR_IN_PLANE(q, out_plane) {
+            Window win = max_window_of(g, q);
+            float sum = CREMA_FLT_MIN, squares = 0.0f;
+            for (int h = win.h0; h < win.h1; ++h) {
+                for (int w = win.w0; w < win.w1; ++w) {
+                    float v = xp[h * g.in_w + w];
+                    sum += v;
+                    squares = fmaf(v, v, squares);
+                }
+            }
+            y[ob + q] = squares / sum;
         }
     }
 }
