@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Checks, with the HDF5 library itself (h5py: `pip install h5py`), the HDF5 snapshots crema
-wrote in tests/hdf5_snapshots.rs (`crema_writes_caffes_hdf5_snapshots`, which leaves them and
-expected.json in target/tmp/hdf5-interop/snap): the library opens each file, finds Caffe's
-groups, reads every dataset with the type, shape and values expected (float32 and int32
-datasets, a fixed-length string), and can add to the file and read it back, so its heaps and
-B-trees are sound. Exits non-zero, naming the file and dataset, on any difference.
+"""Checks, with the HDF5 library itself (h5py: `pip install h5py`), the HDF5 files crema
+wrote in a folder, as its expected.json describes them: the snapshots of tests/hdf5_snapshots.rs
+(`crema_writes_caffes_hdf5_snapshots`, in target/tmp/hdf5-interop/snap) or the HDF5Output
+files of tests/hdf5_output.rs (`crema_test_appends_every_iteration`, in
+target/tmp/hdf5-output-interop). The library opens each file, finds the groups, reads every
+dataset with the type, shape and values expected (float32 and int32 datasets, a fixed-length
+string), and can add to the file and read it back, so its heaps and B-trees are sound. Exits
+non-zero, naming the file and dataset, on any difference.
 
-Usage: python3 tools/check_hdf5.py [target/tmp/hdf5-interop/snap]
+Usage: python3 tools/check_hdf5.py [target/tmp/hdf5-interop/snap | target/tmp/hdf5-output-interop]
 """
 import json
 import os
@@ -61,7 +63,7 @@ def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "target/tmp/hdf5-interop/snap"
     expected_file = os.path.join(root, "expected.json")
     if not os.path.exists(expected_file):
-        fail("%s is missing: run `cargo test --test hdf5_snapshots` first" % expected_file)
+        fail("%s is missing: run `cargo test --test hdf5_snapshots` (or `--test hdf5_output`) first" % expected_file)
     with open(expected_file) as f:
         expected = json.load(f)
     for name, want in sorted(expected.items()):

@@ -74,7 +74,11 @@ fn extract<B: Backend>(be: B, a: &Args) -> anyhow::Result<()> {
     eprintln!("Extracting Features");
     let written = crema::inference::extract::extract_features(&mut net, &names, &dbs, a.db_type, a.num_mini_batches, |blob, n| {
         eprintln!("Extracted features of {n} query images for feature blob {blob}");
-    })?;
+    });
+    // Output layers (HDF5Output) write what they hold, whether extraction ended well or not.
+    let finished = net.finish();
+    let written = written?;
+    finished?;
     for ((name, db), w) in names.iter().zip(&dbs).zip(&written) {
         eprintln!("{}: {} records of blob {name} ({w})", db.display(), w.entries());
     }

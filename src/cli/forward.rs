@@ -72,6 +72,8 @@ fn go<B: Backend>(be: B, a: &Args, phase: crema::proto::Phase) -> anyhow::Result
         blob.set_data(&be, &arr.data)?;
     }
     net.forward()?;
+    // Output layers (HDF5Output) write what they hold.
+    net.finish()?;
     let data_dir = a.dump.join("data");
     create(&data_dir)?;
     for (i, b) in net.blobs().iter().enumerate() {

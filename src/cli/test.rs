@@ -65,7 +65,11 @@ fn score<B: Backend>(be: B, a: &Args, weights: &str) -> anyhow::Result<()> {
         for s in scores {
             eprintln!("Batch {i}, {} = {}", s.name, fmt_g(s.value as f64));
         }
-    })?;
+    });
+    // Output layers (HDF5Output) write what they hold, whether scoring ended well or not.
+    let finished = net.finish();
+    let result = result?;
+    finished?;
     println!("Loss: {}", fmt_g(result.loss as f64));
     for s in &result.scores {
         println!("{}", describe(s));

@@ -15,6 +15,7 @@ mod conv;
 mod data;
 mod dense_image_data;
 mod hdf5_data;
+mod hdf5_output;
 mod image_data;
 mod dropout;
 mod prelu;
@@ -288,6 +289,13 @@ pub trait Layer<B: Backend>: Send {
     /// `0..classes`, or `ignore_label`; it then refuses other values with an error naming the
     /// file. Called by the net after building, once per such reader; others ignore it.
     fn set_label_range(&mut self, _top: usize, _classes: usize, _ignore_label: Option<i32>) -> Result<()> {
+        Ok(())
+    }
+    /// Called when the caller is done running the net for now (the end of `crema test`,
+    /// `crema forward` or training; see `Net::finish`): a layer that writes a file as the net
+    /// runs (HDF5Output) writes what it still holds. The net may run again after it. Others
+    /// ignore it.
+    fn finish(&mut self, _be: &B) -> Result<()> {
         Ok(())
     }
 }

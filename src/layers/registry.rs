@@ -33,6 +33,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("Embed", super::embed::create),
         ("EuclideanLoss", super::euclidean_loss::create),
         ("HDF5Data", super::hdf5_data::create),
+        ("HDF5Output", super::hdf5_output::create),
         ("HingeLoss", super::label_losses::create_hinge),
         ("Im2col", super::im2col::create),
         ("ImageData", super::image_data::create),

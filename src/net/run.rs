@@ -170,6 +170,22 @@ impl<B: Backend> Net<B> {
         }
     }
 
+    /// Tells every layer that the caller is done running the net for now (see
+    /// [`crate::layers::Layer::finish`]): layers that write files as the net runs (HDF5Output)
+    /// write what they still hold. Every layer is told even when one fails; the first error is
+    /// returned. The net may run again afterwards. Call it when a run ends; dropping the net
+    /// does the same as a best effort, with only a warning when a write fails.
+    pub fn finish(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for entry in &mut self.layers {
+            let done = entry.layer.finish(&self.be).map_err(|e| e.in_layer(entry.param.name(), entry.param.r#type()));
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+
     /// Zeroes the diff of every learnable blob (before a new accumulation of gradients).
     pub fn clear_param_diffs(&mut self) -> Result<()> {
         for p in &mut self.params {

@@ -108,8 +108,32 @@ impl<B: Backend> Solver<B> {
     /// Trains to `max_iter`, or for at most `limit` more iterations. Then, as Caffe: takes the
     /// end-of-training snapshot (`snapshot_after_train`, unless the last iteration just took
     /// one); and, unless stopped early, displays the loss of one more forward pass and runs
-    /// the tests when their intervals fall on the final iteration.
+    /// the tests when their intervals fall on the final iteration. Last, whether training
+    /// succeeded or not, [`Solver::finish`] (an error of training comes first).
     pub fn solve_for(&mut self, limit: Option<u64>) -> Result<Outcome> {
+        let outcome = self.train_and_test(limit);
+        let finished = self.finish();
+        let outcome = outcome?;
+        finished?;
+        Ok(outcome)
+    }
+
+    /// Tells the train net and every test net that training is over for now (see
+    /// [`crate::net::Net::finish`]): HDF5Output layers write the rows they still hold. Every
+    /// net is told even when one fails; the first error is returned. Training may go on after.
+    pub fn finish(&mut self) -> Result<()> {
+        let mut first = self.net.finish();
+        for (i, t) in self.test_nets.iter_mut().enumerate() {
+            let done = t.finish().map_err(|e| super::in_test_net(i, e));
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+
+    /// [`Solver::solve_for`] but the final [`Solver::finish`].
+    fn train_and_test(&mut self, limit: Option<u64>) -> Result<Outcome> {
         self.monitor.log(&format!("Solving {}", self.net.name()));
         self.monitor.log(&format!("Learning Rate Policy: {}", self.policy.name()));
         self.requested_early_exit = false;
