@@ -17,6 +17,7 @@ mod dense_image_data;
 mod hdf5_data;
 mod hdf5_output;
 mod image_data;
+mod window_data;
 mod dropout;
 mod prelu;
 mod swish;

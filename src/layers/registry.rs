@@ -72,6 +72,7 @@ fn table<B: Backend>() -> Vec<(&'static str, Ctor<B>)> {
         ("Threshold", super::activation::create_threshold),
         ("Tile", super::tile::create),
         ("Upsample", super::upsample::create),
+        ("WindowData", super::window_data::create),
     ]
 }
 
