@@ -54,7 +54,11 @@ use crema::proto::NetParameter;
 
 /// A net of one Input layer (tops `inputs`, shapes `shapes`) and the layer `layer`.
 fn net_of(inputs: &[(&str, &[usize])], layer: &str) -> crema::Result<Net<Cpu>> {
-    let mut text = String::from("force_backward: true\nlayer { name: 'input' type: 'Input'");
+    net_with(inputs, layer, true)
+}
+
+fn net_with(inputs: &[(&str, &[usize])], layer: &str, force_backward: bool) -> crema::Result<Net<Cpu>> {
+    let mut text = format!("force_backward: {force_backward}\nlayer {{ name: 'input' type: 'Input'");
     for (n, _) in inputs {
         text += &format!(" top: '{n}'");
     }
@@ -176,6 +180,27 @@ fn weights_round_trip_through_a_caffemodel_and_a_forward_only_net_runs() {
     assert_eq!(run(&mut b), want);
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(be.len(&b.params()[0].diff) == 0 || !b.params()[0].has_diff());
+}
+
+/// A net whose LSTM no loss depends on (a deploy net) never runs its backward: the unrolled
+/// net inside keeps no gradients, and computes what it computes with them.
+#[test]
+fn an_lstm_no_loss_depends_on_keeps_no_gradients() {
+    let layer = lstm_layer("bottom: 'x' bottom: 'c'", "top: 'h'", "num_output: 8 weight_filler { type: 'uniform' min: -0.5 max: 0.5 }");
+    let inputs: [(&str, &[usize]); 2] = [("x", &[6, 3, 5]), ("c", &[6, 3])];
+    let x: Vec<f32> = (0..90).map(|i| ((i * 5 % 13) as f32 - 6.0) / 6.0).collect();
+    let run = |mut net: Net<Cpu>| {
+        let be = net.backend().clone();
+        net.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
+        net.blob_mut("c").unwrap().set_data(&be, &[1.0; 18]).unwrap();
+        net.forward().unwrap();
+        let inner = net.layers()[1].layer.inner_bytes();
+        (net.blob("h").unwrap().data_to_vec(&be).unwrap(), inner)
+    };
+    let (want, with_gradients) = run(net_with(&inputs, &layer, true).unwrap());
+    let (got, without) = run(net_with(&inputs, &layer, false).unwrap());
+    assert_eq!(got, want);
+    assert!(without * 3 < with_gradients * 2, "inside the layer: {without} bytes forward only, {with_gradients} with gradients");
 }
 
 /// A solver trains an LSTM (training net with its diff and data sharing on) to echo its

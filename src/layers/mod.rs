@@ -232,8 +232,9 @@ pub trait Layer<B: Backend>: Send {
     fn fuse_relu(&mut self, _negative_slope: Option<f32>) -> bool {
         false
     }
-    /// Tells the layer that the net will never run its backward (a solver's test net): it may
-    /// stop keeping what only backward reads. Called once, before the next reshape.
+    /// Tells the layer that the net will never run its backward (a layer no loss depends on,
+    /// or any layer of a solver's test net): it may stop keeping what only backward reads.
+    /// Called before the next reshape, possibly more than once.
     fn forward_only(&mut self) {}
     /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
     fn has_backward(&self) -> bool {

@@ -479,6 +479,11 @@ impl<B: Backend> Net<B> {
             if !entry.layer.has_backward() {
                 entry.need_backward = false;
             }
+            // Its backward never runs (nothing sets `need_backward` again): it need not keep
+            // what only backward reads (BN's saved statistics, an unrolled net's gradients).
+            if !entry.need_backward {
+                entry.layer.forward_only();
+            }
         }
     }
 }
