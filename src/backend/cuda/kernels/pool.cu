@@ -63,11 +63,10 @@ extern "C" __global__ void crema_max_pool_forward(PoolGeom g, const float* x, fl
         u64 ob = p * out_plane;
         FOR_IN_PLANE(q, out_plane) {
             Window win = max_window_of(g, q);
-            int hs = win.h0, he = win.h1, ws = win.w0, we = win.w1;
             float best = -CREMA_FLT_MAX;
             int arg = -1;
-            for (int h = hs; h < he; ++h) {
-                for (int w = ws; w < we; ++w) {
+            for (int h = win.h0; h < win.h1; ++h) {
+                for (int w = win.w0; w < win.w1; ++w) {
                     float v = xp[h * g.in_w + w];
                     if (v > best) {
                         best = v;
