@@ -103,8 +103,9 @@ impl<B: Backend> Layer<B> for Bn<B> {
     fn backward_reads_top(&self, _top: usize) -> bool {
         false
     }
-    fn forward_only(&mut self) {
+    fn forward_only(&mut self) -> Result<()> {
         self.backward = false;
+        Ok(())
     }
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {

@@ -234,8 +234,11 @@ pub trait Layer<B: Backend>: Send {
     }
     /// Tells the layer that the net will never run its backward (a layer no loss depends on,
     /// or any layer of a solver's test net): it may stop keeping what only backward reads.
-    /// Called before the next reshape, possibly more than once.
-    fn forward_only(&mut self) {}
+    /// Called after the build, possibly more than once. An error (an inner net that cannot
+    /// re-plan its memory) fails the build or [`crate::net::Net::make_forward_only`].
+    fn forward_only(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Whether backward can be skipped entirely (layers with no backward, such as Accuracy).
     fn has_backward(&self) -> bool {
         true

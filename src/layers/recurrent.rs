@@ -391,9 +391,10 @@ impl<B: Backend> Layer<B> for Recurrent<B> {
     fn backward_reads_top(&self, _top: usize) -> bool {
         false
     }
-    fn forward_only(&mut self) {
-        if let Some(u) = &mut self.unrolled {
-            u.sub.forward_only();
+    fn forward_only(&mut self) -> Result<()> {
+        match &mut self.unrolled {
+            Some(u) => u.sub.forward_only(),
+            None => Ok(()),
         }
     }
 
@@ -436,7 +437,6 @@ impl<B: Backend> Layer<B> for Recurrent<B> {
         if u.static_input != inputs.x_static.is_some() {
             return Err(Error::Config("the number of bottoms changed since setup".into()));
         }
-        u.sub.settle()?;
         let streams = inputs.x[1];
         let mut tops = vec![vec![u.steps, streams, hidden]];
         tops.extend((0..exposed).map(|_| vec![1, streams, hidden]));

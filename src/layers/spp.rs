@@ -123,7 +123,7 @@ impl<B: Backend> Spp<B> {
         if self.sub.as_ref().is_none_or(|(_, k)| *k != key) {
             let mut sub = SubNet::build(be, &self.inner_param(shape), self.seed, 0, (&self.name, "SPP"))?;
             if self.forward_only {
-                sub.forward_only();
+                sub.forward_only()?;
             }
             if let Some(pass) = self.pass {
                 sub.set_pass(pass);
@@ -165,17 +165,17 @@ impl<B: Backend> Layer<B> for Spp<B> {
             sub.set_pass(pass);
         }
     }
-    fn forward_only(&mut self) {
+    fn forward_only(&mut self) -> Result<()> {
         self.forward_only = true;
-        if let Some((sub, _)) = &mut self.sub {
-            sub.forward_only();
+        match &mut self.sub {
+            Some((sub, _)) => sub.forward_only(),
+            None => Ok(()),
         }
     }
     fn reshape(&mut self, be: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let shape = bottoms[0];
         self.build_for(be, shape)?;
         let sub = self.sub.as_mut().map(|(s, _)| s).ok_or_else(|| Error::Internal("SPP inner net not built".into()))?;
-        sub.settle()?;
         if let Some((_, top)) = self.shapes.as_ref().filter(|(input, _)| input.as_slice() == shape) {
             return Ok(vec![top.clone()]);
         }

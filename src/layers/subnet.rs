@@ -22,8 +22,6 @@ pub(super) struct SubNet<B: Backend> {
     /// The outer layer's name and type, to name it again to the backend after the inner
     /// layers ran (for a GPU's error attribution and timing).
     outer: (String, &'static str),
-    /// `forward_only` was asked for and is still to be applied.
-    forward_only_pending: bool,
 }
 
 impl<B: Backend> SubNet<B> {
@@ -42,7 +40,7 @@ impl<B: Backend> SubNet<B> {
             .len()
             .checked_sub(pseudo_losses + 1)
             .ok_or_else(|| Error::Internal("the inner net has no layer to run".into()))?;
-        Ok(SubNet { net, last, outer: (outer.0.to_string(), outer.1), forward_only_pending: false })
+        Ok(SubNet { net, last, outer: (outer.0.to_string(), outer.1) })
     }
 
     /// The inner net.
@@ -102,23 +100,14 @@ impl<B: Backend> SubNet<B> {
         self.net.set_pass(pass);
     }
 
-    /// The inner net runs forward only from its next pass on (see `Layer::forward_only`).
-    pub fn forward_only(&mut self) {
-        self.forward_only_pending = true;
-    }
-
-    /// Applies a pending [`SubNet::forward_only`] (it can fail, so it waits for a reshape).
-    pub fn settle(&mut self) -> Result<()> {
-        if std::mem::take(&mut self.forward_only_pending) {
-            self.net.make_forward_only()?;
-        }
-        Ok(())
+    /// The inner net runs forward only from now on (see `Layer::forward_only`).
+    pub fn forward_only(&mut self) -> Result<()> {
+        self.net.make_forward_only()
     }
 
     /// Runs the inner layers forward with `params` lent to the inner net's learnable blobs
     /// (in the order of the inner net's own).
     pub fn forward(&mut self, be: &B, params: &mut [&mut Blob<B>]) -> Result<()> {
-        self.settle()?;
         self.with_params(be, params, false, |net, last| (0..=last).try_for_each(|i| net.forward_layer(i).map(|_| ())))
     }
 

@@ -252,7 +252,7 @@ impl<B: Backend> Net<B> {
         }
         net.outputs = available;
         net.tell_label_ranges()?;
-        net.prune_backward(param.force_backward());
+        net.prune_backward(param.force_backward())?;
         net.set_fusion(opts.fuse)?;
         let with_diff = net.layers.iter().any(|l| l.need_backward);
         for p in &mut net.params {
@@ -367,7 +367,7 @@ impl<B: Backend> Net<B> {
         for l in &mut self.layers {
             l.need_backward = false;
             l.bottom_need_backward.iter_mut().for_each(|b| *b = false);
-            l.layer.forward_only();
+            l.layer.forward_only().map_err(|e| e.in_layer(l.param.name(), l.param.r#type()))?;
         }
         for b in self.blobs.iter_mut().chain(&mut self.params) {
             b.set_with_diff(&self.be, false)?;
@@ -434,7 +434,7 @@ impl<B: Backend> Net<B> {
     /// Caffe's second pass: layers whose tops reach no loss skip backward, bottoms whose
     /// gradients nobody needs are not computed; then `force_backward` turns everything on
     /// where the layer allows it.
-    fn prune_backward(&mut self, force_backward: bool) {
+    fn prune_backward(&mut self, force_backward: bool) -> Result<()> {
         let mut under_loss: HashSet<usize> = HashSet::new();
         let mut skip: HashSet<usize> = HashSet::new();
         for entry in self.layers.iter_mut().rev() {
@@ -482,8 +482,9 @@ impl<B: Backend> Net<B> {
             // Its backward never runs (nothing sets `need_backward` again): it need not keep
             // what only backward reads (BN's saved statistics, an unrolled net's gradients).
             if !entry.need_backward {
-                entry.layer.forward_only();
+                entry.layer.forward_only().map_err(|e| e.in_layer(entry.param.name(), entry.param.r#type()))?;
             }
         }
+        Ok(())
     }
 }
