@@ -131,3 +131,57 @@ fn spatial_pyramid_pooling_matches_the_cpu() {
     }
     println!("SPP: matches the CPU on {}", g.describe());
 }
+
+/// STOCHASTIC pooling, alone and in SPP, draws the CPU's picks on the GPU for the same seed and
+/// pass (TRAIN: outputs and gradients over two passes; TEST: the weighted averages), and an
+/// HDF5Output layer reading its bottoms from the device writes the file the CPU writes.
+#[test]
+fn stochastic_pooling_and_hdf5_output_match_the_cpu() {
+    let Some(g) = strict_fp32_gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    fn run<B: crema::backend::Backend>(be: B, phase: &str, file: &std::path::Path) -> Vec<Vec<f32>> {
+        let text = format!(
+            "force_backward: true state {{ phase: {phase} }}
+             layer {{ name: 'x' type: 'Input' top: 'x' top: 'label' input_param {{ shape {{ dim: 2 dim: 3 dim: 8 dim: 8 }} shape {{ dim: 2 }} }} }}
+             layer {{ name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' pooling_param {{ pool: STOCHASTIC kernel_size: 3 stride: 2 }} }}
+             layer {{ name: 'spp' type: 'SPP' bottom: 'x' top: 's' spp_param {{ pyramid_height: 3 pool: STOCHASTIC }} }}
+             layer {{ name: 'out' type: 'HDF5Output' bottom: 's' bottom: 'label' hdf5_output_param {{ file_name: '{}' }} }}",
+            file.display()
+        );
+        let param: crema::proto::NetParameter = crema::prototxt::parse(&text, "stochastic.prototxt").unwrap();
+        let mut net = crema::net::Net::new(be.clone(), &param, 7).unwrap();
+        let mut seen = Vec::new();
+        for iter in 0..2u64 {
+            let x: Vec<f32> = (0..384).map(|i| ((i * 7919 + 13 * iter as usize) % 1009) as f32 / 97.0).collect();
+            net.blob_mut("x").unwrap().set_data(&be, &x).unwrap();
+            net.blob_mut("label").unwrap().set_data(&be, &[iter as f32, 1.0]).unwrap();
+            net.set_pass(crema::layers::Pass { iter, sub: 0, per_iter: 1 });
+            net.forward().unwrap();
+            seen.push(net.blob("y").unwrap().data_to_vec(&be).unwrap());
+            seen.push(net.blob("s").unwrap().data_to_vec(&be).unwrap());
+            if phase == "TRAIN" {
+                for top in ["y", "s"] {
+                    let n = net.blob(top).unwrap().count();
+                    let dy: Vec<f32> = (0..n).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
+                    net.blob_mut(top).unwrap().set_diff(&be, &dy).unwrap();
+                }
+                net.backward().unwrap();
+                seen.push(net.blob("x").unwrap().diff_to_vec(&be).unwrap());
+            }
+        }
+        net.finish().unwrap();
+        seen
+    }
+    for phase in ["TRAIN", "TEST"] {
+        let (cpu_file, gpu_file) = (dir.path().join(format!("cpu_{phase}.h5")), dir.path().join(format!("gpu_{phase}.h5")));
+        let (cpu, gpu) = (run(crema::backend::cpu::Cpu::new(), phase, &cpu_file), run(g.clone(), phase, &gpu_file));
+        for (k, (c, d)) in cpu.iter().zip(&gpu).enumerate() {
+            assert_eq!(c.len(), d.len());
+            for (i, (a, b)) in c.iter().zip(d).enumerate() {
+                assert!(a.to_bits() == b.to_bits(), "{phase} result {k} [{i}]: CPU {a}, GPU {b}");
+            }
+        }
+        assert_eq!(std::fs::read(&cpu_file).unwrap(), std::fs::read(&gpu_file).unwrap(), "{phase}: HDF5Output files differ");
+    }
+    println!("STOCHASTIC pooling and HDF5Output: match the CPU on {}", g.describe());
+}
