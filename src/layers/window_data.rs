@@ -2,8 +2,8 @@
 //! in a window file, warped to `crop_size x crop_size`. Tops: data `(N, 3, crop_size,
 //! crop_size)` and label `(N)`.
 //!
-//! The window file (`window_data_param.source`), read as whitespace-separated tokens as Caffe
-//! reads it, repeats one block per image:
+//! The window file (`window_data_param.source`), read as tokens separated by C's whitespace as
+//! Caffe reads it (Unicode spaces stay inside a token), repeats one block per image:
 //!
 //! ```text
 //! # image_index
@@ -50,7 +50,8 @@
 //! image's size when drawn). Where crema refuses what Caffe would run into undefined behaviour
 //! or silently misread: a malformed, truncated or non-numeric token, a block number that is not
 //! its position in the file (Caffe indexes its images by it),
-//! a negative `num_windows`, an inverted window (`x2 < x1` or `y2 < y1`), an image that does
+//! a negative `num_windows`, an inverted window (`x2 < x1` or `y2 < y1`) among those a batch may
+//! draw, a window file that is not UTF-8 text, an image that does
 //! not exist (checked for every image when the net is built; Caffe logs it only when a window
 //! of it is drawn, and returns a partly filled batch), a window outside its image (OpenCV would
 //! throw), a warp rounded to nothing, an empty foreground or background set that the batch
@@ -135,7 +136,9 @@ struct Tokens<'a> {
 
 impl<'a> Tokens<'a> {
     fn new(text: &'a str, file: &'a Path) -> Self {
-        let it = text.lines().enumerate().flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t)));
+        // C's whitespace, as Caffe's `>>` splits: not Unicode spaces, which file names may hold.
+        let space = |c: char| matches!(c, ' ' | '\t' | '\x0B' | '\x0C' | '\r');
+        let it = text.lines().enumerate().flat_map(move |(i, l)| l.split(space).filter(|t| !t.is_empty()).map(move |t| (i + 1, t)));
         Tokens { it: Box::new(it), file, line: 1, block: 0, window: None }
     }
 
@@ -225,7 +228,9 @@ fn read_window_file(path: &Path, fg_threshold: f32, bg_threshold: f32) -> Result
             if !overlap.is_finite() {
                 return Err(here(format!("the overlap is {overlap}")));
             }
-            if x2 < x1 || y2 < y1 {
+            // Only the windows a batch may draw are checked (Caffe never reads the others).
+            let kept = overlap >= fg_threshold || overlap < bg_threshold;
+            if kept && (x2 < x1 || y2 < y1) {
                 return Err(here(format!(
                     "the window x1 {x1} y1 {y1} x2 {x2} y2 {y2} is empty (corners are inclusive: x1 <= x2, y1 <= y2)"
                 )));
@@ -385,11 +390,11 @@ impl WindowMean {
             }
             Mean::File { path, shape: [c, h, w], data } => {
                 let off = w.saturating_sub(crop) / 2;
-                if *c != CHANNELS || *w < crop || off + crop > *h {
+                if *c < CHANNELS || *w < crop || off + crop > *h {
                     return Err(Error::Shape(format!(
                         "mean file {path} is {c}x{h}x{w} (CxHxW); WindowData subtracts its {CHANNELS}-channel \
                          {crop}x{crop} (crop_size) window at offset (W - crop_size) / 2 on both axes, as Caffe does, so it \
-                         needs {CHANNELS} channels, W >= {crop} and H >= {}",
+                         needs at least {CHANNELS} channels, W >= {crop} and H >= {}",
                         off + crop
                     )));
                 }
@@ -540,9 +545,10 @@ impl FeedSource for WindowLoader {
     }
 }
 
-/// `int(float(batch) * fg_fraction)`: Caffe's count of foreground windows per batch.
+/// `int(float(batch) * fg_fraction)`: Caffe's count of foreground windows per batch (never
+/// more than the batch, which `f32` rounding of a batch above 2^24 could give).
 fn foreground_count(batch: usize, fg_fraction: f32) -> usize {
-    (batch as f32 * fg_fraction) as usize
+    ((batch as f32 * fg_fraction) as usize).min(batch)
 }
 
 pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Result<Box<dyn Layer<B>>> {
@@ -701,6 +707,13 @@ mod tests {
         // 0.4 is neither (dropped); background windows are labelled 0.
         assert_eq!(f.bg, [w(0, 0, 3, 4, 5, 6, 9), w(1, 0, 1, 2, 3, 4, 12)]);
         assert_eq!(f.last_channels, (3, 10));
+        // Only C's whitespace separates tokens: an ideographic space (U+3000) stays in a file
+        // name. An inverted window that no batch draws (overlap between the thresholds) is
+        // never read, as in Caffe.
+        let p = write(d.path(), "w2.txt", "# 0\x0Bx\u{3000}y.png\t3 4 4\x0C2\r\n1 0.9 0 0 3 3\n1 0.4 3 0 1 1\n");
+        let f = read_window_file(&p, 0.5, 0.3).unwrap();
+        assert_eq!(f.images[0].name, "x\u{3000}y.png");
+        assert_eq!((f.fg.len(), f.bg.len()), (1, 0));
     }
 
     #[test]
@@ -804,6 +817,8 @@ mod tests {
         assert_eq!(foreground_count(10, 0.29), 2);
         assert_eq!(foreground_count(3, 1.0), 3);
         assert_eq!(foreground_count(3, 0.0), 0);
+        // 16777219 rounds up to 16777220 in f32: never more than the batch.
+        assert_eq!(foreground_count(16_777_219, 1.0), 16_777_219);
     }
 
     fn loader(fg: usize, bg: usize, batch: usize, num_fg: usize, mirror: bool) -> WindowLoader {
@@ -866,6 +881,8 @@ mod tests {
         assert!(e.contains("mean file m is 3x4x6") && e.contains("H >= 5"), "{e}");
         assert!(WindowMean::new(&file([3, 8, 3]), 4).is_err());
         assert!(WindowMean::new(&file([1, 8, 8]), 4).is_err());
+        // More channels than three: Caffe reads the first three.
+        assert!(WindowMean::new(&file([4, 7, 6]), 4).is_ok());
         assert!(WindowMean::new(&Mean::Values(vec![1.0, 2.0]), 4).unwrap_err().to_string().contains("not 2"));
     }
 }
