@@ -2,7 +2,9 @@
 //! pooling, Caffe's output-size rounding, and STOCHASTIC pooling as Caffe's GPU kernels compute
 //! it (its CPU build has none): in TRAIN each window picks one element with probability
 //! proportional to its value and backward routes the gradient to it; in TEST each window gives
-//! the average of its values weighted by themselves.
+//! the average of its values weighted by themselves. Backward in TEST is an error: Caffe's reads
+//! picks it never drew (an unset buffer), so it has no gradient to reproduce. SPP's poolings
+//! run in TRAIN in any net, as Caffe's (see `spp.rs`).
 //!
 //! Stochastic pooling draws its uniform numbers on the backend from a 64-bit key per forward
 //! (see [`Pooling::stochastic_pool_forward_train`]), taken from the layer's own seeded stream

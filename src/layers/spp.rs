@@ -6,7 +6,9 @@
 //! (N, C, 1, 1) itself, as in Caffe.
 //!
 //! As Caffe's layer does, it runs a net of its own (Split, Pooling, Flatten, Concat), rebuilt
-//! when the input's channels or spatial size change.
+//! when the input's channels or spatial size change. Its poolings run in TRAIN whatever the
+//! net's phase, as Caffe's (built from a LayerParameter of its own, whose phase defaults to
+//! TRAIN): with `pool: STOCHASTIC` they sample in a TEST net too.
 
 use super::subnet::{blob_shape, layer, SubNet};
 use super::{Arity, Ctx, Layer, LayerContext, Pass};
@@ -21,7 +23,6 @@ struct Spp<B: Backend> {
     name: String,
     levels: u32,
     method: PoolMethod,
-    phase: Phase,
     seed: u64,
     /// The inner net and the (C, H, W) it was built for.
     sub: Option<(SubNet<B>, [usize; 3])>,
@@ -50,7 +51,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, cx: &LayerContext) -> Resu
         SppMethod::Ave => PoolMethod::Ave,
         SppMethod::Stochastic => PoolMethod::Stochastic,
     };
-    Ok(Box::new(Spp::<B> { name: lp.name().to_string(), levels, method, phase: cx.phase, seed: cx.seed, sub: None, forward_only: false, shapes: None, pass: None }))
+    Ok(Box::new(Spp::<B> { name: lp.name().to_string(), levels, method, seed: cx.seed, sub: None, forward_only: false, shapes: None, pass: None }))
 }
 
 /// Caffe's kernel and padding of level `level` along an axis of `size` (stride = kernel).
@@ -105,7 +106,9 @@ impl<B: Backend> Spp<B> {
             layer: layers,
             // Every layer takes its gradient: the input's comes from no learnable blob.
             force_backward: Some(true),
-            state: Some(NetState { phase: Some(self.phase as i32), ..Default::default() }),
+            // Caffe builds each level's pooling from a fresh LayerParameter, whose phase is
+            // TRAIN whatever the net's: STOCHASTIC levels sample in a TEST net too.
+            state: Some(NetState { phase: Some(Phase::Train as i32), ..Default::default() }),
             ..Default::default()
         }
     }
@@ -157,7 +160,7 @@ impl<B: Backend> Layer<B> for Spp<B> {
         false
     }
     fn is_stochastic(&self) -> bool {
-        self.method == PoolMethod::Stochastic && self.phase == Phase::Train
+        self.method == PoolMethod::Stochastic
     }
     fn set_pass(&mut self, pass: Pass) {
         self.pass = Some(pass);
