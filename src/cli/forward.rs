@@ -71,9 +71,11 @@ fn go<B: Backend>(be: B, a: &Args, phase: crema::proto::Phase) -> anyhow::Result
         blob.reshape(&be, &arr.shape).with_context(|| format!("{}", file.display()))?;
         blob.set_data(&be, &arr.data)?;
     }
-    net.forward()?;
-    // Output layers (HDF5Output) write what they hold.
-    net.finish()?;
+    let ran = net.forward();
+    // Output layers (HDF5Output) write what they hold, whether the pass ended well or not.
+    let finished = net.finish();
+    ran?;
+    finished?;
     let data_dir = a.dump.join("data");
     create(&data_dir)?;
     for (i, b) in net.blobs().iter().enumerate() {

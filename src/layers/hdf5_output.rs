@@ -23,7 +23,10 @@
 //! write, so k passes cost O(k) writing in all; [`Layer::finish`] (`Net::finish`, which the
 //! CLI calls when a run ends) writes the rows still unwritten, and dropping the layer writes
 //! them as a best effort (a warning on stderr if it fails). Every forward pass the net runs
-//! counts, a solver's extra display pass after the last iteration included.
+//! counts, a solver's extra display pass after the last iteration included. The rows stay in
+//! memory for the layer's life (in a training net, every iteration's; in a solver's test net,
+//! every test's), and a write holds the encoded file beside them: the layer is meant for
+//! outputs of a bounded run, as `crema test` makes.
 //!
 //! The rows of later passes must keep the first pass's shape beyond the first axis (the
 //! batch size may change); a pass that does not is refused with an error naming the file. A
@@ -143,10 +146,15 @@ impl Hdf5Output {
         }
         let Some([d, l]) = &self.row_shapes else { return Ok(()) };
         let shape = |row: &[usize]| -> Vec<usize> { std::iter::once(self.rows).chain(row.iter().copied()).collect() };
+        let (data_shape, label_shape) = (shape(d), shape(l));
+        // The rows are lent to the writer, not copied, and taken back whatever it returns.
         let mut root = Group::new();
-        root.floats(DATA, &shape(d), self.data.clone());
-        root.floats(LABEL, &shape(l), self.label.clone());
-        write_hdf5(&self.path, &root)?;
+        root.floats(DATA, &data_shape, std::mem::take(&mut self.data));
+        root.floats(LABEL, &label_shape, std::mem::take(&mut self.label));
+        let written = write_hdf5(&self.path, &root);
+        self.data = root.take_floats(DATA).unwrap_or_default();
+        self.label = root.take_floats(LABEL).unwrap_or_default();
+        written?;
         self.written = self.rows;
         self.dirty = false;
         Ok(())

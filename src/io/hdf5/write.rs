@@ -57,6 +57,18 @@ impl Group {
         self.members.insert(name.to_string(), Member::Floats(shape.to_vec(), data));
     }
 
+    /// Removes the float32 dataset `name` and gives its values back (a buffer lent for one
+    /// write); None when there is no such dataset.
+    pub fn take_floats(&mut self, name: &str) -> Option<Vec<f32>> {
+        match self.members.remove(name)? {
+            Member::Floats(_, data) => Some(data),
+            other => {
+                self.members.insert(name.to_string(), other);
+                None
+            }
+        }
+    }
+
     /// An int32 dataset of `shape`.
     pub fn ints(&mut self, name: &str, shape: &[usize], data: Vec<i32>) {
         self.members.insert(name.to_string(), Member::Ints(shape.to_vec(), data));
