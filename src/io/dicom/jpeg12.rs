@@ -31,7 +31,7 @@
 //! The Huffman tables and the bit reader are [`super::jpeg_common`]'s, shared with the lossless
 //! decoder.
 
-use super::jpeg_common::{find_marker, marker_after, segment, BitReader, Huffman};
+use super::jpeg_common::{find_marker, frame_fields, marker_after, segment, BitReader, Huffman};
 
 /// A decoded DCT JPEG frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,70 +275,32 @@ impl<'a> Decoder<'a> {
         if self.frame.is_some() {
             return fail("more than one frame header");
         }
-        if seg.len() < 6 {
-            return fail(format!("truncated SOF{sof} frame header"));
-        }
-        let precision = seg[0];
-        let height = usize::from(u16::from_be_bytes([seg[1], seg[2]]));
-        let width = usize::from(u16::from_be_bytes([seg[3], seg[4]]));
-        let nf = usize::from(seg[5]);
-        if seg.len() != 6 + 3 * nf {
-            return fail(format!(
-                "SOF{sof} frame header length {} does not match its {nf} components",
-                seg.len() + 2
-            ));
-        }
+        let f = frame_fields(seg, &format!("SOF{sof}"), self.max_samples).or_else(fail)?;
+        let (precision, height, width) = (f.precision, f.height, f.width);
         if precision != 8 && precision != 12 {
-            return fail(format!(
-                "sample precision {precision} (DCT frames have 8 or 12)"
-            ));
+            return fail(format!("sample precision {precision} (DCT frames have 8 or 12)"));
         }
-        if height == 0 {
-            return fail("frame height 0 (height given by a DNL marker) is not supported");
+        if f.components.len() > 4 {
+            return fail(format!("frame has width {width} and {} components (1..=4 are supported)", f.components.len()));
         }
-        if width == 0 || !(1..=4).contains(&nf) {
-            return fail(format!(
-                "frame has width {width} and {nf} components (1..=4 are supported)"
-            ));
-        }
-        let mut comps: Vec<Component> = Vec::with_capacity(nf);
-        for c in seg[6..].chunks_exact(3) {
-            if comps.iter().any(|k| k.id == c[0]) {
-                return fail(format!(
-                    "component identifier {} appears twice in the frame",
-                    c[0]
-                ));
+        let mut comps: Vec<Component> = Vec::with_capacity(f.components.len());
+        for c in &f.components {
+            if !(1..=4).contains(&c.h) || !(1..=4).contains(&c.v) {
+                return fail(format!("component {} has sampling factors {}x{} (1..=4 allowed)", c.id, c.h, c.v));
             }
-            let (h, v, tq) = (usize::from(c[1] >> 4), usize::from(c[1] & 15), c[2]);
-            if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
-                return fail(format!(
-                    "component {} has sampling factors {h}x{v} (1..=4 allowed)",
-                    c[0]
-                ));
-            }
-            if tq > 3 {
-                return fail(format!(
-                    "component {} uses quantisation table {tq} (0..=3 allowed)",
-                    c[0]
-                ));
+            if c.tq > 3 {
+                return fail(format!("component {} uses quantisation table {} (0..=3 allowed)", c.id, c.tq));
             }
             comps.push(Component {
-                id: c[0],
-                h,
-                v,
-                tq: usize::from(tq),
+                id: c.id,
+                h: c.h,
+                v: c.v,
+                tq: usize::from(c.tq),
                 width: 0,
                 height: 0,
                 plane: Vec::new(),
                 decoded: false,
             });
-        }
-        let total = width.checked_mul(height).and_then(|n| n.checked_mul(nf));
-        if !matches!(total, Some(n) if n <= self.max_samples) {
-            return fail(format!(
-                "frame of {width}x{height}x{nf} samples exceeds the limit of {}",
-                self.max_samples
-            ));
         }
         let hmax = comps.iter().map(|c| c.h).max().unwrap_or(1);
         let vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);

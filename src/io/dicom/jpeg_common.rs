@@ -68,6 +68,58 @@ pub(super) fn segment<'a>(data: &'a [u8], pos: &mut usize, what: &str) -> Result
     Ok(body)
 }
 
+/// One component of a frame header: its identifier, sampling factors and the field after them
+/// (the DCT's quantisation table selector; unused by the lossless processes).
+pub(super) struct FrameComponent {
+    pub id: u8,
+    pub h: usize,
+    pub v: usize,
+    pub tq: u8,
+}
+
+/// A frame header's fields (T.81 B.2.2, which JPEG-LS keeps).
+pub(super) struct FrameFields {
+    pub precision: u8,
+    pub height: usize,
+    pub width: usize,
+    pub components: Vec<FrameComponent>,
+}
+
+/// Reads the frame header `seg` (named `sof` in messages) with the checks every decoder makes:
+/// the length against the component count, a height given in the header (not by a DNL
+/// marker), a width and at least one component, distinct component identifiers, and at most
+/// `max_samples` samples in all. What depends on the process (precision, sampling factors,
+/// tables) is the caller's to check. Errors are messages without the decoder's prefix.
+pub(super) fn frame_fields(seg: &[u8], sof: &str, max_samples: usize) -> Result<FrameFields, String> {
+    if seg.len() < 6 {
+        return Err(format!("truncated {sof} frame header"));
+    }
+    let precision = seg[0];
+    let height = usize::from(u16::from_be_bytes([seg[1], seg[2]]));
+    let width = usize::from(u16::from_be_bytes([seg[3], seg[4]]));
+    let nf = usize::from(seg[5]);
+    if seg.len() != 6 + 3 * nf {
+        return Err(format!("{sof} frame header length {} does not match its {nf} components", seg.len() + 2));
+    }
+    if height == 0 {
+        return Err("frame height 0 (height given by a DNL marker) is not supported".into());
+    }
+    if width == 0 || nf == 0 {
+        return Err(format!("frame has width {width} and {nf} components"));
+    }
+    let mut components: Vec<FrameComponent> = Vec::with_capacity(nf);
+    for c in seg[6..].chunks_exact(3) {
+        if components.iter().any(|k| k.id == c[0]) {
+            return Err(format!("component identifier {} appears twice in the frame", c[0]));
+        }
+        components.push(FrameComponent { id: c[0], h: usize::from(c[1] >> 4), v: usize::from(c[1] & 15), tq: c[2] });
+    }
+    if !matches!(width.checked_mul(height).and_then(|n| n.checked_mul(nf)), Some(n) if n <= max_samples) {
+        return Err(format!("frame of {width}x{height}x{nf} samples exceeds the limit of {max_samples}"));
+    }
+    Ok(FrameFields { precision, height, width, components })
+}
+
 /// Bits of the Huffman lookup table's index: codes up to this long decode in one step.
 const LUT_BITS: u32 = 9;
 

@@ -19,7 +19,7 @@
 //! last sample is an error: missing bits are taken as 1s only to peek past the end, never as
 //! data.
 
-use super::jpeg_common::{marker_after, segment, BitReader, Huffman};
+use super::jpeg_common::{frame_fields, marker_after, segment, BitReader, Huffman};
 
 /// A decoded lossless JPEG frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,58 +179,16 @@ impl<'a> Decoder<'a> {
         if self.frame.is_some() {
             return fail("more than one frame header");
         }
-        if seg.len() < 6 {
-            return fail("truncated SOF3 frame header");
-        }
-        let precision = seg[0];
-        let height = usize::from(u16::from_be_bytes([seg[1], seg[2]]));
-        let width = usize::from(u16::from_be_bytes([seg[3], seg[4]]));
-        let nf = usize::from(seg[5]);
-        if seg.len() != 6 + 3 * nf {
-            return fail(format!(
-                "SOF3 frame header length {} does not match its {nf} components",
-                seg.len() + 2
-            ));
-        }
+        let f = frame_fields(seg, "SOF3", self.max_samples).or_else(fail)?;
+        let (precision, height, width, nf) = (f.precision, f.height, f.width, f.components.len());
         if !(2..=16).contains(&precision) {
             return fail(format!("sample precision {precision} is outside 2..=16"));
         }
-        if height == 0 {
-            return fail("frame height 0 (height given by a DNL marker) is not supported");
+        if let Some(c) = f.components.iter().find(|c| (c.h, c.v) != (1, 1)) {
+            return fail(format!("component {} has sampling factors {}x{}; only 1x1 is supported for lossless", c.id, c.h, c.v));
         }
-        if width == 0 || nf == 0 {
-            return fail(format!("frame has width {width} and {nf} components"));
-        }
-        let mut ids = Vec::with_capacity(nf);
-        for c in seg[6..].chunks_exact(3) {
-            if ids.contains(&c[0]) {
-                return fail(format!(
-                    "component identifier {} appears twice in the frame",
-                    c[0]
-                ));
-            }
-            if c[1] != 0x11 {
-                return fail(format!(
-                    "component {} has sampling factors {}x{}; only 1x1 is supported for lossless",
-                    c[0],
-                    c[1] >> 4,
-                    c[1] & 15
-                ));
-            }
-            ids.push(c[0]);
-        }
-        let total = width.checked_mul(height).and_then(|n| n.checked_mul(nf));
-        match total {
-            Some(n) if n <= self.max_samples => {
-                self.samples = vec![0; n];
-            }
-            _ => {
-                return fail(format!(
-                    "frame of {width}x{height}x{nf} samples exceeds the limit of {}",
-                    self.max_samples
-                ));
-            }
-        }
+        let ids: Vec<u8> = f.components.iter().map(|c| c.id).collect();
+        self.samples = vec![0; width * height * nf];
         self.decoded = vec![false; nf];
         self.frame = Some(FrameHeader {
             width,
