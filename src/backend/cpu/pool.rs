@@ -17,14 +17,22 @@ fn check(what: &str, spec: &PoolSpec, x: usize, y: usize) -> Result<()> {
     range_check(&format!("{what} output"), 0, spec.out_len(), y)
 }
 
-/// The clipped max-pooling windows of every output index along one axis.
-fn max_windows(out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Vec<(usize, usize)> {
-    (0..out).map(|o| PoolSpec::max_window(o, kernel, stride, pad, input)).collect()
+/// Per output row and per output column: a window `[lo, hi)` along that axis.
+type Windows = (Vec<(usize, usize)>, Vec<(usize, usize)>);
+/// Per output row and per output column: a window `[lo, hi)` and its divisor.
+type AveWindows = (Vec<(usize, usize, i64)>, Vec<(usize, usize, i64)>);
+
+/// The clipped max-pooling windows of every output row and column (the windows of stochastic
+/// pooling too).
+fn max_windows(spec: &PoolSpec) -> Windows {
+    let axis = |out, kernel, stride, pad, input| (0..out).map(|o| PoolSpec::max_window(o, kernel, stride, pad, input)).collect();
+    (axis(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h), axis(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w))
 }
 
-/// The clipped average-pooling windows and divisors of every output index along one axis.
-fn ave_windows(out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Vec<(usize, usize, i64)> {
-    (0..out).map(|o| PoolSpec::ave_window(o, kernel, stride, pad, input)).collect()
+/// The clipped average-pooling windows and divisors of every output row and column.
+fn ave_windows(spec: &PoolSpec) -> AveWindows {
+    let axis = |out, kernel, stride, pad, input| (0..out).map(|o| PoolSpec::ave_window(o, kernel, stride, pad, input)).collect();
+    (axis(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h), axis(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w))
 }
 
 /// Max pooling of one plane, any geometry.
@@ -166,8 +174,7 @@ impl Pooling for Cpu {
             return Ok(());
         }
         let fast = spec.kernel_h == 2 && spec.kernel_w == 2 && spec.stride_h == 2 && spec.stride_w == 2 && spec.pad_h == 0 && spec.pad_w == 0;
-        let rows = max_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
-        let cols = max_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        let (rows, cols) = max_windows(spec);
         y[..spec.out_len()]
             .par_chunks_mut(op)
             .zip(mask[..spec.out_len()].par_chunks_mut(op))
@@ -227,8 +234,7 @@ impl Pooling for Cpu {
         if op == 0 {
             return Ok(());
         }
-        let rows = max_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
-        let cols = max_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        let (rows, cols) = max_windows(spec);
         y[..spec.out_len()]
             .par_chunks_mut(op)
             .zip(mask[..spec.out_len()].par_chunks_mut(op))
@@ -256,8 +262,7 @@ impl Pooling for Cpu {
         if op == 0 {
             return Ok(());
         }
-        let rows = max_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
-        let cols = max_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        let (rows, cols) = max_windows(spec);
         let iw = spec.in_w;
         y[..spec.out_len()].par_chunks_mut(op).with_min_len(planes_per_task(ip.max(op))).enumerate().for_each(|(p, yp)| {
             let xp = &x[p * ip..(p + 1) * ip];
@@ -284,8 +289,7 @@ impl Pooling for Cpu {
         if op == 0 {
             return Ok(());
         }
-        let rows = ave_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
-        let cols = ave_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        let (rows, cols) = ave_windows(spec);
         let iw = spec.in_w;
         let plane = |p: usize, yp: &mut [f32]| {
             let xp = &x[p * ip..(p + 1) * ip];
@@ -317,8 +321,7 @@ impl Pooling for Cpu {
         if ip == 0 {
             return Ok(());
         }
-        let rows = ave_windows(spec.out_h, spec.kernel_h, spec.stride_h, spec.pad_h, spec.in_h);
-        let cols = ave_windows(spec.out_w, spec.kernel_w, spec.stride_w, spec.pad_w, spec.in_w);
+        let (rows, cols) = ave_windows(spec);
         let iw = spec.in_w;
         dx[..spec.in_len()].par_chunks_mut(ip).with_min_len(planes_per_task(ip)).enumerate().for_each(|(p, dxp)| {
             dxp.fill(0.0);
