@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// Parses a per-axis setting given either as `name_h`/`name_w` or as a repeated field with 0
 /// (default), 1 (all axes) or one value per spatial axis (Convolution's and Im2col's rules).
-pub(super) fn per_axis(
+fn per_axis(
     hw: (Option<u32>, Option<u32>),
     list: &[u32],
     axes: usize,
@@ -39,6 +39,94 @@ pub(super) fn per_axis(
     }
 }
 
+/// A convolution's geometry as Convolution, Deconvolution and Im2col read it from their
+/// `convolution_param` at setup (Caffe's `BaseConvolutionLayer` and `Im2colLayer`): the
+/// bottom's number of axes, its channel axis and, per spatial axis, kernel, stride, pad and
+/// dilation. Empty until [`ConvGeometry::read`].
+#[derive(Default)]
+pub(super) struct ConvGeometry {
+    pub num_axes: usize,
+    pub channel_axis: usize,
+    pub kernel: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub pad: Vec<usize>,
+    pub dilation: Vec<usize>,
+}
+
+impl ConvGeometry {
+    /// Reads `p` for a bottom of `shape`; with `needs_spatial`, the bottom must have a spatial
+    /// axis after the channel axis (Im2col's check; a convolution takes none).
+    pub(super) fn read(p: &ConvolutionParameter, shape: &[usize], needs_spatial: bool) -> Result<Self> {
+        let channel_axis = canonical_axis(p.axis(), shape.len())?;
+        let axes = shape.len() - channel_axis - 1;
+        if needs_spatial && axes == 0 {
+            return Err(Error::Shape(format!(
+                "needs at least one spatial axis after the channel axis {channel_axis}, given a bottom of shape {shape:?}"
+            )));
+        }
+        let g = ConvGeometry {
+            num_axes: shape.len(),
+            channel_axis,
+            kernel: per_axis((p.kernel_h, p.kernel_w), &p.kernel_size, axes, None, "kernel_size")?,
+            stride: per_axis((p.stride_h, p.stride_w), &p.stride, axes, Some(1), "stride")?,
+            pad: per_axis((p.pad_h, p.pad_w), &p.pad, axes, Some(0), "pad")?,
+            dilation: per_axis((None, None), &p.dilation, axes, Some(1), "dilation")?,
+        };
+        if g.kernel.contains(&0) || g.stride.contains(&0) || g.dilation.contains(&0) {
+            return Err(Error::Config("kernel, stride and dilation must be positive".into()));
+        }
+        Ok(g)
+    }
+
+    /// The spatial extents of a bottom of `shape`, which must have the axes setup saw.
+    pub(super) fn spatial<'s>(&self, shape: &'s [usize]) -> Result<&'s [usize]> {
+        if shape.len() != self.num_axes {
+            return Err(Error::Shape(format!("bottom has {} axes, the layer was set up for {}", shape.len(), self.num_axes)));
+        }
+        Ok(&shape[self.channel_axis + 1..])
+    }
+
+    /// The output extent of each spatial axis of `input`: the convolution's, or with `deconv`
+    /// the extent whose convolution gives `input`; an error where it would not be positive.
+    pub(super) fn output(&self, input: &[usize], deconv: bool) -> Result<Vec<usize>> {
+        let mut output = Vec::with_capacity(input.len());
+        for (a, &size) in input.iter().enumerate() {
+            let o = if deconv {
+                let extent = self.dilation[a] * (self.kernel[a] - 1) + 1;
+                (self.stride[a] * size.saturating_sub(1) + extent).checked_sub(2 * self.pad[a])
+            } else {
+                ConvSpec::output_extent(size, self.kernel[a], self.stride[a], self.pad[a], self.dilation[a])
+            };
+            match o {
+                Some(o) if o > 0 => output.push(o),
+                _ => {
+                    return Err(Error::Shape(format!(
+                        "spatial axis {a} of size {} is too small for kernel {} (pad {}, stride {}, dilation {})",
+                        size, self.kernel[a], self.pad[a], self.stride[a], self.dilation[a]
+                    )))
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// The [`ConvSpec`] of this geometry between images of `in_shape` and `out_shape`.
+    pub(super) fn spec(&self, num: usize, channels: (usize, usize), group: usize, in_shape: Vec<usize>, out_shape: Vec<usize>) -> ConvSpec {
+        ConvSpec {
+            num,
+            channels: channels.0,
+            out_channels: channels.1,
+            group,
+            in_shape,
+            out_shape,
+            kernel: self.kernel.clone(),
+            stride: self.stride.clone(),
+            pad: self.pad.clone(),
+            dilation: self.dilation.clone(),
+        }
+    }
+}
+
 /// A Convolution or Deconvolution layer.
 struct Conv {
     param: ConvolutionParameter,
@@ -46,13 +134,8 @@ struct Conv {
     num_output: usize,
     group: usize,
     bias: bool,
-    channel_axis: usize,
-    kernel: Vec<usize>,
-    stride: Vec<usize>,
-    pad: Vec<usize>,
-    dilation: Vec<usize>,
+    geom: ConvGeometry,
     channels: usize,
-    num_axes: usize,
     spec: Option<ConvSpec>,
 }
 
@@ -78,13 +161,8 @@ fn create<B: Backend>(lp: &LayerParameter, deconv: bool) -> Result<Box<dyn Layer
         bias: param.bias_term(),
         deconv,
         param,
-        channel_axis: 0,
-        kernel: Vec::new(),
-        stride: Vec::new(),
-        pad: Vec::new(),
-        dilation: Vec::new(),
+        geom: ConvGeometry::default(),
         channels: 0,
-        num_axes: 0,
         spec: None,
     }))
 }
@@ -97,63 +175,19 @@ impl Conv {
     /// The convolution this layer computes on a bottom of `shape` (for Deconvolution, the
     /// convolution whose backward-data is its forward).
     fn spec_for(&self, shape: &[usize]) -> Result<(ConvSpec, Vec<usize>)> {
-        if shape.len() != self.num_axes {
-            return Err(Error::Shape(format!("bottom has {} axes, the layer was set up for {}", shape.len(), self.num_axes)));
+        let input = self.geom.spatial(shape)?;
+        let ca = self.geom.channel_axis;
+        if shape[ca] != self.channels {
+            return Err(Error::Shape(format!("bottom has {} channels, the layer was set up for {}", shape[ca], self.channels)));
         }
-        if shape[self.channel_axis] != self.channels {
-            return Err(Error::Shape(format!(
-                "bottom has {} channels, the layer was set up for {}",
-                shape[self.channel_axis], self.channels
-            )));
-        }
-        let input = &shape[self.channel_axis + 1..];
-        let mut output = Vec::with_capacity(input.len());
-        for (a, &size) in input.iter().enumerate() {
-            let o = if self.deconv {
-                let extent = self.dilation[a] * (self.kernel[a] - 1) + 1;
-                (self.stride[a] * size.saturating_sub(1) + extent).checked_sub(2 * self.pad[a])
-            } else {
-                ConvSpec::output_extent(size, self.kernel[a], self.stride[a], self.pad[a], self.dilation[a])
-            };
-            match o {
-                Some(o) if o > 0 => output.push(o),
-                _ => {
-                    return Err(Error::Shape(format!(
-                        "spatial axis {a} of size {} is too small for kernel {} (pad {}, stride {}, dilation {})",
-                        size, self.kernel[a], self.pad[a], self.stride[a], self.dilation[a]
-                    )))
-                }
-            }
-        }
-        let num = count_range(shape, 0, self.channel_axis);
+        let output = self.geom.output(input, self.deconv)?;
+        let num = count_range(shape, 0, ca);
         let spec = if self.deconv {
-            ConvSpec {
-                num,
-                channels: self.num_output,
-                out_channels: self.channels,
-                group: self.group,
-                in_shape: output.clone(),
-                out_shape: input.to_vec(),
-                kernel: self.kernel.clone(),
-                stride: self.stride.clone(),
-                pad: self.pad.clone(),
-                dilation: self.dilation.clone(),
-            }
+            self.geom.spec(num, (self.num_output, self.channels), self.group, output.clone(), input.to_vec())
         } else {
-            ConvSpec {
-                num,
-                channels: self.channels,
-                out_channels: self.num_output,
-                group: self.group,
-                in_shape: input.to_vec(),
-                out_shape: output.clone(),
-                kernel: self.kernel.clone(),
-                stride: self.stride.clone(),
-                pad: self.pad.clone(),
-                dilation: self.dilation.clone(),
-            }
+            self.geom.spec(num, (self.channels, self.num_output), self.group, input.to_vec(), output.clone())
         };
-        let mut top = shape[..self.channel_axis].to_vec();
+        let mut top = shape[..ca].to_vec();
         top.push(self.num_output);
         top.extend(output);
         Ok((spec, top))
@@ -177,18 +211,9 @@ impl<B: Backend> Layer<B> for Conv {
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
         let shape = bottoms[0];
-        self.num_axes = shape.len();
-        self.channel_axis = canonical_axis(self.param.axis(), shape.len())?;
-        let axes = shape.len() - self.channel_axis - 1;
+        self.geom = ConvGeometry::read(&self.param, shape, false)?;
         let p = &self.param;
-        self.kernel = per_axis((p.kernel_h, p.kernel_w), &p.kernel_size, axes, None, "kernel_size")?;
-        self.stride = per_axis((p.stride_h, p.stride_w), &p.stride, axes, Some(1), "stride")?;
-        self.pad = per_axis((p.pad_h, p.pad_w), &p.pad, axes, Some(0), "pad")?;
-        self.dilation = per_axis((None, None), &p.dilation, axes, Some(1), "dilation")?;
-        if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
-            return Err(Error::Config("kernel, stride and dilation must be positive".into()));
-        }
-        self.channels = shape[self.channel_axis];
+        self.channels = shape[self.geom.channel_axis];
         if !self.channels.is_multiple_of(self.group) {
             return Err(Error::Config(format!("{} input channels are not divisible by group {}", self.channels, self.group)));
         }
@@ -197,7 +222,7 @@ impl<B: Backend> Layer<B> for Conv {
         }
         let (out_c, in_c) = if self.deconv { (self.channels, self.num_output) } else { (self.num_output, self.channels) };
         let mut wshape = vec![out_c, in_c / self.group];
-        wshape.extend(&self.kernel);
+        wshape.extend(&self.geom.kernel);
         let mut defs = vec![ParamDef { shape: wshape, filler: Some(p.weight_filler.clone().unwrap_or_default()) }];
         if self.bias {
             defs.push(ParamDef { shape: vec![self.num_output], filler: Some(p.bias_filler.clone().unwrap_or_default()) });

@@ -8,21 +8,16 @@
 //! parses them; `num_output`, `group`, `bias_term`, the fillers and `force_nd_im2col` change
 //! nothing (Caffe's 2-d and N-d im2col give the same layout).
 
-use super::conv::per_axis;
+use super::conv::ConvGeometry;
 use super::{Arity, Ctx, Layer, LayerContext, ParamDef};
 use crate::backend::{Backend, ConvSpec};
-use crate::blob::{canonical_axis, checked_count, count_range};
+use crate::blob::{checked_count, count_range};
 use crate::proto::{ConvolutionParameter, LayerParameter};
 use crate::{Error, Result};
 
 struct Im2col {
     param: ConvolutionParameter,
-    num_axes: usize,
-    channel_axis: usize,
-    kernel: Vec<usize>,
-    stride: Vec<usize>,
-    pad: Vec<usize>,
-    dilation: Vec<usize>,
+    geom: ConvGeometry,
     spec: Option<ConvSpec>,
 }
 
@@ -30,12 +25,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
     let param = super::required(&lp.convolution_param, "convolution_param")?.clone();
     Ok(Box::new(Im2col {
         param,
-        num_axes: 0,
-        channel_axis: 0,
-        kernel: Vec::new(),
-        stride: Vec::new(),
-        pad: Vec::new(),
-        dilation: Vec::new(),
+        geom: ConvGeometry::default(),
         spec: None,
     }))
 }
@@ -59,67 +49,25 @@ impl<B: Backend> Layer<B> for Im2col {
     }
 
     fn setup(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<ParamDef>> {
-        let shape = bottoms[0];
-        self.num_axes = shape.len();
-        self.channel_axis = canonical_axis(self.param.axis(), shape.len())?;
-        let axes = shape.len() - self.channel_axis - 1;
-        if axes == 0 {
-            return Err(Error::Shape(format!(
-                "needs at least one spatial axis after the channel axis {}, given a bottom of shape {shape:?}",
-                self.channel_axis
-            )));
-        }
-        let p = &self.param;
-        self.kernel = per_axis((p.kernel_h, p.kernel_w), &p.kernel_size, axes, None, "kernel_size")?;
-        self.stride = per_axis((p.stride_h, p.stride_w), &p.stride, axes, Some(1), "stride")?;
-        self.pad = per_axis((p.pad_h, p.pad_w), &p.pad, axes, Some(0), "pad")?;
-        self.dilation = per_axis((None, None), &p.dilation, axes, Some(1), "dilation")?;
-        if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
-            return Err(Error::Config("kernel, stride and dilation must be positive".into()));
-        }
+        self.geom = ConvGeometry::read(&self.param, bottoms[0], true)?;
         Ok(Vec::new())
     }
 
     fn reshape(&mut self, _: &B, bottoms: &[&[usize]]) -> Result<Vec<Vec<usize>>> {
         let shape = bottoms[0];
-        if shape.len() != self.num_axes {
-            return Err(Error::Shape(format!("bottom has {} axes, the layer was set up for {}", shape.len(), self.num_axes)));
-        }
-        let ca = self.channel_axis;
-        let input = &shape[ca + 1..];
-        let mut output = Vec::with_capacity(input.len());
-        for (a, &size) in input.iter().enumerate() {
-            match ConvSpec::output_extent(size, self.kernel[a], self.stride[a], self.pad[a], self.dilation[a]) {
-                Some(o) => output.push(o),
-                None => {
-                    return Err(Error::Shape(format!(
-                        "spatial axis {a} of size {} is too small for kernel {} (pad {}, stride {}, dilation {})",
-                        size, self.kernel[a], self.pad[a], self.stride[a], self.dilation[a]
-                    )))
-                }
-            }
-        }
+        let input = self.geom.spatial(shape)?;
+        let output = self.geom.output(input, false)?;
+        let ca = self.geom.channel_axis;
         let channels = shape[ca];
-        let kernel_len = self.kernel.iter().try_fold(1usize, |acc, &k| acc.checked_mul(k));
+        let kernel_len = self.geom.kernel.iter().try_fold(1usize, |acc, &k| acc.checked_mul(k));
         let rows = kernel_len
             .and_then(|k| k.checked_mul(channels))
-            .ok_or_else(|| Error::Shape(format!("{channels} channels times a kernel of {:?} overflow", self.kernel)))?;
+            .ok_or_else(|| Error::Shape(format!("{channels} channels times a kernel of {:?} overflow", self.geom.kernel)))?;
         let mut top = shape[..ca].to_vec();
         top.push(rows);
         top.extend(&output);
         checked_count(&top)?;
-        self.spec = Some(ConvSpec {
-            num: count_range(shape, 0, ca),
-            channels,
-            out_channels: channels,
-            group: 1,
-            in_shape: input.to_vec(),
-            out_shape: output,
-            kernel: self.kernel.clone(),
-            stride: self.stride.clone(),
-            pad: self.pad.clone(),
-            dilation: self.dilation.clone(),
-        });
+        self.spec = Some(self.geom.spec(count_range(shape, 0, ca), (channels, channels), 1, input.to_vec(), output));
         Ok(vec![top])
     }
 
