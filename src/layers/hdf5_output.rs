@@ -17,16 +17,17 @@
 //! Beyond Caffe, whose second forward pass aborts (its datasets already exist), every forward
 //! pass appends its rows along the first axis: after k passes of batch N the file holds
 //! `(k*N, ...)` rows in pass order, what `crema test --iterations k` is expected to give. The
-//! rows are kept in memory and the whole file rewritten atomically (a temporary file renamed
-//! over it: the file is always a whole HDF5 file, which h5py, Caffe's HDF5Data or crema's
-//! reader can open) after the first pass and whenever the rows have doubled since the last
-//! write, so k passes cost O(k) writing in all; [`Layer::finish`] (`Net::finish`, which the
-//! CLI calls when a run ends) writes the rows still unwritten, and dropping the layer writes
-//! them as a best effort (a warning on stderr if it fails). Every forward pass the net runs
-//! counts, a solver's extra display pass after the last iteration included. The rows stay in
-//! memory for the layer's life (in a training net, every iteration's; in a solver's test net,
-//! every test's), and a write holds the encoded file beside them: the layer is meant for
-//! outputs of a bounded run, as `crema test` makes.
+//! rows wait on disk, in an unnamed temporary file in the output's folder (made when the net is
+//! built, gone when the layer is), not in memory: memory holds one pass's rows, however long
+//! the run. The whole file is rewritten atomically from them (a temporary file renamed over it:
+//! the file is always a whole HDF5 file, which h5py, Caffe's HDF5Data or crema's reader can
+//! open) after the first pass and whenever the rows have doubled since the last write, so k
+//! passes cost O(k) writing in all; [`Layer::finish`] (`Net::finish`, which the CLI calls when
+//! a run ends) writes the rows still unwritten, and dropping the layer writes them as a best
+//! effort (a warning on stderr if it fails). The folder needs room for about three times the
+//! file: the rows waiting, the file, and its replacement while it is written. Every forward
+//! pass the net runs counts, a solver's extra display pass after the last iteration included
+//! (in a training net every iteration's rows are kept; in a solver's test net every test's).
 //!
 //! The rows of later passes must keep the first pass's shape beyond the first axis (the
 //! batch size may change); a pass that does not is refused with an error naming the file. A
@@ -41,8 +42,10 @@ use crate::io::hdf5::{write_hdf5, Group};
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
 use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The dataset bottom 0 is written to (Caffe's `HDF5_DATA_DATASET_NAME`).
 const DATA: &str = "data";
@@ -65,9 +68,9 @@ struct Hdf5Output {
     /// The shape of one row of `data` and of `label` (Caffe's shape without its first axis),
     /// set by the first forward pass.
     row_shapes: Option<[Vec<usize>; 2]>,
-    /// Every row of every pass so far, one after another.
-    data: Vec<f32>,
-    label: Vec<f32>,
+    /// The rows of every pass so far, data's then label's, as little-endian f32 one after
+    /// another: unnamed temporary files in the output's folder, made with the claim.
+    spill: Option<[Arc<File>; 2]>,
     /// Rows held, and rows the file holds.
     rows: usize,
     written: usize,
@@ -86,8 +89,7 @@ pub(super) fn create<B: Backend>(lp: &LayerParameter, _: &LayerContext) -> Resul
         path: PathBuf::from(file),
         held: None,
         row_shapes: None,
-        data: Vec::new(),
-        label: Vec::new(),
+        spill: None,
         rows: 0,
         written: 0,
         dirty: false,
@@ -144,19 +146,44 @@ impl Hdf5Output {
         if !self.dirty {
             return Ok(());
         }
-        let Some([d, l]) = &self.row_shapes else { return Ok(()) };
+        let (Some([d, l]), Some([data, label])) = (&self.row_shapes, &self.spill) else { return Ok(()) };
         let shape = |row: &[usize]| -> Vec<usize> { std::iter::once(self.rows).chain(row.iter().copied()).collect() };
-        let (data_shape, label_shape) = (shape(d), shape(l));
-        // The rows are lent to the writer, not copied, and taken back whatever it returns.
         let mut root = Group::new();
-        root.floats(DATA, &data_shape, std::mem::take(&mut self.data));
-        root.floats(LABEL, &label_shape, std::mem::take(&mut self.label));
-        let written = write_hdf5(&self.path, &root);
-        self.data = root.take_floats(DATA).unwrap_or_default();
-        self.label = root.take_floats(LABEL).unwrap_or_default();
-        written?;
+        root.floats_in_file(DATA, &shape(d), data.clone());
+        root.floats_in_file(LABEL, &shape(l), label.clone());
+        write_hdf5(&self.path, &root)?;
         self.written = self.rows;
         self.dirty = false;
+        Ok(())
+    }
+
+    /// Appends one pass's `rows` to the rows held: data's values `d` and label's `l`. Both or
+    /// neither: a failure leaves the rows held as they were.
+    fn keep(&mut self, rows: usize, d: &[f32], l: &[f32]) -> Result<()> {
+        let Some(files) = &self.spill else {
+            return Err(Error::Config(format!("{}: HDF5Output ran before its setup", self.file())));
+        };
+        let per_row = |row: &[usize]| 4 * row.iter().product::<usize>() as u64;
+        let Some([rd, rl]) = &self.row_shapes else { unreachable!("set by the pass before keep") };
+        let ends = [self.rows as u64 * per_row(rd), self.rows as u64 * per_row(rl)];
+        let appended = (|| -> std::io::Result<()> {
+            for ((file, &end), values) in files.iter().zip(&ends).zip([d, l]) {
+                let mut f: &File = file;
+                f.seek(SeekFrom::Start(end))?;
+                for chunk in values.chunks(1 << 14) {
+                    f.write_all(&chunk.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = appended {
+            for (file, &end) in files.iter().zip(&ends) {
+                let _ = file.set_len(end);
+            }
+            let why = format!("could not keep a pass's rows in the temporary file beside it: {e}");
+            return Err(Error::io(&self.path, std::io::Error::new(e.kind(), why)));
+        }
+        self.rows += rows;
         Ok(())
     }
 
@@ -175,13 +202,22 @@ impl Hdf5Output {
         };
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(&self.path, e))?;
         let key = dir.join(name);
-        if !open_files().insert(key.clone()) {
+        if open_files().contains(&key) {
             return Err(Error::Config(format!(
                 "{}: another HDF5Output layer of this process writes this file already (a train and a test net that both \
                  hold the layer need `include {{ phase: ... }}` or different file names)",
                 self.file()
             )));
         }
+        // Made now, while the folder is known to exist: a pass's rows can be kept even if the
+        // folder goes away before they are written.
+        let spill = || tempfile::tempfile_in(&dir).map(Arc::new);
+        let files = spill().and_then(|d| Ok([d, spill()?])).map_err(|e| {
+            let why = format!("could not make the temporary files its rows wait in, in {}: {e}", dir.display());
+            Error::io(&self.path, std::io::Error::new(e.kind(), why))
+        })?;
+        open_files().insert(key.clone());
+        self.spill = Some(files);
         self.held = Some(key);
         Ok(())
     }
@@ -222,9 +258,7 @@ impl<B: Backend> Layer<B> for Hdf5Output {
         // Both read before either is kept: a failed read leaves the rows as they were.
         let (d, l) = (data.data_to_vec(be)?, label.data_to_vec(be)?);
         self.row_shapes.get_or_insert(rows);
-        self.data.extend_from_slice(&d);
-        self.label.extend_from_slice(&l);
-        self.rows += n;
+        self.keep(n, &d, &l)?;
         self.passes += 1;
         self.dirty = true;
         // After the first pass, then each time the rows have doubled: O(rows) written in all.

@@ -206,3 +206,40 @@ fn written_files_read_back_member_for_member() {
     assert!(f.exists("data/layer007/1").unwrap() && !f.exists("data/layer007/2").unwrap() && !f.exists("nothing").unwrap());
     assert!(f.read_f32(&f.dataset("learned_net").unwrap()).unwrap_err().to_string().contains("holds strings"));
 }
+
+#[test]
+fn a_dataset_streams_from_a_file_and_a_short_file_fails_the_write() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<f32> = (0..3 * 5).map(|i| i as f32 * 0.25 - 1.0).collect();
+    let mut spill = tempfile::tempfile_in(dir.path()).unwrap();
+    spill.write_all(&rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    // Bytes beyond the dataset are not read.
+    spill.write_all(&[7; 12]).unwrap();
+    let spill = std::sync::Arc::new(spill);
+    let path = dir.path().join("o.h5");
+    let mut root = Group::new();
+    root.floats_in_file("data", &[3, 5], spill.clone());
+    root.floats("label", &[3], vec![1.0, 2.0, 3.0]);
+    root.group("g").floats_in_file("none", &[0, 5], spill.clone());
+    write_hdf5(&path, &root).unwrap();
+    let f = Hdf5::open(&path).unwrap();
+    let ds = f.dataset("data").unwrap();
+    assert_eq!((ds.shape.as_slice(), f.read_f32(&ds).unwrap()), (&[3, 5][..], rows.clone()));
+    assert_eq!(f.read_f32(&f.dataset("label").unwrap()).unwrap(), [1.0, 2.0, 3.0]);
+    assert_eq!(f.dataset("g/none").unwrap().shape, [0, 5]);
+    // The same bytes as a dataset held in memory.
+    let mut held = Group::new();
+    held.floats("data", &[3, 5], rows);
+    held.floats("label", &[3], vec![1.0, 2.0, 3.0]);
+    held.group("g").floats("none", &[0, 5], Vec::new());
+    assert_eq!(std::fs::read(&path).unwrap(), write::encode(&held).unwrap());
+    // A file that holds fewer bytes than the dataset: an error naming the file, which is kept.
+    let before = std::fs::read(&path).unwrap();
+    let mut short = Group::new();
+    short.floats_in_file("data", &[4, 5], spill);
+    let e = write_hdf5(&path, &short).unwrap_err().to_string();
+    assert!(e.contains(&path.display().to_string()) && e.contains("80 bytes were to come from a file that holds 72"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+}

@@ -1,14 +1,18 @@
 //! Writing HDF5 files in the original format (superblock 0, version-1 object headers, groups
 //! as symbol tables), which every HDF5 library since 1.0 reads: what Caffe's HDF5 snapshots
 //! (`snapshot_format: HDF5`) hold, groups of float32 and int32 datasets and strings, stored
-//! contiguously.
+//! contiguously, and what HDF5Output writes, float32 datasets whose rows wait in a file.
 //!
-//! The file is laid out children first, so every address is known when its parent is written,
-//! and goes to disk through [`atomic_write`](crate::io::atomic_write).
+//! The file is laid out children first, so every address is known when its parent is written:
+//! it is written front to back in one pass (the superblock last, into the room kept for it),
+//! streamed through [`atomic_write`](crate::io::atomic_write) without being assembled in memory.
 
 use crate::{Error, Result};
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 const UNDEFINED: u64 = u64::MAX;
 /// Children of a group's B-tree node (2 x the group internal-node K of 16).
@@ -17,6 +21,8 @@ const BTREE_CHILDREN: usize = 32;
 const ENTRY: usize = 40;
 /// HDF5's marker for an empty free list in a local heap.
 const FREE_NULL: u64 = 1;
+/// Bytes of the superblock with the root group's symbol table entry.
+const SUPERBLOCK: usize = 96;
 
 /// A group to write: members in name order, as HDF5 keeps them.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +34,8 @@ pub struct Group {
 enum Member {
     Group(Group),
     Floats(Vec<usize>, Vec<f32>),
+    /// A float32 dataset whose values are the first bytes of a file (little-endian).
+    FloatsIn(Vec<usize>, Arc<File>),
     Ints(Vec<usize>, Vec<i32>),
     Text(String),
 }
@@ -57,16 +65,12 @@ impl Group {
         self.members.insert(name.to_string(), Member::Floats(shape.to_vec(), data));
     }
 
-    /// Removes the float32 dataset `name` and gives its values back (a buffer lent for one
-    /// write); None when there is no such dataset.
-    pub fn take_floats(&mut self, name: &str) -> Option<Vec<f32>> {
-        match self.members.remove(name)? {
-            Member::Floats(_, data) => Some(data),
-            other => {
-                self.members.insert(name.to_string(), other);
-                None
-            }
-        }
+    /// A float32 dataset of `shape` whose values are the first `4 x shape's product` bytes of
+    /// `file` (little-endian f32), copied from it when the group is written: values kept on
+    /// disk rather than in memory. The file's position is moved; a file shorter than the
+    /// dataset fails the write.
+    pub fn floats_in_file(&mut self, name: &str, shape: &[usize], file: Arc<File>) {
+        self.members.insert(name.to_string(), Member::FloatsIn(shape.to_vec(), file));
     }
 
     /// An int32 dataset of `shape`.
@@ -85,25 +89,56 @@ impl Group {
         let inner = self.members.values().filter_map(|m| if let Member::Group(g) = m { Some(g.widest()) } else { None });
         inner.fold(self.members.len(), usize::max)
     }
+
+    /// Refuses what the format cannot name: an empty name, one with a NUL, or over 65,535
+    /// bytes.
+    fn check_names(&self) -> std::result::Result<(), String> {
+        for (name, m) in &self.members {
+            if name.is_empty() || name.contains('\0') || name.len() > 65535 {
+                return Err(format!("cannot name an HDF5 object `{name}`"));
+            }
+            if let Member::Group(g) = m {
+                g.check_names()?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Writes `root` as the HDF5 file at `path` (atomically).
+/// Writes `root` as the HDF5 file at `path` (atomically: a temporary file renamed over it).
 pub fn write_hdf5(path: &Path, root: &Group) -> Result<()> {
-    let bytes = encode(root).map_err(|msg| Error::Encode { file: path.display().to_string(), msg })?;
-    crate::io::atomic_write(path, |w| std::io::Write::write_all(w, &bytes))
+    let leaf_k = layout(root).map_err(|msg| Error::Encode { file: path.display().to_string(), msg })?;
+    crate::io::atomic_write(path, |w| emit(root, leaf_k, w))
 }
 
 /// The file's bytes.
+#[cfg(test)]
 pub(super) fn encode(root: &Group) -> std::result::Result<Vec<u8>, String> {
+    let leaf_k = layout(root)?;
+    let mut out = io::Cursor::new(Vec::new());
+    emit(root, leaf_k, &mut out).map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
+}
+
+/// Checks that `root` can be written, and gives the symbol-table leaf K its widest group needs.
+fn layout(root: &Group) -> std::result::Result<usize, String> {
+    root.check_names()?;
     // Symbol-table nodes hold 2 x leaf K entries; one B-tree node names up to 32 of them.
     let leaf_k = root.widest().div_ceil(2 * BTREE_CHILDREN).max(4);
     if leaf_k > u16::MAX as usize {
         return Err(format!("a group of {} members is more than crema writes", root.widest()));
     }
-    let mut w = Writer { out: vec![0; 96], leaf_k };
+    Ok(leaf_k)
+}
+
+/// Writes the file to `out`, from its start: room for the superblock, the tree, then the
+/// superblock.
+fn emit<W: Write + Seek>(root: &Group, leaf_k: usize, out: &mut W) -> io::Result<()> {
+    let mut w = Writer { out, at: 0, leaf_k };
+    w.put(&[0; SUPERBLOCK])?;
     let root_group = w.group(root)?;
-    let eof = w.out.len() as u64;
-    let sb = &mut w.out;
+    let eof = w.at;
+    let mut sb = [0u8; SUPERBLOCK];
     sb[..8].copy_from_slice(b"\x89HDF\r\n\x1a\n");
     // Versions 0 (superblock, free space, root group, shared headers), 8-byte offsets and lengths.
     sb[8..16].copy_from_slice(&[0, 0, 0, 0, 0, 8, 8, 0]);
@@ -120,11 +155,16 @@ pub(super) fn encode(root: &Group) -> std::result::Result<Vec<u8>, String> {
     sb[72..76].copy_from_slice(&1u32.to_le_bytes());
     sb[80..88].copy_from_slice(&root_group.btree.to_le_bytes());
     sb[88..96].copy_from_slice(&root_group.heap.to_le_bytes());
-    Ok(w.out)
+    w.out.seek(SeekFrom::Start(0))?;
+    w.out.write_all(&sb)?;
+    w.out.seek(SeekFrom::Start(eof))?;
+    Ok(())
 }
 
-struct Writer {
-    out: Vec<u8>,
+struct Writer<'a, W> {
+    out: &'a mut W,
+    /// Bytes written so far: the address of the next.
+    at: u64,
     leaf_k: usize,
 }
 
@@ -146,16 +186,78 @@ fn u64s(v: &mut Vec<u8>, values: &[u64]) {
     }
 }
 
-impl Writer {
-    fn at(&self) -> u64 {
-        self.out.len() as u64
+/// A dataset's values, as they are written.
+enum Values<'v> {
+    Bytes(Vec<u8>),
+    F32(&'v [f32]),
+    I32(&'v [i32]),
+    /// The first `.1` bytes of a file.
+    File(&'v File, u64),
+}
+
+impl Values<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Values::Bytes(b) => b.len() as u64,
+            Values::F32(v) => 4 * v.len() as u64,
+            Values::I32(v) => 4 * v.len() as u64,
+            Values::File(_, n) => *n,
+        }
+    }
+}
+
+/// Values converted to little-endian bytes this many at a time.
+const BATCH: usize = 1 << 14;
+
+impl<W: Write + Seek> Writer<'_, W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.at += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Zeros up to the next multiple of 8 bytes.
+    fn pad8(&mut self) -> io::Result<()> {
+        let n = self.at.next_multiple_of(8) - self.at;
+        self.put(&[0; 8][..n as usize])
+    }
+
+    fn values(&mut self, values: &Values<'_>) -> io::Result<()> {
+        match values {
+            Values::Bytes(b) => self.put(b),
+            Values::F32(v) => {
+                for chunk in v.chunks(BATCH) {
+                    self.put(&chunk.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
+                }
+                Ok(())
+            }
+            Values::I32(v) => {
+                for chunk in v.chunks(BATCH) {
+                    self.put(&chunk.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
+                }
+                Ok(())
+            }
+            Values::File(file, n) => {
+                let mut file: &File = file;
+                file.seek(SeekFrom::Start(0))?;
+                let copied = io::copy(&mut file.take(*n), self.out)?;
+                self.at += copied;
+                if copied != *n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("a dataset's {n} bytes were to come from a file that holds {copied}"),
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Writes a version-1 object header of `messages` (type, flags, data) and returns its
     /// address.
-    fn header(&mut self, messages: &[(u16, u8, Vec<u8>)]) -> u64 {
-        pad8(&mut self.out);
-        let addr = self.at();
+    fn header(&mut self, messages: &[(u16, u8, Vec<u8>)]) -> io::Result<u64> {
+        self.pad8()?;
+        let addr = self.at;
         let mut body = Vec::new();
         for (kind, flags, data) in messages {
             let mut data = data.clone();
@@ -165,30 +267,33 @@ impl Writer {
             body.extend_from_slice(&[*flags, 0, 0, 0]);
             body.extend_from_slice(&data);
         }
-        self.out.extend_from_slice(&[1, 0]);
-        self.out.extend_from_slice(&(messages.len() as u16).to_le_bytes());
-        self.out.extend_from_slice(&1u32.to_le_bytes());
-        self.out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&[0; 4]);
-        self.out.extend_from_slice(&body);
-        addr
+        let mut head = vec![1, 0];
+        head.extend_from_slice(&(messages.len() as u16).to_le_bytes());
+        head.extend_from_slice(&1u32.to_le_bytes());
+        head.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        head.extend_from_slice(&[0; 4]);
+        head.extend_from_slice(&body);
+        self.put(&head)?;
+        Ok(addr)
     }
 
     /// Writes `g`'s members, then its heap, symbol-table nodes, B-tree and object header.
-    fn group(&mut self, g: &Group) -> std::result::Result<Written, String> {
+    fn group(&mut self, g: &Group) -> io::Result<Written> {
         let mut entries = Vec::with_capacity(g.members.len());
         for (name, m) in &g.members {
-            if name.is_empty() || name.contains('\0') || name.len() > 65535 {
-                return Err(format!("cannot name an HDF5 object `{name}`"));
-            }
             let addr = match m {
                 Member::Group(inner) => self.group(inner)?.header,
-                Member::Floats(shape, data) => self.dataset(shape, &float32(), data.iter().flat_map(|v| v.to_le_bytes()).collect())?,
-                Member::Ints(shape, data) => self.dataset(shape, &int32(), data.iter().flat_map(|v| v.to_le_bytes()).collect())?,
+                Member::Floats(shape, data) => self.dataset(shape, &float32(), Values::F32(data))?,
+                Member::FloatsIn(shape, file) => {
+                    let n = shape.iter().try_fold(4u64, |n, &d| n.checked_mul(d as u64));
+                    let n = n.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("dataset `{name}`: shape {shape:?} is too large")))?;
+                    self.dataset(shape, &float32(), Values::File(file, n))?
+                }
+                Member::Ints(shape, data) => self.dataset(shape, &int32(), Values::I32(data))?,
                 Member::Text(text) => {
                     let mut bytes = text.as_bytes().to_vec();
                     bytes.push(0);
-                    self.dataset(&[], &string(bytes.len()), bytes)?
+                    self.dataset(&[], &string(bytes.len()), Values::Bytes(bytes))?
                 }
             };
             entries.push((name.as_bytes(), addr));
@@ -202,17 +307,17 @@ impl Writer {
             names.push(0);
             pad8(&mut names);
         }
-        pad8(&mut self.out);
-        let heap = self.at();
-        let data_at = heap + 32;
-        self.out.extend_from_slice(b"HEAP\0\0\0\0");
-        u64s(&mut self.out, &[names.len() as u64, FREE_NULL, data_at]);
-        self.out.extend_from_slice(&names);
+        self.pad8()?;
+        let heap = self.at;
+        let mut block = b"HEAP\0\0\0\0".to_vec();
+        u64s(&mut block, &[names.len() as u64, FREE_NULL, heap + 32]);
+        block.extend_from_slice(&names);
+        self.put(&block)?;
         // Symbol-table nodes of up to 2K entries each, written at their full size.
         let per_node = 2 * self.leaf_k;
         let mut nodes = Vec::new();
         for (chunk, offs) in entries.chunks(per_node).zip(offsets.chunks(per_node)) {
-            let addr = self.at();
+            let addr = self.at;
             let mut node = b"SNOD\x01\0".to_vec();
             node.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
             for ((_, header), &off) in chunk.iter().zip(offs) {
@@ -220,14 +325,13 @@ impl Writer {
                 node.extend_from_slice(&[0; 24]);
             }
             node.resize(8 + per_node * ENTRY, 0);
-            self.out.extend_from_slice(&node);
+            self.put(&node)?;
             nodes.push((addr, *offs.last().expect("a chunk has entries")));
         }
-        if nodes.len() > BTREE_CHILDREN {
-            return Err(format!("a group of {} members does not fit one B-tree node", entries.len()));
-        }
+        // `layout` chose leaf K so that the widest group's nodes fit one B-tree node.
+        debug_assert!(nodes.len() <= BTREE_CHILDREN);
         // One B-tree node: key 0 the empty name, then after each child the last name in it.
-        let btree = self.at();
+        let btree = self.at;
         let mut node = b"TREE\0\0".to_vec();
         node.extend_from_slice(&(nodes.len() as u16).to_le_bytes());
         u64s(&mut node, &[UNDEFINED, UNDEFINED, 0]);
@@ -236,20 +340,20 @@ impl Writer {
         }
         // Signature, type, level, entries; two siblings; 2K + 1 keys and 2K children.
         node.resize(8 + 16 + (BTREE_CHILDREN + 1) * 8 + BTREE_CHILDREN * 8, 0);
-        self.out.extend_from_slice(&node);
+        self.put(&node)?;
         let mut table = Vec::new();
         u64s(&mut table, &[btree, heap]);
-        let header = self.header(&[(0x11, 0, table)]);
+        let header = self.header(&[(0x11, 0, table)])?;
         Ok(Written { header, btree, heap })
     }
 
     /// Writes a contiguous dataset (its values, then its header) and returns the header's
     /// address. `shape` empty: a scalar.
-    fn dataset(&mut self, shape: &[usize], dtype: &[u8], values: Vec<u8>) -> std::result::Result<u64, String> {
-        pad8(&mut self.out);
-        let data_at = if values.is_empty() { UNDEFINED } else { self.at() };
-        let size = values.len() as u64;
-        self.out.extend_from_slice(&values);
+    fn dataset(&mut self, shape: &[usize], dtype: &[u8], values: Values<'_>) -> io::Result<u64> {
+        self.pad8()?;
+        let size = values.len();
+        let data_at = if size == 0 { UNDEFINED } else { self.at };
+        self.values(&values)?;
         // Dataspace version 1, with maximum dimensions equal to the dimensions.
         let mut space = vec![1, shape.len() as u8, if shape.is_empty() { 0 } else { 1 }, 0, 0, 0, 0, 0];
         let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
@@ -261,7 +365,7 @@ impl Writer {
         let fill = vec![2, 2, 2, 1, 0, 0, 0, 0];
         let mut layout = vec![3, 1];
         u64s(&mut layout, &[data_at, size]);
-        Ok(self.header(&[(0x01, 0, space), (0x03, 1, dtype.to_vec()), (0x05, 1, fill), (0x08, 0, layout)]))
+        self.header(&[(0x01, 0, space), (0x03, 1, dtype.to_vec()), (0x05, 1, fill), (0x08, 0, layout)])
     }
 }
 
