@@ -52,8 +52,12 @@ impl Blas {
     pub fn new(stream: CUstream, precision: Precision) -> Result<Blas> {
         let api = Api::get()?;
         let mut handle: cbsys::cublasHandle_t = std::ptr::null_mut();
-        // SAFETY: a valid out-pointer.
-        check(api, unsafe { (api.create)(&mut handle) }).map_err(|e| blas_err("cublasCreate", e))?;
+        let created = {
+            let _one_at_a_time = super::device::handles_lock();
+            // SAFETY: a valid out-pointer.
+            unsafe { (api.create)(&mut handle) }
+        };
+        check(api, created).map_err(|e| blas_err("cublasCreate", e))?;
         let blas = Blas { api, handle, calls: std::cell::Cell::new(0) };
         // SAFETY: a live handle and our live stream (the two stream types are the same C type).
         check(api, unsafe { (api.set_stream)(handle, stream as cbsys::cudaStream_t) }).map_err(|e| blas_err("cublasSetStream", e))?;
@@ -118,6 +122,7 @@ impl Blas {
 
 impl Drop for Blas {
     fn drop(&mut self) {
+        let _one_at_a_time = super::device::handles_lock();
         // SAFETY: created once, destroyed once.
         let _ = unsafe { (self.api.destroy)(self.handle) };
     }

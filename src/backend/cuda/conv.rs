@@ -40,7 +40,17 @@ impl Cuda {
         dev.bind()?;
         let per_image = in_len.max(out_len);
         let cudnn = dev.options.conv == ConvEngine::Cudnn && dnn::supports(spec) && per_image <= i32::MAX as usize;
-        let batch = if cudnn { (i32::MAX as usize / per_image).clamp(1, spec.num) } else { spec.num };
+        let mut batch = if cudnn { (i32::MAX as usize / per_image).clamp(1, spec.num) } else { spec.num };
+        if batch < spec.num {
+            // Batches of a multiple of this many images keep every batch's start 256-byte
+            // aligned, as the buffers are: every batch but the last runs the plan searched on
+            // the first's addresses, and some cuDNN kernels need that alignment.
+            let images = |len: usize| 64usize >> len.trailing_zeros().min(6);
+            let align = images(in_len).max(images(out_len));
+            if batch >= align {
+                batch -= batch % align;
+            }
+        }
         let mut n0 = 0;
         while n0 < spec.num {
             let nb = batch.min(spec.num - n0);

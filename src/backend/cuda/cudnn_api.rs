@@ -38,6 +38,10 @@ library_api! {
     @optional {
         // What went wrong, in cuDNN's words (cuDNN 9 and later).
         last_error = cudnnGetLastErrorString(*mut c_char, usize);
+        // How many results the heuristics may list per pass.
+        max_count_forward = cudnnGetConvolutionForwardAlgorithmMaxCount(d::cudnnHandle_t, *mut c_int) -> Status;
+        max_count_backward_data = cudnnGetConvolutionBackwardDataAlgorithmMaxCount(d::cudnnHandle_t, *mut c_int) -> Status;
+        max_count_backward_filter = cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(d::cudnnHandle_t, *mut c_int) -> Status;
     }
 }
 

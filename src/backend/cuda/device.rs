@@ -23,6 +23,15 @@ use std::sync::{Arc, Mutex, RwLock};
 /// own search makes only the calls a training step makes, but that has not run on a GPU yet.
 pub(crate) static EXCLUSIVE: RwLock<()> = RwLock::new(());
 
+/// Held while a cuDNN or cuBLAS handle is created or destroyed, which therefore happens in one
+/// thread at a time: cuDNN's guide asks that the first `cudnnCreate` be made alone before threads
+/// create their own handles, and destroying a handle synchronises the device. Taken only around
+/// those calls (never while holding another lock of this module).
+pub(crate) fn handles_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HANDLES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HANDLES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Blocks of every reduction's first pass: fixed, so that sums do not depend on the GPU.
 pub const REDUCE_BLOCKS: usize = 512;
 

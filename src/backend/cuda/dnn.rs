@@ -6,11 +6,16 @@
 //! memory (and in [`super::CudaOptions::workspace_limit`] where set); in strict FP32 only FMA
 //! arithmetic and no FFT or Winograd transforms (their rounding is not that of a direct sum of
 //! products, which is what a comparison with the CPU expects);
+//! never a math type that converts FP32 data to FP16 (`CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION`);
 //! then, by default, the fastest deterministic one (reproducible gradients), else the fastest
 //! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not), where results within 2% of
-//! that one's time count as equally fast and the one needing the least workspace wins. A shape
-//! with no usable algorithm is remembered as such and the caller takes the im2col + GEMM path
-//! instead.
+//! that one's time count as equally fast and the one needing the least workspace wins. A shape with no usable algorithm is
+//! remembered as such and the caller takes the im2col + GEMM path instead.
+//!
+//! The timings are those of the GPU as it is: work that other threads queue on the same stream
+//! meanwhile (one device shared by threads, as in the test binaries) falls inside them, so a
+//! choice made under such load may differ from one made alone. Either choice computes the
+//! same convolution; under the default policy, both are deterministic.
 
 use super::cudnn_api::{status_text, AlgoPerf, DataAlgo, Determinism, FilterAlgo, FwdAlgo, Math, Status};
 use super::cudnn_api::Api;
@@ -58,9 +63,10 @@ struct Choice {
     deterministic: bool,
     /// This algorithm's time as the search measured it, in ms.
     time_ms: f32,
-    /// The fastest usable algorithm whatever its determinism, and its time, where that is not
-    /// this one (what preferring reproducible gradients costs).
-    fastest: Option<(Algo, f32)>,
+    /// The fastest usable algorithm whatever its determinism, its time, and whether it is
+    /// deterministic, where that is not this one (what preferring reproducible gradients, or
+    /// less workspace, costs).
+    fastest: Option<(Algo, f32, bool)>,
 }
 
 /// The descriptors of one shape and what was chosen for each pass (`Some(None)`: measured, and
@@ -118,8 +124,12 @@ impl Dnn {
     pub fn new(stream: CUstream) -> Result<Dnn> {
         let api = Api::get()?;
         let mut handle: d::cudnnHandle_t = std::ptr::null_mut();
-        // SAFETY: a valid out-pointer.
-        check(unsafe { (api.create)(&mut handle) }).map_err(|e| dnn_err("cudnnCreate", e))?;
+        let created = {
+            let _one_at_a_time = super::device::handles_lock();
+            // SAFETY: a valid out-pointer.
+            unsafe { (api.create)(&mut handle) }
+        };
+        check(created).map_err(|e| dnn_err("cudnnCreate", e))?;
         let dnn = Dnn { api, handle, plans: HashMap::new(), calls: 0, searches: (0, 0.0) };
         // SAFETY: a live handle and our live stream (the same C type under two names).
         check(unsafe { (api.set_stream)(handle, stream as d::cudaStream_t) }).map_err(|e| dnn_err("cudnnSetStream", e))?;
@@ -138,35 +148,48 @@ impl Dnn {
         let (api, handle) = (self.api, self.handle);
         let plan = self.plans.get_mut(spec).ok_or_else(|| Error::Internal("cuDNN plan vanished".into()))?;
         let slot = pass as usize;
-        let choice = match plan.chosen[slot] {
-            Some(c) => c,
-            None => {
-                let started = std::time::Instant::now();
-                let (c, refused) = find(dev, api, handle, plan, pass, spec, Buffers { x, w, y })?;
-                self.searches.0 += 1;
-                self.searches.1 += started.elapsed().as_secs_f64();
-                plan.chosen[slot] = Some(c);
-                plan.refused[slot] = refused;
-                c
-            }
-        };
-        let Some(choice) = choice else { return Ok(false) };
         let what = || format!("cuDNN convolution {pass:?} ({})", shape(spec));
-        // SAFETY: a live descriptor.
-        check(unsafe { (api.set_math_type)(plan.conv.raw, choice.math) }).map_err(|e| dnn_err(&what(), e))?;
-        // The lock is held until the pass is queued: another thread growing the workspace in
-        // between would queue the free of this memory ahead of the pass.
-        let mut shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
-        let ws = shared.get(dev, choice.workspace)?;
-        // SAFETY: descriptors describe the buffers at these addresses, whose extents the caller
-        // checked; the workspace holds at least `choice.workspace` bytes; the workspace lock is
-        // released after queueing, which is safe because every later use is queued on the same
-        // stream.
-        let status = unsafe { execute(api, handle, plan, choice.algo, Buffers { x, w, y }, ws, choice.workspace) };
-        drop(shared);
-        check(status).map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
-        self.calls += 1;
-        Ok(true)
+        for attempt in 0..2 {
+            let choice = match plan.chosen[slot] {
+                Some(c) => c,
+                None => {
+                    let started = std::time::Instant::now();
+                    let (c, refused) = find(dev, api, handle, plan, pass, spec, Buffers { x, w, y })?;
+                    self.searches.0 += 1;
+                    self.searches.1 += started.elapsed().as_secs_f64();
+                    plan.chosen[slot] = Some(c);
+                    plan.refused[slot] = refused;
+                    c
+                }
+            };
+            let Some(choice) = choice else { return Ok(false) };
+            // SAFETY: a live descriptor.
+            check(unsafe { (api.set_math_type)(plan.conv.raw, choice.math) }).map_err(|e| dnn_err(&what(), e))?;
+            // The lock is held until the pass is queued: another thread growing the workspace in
+            // between would queue the free of this memory ahead of the pass.
+            let mut shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
+            let ws = match shared.get(dev, choice.workspace) {
+                Ok(ws) => ws,
+                // The memory free at the search is taken since (by this net or another): the
+                // shape is searched again, within what is free now.
+                Err(Error::OutOfMemory { .. }) if attempt == 0 => {
+                    drop(shared);
+                    plan.chosen[slot] = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // SAFETY: descriptors describe the buffers at these addresses, whose extents the
+            // caller checked; the workspace holds at least `choice.workspace` bytes; the
+            // workspace lock is released after queueing, which is safe because every later use
+            // is queued on the same stream.
+            let status = unsafe { execute(api, handle, plan, choice.algo, Buffers { x, w, y }, ws, choice.workspace) };
+            drop(shared);
+            check(status).map_err(|e| Error::Cuda { what: format!("{} with {:?} on GPU {}", what(), choice.algo, dev.ordinal), detail: status_text(e) })?;
+            self.calls += 1;
+            return Ok(true);
+        }
+        Err(Error::Internal(format!("{}: no workspace after a second search", what())))
     }
 
     /// Per pass (forward, backward data, backward filter): the measured times of the
@@ -178,7 +201,7 @@ impl Dnn {
             for (sum, c) in sums.iter_mut().zip(&plan.chosen) {
                 if let Some(Some(c)) = c {
                     sum.0 += c.time_ms as f64;
-                    sum.1 += c.fastest.map_or(c.time_ms, |f| f.1) as f64;
+                    sum.1 += c.fastest.map_or(c.time_ms, |f| f.1.min(c.time_ms)) as f64;
                 }
             }
         }
@@ -211,7 +234,7 @@ impl Dnn {
                         if c.deterministic { "" } else { ", non-deterministic" },
                         c.time_ms,
                         match c.fastest {
-                            Some((a, t)) => format!(" (fastest: {a:?}, non-deterministic, {t:.3} ms)"),
+                            Some((a, t, det)) => format!(" (fastest: {a:?}{}, {t:.3} ms)", if det { "" } else { ", non-deterministic" }),
                             None => String::new(),
                         }
                     )),
@@ -260,6 +283,7 @@ impl Dnn {
 impl Drop for Dnn {
     fn drop(&mut self) {
         self.plans.clear();
+        let _one_at_a_time = super::device::handles_lock();
         // SAFETY: created once, destroyed once, after its descriptors.
         let _ = unsafe { (self.api.destroy)(self.handle) };
     }
@@ -325,6 +349,17 @@ fn fp32_refuses(p: &Perf) -> bool {
     !matches!(p.math.known(), Some(M::CUDNN_DEFAULT_MATH | M::CUDNN_FMA_MATH)) || !p.algo.known() || transforms(p.algo)
 }
 
+/// Whether the precision refuses a candidate's arithmetic: in strict FP32 as [`fp32_refuses`]
+/// says; with TF32 allowed, a math type that converts the FP32 data to FP16
+/// (`CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION`: narrower range and precision than TF32).
+fn math_refused(p: &Perf, strict: bool) -> bool {
+    if strict {
+        fp32_refuses(p)
+    } else {
+        p.math.known() == Some(d::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+    }
+}
+
 /// Chooses the algorithm of `pass` for the plan's shape (see the module docs): cuDNN's
 /// heuristics list the candidates, and crema times each one it could use on the GPU, with the
 /// pass's own buffers. Where none is usable, says what each candidate came to.
@@ -357,6 +392,9 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
             // that do not describe one convolution, which must not pass silently as an im2col
             // fallback.)
             Err(e) if e.class() == Status::NOT_SUPPORTED => return Ok((None, format!("cuDNN answered {}", status_text(e)))),
+            // A failure inside cuDNN (e.g. CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+            // is asked again, as a failed search is.
+            Err(e) if matches!(e.class(), Status::INTERNAL_ERROR | Status::EXECUTION_FAILED) && searches < SEARCHES => continue,
             Err(e) => {
                 return Err(Error::Cuda {
                     what: format!("asking cuDNN's heuristics for {pass:?} algorithms ({}) on GPU {}", shape(spec), dev.ordinal),
@@ -375,7 +413,7 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
     // The candidates that ran, fastest first, then the others in the heuristics' order.
     perfs.sort_by(|a, b| ran(b).cmp(&ran(a)).then(a.time_ms.total_cmp(&b.time_ms)));
     let ok = |p: &Perf| p.status == Status::SUCCESS;
-    let usable = |p: &Perf| ran(p) && p.memory <= limit && !(strict && fp32_refuses(p));
+    let usable = |p: &Perf| ran(p) && p.memory <= limit && !math_refused(p, strict);
     let choice = choose(&perfs, usable, dev.options.algorithms);
     let refused = if choice.is_some() {
         String::new()
@@ -390,8 +428,10 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
                 format!("{:?}", p.status)
             } else if p.memory > limit {
                 format!("needs {} bytes of workspace, over the limit of {limit}", p.memory)
-            } else {
+            } else if math_refused(p, strict) {
                 format!("{:?}{}", p.math, if transforms(p.algo) { ", a transform" } else { "" })
+            } else {
+                "not timed".to_string()
             }
         };
         let each: Vec<String> = perfs.iter().map(|p| format!("{:?}: {}", p.algo, why(p))).collect();
@@ -403,25 +443,35 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
 /// cuDNN's candidates for `pass` (`cudnnGetConvolution*Algorithm_v7`), untimed, in the order of
 /// its heuristics.
 fn heuristics(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass) -> std::result::Result<Vec<Perf>, Status> {
-    const N: usize = 16;
+    // As many results as cuDNN says it may list (at least 16, the sum of cuDNN 9's algorithms
+    // with and without tensor ops for the pass with most; at most 1,024).
+    let max_count = match pass {
+        Pass::Forward => api.max_count_forward,
+        Pass::BackwardData => api.max_count_backward_data,
+        Pass::BackwardFilter => api.max_count_backward_filter,
+    };
+    let mut max = 0i32;
+    // SAFETY: a live handle and a valid out-pointer.
+    let asked = max_count.is_some_and(|f| check(unsafe { f(handle, &mut max) }).is_ok());
+    let n = if asked { (max.max(0) as usize).clamp(16, 1024) } else { 16 };
     let mut count = 0i32;
-    // SAFETY (all three): live handle and descriptors; `perf` holds N results, of which cuDNN
+    // SAFETY (all three): live handle and descriptors; `perf` holds n results, of which cuDNN
     // fills `count`; every field of a result is a plain number, whatever value cuDNN writes.
     let listed: Vec<(Algo, AlgoPerf<()>)> = unsafe {
         match pass {
             Pass::Forward => {
-                let mut perf = [AlgoPerf::empty(FwdAlgo(0)); N];
-                check((api.heuristics_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
+                let mut perf = vec![AlgoPerf::empty(FwdAlgo(0)); n];
+                check((api.heuristics_forward)(handle, plan.x.raw, plan.w.raw, plan.conv.raw, plan.y.raw, n as i32, &mut count, perf.as_mut_ptr()))?;
                 perf.iter().map(|p| (Algo::Fwd(p.algo), p.untyped())).collect()
             }
             Pass::BackwardData => {
-                let mut perf = [AlgoPerf::empty(DataAlgo(0)); N];
-                check((api.heuristics_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
+                let mut perf = vec![AlgoPerf::empty(DataAlgo(0)); n];
+                check((api.heuristics_backward_data)(handle, plan.w.raw, plan.y.raw, plan.conv.raw, plan.x.raw, n as i32, &mut count, perf.as_mut_ptr()))?;
                 perf.iter().map(|p| (Algo::Data(p.algo), p.untyped())).collect()
             }
             Pass::BackwardFilter => {
-                let mut perf = [AlgoPerf::empty(FilterAlgo(0)); N];
-                check((api.heuristics_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, N as i32, &mut count, perf.as_mut_ptr()))?;
+                let mut perf = vec![AlgoPerf::empty(FilterAlgo(0)); n];
+                check((api.heuristics_backward_filter)(handle, plan.x.raw, plan.y.raw, plan.conv.raw, plan.w.raw, n as i32, &mut count, perf.as_mut_ptr()))?;
                 perf.iter().map(|p| (Algo::Filter(p.algo), p.untyped())).collect()
             }
         }
@@ -429,7 +479,7 @@ fn heuristics(api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass) -> s
     let deterministic = Determinism::from(d::cudnnDeterminism_t::CUDNN_DETERMINISTIC);
     Ok(listed
         .into_iter()
-        .take(count.clamp(0, N as i32) as usize)
+        .take((count.max(0) as usize).min(n))
         .map(|(algo, p)| Perf { algo, status: p.status, memory: p.memory, deterministic: p.determinism == deterministic, math: p.math, time_ms: f32::INFINITY })
         .collect())
 }
@@ -448,7 +498,7 @@ const REPEATS: usize = 3;
 fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pass, spec: &ConvSpec, bufs: Buffers, perfs: &mut [Perf], mut limit: usize) -> Result<usize> {
     let strict = !dev.tf32();
     let take = |p: &Perf, limit: usize| {
-        p.status == Status::SUCCESS && p.memory <= limit && !(strict && fp32_refuses(p))
+        p.status == Status::SUCCESS && p.memory <= limit && !math_refused(p, strict)
     };
     // What each candidate needs with the math it runs under (strict FP32 runs every one under
     // CUDNN_FMA_MATH, whose kernels may need other workspace than the heuristics' figure).
@@ -463,17 +513,24 @@ fn time_candidates(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Pla
     let Some(need) = perfs.iter().filter(|p| take(p, limit)).map(|p| p.memory).max() else { return Ok(limit) };
     let shared = dev.workspace.lock().unwrap_or_else(|p| p.into_inner());
     let filter_room = if pass == Pass::BackwardFilter { (spec.weight_len() * std::mem::size_of::<f32>()).next_multiple_of(256) } else { 0 };
-    let mut own = if need > shared.capacity() { need } else { 0 };
-    let temp = match dev.alloc_temp(filter_room + own) {
-        Ok(t) => t,
-        Err(Error::OutOfMemory { .. }) if own > 0 => {
-            // No room for the largest workspace now: only what the shared one holds.
-            limit = shared.capacity();
-            own = 0;
-            dev.alloc_temp(filter_room)?
+    // The workspaces the shared one cannot hold, smallest first: the largest that the device
+    // has room for is allocated for the search, and the candidates needing more are not timed.
+    let mut sizes: Vec<usize> = perfs.iter().filter(|p| take(p, limit)).map(|p| p.memory).filter(|&m| m > shared.capacity()).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let (temp, own) = loop {
+        let own = sizes.last().copied().unwrap_or(0);
+        match dev.alloc_temp(filter_room + own) {
+            Ok(t) => break (t, own),
+            Err(Error::OutOfMemory { .. }) if own > 0 => {
+                sizes.pop();
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     };
+    if need > shared.capacity() && own < need {
+        limit = own.max(shared.capacity());
+    }
     let ws = if own > 0 { temp.ptr() + filter_room as u64 } else { shared.ptr() };
     let out = Buffers { w: if pass == Pass::BackwardFilter { temp.ptr() } else { bufs.w }, ..bufs };
     let timer = dev.timer(REPEATS + 1)?;
@@ -581,7 +638,7 @@ fn choose(perfs: &[Perf], usable: impl Fn(&Perf) -> bool, policy: ConvAlgorithms
         workspace: pick.memory,
         deterministic: pick.deterministic,
         time_ms: pick.time_ms,
-        fastest: fastest.filter(|f| !std::ptr::eq(*f, pick)).map(|f| (f.algo, f.time_ms)),
+        fastest: fastest.filter(|f| !std::ptr::eq(*f, pick)).map(|f| (f.algo, f.time_ms, f.deterministic)),
     })
 }
 
@@ -715,6 +772,17 @@ mod tests {
     }
 
     #[test]
+    fn with_tf32_allowed_only_a_conversion_to_fp16_is_refused() {
+        use d::cudnnMathType_t as M;
+        let with = |algo, math: M| Perf { math: math.into(), ..perf(algo, true, 1.0) };
+        for math in [M::CUDNN_DEFAULT_MATH, M::CUDNN_TENSOR_OP_MATH, M::CUDNN_FMA_MATH] {
+            assert!(!math_refused(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING, math), false), "{math:?}");
+        }
+        assert!(math_refused(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), false));
+        assert!(math_refused(&with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, M::CUDNN_TENSOR_OP_MATH), true), "strict: fp32_refuses");
+    }
+
+    #[test]
     fn strict_fp32_refuses_tensor_ops_and_transforms_only() {
         use d::cudnnMathType_t as M;
         let with = |algo, math: M| Perf { math: math.into(), ..perf(algo, true, 1.0) };
@@ -751,7 +819,7 @@ mod tests {
         let det = choose(&perfs, all, ConvAlgorithms::Deterministic).unwrap();
         assert_eq!(filter_algo(&det), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
         assert!(det.deterministic && det.time_ms == 1.5);
-        assert!(matches!(det.fastest, Some((a, t)) if filter_of(a) == Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0) && t == 1.0));
+        assert!(matches!(det.fastest, Some((a, t, false)) if filter_of(a) == Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0) && t == 1.0));
 
         let fast = choose(&perfs, all, ConvAlgorithms::Fastest).unwrap();
         assert_eq!(filter_algo(&fast), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0);
@@ -782,7 +850,8 @@ mod tests {
         // 3% slower, is not equally fast even though it needs none.
         assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING);
         assert_eq!(c.workspace, 1 << 20);
-        assert!(matches!(c.fastest, Some((a, _)) if filter_of(a) == Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT)));
+        // The fastest is deterministic: it lost on workspace alone.
+        assert!(matches!(c.fastest, Some((a, _, true)) if filter_of(a) == Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT)));
         // A clear winner is kept whatever its workspace.
         let clear = [with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 1.0, 300 << 20), with(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 1.5, 0)];
         let c = choose(&clear, |_: &Perf| true, ConvAlgorithms::Fastest).unwrap();
