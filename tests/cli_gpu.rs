@@ -389,8 +389,9 @@ fn a_workspace_limit_keeps_cudnn_to_algorithms_within_it() {
     let Some(emu) = emulator() else { return };
     let dir = folder();
     let d = dir.path();
-    // The workspace of each algorithm chosen, as `time --algorithms` lists them.
-    let chosen = |extra: &[&str]| -> Vec<u64> {
+    // The workspace of each algorithm chosen, as `time --algorithms` lists them, and the passes
+    // that cuDNN did not run (their lines).
+    let chosen = |extra: &[&str]| -> (Vec<u64>, Vec<String>) {
         let args: Vec<&str> = ["time", "--model", "net.prototxt", "--gpu", "0", "--train", "--iterations", "1", "--algorithms"]
             .iter()
             .chain(extra)
@@ -398,20 +399,35 @@ fn a_workspace_limit_keeps_cudnn_to_algorithms_within_it() {
             .collect();
         let (code, out, err) = crema(d, Env::Emulator(&emu), &args);
         assert_eq!(code, 0, "{err}");
-        let sizes: Vec<u64> = out
-            .lines()
-            .chain(err.lines())
+        let lines: Vec<&str> = out.lines().chain(err.lines()).filter(|l| l.contains(", group 1 ")).collect();
+        let refused: Vec<String> = lines.iter().filter(|l| l.contains("no cuDNN algorithm")).map(|l| l.to_string()).collect();
+        let sizes: Vec<u64> = lines
+            .iter()
+            .filter(|l| !l.contains("no cuDNN algorithm"))
             .filter_map(|l| l.split(", ").find_map(|f| f.strip_suffix(" bytes of workspace")))
             .map(|b| b.parse().unwrap())
             .collect();
         // Forward and backward filter (the data takes no gradient).
-        assert_eq!(sizes.len(), 2, "one algorithm per pass:\n{out}{err}");
-        sizes
+        assert_eq!(sizes.len() + refused.len(), 2, "one line per pass:\n{out}{err}");
+        (sizes, refused)
     };
     // Without a limit some pass takes an algorithm that needs workspace (as the emulator's lists
     // offer), so the limit below has something to change.
-    assert!(chosen(&[]).iter().any(|&b| b > 0));
-    assert_eq!(chosen(&["--workspace-limit", "0"]), vec![0, 0]);
+    let (sizes, refused) = chosen(&[]);
+    assert!(sizes.iter().any(|&b| b > 0) && refused.is_empty(), "{sizes:?} {refused:?}");
+    assert_eq!(chosen(&["--workspace-limit", "0", "--conv-algorithms", "fastest"]), (vec![0, 0], vec![]));
+    // The emulator's only backward-filter algorithm needing no workspace is non-deterministic:
+    // by default that pass runs as im2col + GEMM rather than give up reproducible gradients.
+    let (sizes, refused) = chosen(&["--workspace-limit", "0"]);
+    assert_eq!(sizes, [0]);
+    assert!(
+        refused.len() == 1
+            && refused[0].contains("BackwardFilter: no cuDNN algorithm")
+            && refused[0].contains("ALGO_0): non-deterministic (`--conv-algorithms fastest` would take it)")
+            && refused[0].contains("ALGO_1): needs 5632 bytes of workspace, over the limit of 0")
+            && refused[0].ends_with("im2col + GEMM"),
+        "{refused:?}"
+    );
     let (code, _, err) = crema(d, Env::NoEmulator, &["time", "--model", "net.prototxt", "--iterations", "1", "--workspace-limit", "64"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("note: --workspace-limit applies to GPUs only"), "{err}");

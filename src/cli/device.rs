@@ -28,7 +28,7 @@ pub enum PrecisionArg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvAlgorithmsArg {
     /// The fastest deterministic cuDNN algorithm for each shape (the same gradients on
-    /// every run), else the fastest.
+    /// every run); where cuDNN has none, im2col + GEMM (deterministic too).
     Deterministic,
     /// The fastest, deterministic or not (as PyTorch's cudnn.benchmark and Caffe's cuDNN layers
     /// choose): gradients may differ in their last bits from run to run.

@@ -7,9 +7,10 @@
 //! arithmetic and no FFT or Winograd transforms (their rounding is not that of a direct sum of
 //! products, which is what a comparison with the CPU expects);
 //! never a math type that converts FP32 data to FP16 (`CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION`);
-//! then, by default, the fastest deterministic one (reproducible gradients), else the fastest
-//! ([`ConvAlgorithms::Fastest`]: the fastest, deterministic or not), where results within 2% of
-//! that one's time count as equally fast and the one needing the least workspace wins. A shape with no usable algorithm is
+//! then, by default, the fastest deterministic one (reproducible gradients: where cuDNN has none
+//! for a shape, its pass runs as im2col + GEMM, which is), or ([`ConvAlgorithms::Fastest`]) the
+//! fastest, deterministic or not, where results within 2% of that one's time count as equally
+//! fast and the one needing the least workspace wins. A shape with no usable algorithm is
 //! remembered as such and the caller takes the im2col + GEMM path instead.
 //!
 //! The timings are those of the GPU as it is: work that other threads queue on the same stream
@@ -430,8 +431,10 @@ fn find(dev: &Device, api: &Api, handle: d::cudnnHandle_t, plan: &Plan, pass: Pa
                 format!("needs {} bytes of workspace, over the limit of {limit}", p.memory)
             } else if math_refused(p, strict) {
                 format!("{:?}{}", p.math, if transforms(p.algo) { ", a transform" } else { "" })
-            } else {
+            } else if !ran(p) {
                 "not timed".to_string()
+            } else {
+                "non-deterministic (`--conv-algorithms fastest` would take it)".to_string()
             }
         };
         let each: Vec<String> = perfs.iter().map(|p| format!("{:?}: {}", p.algo, why(p))).collect();
@@ -624,8 +627,9 @@ const TIME_TIE: f32 = 0.02;
 fn choose(perfs: &[Perf], usable: impl Fn(&Perf) -> bool, policy: ConvAlgorithms) -> Option<Choice> {
     let usable: Vec<&Perf> = perfs.iter().filter(|p| usable(p)).collect();
     let fastest = usable.first().copied();
-    // The deterministic policy falls back on all usable results where none is deterministic.
-    let deterministic_only = policy == ConvAlgorithms::Deterministic && usable.iter().any(|p| p.deterministic);
+    // The deterministic policy takes none where no usable result is deterministic: the pass
+    // then runs as im2col + GEMM, which is.
+    let deterministic_only = policy == ConvAlgorithms::Deterministic;
     let allowed = || usable.iter().copied().filter(|p| !deterministic_only || p.deterministic);
     let best = allowed().map(|p| p.time_ms).fold(f32::INFINITY, f32::min);
     // The least workspace among the equally fast; of equal workspace, the faster.
@@ -826,9 +830,11 @@ mod tests {
         assert!(!fast.deterministic && fast.fastest.is_none());
 
         // Unusable results are never chosen, whatever the policy; with no deterministic one
-        // usable, the deterministic policy takes the fastest.
+        // usable, the deterministic policy takes none (the pass runs as im2col + GEMM) and the
+        // other the fastest.
         let not_algo_1 = |p: &Perf| !matches!(filter_of(p.algo), Some(W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT));
-        let c = choose(&perfs, not_algo_1, ConvAlgorithms::Deterministic).unwrap();
+        assert!(choose(&perfs, not_algo_1, ConvAlgorithms::Deterministic).is_none());
+        let c = choose(&perfs, not_algo_1, ConvAlgorithms::Fastest).unwrap();
         assert_eq!(filter_algo(&c), W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0);
         assert!(c.fastest.is_none());
         for policy in [ConvAlgorithms::Deterministic, ConvAlgorithms::Fastest] {

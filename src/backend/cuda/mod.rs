@@ -99,7 +99,8 @@ impl ConvEngine {
 /// Which of the cuDNN convolution algorithms timed for a shape crema runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvAlgorithms {
-    /// The fastest deterministic one (the same gradients on every run), else the fastest.
+    /// The fastest deterministic one (the same gradients on every run); a pass for which cuDNN
+    /// has none runs as im2col + GEMM, deterministic too.
     #[default]
     Deterministic,
     /// The fastest, deterministic or not (as PyTorch's cudnn.benchmark and Caffe's cuDNN
