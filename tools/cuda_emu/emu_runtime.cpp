@@ -415,6 +415,16 @@ CUresult cuStreamCreateWithPriority(void** s, unsigned, int) { return cuStreamCr
 CUresult cuStreamDestroy_v2(void*) { return OK; }
 CUresult cuStreamSynchronize(void*) { return OK; }
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
+    // EMU_CUDA_ALLOC_LIMIT=N: an allocation of more than N bytes fails as out of memory (a
+    // nearly full device, for tests of what crema does then).
+    static const size_t limit = [] {
+        const char* v = getenv("EMU_CUDA_ALLOC_LIMIT");
+        return v && *v ? (size_t)strtoull(v, nullptr, 10) : (size_t)-1;
+    }();
+    if (bytes > limit) {
+        *p = 0;
+        return ERR_OUT_OF_MEMORY;
+    }
     *p = emu::alloc(bytes);
     return *p ? OK : ERR_OUT_OF_MEMORY;
 }

@@ -80,9 +80,13 @@ impl Workspace {
         if bytes > self.mem.bytes {
             let old = std::mem::replace(&mut self.mem, DevMem { ptr: 0, bytes: 0 });
             dev.free(old);
-            // Round up to 1 MiB so that slowly growing requests do not reallocate every time.
+            // Round up to 1 MiB so that slowly growing requests do not reallocate every time;
+            // the exact size where the device has no room for that.
             let size = bytes.div_ceil(1 << 20) * (1 << 20);
-            self.mem = dev.alloc_raw(size)?;
+            self.mem = match dev.alloc_raw(size) {
+                Err(Error::OutOfMemory { .. }) if size > bytes => dev.alloc_raw(bytes)?,
+                other => other?,
+            };
         }
         Ok(self.mem.ptr)
     }
