@@ -157,15 +157,15 @@ impl Hdf5Output {
         Ok(())
     }
 
-    /// Appends one pass's `rows` to the rows held: data's values `d` and label's `l`. Both or
-    /// neither: a failure leaves the rows held as they were.
-    fn keep(&mut self, rows: usize, d: &[f32], l: &[f32]) -> Result<()> {
+    /// Appends one pass's `rows` rows, of `shapes` (checked by [`Self::rows_of`]), to the rows
+    /// held: data's values `d` and label's `l`. Both or neither: a failure leaves the rows held,
+    /// and the row shapes a first pass sets, as they were.
+    fn keep(&mut self, rows: usize, shapes: [Vec<usize>; 2], d: &[f32], l: &[f32]) -> Result<()> {
         let Some(files) = &self.spill else {
             return Err(Error::Config(format!("{}: HDF5Output ran before its setup", self.file())));
         };
         let per_row = |row: &[usize]| 4 * row.iter().product::<usize>() as u64;
-        let Some([rd, rl]) = &self.row_shapes else { unreachable!("set by the pass before keep") };
-        let ends = [self.rows as u64 * per_row(rd), self.rows as u64 * per_row(rl)];
+        let ends = [self.rows as u64 * per_row(&shapes[0]), self.rows as u64 * per_row(&shapes[1])];
         let appended = (|| -> std::io::Result<()> {
             for ((file, &end), values) in files.iter().zip(&ends).zip([d, l]) {
                 let mut f: &File = file;
@@ -183,6 +183,7 @@ impl Hdf5Output {
             let why = format!("could not keep a pass's rows in the temporary file beside it: {e}");
             return Err(Error::io(&self.path, std::io::Error::new(e.kind(), why)));
         }
+        self.row_shapes.get_or_insert(shapes);
         self.rows += rows;
         Ok(())
     }
@@ -202,7 +203,9 @@ impl Hdf5Output {
         };
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(&self.path, e))?;
         let key = dir.join(name);
-        if open_files().contains(&key) {
+        // Held from the check to the insert: two nets built at once may not both take the file.
+        let mut open = open_files();
+        if open.contains(&key) {
             return Err(Error::Config(format!(
                 "{}: another HDF5Output layer of this process writes this file already (a train and a test net that both \
                  hold the layer need `include {{ phase: ... }}` or different file names)",
@@ -216,7 +219,7 @@ impl Hdf5Output {
             let why = format!("could not make the temporary files its rows wait in, in {}: {e}", dir.display());
             Error::io(&self.path, std::io::Error::new(e.kind(), why))
         })?;
-        open_files().insert(key.clone());
+        open.insert(key.clone());
         self.spill = Some(files);
         self.held = Some(key);
         Ok(())
@@ -257,8 +260,7 @@ impl<B: Backend> Layer<B> for Hdf5Output {
         let (n, rows) = self.rows_of(&[data.shape(), label.shape()])?;
         // Both read before either is kept: a failed read leaves the rows as they were.
         let (d, l) = (data.data_to_vec(be)?, label.data_to_vec(be)?);
-        self.row_shapes.get_or_insert(rows);
-        self.keep(n, &d, &l)?;
+        self.keep(n, rows, &d, &l)?;
         self.passes += 1;
         self.dirty = true;
         // After the first pass, then each time the rows have doubled: O(rows) written in all.

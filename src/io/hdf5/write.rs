@@ -125,7 +125,8 @@ fn layout(root: &Group) -> std::result::Result<usize, String> {
     root.check_names()?;
     // Symbol-table nodes hold 2 x leaf K entries; one B-tree node names up to 32 of them.
     let leaf_k = root.widest().div_ceil(2 * BTREE_CHILDREN).max(4);
-    if leaf_k > u16::MAX as usize {
+    // A node's entry count is 16 bits: 2K entries at most 65,535.
+    if 2 * leaf_k > u16::MAX as usize {
         return Err(format!("a group of {} members is more than crema writes", root.widest()));
     }
     Ok(leaf_k)
