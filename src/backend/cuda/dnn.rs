@@ -150,7 +150,8 @@ impl Dnn {
         let plan = self.plans.get_mut(spec).ok_or_else(|| Error::Internal("cuDNN plan vanished".into()))?;
         let slot = pass as usize;
         let what = || format!("cuDNN convolution {pass:?} ({})", shape(spec));
-        for attempt in 0..2 {
+        let mut searched_again = false;
+        loop {
             let choice = match plan.chosen[slot] {
                 Some(c) => c,
                 None => {
@@ -172,12 +173,15 @@ impl Dnn {
             let ws = match shared.get(dev, choice.workspace) {
                 Ok(ws) => ws,
                 // The memory free at the search is taken since (by this net or another): the
-                // shape is searched again, within what is free now.
-                Err(Error::OutOfMemory { .. }) if attempt == 0 => {
+                // shape is searched again, within what is free now; if even that choice finds no
+                // room, this pass runs as im2col + GEMM.
+                Err(Error::OutOfMemory { .. }) if !searched_again => {
                     drop(shared);
                     plan.chosen[slot] = None;
+                    searched_again = true;
                     continue;
                 }
+                Err(Error::OutOfMemory { .. }) => return Ok(false),
                 Err(e) => return Err(e),
             };
             // SAFETY: descriptors describe the buffers at these addresses, whose extents the
@@ -190,7 +194,6 @@ impl Dnn {
             self.calls += 1;
             return Ok(true);
         }
-        Err(Error::Internal(format!("{}: no workspace after a second search", what())))
     }
 
     /// Per pass (forward, backward data, backward filter): the measured times of the
