@@ -55,7 +55,7 @@ pub fn write_weights_hdf5(path: &Path, layers: &[Hdf5Layer<'_>], with_diff: bool
         let g = data.group(l.name);
         for (j, (b, owned)) in l.blobs.iter().enumerate() {
             if *owned {
-                g.floats(&j.to_string(), &b.shape, b.data.clone());
+                g.floats(&j.to_string(), &b.shape, b.data.as_slice());
             }
         }
     }
@@ -67,7 +67,7 @@ pub fn write_weights_hdf5(path: &Path, layers: &[Hdf5Layer<'_>], with_diff: bool
                 if b.diff.len() != b.data.len() {
                     return Err(bad(format!("layer `{}` blob {j} has no gradient to write", l.name)));
                 }
-                g.floats(&j.to_string(), &b.shape, b.diff.clone());
+                g.floats(&j.to_string(), &b.shape, b.diff.as_slice());
             }
         }
     }
@@ -129,7 +129,7 @@ pub fn write_solverstate_hdf5(path: &Path, iter: i64, learned_net: &str, history
     root.ints("current_step", &[1], vec![int(current_step, "current_step")?]);
     let h = root.group("history");
     for (i, b) in history.iter().enumerate() {
-        h.floats(&i.to_string(), &b.shape, b.data.clone());
+        h.floats(&i.to_string(), &b.shape, b.data.as_slice());
     }
     write_hdf5(path, &root)
 }

@@ -165,7 +165,7 @@ fn truncated_and_corrupted_files_are_refused_not_panicked_on() {
 /// A tree of every kind of member crema writes: nested and empty groups, float32 and int32
 /// datasets of several ranks, an empty dataset, a string, and a group wide enough to need
 /// several symbol-table nodes.
-pub(crate) fn sample_tree() -> Group {
+pub(crate) fn sample_tree() -> Group<'static> {
     let mut root = Group::new();
     root.ints("iter", &[1], vec![1234]);
     root.text("learned_net", "snapshots/net_iter_1234.caffemodel.h5");
@@ -173,7 +173,7 @@ pub(crate) fn sample_tree() -> Group {
     for k in 0..300 {
         let layer = data.group(&format!("layer{k:03}"));
         if k % 3 != 0 {
-            layer.floats("0", &[2, k % 5 + 1], (0..2 * (k % 5 + 1)).map(|i| i as f32 * 0.5 - k as f32).collect());
+            layer.floats("0", &[2, k % 5 + 1], (0..2 * (k % 5 + 1)).map(|i| i as f32 * 0.5 - k as f32).collect::<Vec<f32>>());
             layer.floats("1", &[2], vec![k as f32, -0.25]);
         }
     }

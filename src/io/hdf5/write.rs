@@ -8,6 +8,7 @@
 //! streamed through [`atomic_write`](crate::io::atomic_write) without being assembled in memory.
 
 use crate::{Error, Result};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -24,30 +25,31 @@ const FREE_NULL: u64 = 1;
 /// Bytes of the superblock with the root group's symbol table entry.
 const SUPERBLOCK: usize = 96;
 
-/// A group to write: members in name order, as HDF5 keeps them.
+/// A group to write: members in name order, as HDF5 keeps them. Float datasets may borrow
+/// their values (`'a`): writing streams them, so nothing is copied.
 #[derive(Clone, Debug, Default)]
-pub struct Group {
-    members: BTreeMap<String, Member>,
+pub struct Group<'a> {
+    members: BTreeMap<String, Member<'a>>,
 }
 
 #[derive(Clone, Debug)]
-enum Member {
-    Group(Group),
-    Floats(Vec<usize>, Vec<f32>),
+enum Member<'a> {
+    Group(Group<'a>),
+    Floats(Vec<usize>, Cow<'a, [f32]>),
     /// A float32 dataset whose values are the first bytes of a file (little-endian).
     FloatsIn(Vec<usize>, Arc<File>),
     Ints(Vec<usize>, Vec<i32>),
     Text(String),
 }
 
-impl Group {
+impl<'a> Group<'a> {
     /// An empty group.
     pub fn new() -> Self {
         Group::default()
     }
 
     /// The member group `name`, created when absent (a path `a/b` nests groups).
-    pub fn group(&mut self, name: &str) -> &mut Group {
+    pub fn group(&mut self, name: &str) -> &mut Group<'a> {
         let mut g = self;
         for part in name.split('/').filter(|p| !p.is_empty()) {
             let m = g.members.entry(part.to_string()).or_insert_with(|| Member::Group(Group::new()));
@@ -60,9 +62,9 @@ impl Group {
         g
     }
 
-    /// A float32 dataset of `shape` (C order).
-    pub fn floats(&mut self, name: &str, shape: &[usize], data: Vec<f32>) {
-        self.members.insert(name.to_string(), Member::Floats(shape.to_vec(), data));
+    /// A float32 dataset of `shape` (C order): values owned (a `Vec`) or borrowed (a slice).
+    pub fn floats(&mut self, name: &str, shape: &[usize], data: impl Into<Cow<'a, [f32]>>) {
+        self.members.insert(name.to_string(), Member::Floats(shape.to_vec(), data.into()));
     }
 
     /// A float32 dataset of `shape` whose values are the first `4 x shape's product` bytes of
@@ -284,7 +286,7 @@ impl<W: Write + Seek> Writer<'_, W> {
         for (name, m) in &g.members {
             let addr = match m {
                 Member::Group(inner) => self.group(inner)?.header,
-                Member::Floats(shape, data) => self.dataset(shape, &float32(), Values::F32(data))?,
+                Member::Floats(shape, data) => self.dataset(shape, &float32(), Values::F32(data.as_ref()))?,
                 Member::FloatsIn(shape, file) => {
                     let n = shape.iter().try_fold(4u64, |n, &d| n.checked_mul(d as u64));
                     let n = n.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("dataset `{name}`: shape {shape:?} is too large")))?;
