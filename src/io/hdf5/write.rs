@@ -225,21 +225,19 @@ impl<W: Write + Seek> Writer<'_, W> {
         self.put(&[0; 8][..n as usize])
     }
 
+    /// Numbers as little-endian bytes, converted [`BATCH`] at a time.
+    fn put_le<T: Copy>(&mut self, values: &[T], bytes: fn(T) -> [u8; 4]) -> io::Result<()> {
+        for chunk in values.chunks(BATCH) {
+            self.put(&chunk.iter().flat_map(|&x| bytes(x)).collect::<Vec<u8>>())?;
+        }
+        Ok(())
+    }
+
     fn values(&mut self, values: &Values<'_>) -> io::Result<()> {
         match values {
             Values::Bytes(b) => self.put(b),
-            Values::F32(v) => {
-                for chunk in v.chunks(BATCH) {
-                    self.put(&chunk.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
-                }
-                Ok(())
-            }
-            Values::I32(v) => {
-                for chunk in v.chunks(BATCH) {
-                    self.put(&chunk.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
-                }
-                Ok(())
-            }
+            Values::F32(v) => self.put_le(v, f32::to_le_bytes),
+            Values::I32(v) => self.put_le(v, i32::to_le_bytes),
             Values::File(file, n) => {
                 let mut file: &File = file;
                 file.seek(SeekFrom::Start(0))?;
