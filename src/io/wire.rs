@@ -477,12 +477,18 @@ pub(crate) fn write_packed_f32(w: &mut impl Write, number: u32, values: &[f32]) 
         return Ok(());
     }
     write_len_header(w, number, 4 * values.len())?;
+    write_le(w, values, f32::to_le_bytes)
+}
+
+/// Writes `values` one after another as the bytes `bytes` gives each (little-endian), through
+/// a fixed buffer so that no second copy of the data is made.
+pub(crate) fn write_le<T: Copy, const N: usize>(w: &mut impl Write, values: &[T], bytes: fn(T) -> [u8; N]) -> io::Result<()> {
     let mut buf = [0u8; 64 * 1024];
-    for chunk in values.chunks(buf.len() / 4) {
-        for (dst, v) in buf.chunks_exact_mut(4).zip(chunk) {
-            dst.copy_from_slice(&v.to_le_bytes());
+    for chunk in values.chunks(buf.len() / N) {
+        for (dst, &v) in buf.chunks_exact_mut(N).zip(chunk) {
+            dst.copy_from_slice(&bytes(v));
         }
-        w.write_all(&buf[..4 * chunk.len()])?;
+        w.write_all(&buf[..N * chunk.len()])?;
     }
     Ok(())
 }

@@ -17,7 +17,7 @@
 //! Beyond Caffe, whose second forward pass aborts (its datasets already exist), every forward
 //! pass appends its rows along the first axis: after k passes of batch N the file holds
 //! `(k*N, ...)` rows in pass order, what `crema test --iterations k` is expected to give. The
-//! rows wait on disk, in an unnamed temporary file in the output's folder (made when the net is
+//! rows wait on disk, in two unnamed temporary files in the output's folder (made when the net is
 //! built, gone when the layer is), not in memory: memory holds one pass's rows, however long
 //! the run. The whole file is rewritten atomically from them (a temporary file renamed over it:
 //! the file is always a whole HDF5 file, which h5py, Caffe's HDF5Data or crema's reader can
@@ -43,7 +43,7 @@ use crate::proto::LayerParameter;
 use crate::{Error, Result};
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -170,9 +170,7 @@ impl Hdf5Output {
             for ((file, &end), values) in files.iter().zip(&ends).zip([d, l]) {
                 let mut f: &File = file;
                 f.seek(SeekFrom::Start(end))?;
-                for chunk in values.chunks(1 << 14) {
-                    f.write_all(&chunk.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-                }
+                crate::io::wire::write_le(&mut f, values, f32::to_le_bytes)?;
             }
             Ok(())
         })();

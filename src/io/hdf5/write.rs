@@ -209,9 +209,6 @@ impl Values<'_> {
     }
 }
 
-/// Values converted to little-endian bytes this many at a time.
-const BATCH: usize = 1 << 14;
-
 impl<W: Write + Seek> Writer<'_, W> {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)?;
@@ -225,11 +222,10 @@ impl<W: Write + Seek> Writer<'_, W> {
         self.put(&[0; 8][..n as usize])
     }
 
-    /// Numbers as little-endian bytes, converted [`BATCH`] at a time.
-    fn put_le<T: Copy>(&mut self, values: &[T], bytes: fn(T) -> [u8; 4]) -> io::Result<()> {
-        for chunk in values.chunks(BATCH) {
-            self.put(&chunk.iter().flat_map(|&x| bytes(x)).collect::<Vec<u8>>())?;
-        }
+    /// Numbers as little-endian bytes.
+    fn put_le<T: Copy, const N: usize>(&mut self, values: &[T], bytes: fn(T) -> [u8; N]) -> io::Result<()> {
+        crate::io::wire::write_le(self.out, values, bytes)?;
+        self.at += (N * values.len()) as u64;
         Ok(())
     }
 
